@@ -1,0 +1,53 @@
+// @marlin/dense C ABI: W4A16 GEMM on weights in the packed format of docs/format.md (version 1).
+// Torch-free and Node-free: plain pointers, a stream, a status code.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum marlin_dtype { MARLIN_FP16 = 0, MARLIN_BF16 = 1 } marlin_dtype;
+
+typedef struct marlin_dense_problem {
+  marlin_dtype dtype;     // activation, scale, bias and output dtype
+  int32_t m, n, k;        // logical sizes: x is m x k, y is m x n
+  int32_t n_padded;       // Np of the packed weight (multiple of 64)
+  int32_t k_padded;       // Kp of the packed weight (multiple of 64 for int4)
+  int32_t bits;           // 4 (8 reserved for the int8 path)
+  int32_t group_size;     // rows per scale group; per-channel: group_size = k
+  int64_t lda;            // row stride of x in elements (>= k, multiple of 8)
+  int64_t ldc;            // row stride of y in elements (>= n, multiple of 8)
+  const void* x;          // m x k activations
+  const void* w;          // packed codes, Np/64 * Kp/64 tiles of 2048 bytes
+  const void* scales;     // [G][Np] in dtype
+  const uint8_t* zeros;   // [G][Np] or NULL (symmetric, zero point 8)
+  const int32_t* perm;    // [k] act-order permutation or NULL
+  const void* bias;       // [n] in dtype or NULL
+  void* y;                // m x n output
+} marlin_dense_problem;
+
+typedef struct marlin_dense_launch {
+  int32_t config_id;      // row of kernel-table.json (chosen by @marlin/core dispatch)
+  int32_t splits;         // split-K factor >= 1 (1 = no cross-block reduction)
+} marlin_dense_launch;
+
+// Bytes of workspace a call needs (fp32 split-K partials, arrival counters, permuted activations).
+// The workspace needs no zeroing per call: counters are zeroed once when the workspace is created
+// (marlin_dense_workspace_init) and every call leaves them at zero again. One workspace per stream.
+size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, const marlin_dense_launch* l);
+marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream);
+
+marlin_status marlin_dense_gemm(const marlin_dense_problem* p, const marlin_dense_launch* l, void* workspace,
+                                size_t workspace_bytes, void* stream /* cudaStream_t */);
+
+// Compiled configurations (mirrors kernel-table.json) so callers can check the binary agrees with the table.
+int32_t marlin_dense_config_count(void);
+// Fills mTile, nTiles, kTilesPerStage, stages for a config id; returns MARLIN_E_UNSUPPORTED for unknown ids.
+marlin_status marlin_dense_config_info(int32_t config_id, int32_t out[4]);
+
+#ifdef __cplusplus
+}
+#endif
