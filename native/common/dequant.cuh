@@ -1,0 +1,85 @@
+// INT4 -> fp16 / bf16 dequantization of one packed word (8 codes) into one mma A fragment (4 registers).
+// The word's nibble order is docs/format.md "INT4": nibble p holds (row g + 8(p&1), k 2t + ((p>>2)&1) + 8((p>>1)&1)).
+// Semantics (identical to the CPU reference): w = round_T((q - z) * s); (q - z) is exact in T, the product rounds once.
+#pragma once
+#include "ptx.cuh"
+
+namespace marlin {
+
+// Per-lane constants for one group: the scale and the zero-point offset of the lane's two rows (g and g+8),
+// each broadcast to both halves of a 32-bit pair. Built once per group, used for every word of that group.
+struct GroupConsts {
+  uint32_t s_g, s_g8;      // scale pairs (s[g], s[g]) and (s[g+8], s[g+8])
+  uint32_t sub_g, sub_g8;  // dtype-specific zero-point offsets (see make_group_consts)
+};
+
+template <typename T>
+struct Int4Dequant;
+
+// fp16: (word & 0x000F000F) | 0x6400_6400 is the pair (1024 + q, 1024 + q') (0x6400 = 1024.0, the nibble lands in the
+// mantissa); the 0x00F000F0 mask gives 1024 + 16 q, scaled back by 1/16. Offsets: sub_g = 1024 + z_g (subtracted),
+// sub_g8 = -(64 + z_g8) (added by the fma). Every intermediate is an exact small integer.
+template <>
+struct Int4Dequant<half> {
+  static __device__ __forceinline__ uint32_t pair(float v) {
+    const __half2 h = __float2half2_rn(v);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ GroupConsts consts(half s_g, half s_g8, int z_g, int z_g8) {
+    const __half2 a = __halves2half2(s_g, s_g), b = __halves2half2(s_g8, s_g8);
+    return {*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b), pair(1024.0f + z_g),
+            pair(-64.0f - z_g8)};
+  }
+  static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
+    constexpr uint32_t LO = 0x000F000F, HI = 0x00F000F0, EXP = 0x64006400, SIXTEENTH = 0x2C002C00;
+    const uint32_t q8 = q >> 8;
+    const uint32_t r[4] = {and_or(q, LO, EXP), and_or(q, HI, EXP), and_or(q8, LO, EXP), and_or(q8, HI, EXP)};
+    const __half2* h = reinterpret_cast<const __half2*>(r);
+    const __half2 sub_g = *reinterpret_cast<const __half2*>(&c.sub_g);
+    const __half2 sub_g8 = *reinterpret_cast<const __half2*>(&c.sub_g8);
+    const __half2 s_g = *reinterpret_cast<const __half2*>(&c.s_g);
+    const __half2 s_g8 = *reinterpret_cast<const __half2*>(&c.s_g8);
+    const __half2 inv16 = *reinterpret_cast<const __half2*>(&SIXTEENTH);
+    __half2 o[4];
+    o[0] = __hmul2_rn(__hsub2(h[0], sub_g), s_g);               // rows g,   k 2t, 2t+1
+    o[1] = __hmul2_rn(__hfma2(h[1], inv16, sub_g8), s_g8);      // rows g+8, k 2t, 2t+1
+    o[2] = __hmul2_rn(__hsub2(h[2], sub_g), s_g);               // rows g,   k 2t+8, 2t+9
+    o[3] = __hmul2_rn(__hfma2(h[3], inv16, sub_g8), s_g8);      // rows g+8, k 2t+8, 2t+9
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = *reinterpret_cast<const uint32_t*>(&o[i]);
+  }
+};
+
+// bf16: the 7-bit mantissa cannot hold 16 q, so every nibble is shifted down to bits 0..3 and ORed with the exponent
+// of 128.0 (0x4300): the pair (128 + q, 128 + q'). Offsets sub_g = 128 + z_g, sub_g8 = 128 + z_g8 (both subtracted).
+template <>
+struct Int4Dequant<__nv_bfloat16> {
+  static __device__ __forceinline__ uint32_t pair(float v) {
+    const __nv_bfloat162 h = __float2bfloat162_rn(v);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ GroupConsts consts(__nv_bfloat16 s_g, __nv_bfloat16 s_g8, int z_g, int z_g8) {
+    const __nv_bfloat162 a = __halves2bfloat162(s_g, s_g), b = __halves2bfloat162(s_g8, s_g8);
+    return {*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b), pair(128.0f + z_g),
+            pair(128.0f + z_g8)};
+  }
+  static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
+    constexpr uint32_t LO = 0x000F000F, EXP = 0x43004300;
+    const uint32_t r[4] = {and_or(q, LO, EXP), and_or(q >> 4, LO, EXP), and_or(q >> 8, LO, EXP),
+                           and_or(q >> 12, LO, EXP)};
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(r);
+    const __nv_bfloat162 sub_g = *reinterpret_cast<const __nv_bfloat162*>(&c.sub_g);
+    const __nv_bfloat162 sub_g8 = *reinterpret_cast<const __nv_bfloat162*>(&c.sub_g8);
+    const __nv_bfloat162 s_g = *reinterpret_cast<const __nv_bfloat162*>(&c.s_g);
+    const __nv_bfloat162 s_g8 = *reinterpret_cast<const __nv_bfloat162*>(&c.s_g8);
+    __nv_bfloat162 o[4];
+    o[0] = __hmul2_rn(__hsub2(h[0], sub_g), s_g);    // rows g,   k 2t, 2t+1     (nibbles 0, 4)
+    o[1] = __hmul2_rn(__hsub2(h[1], sub_g8), s_g8);  // rows g+8, k 2t, 2t+1     (nibbles 1, 5)
+    o[2] = __hmul2_rn(__hsub2(h[2], sub_g), s_g);    // rows g,   k 2t+8, 2t+9   (nibbles 2, 6)
+    o[3] = __hmul2_rn(__hsub2(h[3], sub_g8), s_g8);  // rows g+8, k 2t+8, 2t+9   (nibbles 3, 7)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = *reinterpret_cast<const uint32_t*>(&o[i]);
+  }
+};
+
+}  // namespace marlin

@@ -1,0 +1,71 @@
+// Inline-PTX building blocks shared by every Marlin kernel: async copies, ldmatrix, mma.sync, lop3.
+// Each wrapper says what it does, why this instruction, and the PTX ISA section it comes from.
+// NOTE: no L2 cache-hint policies anywhere (createpolicy + cp.async ... L2::cache_hint is miscompiled by ptxas 13 on
+// sm_90: illegal instruction at run time, IST-DASLab/marlin#44).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace marlin {
+
+// 16-byte global -> shared copy that bypasses L1 (.cg): weights are read once, activations come from L2.
+// `src_bytes` = 0 zero-fills the destination without touching global memory (used for rows >= M and columns >= K).
+// PTX ISA 9.7.9.25.3.1 cp.async.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes = 16) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+
+// Close the current group of cp.async operations (one group per pipeline stage). PTX ISA 9.7.9.25.3.2.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+// Wait until at most N groups are still in flight. PTX ISA 9.7.9.25.3.3.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Four 8x8 b16 matrices from shared memory in one instruction: lane l supplies the row address for matrix l/8,
+// and receives in register i the pair (row l/4, columns 2(l%4), +1) of matrix i: exactly an mma B-operand fragment
+// when the matrix rows are tokens and its columns are 8 consecutive k. PTX ISA 9.7.14.5.15 ldmatrix.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+// D = A(16x16) * B(16x8) + D with fp32 accumulation. A = dequantized weights (rows = output features),
+// B = activations (columns = tokens). PTX ISA 9.7.14.5.14 mma.m16n8k16.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+
+template <>
+__device__ __forceinline__ void mma_16816<half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <>
+__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// (a & b) | c in one instruction (LUT 0xEA). Forced through PTX because the compiler does not always fuse the
+// AND/OR pair of the dequant into one lop3. PTX ISA 9.7.8.7 lop3.
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
+
+}  // namespace marlin

@@ -1,0 +1,335 @@
+// W4A16 GEMM, "Ampere path": mma.sync.m16n8k16 with the dequantized weights as the 16-row A operand and tokens as
+// the 8-column B operand (the operand swap: M = 1 wastes 7/8 of an n8 column instead of 15/16 of an m16 row).
+// Built for sm_80 (Ampere/Ada) and sm_90a (Hopper, where it also serves as the forced fallback).
+//
+// Work partition (docs/kernel-design.md has the diagram):
+//   block  = M_TILE tokens x (N_TILES * 64) output columns x a contiguous range of K (split-K "splits")
+//   grid   = m_blocks * splits * n_blocks, m fastest so blocks that run together share weights in L2
+//   warps  = 8: warp w owns the 16-column slot (w & 3) of each of the block's 64-column tiles and the k-tiles
+//            j = (w >> 2), (w >> 2) + 2, ... of every stage ("k-slicing"); the two k-slices are summed in shared memory.
+//   stage  = K_STAGE k-tiles (64 k each): weights (2048 B per tile), activations (M_TILE x 64 K_STAGE, swizzled),
+//            scale rows and zero-point rows for k offsets 0 and 32 of each k-tile; cp.async, STAGES deep.
+// Cross-block (split-K) reduction: every block writes its fp32 partial tile to the workspace in fragment order,
+// then bumps the tile's arrival counter; the last block to arrive sums all partials in split order 0..S-1
+// (deterministic, independent of arrival order), resets the counter to 0 (no host zeroing, graph-replay safe),
+// adds the bias and writes the output.
+#pragma once
+#include "../../common/dequant.cuh"
+#include "../../common/ptx.cuh"
+
+namespace marlin::dense {
+
+constexpr int kThreads = 256;
+constexpr int kTileBytes = 2048;  // 64 columns x 64 k of int4 (docs/format.md "Tiles")
+constexpr int kTileN = 64;
+constexpr int kTileK = 64;
+// Arrival counters live at the start of the workspace, one per output tile of a split-K launch.
+constexpr int kCounterCapacity = 4096;
+constexpr size_t kCounterBytes = kCounterCapacity * sizeof(uint32_t);
+
+template <int M_TILE, int N_TILES, int K_STAGE, int STAGES>
+struct Traits {
+  static constexpr int kM8 = M_TILE / 8;                 // n8 token blocks per tile
+  static constexpr int kCtaN = N_TILES * kTileN;         // output columns per block
+  static constexpr int kXRowChunks = K_STAGE * 8;        // 16-byte chunks per activation row in a stage
+  static constexpr int kWBytes = K_STAGE * N_TILES * kTileBytes;
+  static constexpr int kXBytes = M_TILE * kXRowChunks * 16;
+  static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // scale rows for k offsets 0 and 32 of each k-tile
+  static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
+  static constexpr int kStageBytes = kWBytes + kXBytes + kSBytes + kZBytes;
+  static constexpr int kPipeBytes = STAGES * kStageBytes;
+  static constexpr int kReduceBytes = (kThreads / 2) * kM8 * N_TILES * 4 * 4;  // k-slice 1 partials
+  static constexpr int kOutStride = kCtaN + 8;                                  // elements; +16 B against conflicts
+  static constexpr int kOutBytes = M_TILE * kOutStride * 2;
+  static constexpr int kEpilogueBytes = kReduceBytes + kOutBytes;
+  static constexpr int kSmemBytes = kPipeBytes > kEpilogueBytes ? kPipeBytes : kEpilogueBytes;
+  // Two blocks per SM where shared memory allows and accumulators are small: more bytes in flight for decode.
+  static constexpr int kMinBlocks = (M_TILE <= 32 && 2 * kSmemBytes <= 220 * 1024) ? 2 : 1;
+
+  static_assert(M_TILE % 8 == 0 && M_TILE >= 8, "tokens come in n8 blocks");
+  static_assert(K_STAGE % 2 == 0, "two k-slices of warps share each stage");
+  static_assert(STAGES >= 2, "cp.async pipeline needs at least double buffering");
+  static_assert(kXRowChunks >= 8, "the XOR swizzle permutes 8 chunks of a row");
+  static_assert(kStageBytes % 16 == 0, "stages must stay 16-byte aligned");
+  static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
+};
+
+struct Params {
+  const int4* x;  // activations (or their act-order permutation in the workspace)
+  int64_t lda;    // elements
+  const int4* w;
+  const uint16_t* scales;
+  const uint8_t* zeros;
+  const uint16_t* bias;
+  uint16_t* y;
+  int64_t ldc;
+  float* partials;
+  uint32_t* counters;
+  int m, n, k, np, group_size, num_groups;
+  int m_blocks, n_blocks, splits;
+  int k_tiles, stages_total, stages_per_split;
+};
+
+template <int I>
+__device__ __forceinline__ uint32_t word_of(const uint4& v) {
+  static_assert(I >= 0 && I < 4, "four words per lane per tile");
+  return I == 0 ? v.x : I == 1 ? v.y : I == 2 ? v.z : v.w;
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(uint16_t bits) {
+  if constexpr (std::is_same_v<T, half>) {
+    return __half2float(__ushort_as_half(bits));
+  } else {
+    return __bfloat162float(__ushort_as_bfloat16(bits));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T from_bits(uint16_t bits) {
+  if constexpr (std::is_same_v<T, half>) {
+    return __ushort_as_half(bits);
+  } else {
+    return __ushort_as_bfloat16(bits);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ uint16_t to_bits(float v) {
+  if constexpr (std::is_same_v<T, half>) {
+    return __half_as_ushort(__float2half_rn(v));
+  } else {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  }
+}
+
+template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS>
+__global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
+    gemm_ampere(const Params p) {
+  using Tr = Traits<M_TILE, N_TILES, K_STAGE, STAGES>;
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ int last_arrival;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wn = warp & 3, wk = warp >> 2;
+  const int g = lane >> 2, t = lane & 3;
+
+  int bid = blockIdx.x;
+  const int m_block = bid % p.m_blocks;
+  bid /= p.m_blocks;
+  const int split = bid % p.splits;
+  const int n_block = bid / p.splits;
+  const int m0 = m_block * M_TILE;
+  const int tile0 = n_block * N_TILES;  // first 64-column tile of this block
+  const int n0 = tile0 * kTileN;
+  const int n_tiles_total = p.np / kTileN;
+  const int st_begin = split * p.stages_per_split;
+  const int n_stages = max(min(st_begin + p.stages_per_split, p.stages_total) - st_begin, 0);
+
+  // ---- global -> shared: one stage = K_STAGE k-tiles of weights, activations, scale and zero-point rows ----
+  auto load_stage = [&](int st, int slot) {
+    uint8_t* base = smem + slot * Tr::kStageBytes;
+    const int kt0 = st * K_STAGE;
+#pragma unroll
+    for (int i = tid; i < K_STAGE * N_TILES * 128; i += kThreads) {  // weights: 128 chunks per tile
+      const int c = i & 127, jt = i >> 7, j = jt / N_TILES, nt = jt % N_TILES;
+      const int kt = kt0 + j, tile = tile0 + nt;
+      if (kt < p.k_tiles && tile < n_tiles_total) {
+        cp_async16(base + (j * N_TILES + nt) * kTileBytes + c * 16, p.w + (size_t(tile) * p.k_tiles + kt) * 128 + c);
+      }
+    }
+    uint8_t* xs = base + Tr::kWBytes;
+#pragma unroll
+    for (int i = tid; i < M_TILE * Tr::kXRowChunks; i += kThreads) {  // activations, zero-filled out of range
+      const int r = i / Tr::kXRowChunks, c = i % Tr::kXRowChunks;
+      const int m = m0 + r, k = kt0 * kTileK + c * 8;
+      const bool ok = m < p.m && k < p.k;
+      const int4* src = ok ? p.x + (size_t(m) * p.lda + k) / 8 : p.x;
+      cp_async16(xs + (r * Tr::kXRowChunks + (c ^ (r & 7))) * 16, src, ok ? 16 : 0);
+    }
+    uint8_t* ss = xs + Tr::kXBytes;
+#pragma unroll
+    for (int i = tid; i < K_STAGE * 2 * N_TILES * 8; i += kThreads) {  // scale rows: 8 chunks per 64 columns
+      const int c = i % (N_TILES * 8), row = i / (N_TILES * 8), kt = kt0 + (row >> 1);
+      if (kt < p.k_tiles && n0 + c * 8 < p.np) {
+        const int grp = min((kt * kTileK + (row & 1) * 32) / p.group_size, p.num_groups - 1);
+        cp_async16(ss + (row * Tr::kCtaN + c * 8) * 2, p.scales + size_t(grp) * p.np + n0 + c * 8);
+      }
+    }
+    if constexpr (HAS_ZEROS) {
+      uint8_t* zs = ss + Tr::kSBytes;
+#pragma unroll
+      for (int i = tid; i < K_STAGE * 2 * N_TILES * 4; i += kThreads) {  // zero-point rows: 4 chunks per 64 columns
+        const int c = i % (N_TILES * 4), row = i / (N_TILES * 4), kt = kt0 + (row >> 1);
+        if (kt < p.k_tiles && n0 + c * 16 < p.np) {
+          const int grp = min((kt * kTileK + (row & 1) * 32) / p.group_size, p.num_groups - 1);
+          cp_async16(zs + row * Tr::kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
+        }
+      }
+    }
+  };
+
+  float acc[Tr::kM8][N_TILES][4];
+#pragma unroll
+  for (int a = 0; a < Tr::kM8; ++a)
+#pragma unroll
+    for (int b = 0; b < N_TILES; ++b)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.0f;
+
+  // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
+  auto compute_stage = [&](int slot, int st) {
+    const uint8_t* base = smem + slot * Tr::kStageBytes;
+    const uint8_t* xs = base + Tr::kWBytes;
+    const T* ss = reinterpret_cast<const T*>(xs + Tr::kXBytes);
+    const uint8_t* zs = xs + Tr::kXBytes + Tr::kSBytes;
+#pragma unroll
+    for (int j = wk; j < K_STAGE; j += 2) {
+      if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
+      uint4 wq[N_TILES];                         // this lane's 4 fragment words (k steps 0..3) per tile
+#pragma unroll
+      for (int nt = 0; nt < N_TILES; ++nt) {
+        wq[nt] = *reinterpret_cast<const uint4*>(base + (j * N_TILES + nt) * kTileBytes + (wn * 32 + lane) * 16);
+      }
+#pragma unroll
+      for (int kp = 0; kp < 2; ++kp) {  // k offsets 32 kp .. 32 kp + 31: one scale group (groups are >= 32)
+        uint32_t a[N_TILES][2][4];
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; ++nt) {  // dequant + scale, once per weight, reused by every token block
+          const int col = (j * 2 + kp) * Tr::kCtaN + nt * kTileN + wn * 16 + g;
+          const int z_g = HAS_ZEROS ? zs[col] : 8, z_g8 = HAS_ZEROS ? zs[col + 8] : 8;
+          const GroupConsts gc = Int4Dequant<T>::consts(ss[col], ss[col + 8], z_g, z_g8);
+          Int4Dequant<T>::apply(kp == 0 ? word_of<0>(wq[nt]) : word_of<2>(wq[nt]), gc, a[nt][0]);
+          Int4Dequant<T>::apply(kp == 0 ? word_of<1>(wq[nt]) : word_of<3>(wq[nt]), gc, a[nt][1]);
+        }
+#pragma unroll
+        for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps
+          uint32_t b[4];
+          const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
+          ldmatrix_x4(b, xs + (r * Tr::kXRowChunks + (c ^ (r & 7))) * 16);
+#pragma unroll
+          for (int nt = 0; nt < N_TILES; ++nt) {
+            mma_16816<T>(acc[m8][nt], a[nt][0], b[0], b[1]);
+            mma_16816<T>(acc[m8][nt], a[nt][1], b[2], b[3]);
+          }
+        }
+      }
+    }
+  };
+
+  // ---- pipeline: STAGES-1 stages in flight while one is computed ----
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < n_stages) load_stage(st_begin + s, s);
+    cp_async_commit();
+  }
+  for (int it = 0; it < n_stages; ++it) {
+    cp_async_wait<STAGES - 2>();  // wait for stage `it`
+    __syncthreads();              // ...for every thread's copies, and every warp is done with slot (it-1)
+    const int nxt = it + STAGES - 1;
+    if (nxt < n_stages) load_stage(st_begin + nxt, nxt % STAGES);  // refill the slot computed last iteration
+    cp_async_commit();
+    compute_stage(it % STAGES, st_begin + it);
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on
+
+  // ---- k-slice reduction in shared memory: slice 1 -> slice 0 ----
+  float* red = reinterpret_cast<float*>(smem);
+  const int htid = tid & (kThreads / 2 - 1);
+  if (wk == 1) {
+#pragma unroll
+    for (int m8 = 0; m8 < Tr::kM8; ++m8)
+#pragma unroll
+      for (int nt = 0; nt < N_TILES; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid] = acc[m8][nt][e];
+  }
+  __syncthreads();
+  if (wk == 0) {
+#pragma unroll
+    for (int m8 = 0; m8 < Tr::kM8; ++m8)
+#pragma unroll
+      for (int nt = 0; nt < N_TILES; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[m8][nt][e] += red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid];
+  }
+
+  // ---- split-K: publish the partial tile; the last block to arrive reduces in split order ----
+  if (p.splits > 1) {
+    const int tile_id = m_block + p.m_blocks * n_block;
+    constexpr int kTileFloats = M_TILE * Tr::kCtaN;
+    float* mine = p.partials + (size_t(tile_id) * p.splits + split) * kTileFloats;
+    if (wk == 0) {
+#pragma unroll
+      for (int m8 = 0; m8 < Tr::kM8; ++m8)
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; ++nt) {
+          reinterpret_cast<float4*>(mine)[(m8 * N_TILES + nt) * (kThreads / 2) + htid] =
+              make_float4(acc[m8][nt][0], acc[m8][nt][1], acc[m8][nt][2], acc[m8][nt][3]);
+        }
+    }
+    __threadfence();  // partials visible device-wide before the arrival is counted
+    __syncthreads();
+    if (tid == 0) last_arrival = atomicAdd(&p.counters[tile_id], 1u) == unsigned(p.splits - 1);
+    __syncthreads();
+    if (!last_arrival) return;
+    __threadfence();  // acquire side of the pattern: see every other block's partials
+    if (wk == 0) {
+      const float* first = p.partials + size_t(tile_id) * p.splits * kTileFloats;
+#pragma unroll
+      for (int m8 = 0; m8 < Tr::kM8; ++m8)
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; ++nt) {
+          float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+          for (int s = 0; s < p.splits; ++s) {  // fixed order: bitwise identical on every run
+            const float4 v =
+                __ldcg(reinterpret_cast<const float4*>(first + size_t(s) * kTileFloats) + (m8 * N_TILES + nt) * (kThreads / 2) + htid);
+            sum.x += v.x;
+            sum.y += v.y;
+            sum.z += v.z;
+            sum.w += v.w;
+          }
+          acc[m8][nt][0] = sum.x;
+          acc[m8][nt][1] = sum.y;
+          acc[m8][nt][2] = sum.z;
+          acc[m8][nt][3] = sum.w;
+        }
+    }
+    if (tid == 0) p.counters[tile_id] = 0u;  // leave the workspace as we found it
+  }
+
+  // ---- epilogue: + bias in fp32, round to T, stage in smem, 16-byte coalesced stores ----
+  uint16_t* os = reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes);
+  if (wk == 0) {
+#pragma unroll
+    for (int nt = 0; nt < N_TILES; ++nt) {
+      const int col = nt * kTileN + wn * 16 + g;  // rows g and g+8 of the fragment = output columns
+      float b_g = 0.f, b_g8 = 0.f;
+      if (p.bias != nullptr) {
+        if (n0 + col < p.n) b_g = to_float<T>(p.bias[n0 + col]);
+        if (n0 + col + 8 < p.n) b_g8 = to_float<T>(p.bias[n0 + col + 8]);
+      }
+#pragma unroll
+      for (int m8 = 0; m8 < Tr::kM8; ++m8) {
+        const int tok = m8 * 8 + 2 * t;  // fragment columns 2t, 2t+1 = tokens
+        os[tok * Tr::kOutStride + col] = to_bits<T>(acc[m8][nt][0] + b_g);
+        os[(tok + 1) * Tr::kOutStride + col] = to_bits<T>(acc[m8][nt][1] + b_g);
+        os[tok * Tr::kOutStride + col + 8] = to_bits<T>(acc[m8][nt][2] + b_g8);
+        os[(tok + 1) * Tr::kOutStride + col + 8] = to_bits<T>(acc[m8][nt][3] + b_g8);
+      }
+    }
+  }
+  __syncthreads();
+  constexpr int kRowChunks = Tr::kCtaN / 8;
+#pragma unroll
+  for (int i = tid; i < M_TILE * kRowChunks; i += kThreads) {
+    const int r = i / kRowChunks, c = i % kRowChunks;
+    const int m = m0 + r, n = n0 + c * 8;
+    if (m < p.m && n < p.n) {
+      *reinterpret_cast<int4*>(p.y + size_t(m) * p.ldc + n) = *reinterpret_cast<const int4*>(os + r * Tr::kOutStride + c * 8);
+    }
+  }
+}
+
+}  // namespace marlin::dense

@@ -1,0 +1,210 @@
+// C entry points of @marlin/dense (native/include/marlin/dense.h): validation, workspace layout, act-order gather,
+// and the launch of the configuration chosen by @marlin/core dispatch (ids from kernel-table.json).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "ampere_kernel.cuh"
+#include "marlin/dense.h"
+#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, mTile, nTiles, kStage, stages)
+#include "../../runtime/cuda_status.h"
+
+namespace marlin::dense {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t round_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+marlin_status record_cuda(cudaError_t e) { return marlin_record_cuda_error(static_cast<int>(e)); }
+
+struct ConfigInfo {
+  int m_tile, n_tiles, k_stage, stages;
+};
+
+bool config_info(int id, ConfigInfo* out) {
+  switch (id) {
+#define MARLIN_CONFIG_CASE(ID, MT, NT, KS, ST) \
+  case ID:                                     \
+    *out = {MT, NT, KS, ST};                   \
+    return true;
+    MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_CASE)
+#undef MARLIN_CONFIG_CASE
+    default:
+      return false;
+  }
+}
+
+// Workspace layout (all offsets 256-byte aligned):
+//   [0, kCounterBytes)                 arrival counters, zeroed once by marlin_dense_workspace_init, left at 0
+//   [kCounterBytes, +partials)         fp32 split-K partial tiles (only when splits > 1)
+//   [.., +m*k*2)                       act-order permuted activations (only when perm != NULL)
+struct WorkspaceLayout {
+  size_t partials_offset, partials_bytes, xperm_offset, xperm_bytes, total;
+};
+
+WorkspaceLayout layout_of(const marlin_dense_problem& p, const marlin_dense_launch& l, const ConfigInfo& c) {
+  WorkspaceLayout w{};
+  const size_t m_blocks = ceil_div(p.m, c.m_tile), n_blocks = ceil_div(p.n_padded, 64 * c.n_tiles);
+  w.partials_offset = kCounterBytes;
+  w.partials_bytes = l.splits > 1 ? round_up(m_blocks * n_blocks * l.splits * c.m_tile * c.n_tiles * 64 * 4) : 0;
+  w.xperm_offset = w.partials_offset + w.partials_bytes;
+  w.xperm_bytes = p.perm != nullptr ? round_up(size_t(p.m) * p.k * 2) : 0;
+  w.total = w.xperm_offset + w.xperm_bytes;
+  return w;
+}
+
+// x_perm[m][k'] = x[m][perm[k']]: one block per row; the gather makes act-order groups contiguous again.
+__global__ void gather_columns(const uint16_t* __restrict__ x, int64_t lda, const int32_t* __restrict__ perm,
+                               uint16_t* __restrict__ out, int k) {
+  const uint16_t* row = x + size_t(blockIdx.x) * lda;
+  uint16_t* dst = out + size_t(blockIdx.x) * k;
+  for (int i = threadIdx.x; i < k; i += blockDim.x) {
+    const int src = min(max(perm[i], 0), k - 1);  // NOTE: perm is validated on the host at pack time
+    dst[i] = row[src];
+  }
+}
+
+template <typename T, int MT, int NT, int KS, int ST, bool Z>
+marlin_status launch_kernel(const Params& prm, cudaStream_t stream) {
+  using Tr = Traits<MT, NT, KS, ST>;
+  auto kernel = gemm_ampere<T, MT, NT, KS, ST, Z>;
+  // The >48 KB dynamic smem opt-in is per function and device; remember it per device (up to 64 devices).
+  static std::atomic<uint64_t> opted_in{0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return record_cuda(cudaGetLastError());
+  const uint64_t bit = uint64_t(1) << (dev & 63);
+  if ((opted_in.load(std::memory_order_relaxed) & bit) == 0) {
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
+    if (e != cudaSuccess) return record_cuda(e);
+    opted_in.fetch_or(bit, std::memory_order_relaxed);
+  }
+  const int grid = prm.m_blocks * prm.n_blocks * prm.splits;
+  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(prm);
+  return record_cuda(cudaGetLastError());
+}
+
+template <int MT, int NT, int KS, int ST>
+marlin_status launch_config(const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
+  if (dtype == MARLIN_FP16) {
+    return zeros ? launch_kernel<half, MT, NT, KS, ST, true>(prm, stream)
+                 : launch_kernel<half, MT, NT, KS, ST, false>(prm, stream);
+  }
+  return zeros ? launch_kernel<__nv_bfloat16, MT, NT, KS, ST, true>(prm, stream)
+               : launch_kernel<__nv_bfloat16, MT, NT, KS, ST, false>(prm, stream);
+}
+
+marlin_status launch_by_id(int id, const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
+  switch (id) {
+#define MARLIN_CONFIG_LAUNCH(ID, MT, NT, KS, ST) \
+  case ID:                                       \
+    return launch_config<MT, NT, KS, ST>(prm, dtype, zeros, stream);
+    MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_LAUNCH)
+#undef MARLIN_CONFIG_LAUNCH
+    default:
+      return MARLIN_E_UNSUPPORTED;
+  }
+}
+
+marlin_status validate(const marlin_dense_problem& p, const marlin_dense_launch& l, const ConfigInfo& c) {
+  if (p.dtype != MARLIN_FP16 && p.dtype != MARLIN_BF16) return MARLIN_E_INVALID_ARGUMENT;
+  if (p.bits != 4) return MARLIN_E_UNSUPPORTED;
+  if (p.m < 1 || p.n < 16 || p.k < 16 || p.n % 16 != 0 || p.k % 16 != 0) return MARLIN_E_INVALID_ARGUMENT;
+  if (p.n_padded != ceil_div(p.n, 64) * 64 || p.k_padded != ceil_div(p.k, 64) * 64) return MARLIN_E_INVALID_ARGUMENT;
+  const bool per_channel = p.group_size == p.k;
+  if (!per_channel && p.group_size != 32 && p.group_size != 64 && p.group_size != 128) return MARLIN_E_UNSUPPORTED;
+  if (p.lda < p.k || p.ldc < p.n || p.lda % 8 != 0 || p.ldc % 8 != 0) return MARLIN_E_MISALIGNED;
+  if (!p.x || !p.w || !p.scales || !p.y) return MARLIN_E_INVALID_ARGUMENT;
+  if (!aligned16(p.x) || !aligned16(p.w) || !aligned16(p.scales) || !aligned16(p.y)) return MARLIN_E_MISALIGNED;
+  if (p.zeros && !aligned16(p.zeros)) return MARLIN_E_MISALIGNED;
+  if (p.bias && (reinterpret_cast<uintptr_t>(p.bias) & 1)) return MARLIN_E_MISALIGNED;
+  if (l.splits < 1 || l.splits > 64) return MARLIN_E_INVALID_ARGUMENT;
+  const long long tiles = 1LL * ceil_div(p.m, c.m_tile) * ceil_div(p.n_padded, 64 * c.n_tiles);
+  if (l.splits > 1 && tiles > kCounterCapacity) return MARLIN_E_UNSUPPORTED;
+  if (1LL * tiles * l.splits > 0x7fffffffLL) return MARLIN_E_UNSUPPORTED;
+  return MARLIN_OK;
+}
+
+}  // namespace
+}  // namespace marlin::dense
+
+using namespace marlin::dense;
+
+extern "C" size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, const marlin_dense_launch* l) {
+  ConfigInfo c;
+  if (!p || !l || !config_info(l->config_id, &c)) return 0;
+  return layout_of(*p, *l, c).total;
+}
+
+extern "C" marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream) {
+  if (!workspace || bytes < kCounterBytes) return MARLIN_E_WORKSPACE;
+  return record_cuda(cudaMemsetAsync(workspace, 0, kCounterBytes, static_cast<cudaStream_t>(stream)));
+}
+
+extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const marlin_dense_launch* lp,
+                                           void* workspace, size_t workspace_bytes, void* stream_ptr) {
+  if (!pp || !lp) return MARLIN_E_INVALID_ARGUMENT;
+  const marlin_dense_problem& p = *pp;
+  const marlin_dense_launch& l = *lp;
+  ConfigInfo c;
+  if (!config_info(l.config_id, &c)) return MARLIN_E_UNSUPPORTED;
+  if (const marlin_status s = validate(p, l, c); s != MARLIN_OK) return s;
+  const WorkspaceLayout wl = layout_of(p, l, c);
+  if (!workspace || workspace_bytes < wl.total || !aligned16(workspace)) return MARLIN_E_WORKSPACE;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  uint8_t* ws = static_cast<uint8_t*>(workspace);
+
+  Params prm{};
+  prm.x = static_cast<const int4*>(p.x);
+  prm.lda = p.lda;
+  if (p.perm) {  // act-order: gather x[:, perm] into the workspace, then run on contiguous groups
+    uint16_t* xp = reinterpret_cast<uint16_t*>(ws + wl.xperm_offset);
+    gather_columns<<<p.m, 256, 0, stream>>>(static_cast<const uint16_t*>(p.x), p.lda, p.perm, xp, p.k);
+    if (const marlin_status s = record_cuda(cudaGetLastError()); s != MARLIN_OK) return s;
+    prm.x = reinterpret_cast<const int4*>(xp);
+    prm.lda = p.k;
+  }
+  prm.w = static_cast<const int4*>(p.w);
+  prm.scales = static_cast<const uint16_t*>(p.scales);
+  prm.zeros = p.zeros;
+  prm.bias = static_cast<const uint16_t*>(p.bias);
+  prm.y = static_cast<uint16_t*>(p.y);
+  prm.ldc = p.ldc;
+  prm.partials = reinterpret_cast<float*>(ws + wl.partials_offset);
+  prm.counters = reinterpret_cast<uint32_t*>(ws);
+  prm.m = p.m;
+  prm.n = p.n;
+  prm.k = p.k;
+  prm.np = p.n_padded;
+  prm.group_size = p.group_size;
+  prm.num_groups = ceil_div(p.k, p.group_size);
+  prm.m_blocks = ceil_div(p.m, c.m_tile);
+  prm.n_blocks = ceil_div(p.n_padded, 64 * c.n_tiles);
+  prm.k_tiles = p.k_padded / kTileK;
+  prm.stages_total = ceil_div(prm.k_tiles, c.k_stage);
+  prm.splits = std::min(l.splits, prm.stages_total);
+  prm.stages_per_split = ceil_div(prm.stages_total, prm.splits);
+  // Re-derive splits so that none is empty: 10 stages asked in 4 splits give 3 stages per split and 4 splits
+  // (3,3,3,1); 9 stages in 4 splits give 3 per split and only 3 splits.
+  prm.splits = ceil_div(prm.stages_total, prm.stages_per_split);
+  return launch_by_id(l.config_id, prm, p.dtype, p.zeros != nullptr, stream);
+}
+
+extern "C" int32_t marlin_dense_config_count(void) {
+  int32_t n = 0;
+#define MARLIN_CONFIG_COUNT(ID, MT, NT, KS, ST) ++n;
+  MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_COUNT)
+#undef MARLIN_CONFIG_COUNT
+  return n;
+}
+
+extern "C" marlin_status marlin_dense_config_info(int32_t config_id, int32_t out[4]) {
+  ConfigInfo c;
+  if (!out || !config_info(config_id, &c)) return MARLIN_E_UNSUPPORTED;
+  out[0] = c.m_tile;
+  out[1] = c.n_tiles;
+  out[2] = c.k_stage;
+  out[3] = c.stages;
+  return MARLIN_OK;
+}

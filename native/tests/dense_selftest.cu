@@ -1,0 +1,213 @@
+// Native self-test of the dense kernel, independent of Node: packs random codes with the docs/format.md formulas
+// (written again here, independently of the TypeScript packer), runs marlin_dense_gemm for every configuration,
+// split count and feature, and compares with a float64 CPU reference of the same semantics.
+// Build + run (GPU host):  see tools/native-selftest.sh. Exit code 0 = all cases pass.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "marlin/dense.h"
+
+#define CHECK_CUDA(x)                                                                        \
+  do {                                                                                       \
+    cudaError_t e_ = (x);                                                                    \
+    if (e_ != cudaSuccess) {                                                                 \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(2);                                                                          \
+    }                                                                                        \
+  } while (0)
+
+namespace {
+
+float bits_to_float(uint16_t b, marlin_dtype dt) {
+  if (dt == MARLIN_FP16) return __half2float(__ushort_as_half(b));
+  uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t float_to_bits(float f, marlin_dtype dt) {
+  if (dt == MARLIN_FP16) return __half_as_ushort(__float2half_rn(f));
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+struct Case {
+  marlin_dtype dt;
+  int m, n, k, group;
+  bool zeros, act_order, bias;
+  int config, splits;
+  int64_t lda_pad;
+};
+
+// docs/format.md: tile (nb, kb) at nb*(Kp/64)+kb; word (w*32+l)*4+j; nibble p -> (n = 16w + g + 8(p&1),
+// k = 16j + 2t + ((p>>2)&1) + 8((p>>1)&1)).
+std::vector<uint32_t> pack_int4(const std::vector<uint8_t>& q, int k, int n, int kp, int np, int zero_code) {
+  std::vector<uint32_t> out(size_t(kp / 64) * (np / 64) * 512, 0);
+  for (int nb = 0; nb < np / 64; ++nb)
+    for (int kb = 0; kb < kp / 64; ++kb)
+      for (int w = 0; w < 4; ++w)
+        for (int l = 0; l < 32; ++l)
+          for (int j = 0; j < 4; ++j) {
+            uint32_t word = 0;
+            const int g = l >> 2, t = l & 3;
+            for (int p = 0; p < 8; ++p) {
+              const int nn = nb * 64 + 16 * w + g + 8 * (p & 1);
+              const int kk = kb * 64 + 16 * j + 2 * t + ((p >> 2) & 1) + 8 * ((p >> 1) & 1);
+              const uint32_t code = (nn < n && kk < k) ? q[size_t(kk) * n + nn] : uint32_t(zero_code);
+              word |= (code & 15u) << (4 * p);
+            }
+            out[(size_t(nb) * (kp / 64) + kb) * 512 + (w * 32 + l) * 4 + j] = word;
+          }
+  return out;
+}
+
+bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
+  const int m = c.m, n = c.n, k = c.k, g = c.group;
+  const int np = (n + 63) / 64 * 64, kp = (k + 63) / 64 * 64, groups = (k + g - 1) / g;
+  const int64_t lda = k + c.lda_pad;
+  std::uniform_int_distribution<int> code(0, 15);
+  std::uniform_real_distribution<float> uni(-1.f, 1.f), sc(0.002f, 0.02f);
+  // Codes in packed (act-order-sorted) row order; perm maps packed row -> original column.
+  std::vector<uint8_t> q(size_t(k) * n);
+  for (auto& v : q) v = uint8_t(code(rng));
+  std::vector<uint16_t> scales(size_t(groups) * np, 0);
+  std::vector<uint8_t> zeros(size_t(groups) * np, 8);
+  for (int gi = 0; gi < groups; ++gi)
+    for (int j = 0; j < n; ++j) {
+      scales[size_t(gi) * np + j] = float_to_bits(sc(rng), c.dt);
+      if (c.zeros) zeros[size_t(gi) * np + j] = uint8_t(code(rng));
+    }
+  std::vector<int32_t> perm(k);
+  for (int i = 0; i < k; ++i) perm[i] = i;
+  if (c.act_order) std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<uint16_t> x(size_t(m) * lda), bias(n);
+  for (auto& v : x) v = float_to_bits(uni(rng), c.dt);
+  for (auto& v : bias) v = float_to_bits(uni(rng), c.dt);
+  const auto packed = pack_int4(q, k, n, kp, np, 8);  // padding code irrelevant: activations are zero-filled
+
+  // Reference: w = round_T((q - z) * s), y = round_T(sum f64(x[perm]) * w + bias).
+  std::vector<float> wdq(size_t(k) * n);
+  for (int kk = 0; kk < k; ++kk)
+    for (int j = 0; j < n; ++j) {
+      const int gi = kk / g;
+      const float s = bits_to_float(scales[size_t(gi) * np + j], c.dt);
+      const int z = zeros[size_t(gi) * np + j];
+      wdq[size_t(kk) * n + j] = bits_to_float(float_to_bits(float(q[size_t(kk) * n + j] - z) * s, c.dt), c.dt);
+    }
+  std::vector<double> ref(size_t(m) * n, 0.0);
+  for (int i = 0; i < m; ++i) {
+    double* r = &ref[size_t(i) * n];
+    for (int kk = 0; kk < k; ++kk) {
+      const double xv = bits_to_float(x[size_t(i) * lda + perm[kk]], c.dt);
+      const float* wr = &wdq[size_t(kk) * n];
+      for (int j = 0; j < n; ++j) r[j] += xv * wr[j];
+    }
+    if (c.bias)
+      for (int j = 0; j < n; ++j) r[j] += bits_to_float(bias[j], c.dt);
+  }
+
+  void *dx, *dw, *ds, *dz, *dp, *db, *dy, *dws;
+  CHECK_CUDA(cudaMalloc(&dx, x.size() * 2));
+  CHECK_CUDA(cudaMalloc(&dw, packed.size() * 4));
+  CHECK_CUDA(cudaMalloc(&ds, scales.size() * 2));
+  CHECK_CUDA(cudaMalloc(&dz, zeros.size()));
+  CHECK_CUDA(cudaMalloc(&dp, perm.size() * 4));
+  CHECK_CUDA(cudaMalloc(&db, bias.size() * 2));
+  CHECK_CUDA(cudaMalloc(&dy, size_t(m) * n * 2));
+  CHECK_CUDA(cudaMemcpy(dx, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(dw, packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(ds, scales.data(), scales.size() * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(dz, zeros.data(), zeros.size(), cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(dp, perm.data(), perm.size() * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(db, bias.data(), bias.size() * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemset(dy, 0xff, size_t(m) * n * 2));  // NaN poison
+
+  marlin_dense_problem p{};
+  p.dtype = c.dt;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.n_padded = np;
+  p.k_padded = kp;
+  p.bits = 4;
+  p.group_size = g;
+  p.lda = lda;
+  p.ldc = n;
+  p.x = dx;
+  p.w = dw;
+  p.scales = ds;
+  p.zeros = c.zeros ? static_cast<uint8_t*>(dz) : nullptr;
+  p.perm = c.act_order ? static_cast<int32_t*>(dp) : nullptr;
+  p.bias = c.bias ? db : nullptr;
+  p.y = dy;
+  marlin_dense_launch l{c.config, c.splits};
+  const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
+  CHECK_CUDA(cudaMalloc(&dws, wsb));
+  if (marlin_dense_workspace_init(dws, wsb, nullptr) != MARLIN_OK) return false;
+  std::vector<uint16_t> y1(size_t(m) * n), y2(size_t(m) * n);
+  marlin_status st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  CHECK_CUDA(cudaMemcpy(y1.data(), dy, y1.size() * 2, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemset(dy, 0xff, size_t(m) * n * 2));
+  if (st == MARLIN_OK) st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  CHECK_CUDA(cudaMemcpy(y2.data(), dy, y2.size() * 2, cudaMemcpyDeviceToHost));
+  for (void* ptr : {dx, dw, ds, dz, dp, db, dy, dws}) CHECK_CUDA(cudaFree(ptr));
+
+  double num = 0, den = 0, max_err = 0;
+  bool nan = false;
+  for (size_t i = 0; i < y1.size(); ++i) {
+    const double got = bits_to_float(y1[i], c.dt);
+    if (!std::isfinite(got)) nan = true;
+    const double e = std::fabs(got - ref[i]);
+    num += e * e;
+    den += ref[i] * ref[i];
+    max_err = std::max(max_err, e);
+  }
+  const bool same = std::memcmp(y1.data(), y2.data(), y1.size() * 2) == 0;
+  const double rel = std::sqrt(num / std::max(den, 1e-30));
+  const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // output rounding to T dominates: 2^-11 / 2^-8 relative
+  const bool ok = st == MARLIN_OK && !nan && same && rel < tol;
+  if (!ok || verbose)
+    std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
+                ok ? "ok  " : "FAIL", c.dt == MARLIN_FP16 ? "fp16" : "bf16", m, n, k, g, c.zeros, c.act_order, c.bias,
+                c.config, c.splits, (long long)c.lda_pad, int(st), rel, max_err, int(nan), int(same));
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool verbose = argc > 1 && std::strcmp(argv[1], "-v") == 0;
+  std::mt19937 rng(1234);
+  std::vector<Case> cases;
+  const int nconf = marlin_dense_config_count();
+  const int ms[] = {1, 3, 8, 9, 16, 17, 33, 64, 65, 130};
+  for (int cfg = 0; cfg < nconf; ++cfg)
+    for (int m : ms)
+      for (int splits : {1, 3})
+        cases.push_back({MARLIN_FP16, m, 256, 512, 128, false, false, false, cfg, splits, 0});
+  for (marlin_dtype dt : {MARLIN_FP16, MARLIN_BF16})
+    for (int g : {32, 64, 128, 7392})
+      for (bool z : {false, true})
+        cases.push_back({dt, 5, 208, 7392, g == 7392 ? 7392 : g, z, false, true, 1, 4, 8});
+  for (marlin_dtype dt : {MARLIN_FP16, MARLIN_BF16}) {
+    cases.push_back({dt, 7, 80, 1088, 64, true, true, true, 0, 2, 0});
+    cases.push_back({dt, 40, 4096, 10944, 128, false, true, false, 2, 2, 0});
+    cases.push_back({dt, 200, 1024, 4096, 128, true, false, true, 4, 1, 16});
+    cases.push_back({dt, 1, 14336, 4096, 128, false, false, false, 0, 1, 0});
+  }
+  cases.push_back({MARLIN_FP16, 4, 4096, 14784, 128, false, false, true, 0, 16, 0});
+  int fails = 0;
+  for (const Case& c : cases) fails += run_case(c, rng, verbose) ? 0 : 1;
+  std::printf("dense selftest: %zu cases, %d failed\n", cases.size(), fails);
+  return fails == 0 ? 0 : 1;
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// Generates the native template instantiations from the single source of truth,
+// packages/core/src/dispatch/kernel-table.json (the same table @marlin/core dispatch reads).
+// Usage: node tools/gen-kernel-instances.mjs <outdir>   -> <outdir>/marlin_dense_instances.inc
+// Run by CMake at configure time (native/cmake/MarlinAddon.cmake); the file is rewritten only when it changes.
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const tablePath = join(root, 'packages/core/src/dispatch/kernel-table.json');
+const outDir = process.argv[2];
+if (!outDir) {
+  console.error('usage: node tools/gen-kernel-instances.mjs <outdir>');
+  process.exit(2);
+}
+
+const table = JSON.parse(readFileSync(tablePath, 'utf8'));
+const fields = ['id', 'mTile', 'nTiles', 'kTilesPerStage', 'stages'];
+const ids = new Set();
+const rows = table.dense.filter((e) => e.kernel === 'ampere');
+for (const e of rows) {
+  for (const f of fields) {
+    if (!Number.isInteger(e[f]) || e[f] < 0) throw new Error(`kernel-table.json: entry ${JSON.stringify(e)} has no integer ${f}`);
+  }
+  if (ids.has(e.id)) throw new Error(`kernel-table.json: duplicate id ${e.id}`);
+  ids.add(e.id);
+  if (typeof e.why !== 'string' || e.why.length === 0) throw new Error(`kernel-table.json: entry ${e.id} must say why it exists`);
+}
+
+const lines = [
+  '// Generated from packages/core/src/dispatch/kernel-table.json by tools/gen-kernel-instances.mjs. Do not edit.',
+  '#pragma once',
+  `#define MARLIN_DENSE_TABLE_VERSION ${table.formatVersion}`,
+  '// X(id, mTile, nTiles, kTilesPerStage, stages)',
+  '#define MARLIN_DENSE_FOR_EACH_CONFIG(X) \\',
+  ...rows.map((e) => `  X(${e.id}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`),
+  '',
+  '',
+];
+const text = lines.join('\n');
+const outFile = join(outDir, 'marlin_dense_instances.inc');
+mkdirSync(outDir, { recursive: true });
+if (!existsSync(outFile) || readFileSync(outFile, 'utf8') !== text) writeFileSync(outFile, text);
+console.log(`gen-kernel-instances: ${rows.length} dense configurations -> ${outFile}`);
