@@ -1,0 +1,85 @@
+// Tuning sweep for the dense kernel, Node-free: for Llama-3 block shapes and a list of M, times every compiled
+// configuration that fits M and a range of split-K factors under the benchmark protocol (native/bench harness:
+// CUDA graphs, rotated weights past 4x L2), next to cuBLAS fp16. Prints the best choice per problem; the dispatch
+// heuristic in packages/core/src/dispatch/dispatch.ts is tuned from its output (docs/perf-notes.md).
+// Usage: dense_sweep [M,M,...] [fp16|bf16]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "marlin/bench.h"
+#include "marlin/dense.h"
+
+namespace {
+struct Shape {
+  const char* name;
+  int k, n;
+};
+const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},       {"8b.gate_up", 4096, 28672},
+                         {"8b.down", 14336, 4096},    {"70b.qkv", 8192, 10240},   {"70b.o", 8192, 8192},
+                         {"70b.gate_up", 8192, 57344}, {"70b.down", 28672, 8192}};
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int> ms = {1, 16, 32, 64, 128, 256, 1024};
+  if (argc > 1) {
+    ms.clear();
+    for (char* tok = std::strtok(argv[1], ","); tok; tok = std::strtok(nullptr, ",")) ms.push_back(std::atoi(tok));
+  }
+  const marlin_dtype dt = (argc > 2 && std::strcmp(argv[2], "bf16") == 0) ? MARLIN_BF16 : MARLIN_FP16;
+  const int nconf = marlin_dense_config_count();
+  const int split_options[] = {1, 2, 3, 4, 6, 8, 12, 16};
+  std::printf("%-12s %5s | %8s %9s | %4s %6s | %8s\n", "shape", "M", "best_us", "cublas_us", "cfg", "splits", "speedup");
+  for (int m : ms) {
+    double sum_best = 0, sum_cublas = 0;
+    for (const Shape& s : kShapes) {
+      marlin_bench_cublas_args ca{dt, m, s.n, s.k, 7, 0, 0};
+      marlin_bench_gemm_result cr{};
+      if (marlin_bench_cublas_gemm(&ca, &cr) != MARLIN_OK) {
+        std::printf("cublas failed: %s\n", marlin_bench_last_error());
+        return 1;
+      }
+      double best = 1e30;
+      int best_cfg = -1, best_splits = 0;
+      std::string trail;
+      for (int cfg = 0; cfg < nconf; ++cfg) {
+        int32_t info[4], last[4];
+        marlin_dense_config_info(cfg, info);
+        marlin_dense_config_info(nconf - 1, last);
+        const int mt = info[0], max_mt = last[0];
+        // Token tiles worth trying: from M up to 2M (at least 8), or the two largest when M exceeds them all.
+        const bool fits = mt >= m && mt <= (m < 4 ? 8 : 2 * m);
+        const bool big = m > max_mt && mt >= max_mt / 2;
+        if (!fits && !big) continue;
+        for (int sp : split_options) {
+          marlin_bench_dense_args da{dt, m, s.n, s.k, 128, 0, cfg, sp, 11, 0, 0};
+          marlin_bench_gemm_result r{};
+          if (marlin_bench_dense_gemm(&da, &r) != MARLIN_OK) {
+            std::printf("dense failed cfg=%d splits=%d: %s\n", cfg, sp, marlin_bench_last_error());
+            continue;
+          }
+          char buf[48];
+          std::snprintf(buf, sizeof buf, " c%d/s%d=%.1f", cfg, sp, r.timing.median_us);
+          trail += buf;
+          if (r.timing.median_us < best) {
+            best = r.timing.median_us;
+            best_cfg = cfg;
+            best_splits = sp;
+          }
+        }
+      }
+      sum_best += best;
+      sum_cublas += cr.timing.median_us;
+      std::printf("%-12s %5d | %8.2f %9.2f | %4d %6d | %7.2fx |%s\n", s.name, m, best, cr.timing.median_us, best_cfg,
+                  best_splits, cr.timing.median_us / best, trail.c_str());
+      if (&s == &kShapes[3] || &s == &kShapes[7]) {
+        std::printf("%-12s %5d | %8.2f %9.2f |             | %7.2fx  block sum\n", &s == &kShapes[3] ? "8B block" : "70B block",
+                    m, sum_best, sum_cublas, sum_cublas / sum_best);
+        sum_best = sum_cublas = 0;
+      }
+    }
+  }
+  return 0;
+}
