@@ -7,10 +7,10 @@
 namespace marlin {
 
 // Per-lane constants for one group: the scale and the zero-point offset of the lane's two rows (g and g+8),
-// each broadcast to both halves of a 32-bit pair. Built once per group, used for every word of that group.
+// each broadcast to both halves of a 32-bit pair (scale bits x 0x10001). Built once per group, used for every word.
 struct GroupConsts {
   uint32_t s_g, s_g8;      // scale pairs (s[g], s[g]) and (s[g+8], s[g+8])
-  uint32_t sub_g, sub_g8;  // dtype-specific zero-point offsets (see make_group_consts)
+  uint32_t sub_g, sub_g8;  // dtype-specific zero-point offsets (see consts())
 };
 
 template <typename T>
@@ -21,14 +21,10 @@ struct Int4Dequant;
 // sub_g8 = -(64 + z_g8) (added by the fma). Every intermediate is an exact small integer.
 template <>
 struct Int4Dequant<half> {
-  static __device__ __forceinline__ uint32_t pair(float v) {
-    const __half2 h = __float2half2_rn(v);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ GroupConsts consts(half s_g, half s_g8, int z_g, int z_g8) {
-    const __half2 a = __halves2half2(s_g, s_g), b = __halves2half2(s_g8, s_g8);
-    return {*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b), pair(1024.0f + z_g),
-            pair(-64.0f - z_g8)};
+  // Scale bits and integer zero points -> pairs, with integer ops only: fp16(1024 + z) = 0x6400 + z and
+  // -fp16(64 + z) = 0xD400 + 16 z for 0 <= z < 64 (unit and 1/16 mantissa steps at those exponents).
+  static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
+    return {s_g * 0x10001u, s_g8 * 0x10001u, (0x6400u + z_g) * 0x10001u, (0xD400u + 16u * z_g8) * 0x10001u};
   }
   static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
     constexpr uint32_t LO = 0x000F000F, HI = 0x00F000F0, EXP = 0x64006400, SIXTEENTH = 0x2C002C00;
@@ -54,14 +50,9 @@ struct Int4Dequant<half> {
 // of 128.0 (0x4300): the pair (128 + q, 128 + q'). Offsets sub_g = 128 + z_g, sub_g8 = 128 + z_g8 (both subtracted).
 template <>
 struct Int4Dequant<__nv_bfloat16> {
-  static __device__ __forceinline__ uint32_t pair(float v) {
-    const __nv_bfloat162 h = __float2bfloat162_rn(v);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ GroupConsts consts(__nv_bfloat16 s_g, __nv_bfloat16 s_g8, int z_g, int z_g8) {
-    const __nv_bfloat162 a = __halves2bfloat162(s_g, s_g), b = __halves2bfloat162(s_g8, s_g8);
-    return {*reinterpret_cast<const uint32_t*>(&a), *reinterpret_cast<const uint32_t*>(&b), pair(128.0f + z_g),
-            pair(128.0f + z_g8)};
+  // bf16(128 + z) = 0x4300 + z for 0 <= z < 128 (unit mantissa step at that exponent).
+  static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
+    return {s_g * 0x10001u, s_g8 * 0x10001u, (0x4300u + z_g) * 0x10001u, (0x4300u + z_g8) * 0x10001u};
   }
   static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
     constexpr uint32_t LO = 0x000F000F, EXP = 0x43004300;

@@ -185,7 +185,19 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
 
 }  // namespace
 
+// `dense_selftest --profile M N K config splits`: one eager problem run 5 times, for ncu / compute-sanitizer.
+int profile(int argc, char** argv) {
+  if (argc < 7) return 2;
+  std::mt19937 rng(99);
+  Case c{MARLIN_FP16, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), 128, false, false, false,
+         std::atoi(argv[5]), std::atoi(argv[6]), 0};
+  bool ok = true;
+  for (int i = 0; i < 2; ++i) ok = run_case(c, rng, true) && ok;
+  return ok ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--profile") == 0) return profile(argc, argv);
   const bool verbose = argc > 1 && std::strcmp(argv[1], "-v") == 0;
   std::mt19937 rng(1234);
   std::vector<Case> cases;

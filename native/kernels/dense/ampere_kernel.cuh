@@ -7,13 +7,17 @@
 //   grid   = m_blocks * splits * n_blocks, m fastest so blocks that run together share weights in L2
 //   warps  = 8: warp w owns the 16-column slot (w & 3) of each of the block's 64-column tiles and the k-tiles
 //            j = (w >> 2), (w >> 2) + 2, ... of every stage ("k-slicing"); the two k-slices are summed in shared memory.
-//   stage  = K_STAGE k-tiles (64 k each): weights (2048 B per tile), activations (M_TILE x 64 K_STAGE, swizzled),
-//            scale rows and zero-point rows for k offsets 0 and 32 of each k-tile; cp.async, STAGES deep.
+//   stage  = K_STAGE k-tiles (64 k each): weights (2048 B per tile, [nt][j] order), activations (M_TILE x 64 K_STAGE,
+//            swizzled), scale rows and zero-point rows for k offsets 0 and 32 of each k-tile; STAGES deep.
+//            Weights: on sm_90 one bulk copy per column tile per stage (contiguous in the packed format) completing
+//            on an mbarrier; on sm_80 16-byte cp.async from a per-thread plan computed once. Activations, scales and
+//            zero points: cp.async on both (activations zero-filled past M and K).
 // Cross-block (split-K) reduction: every block writes its fp32 partial tile to the workspace in fragment order,
 // then bumps the tile's arrival counter; the last block to arrive sums all partials in split order 0..S-1
 // (deterministic, independent of arrival order), resets the counter to 0 (no host zeroing, graph-replay safe),
 // adds the bias and writes the output.
 #pragma once
+#include "../../common/bulk_copy.cuh"
 #include "../../common/dequant.cuh"
 #include "../../common/ptx.cuh"
 
@@ -65,7 +69,7 @@ struct Params {
   int64_t ldc;
   float* partials;
   uint32_t* counters;
-  int m, n, k, np, group_size, num_groups;
+  int m, n, k, np, group_shift, num_groups;  // group = min(k >> group_shift, num_groups - 1); per-channel: 31
   int m_blocks, n_blocks, splits;
   int k_tiles, stages_total, stages_per_split;
 };
@@ -82,15 +86,6 @@ __device__ __forceinline__ float to_float(uint16_t bits) {
     return __half2float(__ushort_as_half(bits));
   } else {
     return __bfloat162float(__ushort_as_bfloat16(bits));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ T from_bits(uint16_t bits) {
-  if constexpr (std::is_same_v<T, half>) {
-    return __ushort_as_half(bits);
-  } else {
-    return __ushort_as_bfloat16(bits);
   }
 }
 
@@ -127,17 +122,48 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
   const int n_stages = max(min(st_begin + p.stages_per_split, p.stages_total) - st_begin, 0);
 
   // ---- global -> shared: one stage = K_STAGE k-tiles of weights, activations, scale and zero-point rows ----
+#ifdef MARLIN_HAS_BULK_COPY
+  __shared__ __align__(8) uint64_t full_bar[STAGES];  // weights of slot s have landed (phase flips per use)
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);
+  }
+  __syncthreads();
+#else
+  // Per-thread weight-chunk plan, fixed for the whole K loop: source advances by K_STAGE tiles per stage.
+  constexpr int kWChunks = N_TILES * K_STAGE * 128, kWIters = (kWChunks + kThreads - 1) / kThreads;
+  const int4* w_src[kWIters];
+  uint32_t w_dst[kWIters];
+  int w_j[kWIters];
+  bool w_ok[kWIters];
+#pragma unroll
+  for (int r = 0; r < kWIters; ++r) {
+    const int i = tid + r * kThreads, c = i & 127, jt = i >> 7, nt = jt / K_STAGE, j = jt % K_STAGE;
+    w_ok[r] = i < kWChunks && tile0 + nt < n_tiles_total;
+    w_src[r] = p.w + (size_t(tile0 + nt) * p.k_tiles + j) * 128 + c;
+    w_dst[r] = (nt * K_STAGE + j) * kTileBytes + c * 16;
+    w_j[r] = j;
+  }
+#endif
   auto load_stage = [&](int st, int slot) {
     uint8_t* base = smem + slot * Tr::kStageBytes;
     const int kt0 = st * K_STAGE;
-#pragma unroll
-    for (int i = tid; i < K_STAGE * N_TILES * 128; i += kThreads) {  // weights: 128 chunks per tile
-      const int c = i & 127, jt = i >> 7, j = jt / N_TILES, nt = jt % N_TILES;
-      const int kt = kt0 + j, tile = tile0 + nt;
-      if (kt < p.k_tiles && tile < n_tiles_total) {
-        cp_async16(base + (j * N_TILES + nt) * kTileBytes + c * 16, p.w + (size_t(tile) * p.k_tiles + kt) * 128 + c);
+    const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
+#ifdef MARLIN_HAS_BULK_COPY
+    if (tid == 0) {
+      const int valid_n = min(N_TILES, n_tiles_total - tile0);
+      const uint32_t bytes = uint32_t(valid_tiles) * kTileBytes;
+      mbar_arrive_expect_tx(&full_bar[slot], bytes * valid_n);
+      for (int nt = 0; nt < valid_n; ++nt) {
+        bulk_copy_g2s(base + nt * K_STAGE * kTileBytes, p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * 128, bytes,
+                      &full_bar[slot]);
       }
     }
+#else
+#pragma unroll
+    for (int r = 0; r < kWIters; ++r) {
+      if (w_ok[r] && w_j[r] < valid_tiles) cp_async16(base + w_dst[r], w_src[r] + size_t(kt0) * 128);
+    }
+#endif
     uint8_t* xs = base + Tr::kWBytes;
 #pragma unroll
     for (int i = tid; i < M_TILE * Tr::kXRowChunks; i += kThreads) {  // activations, zero-filled out of range
@@ -150,9 +176,9 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
     uint8_t* ss = xs + Tr::kXBytes;
 #pragma unroll
     for (int i = tid; i < K_STAGE * 2 * N_TILES * 8; i += kThreads) {  // scale rows: 8 chunks per 64 columns
-      const int c = i % (N_TILES * 8), row = i / (N_TILES * 8), kt = kt0 + (row >> 1);
-      if (kt < p.k_tiles && n0 + c * 8 < p.np) {
-        const int grp = min((kt * kTileK + (row & 1) * 32) / p.group_size, p.num_groups - 1);
+      const int c = i % (N_TILES * 8), row = i / (N_TILES * 8);
+      if ((row >> 1) < valid_tiles && n0 + c * 8 < p.np) {
+        const int grp = min(((kt0 * kTileK) + row * 32) >> p.group_shift, p.num_groups - 1);
         cp_async16(ss + (row * Tr::kCtaN + c * 8) * 2, p.scales + size_t(grp) * p.np + n0 + c * 8);
       }
     }
@@ -160,9 +186,9 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
       uint8_t* zs = ss + Tr::kSBytes;
 #pragma unroll
       for (int i = tid; i < K_STAGE * 2 * N_TILES * 4; i += kThreads) {  // zero-point rows: 4 chunks per 64 columns
-        const int c = i % (N_TILES * 4), row = i / (N_TILES * 4), kt = kt0 + (row >> 1);
-        if (kt < p.k_tiles && n0 + c * 16 < p.np) {
-          const int grp = min((kt * kTileK + (row & 1) * 32) / p.group_size, p.num_groups - 1);
+        const int c = i % (N_TILES * 4), row = i / (N_TILES * 4);
+        if ((row >> 1) < valid_tiles && n0 + c * 16 < p.np) {
+          const int grp = min(((kt0 * kTileK) + row * 32) >> p.group_shift, p.num_groups - 1);
           cp_async16(zs + row * Tr::kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
         }
       }
@@ -181,7 +207,7 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
   auto compute_stage = [&](int slot, int st) {
     const uint8_t* base = smem + slot * Tr::kStageBytes;
     const uint8_t* xs = base + Tr::kWBytes;
-    const T* ss = reinterpret_cast<const T*>(xs + Tr::kXBytes);
+    const uint16_t* ss = reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes);
     const uint8_t* zs = xs + Tr::kXBytes + Tr::kSBytes;
 #pragma unroll
     for (int j = wk; j < K_STAGE; j += 2) {
@@ -189,7 +215,7 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
       uint4 wq[N_TILES];                         // this lane's 4 fragment words (k steps 0..3) per tile
 #pragma unroll
       for (int nt = 0; nt < N_TILES; ++nt) {
-        wq[nt] = *reinterpret_cast<const uint4*>(base + (j * N_TILES + nt) * kTileBytes + (wn * 32 + lane) * 16);
+        wq[nt] = *reinterpret_cast<const uint4*>(base + (nt * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
       }
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {  // k offsets 32 kp .. 32 kp + 31: one scale group (groups are >= 32)
@@ -226,6 +252,9 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
   for (int it = 0; it < n_stages; ++it) {
     cp_async_wait<STAGES - 2>();  // wait for stage `it`
     __syncthreads();              // ...for every thread's copies, and every warp is done with slot (it-1)
+#ifdef MARLIN_HAS_BULK_COPY
+    mbar_wait(&full_bar[it % STAGES], (it / STAGES) & 1);  // ...and for its bulk-copied weights
+#endif
     const int nxt = it + STAGES - 1;
     if (nxt < n_stages) load_stage(st_begin + nxt, nxt % STAGES);  // refill the slot computed last iteration
     cp_async_commit();

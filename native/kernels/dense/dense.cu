@@ -177,7 +177,8 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const
   prm.n = p.n;
   prm.k = p.k;
   prm.np = p.n_padded;
-  prm.group_size = p.group_size;
+  // Groups are 32, 64 or 128 rows (a shift) or the whole of K (per-channel: shift 31 maps every k to group 0).
+  prm.group_shift = p.group_size == p.k ? 31 : p.group_size == 32 ? 5 : p.group_size == 64 ? 6 : 7;
   prm.num_groups = ceil_div(p.k, p.group_size);
   prm.m_blocks = ceil_div(p.m, c.m_tile);
   prm.n_blocks = ceil_div(p.n_padded, 64 * c.n_tiles);

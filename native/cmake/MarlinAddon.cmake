@@ -1,0 +1,104 @@
+# marlin_add_addon(NAME <name> SOURCES <files...> [GENERATED <file names...>])
+#
+# One function every @marlin addon's CMakeLists.txt calls (run through cmake-js 8 with node-api-headers):
+#   - a shared library <name>.node (PREFIX "", SUFFIX ".node"), C++17 / CUDA C++17, static cudart, -O3 release
+#   - SASS for sm_80 and sm_90a by default; env MARLIN_CUDA_ARCHS="80;90a" (or "90a" for fast dev builds) overrides
+#   - -lineinfo and ptxas resource report + spill warnings on every kernel; no L2 cache-hint policies anywhere
+#   - GENERATED: files tools/gen-kernel-instances.mjs writes into <build>/generated (on the CUDA include path),
+#     regenerated whenever the generator or kernel-table.json changes
+#
+# Example (packages/dense/CMakeLists.txt):
+#   cmake_minimum_required(VERSION 3.25)
+#   project(marlin_dense LANGUAGES CXX CUDA)
+#   include(${CMAKE_CURRENT_SOURCE_DIR}/../../native/cmake/MarlinAddon.cmake)
+#   marlin_add_addon(NAME marlin_dense SOURCES native/binding.cc ${MARLIN_RUNTIME_SOURCES} GENERATED marlin_dense_instances.inc)
+
+get_filename_component(MARLIN_REPO_ROOT "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+set(MARLIN_NATIVE_DIR "${MARLIN_REPO_ROOT}/native")
+
+if(NOT CMAKE_BUILD_TYPE)
+  set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
+endif()
+
+# Sources every addon compiles: the device runtime and the generic Node-API glue (bench_binding.* belongs to the
+# benchmark harness and is added by the addons that carry it).
+file(GLOB MARLIN_RUNTIME_SOURCES CONFIGURE_DEPENDS "${MARLIN_NATIVE_DIR}/runtime/*.cu" "${MARLIN_NATIVE_DIR}/runtime/*.cc")
+file(GLOB MARLIN_NAPI_SOURCES CONFIGURE_DEPENDS "${MARLIN_NATIVE_DIR}/napi/*.cc")
+list(FILTER MARLIN_NAPI_SOURCES EXCLUDE REGEX "bench_binding\\.cc$")
+
+find_program(MARLIN_NODE NAMES node nodejs REQUIRED)
+
+function(marlin_cuda_gencode_flags out_var)
+  if(DEFINED ENV{MARLIN_CUDA_ARCHS} AND NOT "$ENV{MARLIN_CUDA_ARCHS}" STREQUAL "")
+    string(REPLACE "," ";" archs "$ENV{MARLIN_CUDA_ARCHS}")
+    string(REPLACE " " ";" archs "${archs}")
+  else()
+    set(archs 80 90a)
+  endif()
+  set(flags "")
+  foreach(arch IN LISTS archs)
+    if(NOT arch MATCHES "^[0-9]+[a-z]?$")
+      message(FATAL_ERROR "MARLIN_CUDA_ARCHS: '${arch}' is not an SM version like 80, 86, 90a")
+    endif()
+    list(APPEND flags "-gencode=arch=compute_${arch},code=sm_${arch}")
+  endforeach()
+  message(STATUS "Marlin: CUDA SASS for sm_${archs}")
+  set(${out_var} "${flags}" PARENT_SCOPE)
+endfunction()
+
+function(marlin_add_addon)
+  cmake_parse_arguments(ARG "" "NAME" "SOURCES;GENERATED" ${ARGN})
+  if(NOT ARG_NAME)
+    message(FATAL_ERROR "marlin_add_addon: NAME is required")
+  endif()
+
+  # node-addon-api is header-only; ask Node where this package resolves it.
+  execute_process(
+    COMMAND "${MARLIN_NODE}" -p "require('node-addon-api').include_dir"
+    WORKING_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}"
+    OUTPUT_VARIABLE napi_inc OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE napi_rc)
+  if(NOT napi_rc EQUAL 0)
+    message(FATAL_ERROR "node-addon-api not found from ${CMAKE_CURRENT_SOURCE_DIR}: run pnpm install")
+  endif()
+  get_filename_component(napi_inc "${napi_inc}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+
+  set(gen_dir "${CMAKE_CURRENT_BINARY_DIR}/generated")
+  set(gen_outputs "")
+  foreach(g IN LISTS ARG_GENERATED)
+    list(APPEND gen_outputs "${gen_dir}/${g}")
+  endforeach()
+  if(gen_outputs)
+    add_custom_command(
+      OUTPUT ${gen_outputs}
+      COMMAND "${MARLIN_NODE}" "${MARLIN_REPO_ROOT}/tools/gen-kernel-instances.mjs" "${gen_dir}"
+      DEPENDS "${MARLIN_REPO_ROOT}/tools/gen-kernel-instances.mjs"
+              "${MARLIN_REPO_ROOT}/packages/core/src/dispatch/kernel-table.json"
+      COMMENT "Generating kernel instances from kernel-table.json"
+      VERBATIM)
+  endif()
+
+  add_library(${ARG_NAME} SHARED ${ARG_SOURCES} ${gen_outputs} ${CMAKE_JS_SRC})
+  set_target_properties(${ARG_NAME} PROPERTIES
+    PREFIX "" SUFFIX ".node"
+    CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON
+    CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+    CUDA_RUNTIME_LIBRARY Static
+    CUDA_ARCHITECTURES OFF
+    CUDA_SEPARABLE_COMPILATION OFF
+    POSITION_INDEPENDENT_CODE ON
+    CXX_VISIBILITY_PRESET hidden CUDA_VISIBILITY_PRESET hidden)
+  target_include_directories(${ARG_NAME} PRIVATE
+    "${MARLIN_NATIVE_DIR}/include" "${MARLIN_NATIVE_DIR}/common" "${MARLIN_NATIVE_DIR}/kernels"
+    "${MARLIN_NATIVE_DIR}" "${MARLIN_NATIVE_DIR}/napi" "${gen_dir}" "${napi_inc}" ${CMAKE_JS_INC})
+  target_compile_definitions(${ARG_NAME} PRIVATE
+    NAPI_VERSION=9 NODE_ADDON_API_CPP_EXCEPTIONS NODE_ADDON_API_DISABLE_DEPRECATED
+    NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED)
+
+  marlin_cuda_gencode_flags(gencode)
+  target_compile_options(${ARG_NAME} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-O3 -Wall -Wextra -Wno-unused-parameter>
+    $<$<COMPILE_LANGUAGE:CUDA>:-O3 -lineinfo ${gencode} -Xptxas=-v -Xptxas=-warn-spills,-warn-lmem-usage
+                                --expt-relaxed-constexpr -Xcompiler=-fPIC>)
+  target_link_options(${ARG_NAME} PRIVATE $<$<LINK_LANGUAGE:CUDA>:${gencode}>)
+  target_link_libraries(${ARG_NAME} PRIVATE ${CMAKE_JS_LIB} ${CMAKE_DL_LIBS})
+endfunction()

@@ -1,0 +1,149 @@
+// Benchmark harness C ABI (docs/benchmark.md, shared bench-protocol.md). Node-free: the N-API binding
+// (native/napi/bench_binding.cc) only converts arguments; a C or Python driver could call the same entry points.
+//
+// Everything here follows the protocol: problems built on the GPU from seeded random data (never zeros), weights
+// rotated over enough copies to exceed 4x the L2 cache, >= 20 back-to-back calls captured in one CUDA graph, the
+// graph replayed once to warm and then >= 7 times under CUDA events, the median replay divided by the calls per graph
+// reported as the per-call time. cuBLAS is loaded at run time (dlopen), so the addon loads on machines without it.
+//
+// Errors: every function returns a marlin_status; marlin_bench_last_error() then says what failed, where, and the
+// CUDA / cuBLAS error behind it (per thread, overwritten by the next failure).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "dense.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- errors --------------------------------------------------------------------------------------------------
+
+// Human-readable description of the last failure on this thread ("" when none).
+const char* marlin_bench_last_error(void);
+// cudaError_t (as int) behind the last MARLIN_E_CUDA from a bench function on this thread, 0 when none.
+int32_t marlin_bench_last_cuda_error(void);
+
+// ---- environment ---------------------------------------------------------------------------------------------
+
+typedef struct marlin_bench_env {
+  int32_t device_count;      // visible CUDA devices (0 with a CUDA error below when none / no driver)
+  int32_t cuda_error;        // cudaError_t met while probing (0 if none)
+  char cuda_error_name[64];  // e.g. "cudaErrorNoDevice"
+  int32_t ordinal;           // the current device the bench runs on
+  char name[256];
+  int32_t cc_major, cc_minor;
+  int32_t sm_count;
+  int32_t clock_khz;         // peak SM clock (cudaDevAttrClockRate)
+  int32_t mem_clock_khz;     // peak memory clock (cudaDevAttrMemoryClockRate)
+  int32_t mem_bus_bits;
+  int64_t l2_bytes;
+  int32_t max_smem_per_block_optin;  // cudaDevAttrMaxSharedMemoryPerBlockOptin (dispatch needs it)
+  int32_t max_smem_per_sm;           // cudaDevAttrMaxSharedMemoryPerMultiprocessor
+  int64_t total_mem, free_mem;
+  int32_t driver_version;    // cudaDriverGetVersion, e.g. 13000
+  int32_t runtime_version;   // cudaRuntimeGetVersion of the runtime linked into this addon
+} marlin_bench_env;
+
+// Fills what it can. Returns MARLIN_OK with device_count > 0 when a device is usable; MARLIN_E_CUDA with
+// device_count = 0 and cuda_error set when no driver or no device (never aborts).
+marlin_status marlin_bench_env_get(marlin_bench_env* out);
+
+// Measured HBM bandwidth: a device-to-device copy of `bytes` (0 = 2 GiB, reduced to fit free memory), counting bytes
+// read + bytes written, timed with events; median of `repeats` (0 = 10) after one warm-up copy. Out: GB/s (1e9 B/s).
+marlin_status marlin_bench_hbm_bandwidth(size_t bytes, int32_t repeats, double* out_gbps, size_t* out_bytes_used);
+
+// ---- cuBLAS (loaded with dlopen at run time) -----------------------------------------------------------------
+
+typedef struct marlin_bench_cublas_info {
+  int32_t available;         // 1 when a libcublas with every needed symbol was loaded
+  int32_t version;           // cublasGetVersion, e.g. 130100; 0 when unknown
+  char library[64];          // the soname that loaded, e.g. "libcublas.so.13"
+  char error[512];           // why it is unavailable (dlopen / dlsym messages), "" when available
+} marlin_bench_cublas_info;
+
+// Tries libcublas.so.13, libcublas.so.12, libcublas.so once per process. Never fails: read `available`.
+void marlin_bench_cublas_probe(marlin_bench_cublas_info* out);
+
+// Measured dense tensor rate: an n x n x n cuBLAS GEMM (n = 0: 8192), fp16 in/out, fp32 compute, median of
+// `repeats` (0 = 10) after warm-up. Out: TFLOP/s (2 n^3 / time). MARLIN_E_UNSUPPORTED when cuBLAS is missing.
+marlin_status marlin_bench_fp16_tflops(int32_t n, int32_t repeats, double* out_tflops);
+
+// ---- timing primitive ----------------------------------------------------------------------------------------
+
+// One call of the operation under test on `stream` (a cudaStream_t), reading rotation copy `rotation_index`.
+// Must only enqueue work (no synchronisation, no allocation): it is captured into a CUDA graph.
+typedef marlin_status (*marlin_bench_launch_fn)(void* ctx, int32_t rotation_index, void* stream);
+
+typedef struct marlin_bench_timing_request {
+  marlin_bench_launch_fn launch;
+  void* ctx;
+  int32_t rotations;         // >= 1; call i of the graph uses rotation i % rotations
+  int32_t calls;             // calls captured per graph; 0 = max(20, rotations); values below 20 are raised to 20
+  int32_t replays;           // timed replays; 0 = 10; values below 7 are raised to 7
+  void* stream;              // cudaStream_t to capture on; NULL = a private non-blocking stream
+} marlin_bench_timing_request;
+
+typedef struct marlin_bench_timing {
+  double median_us, min_us, max_us;  // per call: replay time / calls
+  int32_t calls, replays, rotations;
+} marlin_bench_timing;
+
+// One eager call (validates arguments outside capture), then capture `calls` calls into a graph, replay once to
+// warm, time `replays` replays each between two events. A failing launch aborts the capture and returns its status.
+marlin_status marlin_bench_time_graph(const marlin_bench_timing_request* req, marlin_bench_timing* out);
+
+// Rotation count for copies of `bytes_per_copy` bytes: ceil(4 * L2 / bytes_per_copy) + 1, at least 2, capped by
+// what fits in free memory after `reserved_bytes` (other buffers of the problem) and a 5% + 256 MiB margin.
+// MARLIN_E_CUDA / MARLIN_E_INVALID_ARGUMENT when not even one copy fits.
+marlin_status marlin_bench_rotation_count(size_t bytes_per_copy, size_t reserved_bytes, int32_t* out);
+
+// ---- random fills (seeded, deterministic, never all zeros) ---------------------------------------------------
+
+// Uniform random bytes.
+marlin_status marlin_bench_fill_bytes(void* ptr, size_t bytes, uint64_t seed, void* stream);
+// Uniform integers in [0, bound) as uint8 (bound 1..256), e.g. zero points.
+marlin_status marlin_bench_fill_u8_below(uint8_t* ptr, size_t count, int32_t bound, uint64_t seed, void* stream);
+// `count` 16-bit floats of `dtype`, uniform in [lo, hi); a value that rounds to 0 is replaced by hi (or lo when
+// hi == 0), so no element is zero. Requires lo < hi and not both zero.
+marlin_status marlin_bench_fill_halves(void* ptr, size_t count, marlin_dtype dtype, float lo, float hi, uint64_t seed,
+                                       void* stream);
+
+// ---- GEMM benchmarks -----------------------------------------------------------------------------------------
+
+typedef struct marlin_bench_gemm_result {
+  marlin_bench_timing timing;
+  size_t bytes_per_rotation;  // weight (+ scales, zeros) bytes of one copy
+  size_t workspace_bytes;     // dense: marlin_dense_workspace_bytes; cuBLAS: the workspace handed to cuBLAS
+} marlin_bench_gemm_result;
+
+typedef struct marlin_bench_dense_args {
+  marlin_dtype dtype;
+  int32_t m, n, k;
+  int32_t group_size;         // <= 0: per-channel (group_size = k)
+  int32_t has_zeros;          // 1: random uint8 zero points in [0, 16)
+  int32_t config_id, splits;  // from @marlin/core dispatch
+  uint64_t seed;
+  int32_t calls, replays;     // 0 = defaults of marlin_bench_time_graph
+} marlin_bench_dense_args;
+
+// Builds `rotations` random packed INT4 weights (docs/format.md: Np/64 * Kp/64 tiles of 2048 bytes, scales [G][Np]
+// in [0.001, 0.01), optional zeros), random activations, an output and an initialised workspace, times
+// marlin_dense_gemm with marlin_bench_time_graph, frees everything.
+marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* args, marlin_bench_gemm_result* out);
+
+typedef struct marlin_bench_cublas_args {
+  marlin_dtype dtype;         // fp16 (CUDA_R_16F) or bf16 (CUDA_R_16BF) in/out, fp32 compute
+  int32_t m, n, k;
+  uint64_t seed;
+  int32_t calls, replays;
+} marlin_bench_cublas_args;
+
+// cuBLAS baseline on the dequantized shape: y[M x N] = x[M x K] * W[K x N], W rotated like the dense weights.
+// MARLIN_E_UNSUPPORTED when cuBLAS is missing.
+marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args* args, marlin_bench_gemm_result* out);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,213 @@
+/**
+ * inspectCheckpoint / convertCheckpoint: GPTQ, AWQ and compressed-tensors checkpoints -> our packed container.
+ */
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { FormatError, IoError, throwIfAborted, UnsupportedError } from '../errors/index.js';
+import { numGroups, paddedK, paddedN } from '../format/layout.js';
+import { pack } from '../format/pack.js';
+import type { HalfDtype, WeightBits } from '../format/types.js';
+import type { QuantizationConfig } from './config.js';
+import { readQuantizationConfig } from './config.js';
+import type { PackedLayerMeta, PackedLayerSource, WriteProgress } from './packed.js';
+import { writePackedContainer } from './packed.js';
+import type { CheckpointPlan, LayerPlan } from './plan.js';
+import { planCheckpoint } from './plan.js';
+import { ShardedSafetensors } from './sharded.js';
+
+/** `inspectCheckpoint` result: the plan plus where it came from. JSON-serialisable. */
+export interface CheckpointReport extends Omit<CheckpointPlan, 'config'> {
+  readonly path: string;
+  readonly files: readonly string[];
+  /** The quantization config without compiled regexes (as read, JSON). */
+  readonly config: Readonly<Record<string, unknown>> | null;
+  readonly counts: { readonly convert: number; readonly unsupported: number; readonly invalid: number };
+}
+
+function configJson(c: QuantizationConfig | null): Record<string, unknown> | null {
+  return c === null ? null : { source: c.source, ...c.raw };
+}
+
+/** Directory of a checkpoint path (a .safetensors / index file path -> its directory) for config lookup. */
+async function configDir(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    return (await stat(abs)).isDirectory() ? abs : dirname(abs);
+  } catch (cause) {
+    throw new IoError(`Cannot read checkpoint ${abs}: ${(cause as Error).message}.`, {
+      fix: 'pass a directory that holds *.safetensors files and config.json.',
+      cause,
+    });
+  }
+}
+
+/**
+ * Describes what converting a checkpoint would do: its format, every quantized layer (shape, bits, group size,
+ * bytes, whether it converts and, if not, why), the modules the config leaves unquantized, and the tensors copied
+ * through. Reads headers and small tensors (zero points, g_idx) only.
+ * @param dir checkpoint directory (or one of its .safetensors / index files).
+ */
+export async function inspectCheckpoint(dir: string): Promise<CheckpointReport> {
+  const cdir = await configDir(dir);
+  const config = await readQuantizationConfig(cdir);
+  const src = await ShardedSafetensors.open(dir);
+  try {
+    const plan = await planCheckpoint(src, config);
+    const count = (s: LayerPlan['status']): number => plan.layers.filter((l) => l.status === s).length;
+    return {
+      path: resolve(dir),
+      files: src.files,
+      sourceFormat: plan.sourceFormat,
+      config: configJson(config),
+      configProblem: plan.configProblem,
+      layers: plan.layers,
+      unquantized: plan.unquantized,
+      passthrough: plan.passthrough,
+      passthroughBytes: plan.passthroughBytes,
+      totalBytes: plan.totalBytes,
+      counts: { convert: count('convert'), unsupported: count('unsupported'), invalid: count('invalid') },
+    };
+  } finally {
+    await src.close();
+  }
+}
+
+/** Options of `convertCheckpoint`. */
+export interface ConvertOptions {
+  /** Called after each layer and each copied chunk. */
+  readonly onProgress?: (p: WriteProgress) => void;
+  /** Aborting cancels with CancelledError; the partial output is removed. */
+  readonly signal?: AbortSignal;
+  /** Re-encode scales to this activation dtype (default: the checkpoint's scale dtype, which is bit exact). */
+  readonly scaleDtype?: HalfDtype;
+  /**
+   * Copy layers we cannot convert through in their source layout (listed in `__metadata__.unconverted`) instead of
+   * failing with UnsupportedError.
+   */
+  readonly keepUnsupported?: boolean;
+}
+
+/** What `convertCheckpoint` did. */
+export interface ConvertResult {
+  readonly out: string;
+  readonly converted: readonly string[];
+  readonly unconverted: readonly { name: string; reason: string }[];
+  readonly passthrough: readonly string[];
+  readonly bytesWritten: number;
+}
+
+function listReasons(layers: readonly LayerPlan[]): string {
+  const shown = layers.slice(0, 3).map((l) => `${l.name}: ${l.reason}`);
+  return shown.join('; ') + (layers.length > 3 ? `; and ${layers.length - 3} more` : '');
+}
+
+/**
+ * Converts a quantized checkpoint (GPTQ v1/v2, AWQ GEMM, compressed-tensors pack-quantized; single file or sharded)
+ * into our packed container at `out`. Every converted layer dequantizes bit for bit like the source (unless
+ * `scaleDtype` re-encodes the scales); all other tensors are copied unchanged.
+ * @throws UnsupportedError when the checkpoint or a layer cannot be converted (and keepUnsupported is off);
+ *   FormatError when tensors contradict the config; CancelledError when `signal` aborts; IoError on file errors.
+ */
+export async function convertCheckpoint(
+  dir: string,
+  out: string,
+  options: ConvertOptions = {},
+): Promise<ConvertResult> {
+  throwIfAborted(options.signal, `Converting ${dir}`);
+  const cdir = await configDir(dir);
+  const config = await readQuantizationConfig(cdir);
+  const outAbs = resolve(out);
+  const src = await ShardedSafetensors.open(dir, { exclude: [outAbs, `${outAbs}.partial`] });
+  try {
+    if (src.files.includes(outAbs)) {
+      throw new IoError(`The output ${outAbs} is one of the checkpoint's input files.`, {
+        fix: 'write the packed checkpoint to a new file.',
+      });
+    }
+    const plan = await planCheckpoint(src, config);
+    if (plan.configProblem !== null) {
+      throw new UnsupportedError(`Cannot convert ${dir}: ${plan.configProblem}.`, {
+        fix: 'run `marlin inspect` on the checkpoint for details; see docs/checkpoints.md for the supported formats.',
+      });
+    }
+    const invalid = plan.layers.filter((l) => l.status === 'invalid');
+    if (invalid.length > 0) {
+      throw new FormatError(
+        `Cannot convert ${dir}: ${invalid.length} layer(s) contradict the config: ${listReasons(invalid)}.`,
+        {
+          fix: 'the checkpoint files do not match config.json; download or export the checkpoint again.',
+          details: { layers: invalid.map((l) => l.name) },
+        },
+      );
+    }
+    const unsupported = plan.layers.filter((l) => l.status === 'unsupported');
+    if (unsupported.length > 0 && !options.keepUnsupported) {
+      throw new UnsupportedError(
+        `Cannot convert ${unsupported.length} layer(s) of ${dir}: ${listReasons(unsupported)}.`,
+        {
+          fix: 'pass --keep-unsupported (keepUnsupported: true) to copy them through unconverted, or re-quantize those layers.',
+          details: { layers: unsupported.map((l) => l.name) },
+        },
+      );
+    }
+    const toConvert = plan.layers.filter((l) => l.status === 'convert');
+    if (toConvert.length === 0) {
+      throw new UnsupportedError(`${dir} has no quantized layer that can be converted.`, {
+        fix: 'run `marlin inspect` to see why; an unquantized model needs quantizing first.',
+      });
+    }
+    const layers: PackedLayerSource[] = toConvert.map((l) => ({
+      name: l.name,
+      meta: layerMeta(l, options.scaleDtype),
+      sourceBytes: l.sourceBytes,
+      load: async () => {
+        const q = await plan.loadLayer(l.name);
+        return pack(q, { scaleDtype: options.scaleDtype ?? q.scaleDtype });
+      },
+    }));
+    const unconverted = unsupported.map((l) => ({ name: l.name, reason: l.reason ?? '' }));
+    await writePackedContainer(
+      outAbs,
+      layers,
+      { source: src, names: plan.passthrough },
+      {
+        sourceFormat: plan.sourceFormat,
+        sourceConfig: config?.raw,
+        unconverted,
+        onProgress: options.onProgress,
+        signal: options.signal,
+      },
+    );
+    return {
+      out: outAbs,
+      converted: toConvert.map((l) => l.name),
+      unconverted,
+      passthrough: plan.passthrough,
+      bytesWritten: (await stat(outAbs)).size,
+    };
+  } finally {
+    await src.close();
+  }
+}
+
+/** The metadata pack() will produce for a planned layer (declared in the header before the layer is packed). */
+function layerMeta(l: LayerPlan, scaleDtype: HalfDtype | undefined): PackedLayerMeta {
+  const bits = l.bits as WeightBits;
+  const Kp = paddedK(l.K, bits);
+  const Np = paddedN(l.N);
+  const G = numGroups(l.K, l.groupSize);
+  return {
+    bits,
+    K: l.K,
+    N: l.N,
+    Kp,
+    Np,
+    groupSize: l.groupSize,
+    numGroups: G,
+    scaleDtype: scaleDtype ?? l.scaleDtype!,
+    hasZeros: l.hasZeros,
+    actOrder: l.actOrder,
+    // Same accounting as pack(): padded codes plus padded scale (and zero point) columns.
+    paddedBytes: ((Kp * Np - l.K * l.N) * bits) / 8 + G * (Np - l.N) * (2 + (l.hasZeros ? 1 : 0)),
+  };
+}

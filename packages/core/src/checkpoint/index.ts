@@ -1,0 +1,66 @@
+/**
+ * Checkpoint I/O (docs/checkpoints.md): safetensors reader/writer, quantization configs, GPTQ / AWQ /
+ * compressed-tensors converters, and our packed container (writePacked / loadPacked).
+ */
+
+export type {
+  AwqConfig,
+  CompressedTensorsConfig,
+  CtGroup,
+  CtWeightScheme,
+  GptqCheckpointFormat,
+  GptqConfig,
+  GptqDynamicRule,
+  OtherQuantConfig,
+  QuantizationConfig,
+} from './config.js';
+export { parseQuantizationConfig, pythonRegex, readQuantizationConfig } from './config.js';
+export type { CheckpointReport, ConvertOptions, ConvertResult } from './convert.js';
+export { convertCheckpoint, inspectCheckpoint } from './convert.js';
+export type { AwqTensors, CtTensors, GptqTensors } from './decode.js';
+export {
+  AWQ_ORDER,
+  awqZeroPoints,
+  ctZeroPoints,
+  decodeAwq,
+  decodeCompressedTensors,
+  decodeGptq,
+  gptqZeroPoints,
+} from './decode.js';
+export type {
+  LoadPackedOptions,
+  PackedCheckpointInfo,
+  PackedLayerMeta,
+  PackedLayerSource,
+  WriteContainerOptions,
+  WriteProgress,
+} from './packed.js';
+export {
+  loadPacked,
+  PACKED_FORMAT_NAME,
+  packedLayerMeta,
+  packedTensorDeclarations,
+  readPackedInfo,
+  writePacked,
+  writePackedContainer,
+} from './packed.js';
+export type {
+  CheckpointPlan,
+  ExecutablePlan,
+  LayerPlan,
+  LayerStatus,
+  SourceFormat,
+  UnquantizedModule,
+} from './plan.js';
+export { ctGroupFor, ctIgnoreMatch, gptqModuleConfig, planCheckpoint } from './plan.js';
+export type { SafetensorsDtype, TensorBytes, TensorDeclaration, TensorInfo } from './safetensors.js';
+export {
+  MAX_HEADER_BYTES,
+  numel,
+  SAFETENSORS_DTYPE_BITS,
+  SafetensorsReader,
+  SafetensorsWriter,
+  tensorByteLength,
+} from './safetensors.js';
+export type { TensorSource } from './sharded.js';
+export { INDEX_FILE, ShardedSafetensors } from './sharded.js';

@@ -1,0 +1,386 @@
+/**
+ * Our packed checkpoint container (docs/checkpoints.md): a safetensors file whose `__metadata__` says
+ * `format = "marlin-ts"`, `format_version = "1"` and describes every packed layer, with per-layer tensors
+ * `<layer>.qweight` (I32 bytes of the u32 tile words), `<layer>.scales` (F16/BF16), `<layer>.zeros` (U8, optional),
+ * `<layer>.perm` (I32, optional), plus every tensor of the source checkpoint that was not converted, unchanged.
+ */
+import { rename, rm } from 'node:fs/promises';
+import { CancelledError, FormatError, MarlinError, throwIfAborted } from '../errors/index.js';
+import { numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
+import type { HalfDtype, PackedWeight, WeightBits } from '../format/types.js';
+import { FORMAT_VERSION } from '../format/types.js';
+import { validatePacked } from '../format/validate.js';
+import type { TensorDeclaration } from './safetensors.js';
+import { SafetensorsReader, SafetensorsWriter } from './safetensors.js';
+import type { TensorSource } from './sharded.js';
+
+/** `__metadata__["format"]` of a packed checkpoint. */
+export const PACKED_FORMAT_NAME = 'marlin-ts';
+
+/** Per-layer description stored in `__metadata__["layers"]` (a JSON object keyed by layer name). */
+export interface PackedLayerMeta {
+  readonly bits: WeightBits;
+  readonly K: number;
+  readonly N: number;
+  readonly Kp: number;
+  readonly Np: number;
+  readonly groupSize: number;
+  readonly numGroups: number;
+  readonly scaleDtype: HalfDtype;
+  readonly hasZeros: boolean;
+  readonly actOrder: boolean;
+  readonly paddedBytes: number;
+}
+
+/** What `__metadata__` of a packed checkpoint says. */
+export interface PackedCheckpointInfo {
+  readonly formatVersion: typeof FORMAT_VERSION;
+  readonly layers: Readonly<Record<string, PackedLayerMeta>>;
+  /** "gptq", "awq", "compressed-tensors", or what the writer passed. */
+  readonly sourceFormat: string | null;
+  /** The source quantization config, as JSON. */
+  readonly sourceConfig: unknown;
+  /** Layers left in their source layout (only with `keepUnsupported`), with reasons. */
+  readonly unconverted: readonly { name: string; reason: string }[];
+  /** Tensors that are not part of a packed layer (embeddings, norms, biases, unquantized layers...). */
+  readonly passthrough: readonly string[];
+}
+
+/** Metadata of a packed weight, as stored. */
+export function packedLayerMeta(p: PackedWeight): PackedLayerMeta {
+  return {
+    bits: p.bits,
+    K: p.K,
+    N: p.N,
+    Kp: p.Kp,
+    Np: p.Np,
+    groupSize: p.groupSize,
+    numGroups: p.numGroups,
+    scaleDtype: p.scaleDtype,
+    hasZeros: p.zeros !== null,
+    actOrder: p.perm !== null,
+    paddedBytes: p.paddedBytes,
+  };
+}
+
+/** The tensors a packed layer occupies in the container. */
+export function packedTensorDeclarations(name: string, m: PackedLayerMeta): TensorDeclaration[] {
+  const decls: TensorDeclaration[] = [
+    { name: `${name}.qweight`, dtype: 'I32', shape: [qweightWords(m.Kp, m.Np, m.bits) / TILE_WORDS, TILE_WORDS] },
+    { name: `${name}.scales`, dtype: m.scaleDtype === 'bf16' ? 'BF16' : 'F16', shape: [m.numGroups, m.Np] },
+  ];
+  if (m.hasZeros) decls.push({ name: `${name}.zeros`, dtype: 'U8', shape: [m.numGroups, m.Np] });
+  if (m.actOrder) decls.push({ name: `${name}.perm`, dtype: 'I32', shape: [m.K] });
+  return decls;
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** A layer to write: its metadata up front (for the header) and its data on demand. */
+export interface PackedLayerSource {
+  readonly name: string;
+  readonly meta: PackedLayerMeta;
+  readonly load: () => Promise<PackedWeight>;
+  /** Bytes of source data this layer stands for (progress only). */
+  readonly sourceBytes?: number;
+}
+
+/** Progress of a container write, reported after each layer and each copied chunk. */
+export interface WriteProgress {
+  readonly phase: 'convert' | 'copy';
+  /** Layer or tensor being processed. */
+  readonly name: string;
+  /** 1-based index among all layers and passthrough tensors. */
+  readonly index: number;
+  readonly count: number;
+  readonly bytesDone: number;
+  readonly bytesTotal: number;
+}
+
+export interface WriteContainerOptions {
+  readonly sourceFormat?: string;
+  readonly sourceConfig?: unknown;
+  readonly unconverted?: readonly { name: string; reason: string }[];
+  readonly onProgress?: (p: WriteProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Streams a packed container to `path`: header first, then each layer (loaded one at a time), then the passthrough
+ * tensors copied chunk by chunk. Writes to `<path>.partial` and renames at the end, so `path` never holds a partial
+ * file; on error or cancellation the partial file is removed.
+ * @throws CancelledError when `signal` aborts; FormatError when a layer does not match its declared metadata.
+ */
+export async function writePackedContainer(
+  path: string,
+  layers: readonly PackedLayerSource[],
+  passthrough: { readonly source: TensorSource; readonly names: readonly string[] } | null,
+  options: WriteContainerOptions = {},
+): Promise<void> {
+  const { signal, onProgress } = options;
+  throwIfAborted(signal, `Writing ${path}`);
+  const decls: TensorDeclaration[] = [];
+  const meta: Record<string, PackedLayerMeta> = {};
+  for (const l of layers) {
+    meta[l.name] = l.meta;
+    decls.push(...packedTensorDeclarations(l.name, l.meta));
+  }
+  const copyNames = passthrough?.names ?? [];
+  for (const n of copyNames) {
+    const info = passthrough!.source.info(n);
+    decls.push({ name: n, dtype: info.dtype, shape: info.shape });
+  }
+  const metadata: Record<string, string> = {
+    format: PACKED_FORMAT_NAME,
+    format_version: String(FORMAT_VERSION),
+    layers: JSON.stringify(meta),
+  };
+  if (options.sourceFormat !== undefined) metadata['source_format'] = options.sourceFormat;
+  if (options.sourceConfig !== undefined) metadata['source_config'] = JSON.stringify(options.sourceConfig);
+  if (options.unconverted && options.unconverted.length > 0)
+    metadata['unconverted'] = JSON.stringify(options.unconverted);
+
+  const partial = `${path}.partial`;
+  const writer = await SafetensorsWriter.create(partial, decls, metadata);
+  const count = layers.length + copyNames.length;
+  const bytesTotal =
+    layers.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
+    copyNames.reduce((s, n) => s + passthrough!.source.info(n).byteLength, 0);
+  let bytesDone = 0;
+  let index = 0;
+  try {
+    for (const l of layers) {
+      throwIfAborted(signal, `Writing ${path}`);
+      let p: PackedWeight;
+      try {
+        p = await l.load();
+      } catch (err) {
+        if (err instanceof MarlinError && !(err instanceof CancelledError)) {
+          err.message = `Layer ${l.name}: ${err.message}`;
+        }
+        throw err;
+      }
+      const got = packedLayerMeta(p);
+      for (const key of Object.keys(l.meta) as (keyof PackedLayerMeta)[]) {
+        if (got[key] !== l.meta[key]) {
+          throw new FormatError(
+            `Layer ${l.name}: packed ${key} = ${got[key]} but the header declared ${l.meta[key]}.`,
+            {
+              fix: 'declare each layer with packedLayerMeta() of the weight that will be written.',
+            },
+          );
+        }
+      }
+      await writer.write(`${l.name}.qweight`, bytesOf(p.qweight));
+      await writer.write(`${l.name}.scales`, bytesOf(p.scales));
+      if (p.zeros) await writer.write(`${l.name}.zeros`, p.zeros);
+      if (p.perm) await writer.write(`${l.name}.perm`, bytesOf(p.perm));
+      bytesDone += l.sourceBytes ?? 0;
+      onProgress?.({ phase: 'convert', name: l.name, index: ++index, count, bytesDone, bytesTotal });
+    }
+    for (const n of copyNames) {
+      const src = passthrough!.source;
+      index++;
+      const chunks = async function* (): AsyncGenerator<Uint8Array> {
+        for await (const c of src.readChunks(n)) {
+          throwIfAborted(signal, `Writing ${path}`);
+          yield c;
+          bytesDone += c.byteLength;
+          onProgress?.({ phase: 'copy', name: n, index, count, bytesDone, bytesTotal });
+        }
+      };
+      await writer.write(n, chunks());
+      if (src.info(n).byteLength === 0) onProgress?.({ phase: 'copy', name: n, index, count, bytesDone, bytesTotal });
+    }
+    await writer.finish();
+    await rename(partial, path);
+  } catch (err) {
+    await writer.abort();
+    await rm(partial, { force: true });
+    if (err instanceof CancelledError) {
+      throw new CancelledError(`Writing ${path} was cancelled; the partial output was removed.`, { cause: err.cause });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Writes in-memory packed weights (e.g. from `quantize` + `pack`) to a packed container, plus optional tensors copied
+ * from another source.
+ */
+export async function writePacked(
+  path: string,
+  weights: ReadonlyMap<string, PackedWeight> | Iterable<readonly [string, PackedWeight]>,
+  options: WriteContainerOptions & { passthrough?: { source: TensorSource; names: readonly string[] } } = {},
+): Promise<void> {
+  const layers: PackedLayerSource[] = [];
+  for (const [name, p] of weights) {
+    validatePacked(p);
+    layers.push({ name, meta: packedLayerMeta(p), load: async () => p });
+  }
+  await writePackedContainer(path, layers, options.passthrough ?? null, options);
+}
+
+const FIX_RECONVERT = 'convert the source checkpoint again with `marlin convert`.';
+
+/**
+ * Reads and checks the `__metadata__` of a packed container.
+ * @throws FormatError when the file is not a marlin-ts container, has another format version, or its layer table
+ * does not match its tensors.
+ */
+export function readPackedInfo(reader: SafetensorsReader): PackedCheckpointInfo {
+  const md = reader.metadata;
+  const fail = (problem: string, fix = FIX_RECONVERT): never => {
+    throw new FormatError(`${reader.path}: ${problem}`, { fix, details: { path: reader.path } });
+  };
+  if (md['format'] !== PACKED_FORMAT_NAME) {
+    fail(
+      `not a packed marlin-ts checkpoint (__metadata__.format is ${JSON.stringify(md['format'] ?? null)}).`,
+      'pass a file written by `marlin convert`, or convert this checkpoint first: marlin convert <dir> <out.safetensors>.',
+    );
+  }
+  if (md['format_version'] !== String(FORMAT_VERSION)) {
+    fail(
+      `format_version ${JSON.stringify(md['format_version'] ?? null)}; this @marlin/core reads version ${FORMAT_VERSION}.`,
+      'use the @marlin/core version that wrote the file, or convert the source checkpoint again.',
+    );
+  }
+  let layersJson: unknown;
+  let sourceConfig: unknown = null;
+  let unconverted: unknown = [];
+  try {
+    layersJson = JSON.parse(md['layers'] ?? '');
+    if (md['source_config'] !== undefined) sourceConfig = JSON.parse(md['source_config']);
+    if (md['unconverted'] !== undefined) unconverted = JSON.parse(md['unconverted']);
+  } catch (cause) {
+    fail(`__metadata__ holds invalid JSON (${(cause as Error).message}).`);
+  }
+  if (typeof layersJson !== 'object' || layersJson === null || Array.isArray(layersJson))
+    fail('__metadata__.layers is not an object.');
+  const layers: Record<string, PackedLayerMeta> = {};
+  const owned = new Set<string>();
+  for (const [name, m] of Object.entries(layersJson as Record<string, unknown>)) {
+    const meta = checkMeta(reader.path, name, m);
+    layers[name] = meta;
+    for (const d of packedTensorDeclarations(name, meta)) {
+      const info = reader.has(d.name) ? reader.info(d.name) : null;
+      if (info === null) fail(`layer ${name} lacks tensor ${d.name}.`);
+      const okDtype = info!.dtype === d.dtype || (d.dtype === 'I32' && info!.dtype === 'U32');
+      if (!okDtype || info!.shape.join(',') !== d.shape.join(',')) {
+        fail(
+          `tensor ${d.name} is ${info!.dtype} [${info!.shape.join(', ')}], but layer ${name} needs ${d.dtype} [${d.shape.join(', ')}].`,
+        );
+      }
+      owned.add(d.name);
+    }
+  }
+  return {
+    formatVersion: FORMAT_VERSION,
+    layers,
+    sourceFormat: md['source_format'] ?? null,
+    sourceConfig,
+    unconverted: Array.isArray(unconverted) ? (unconverted as { name: string; reason: string }[]) : [],
+    passthrough: reader.names().filter((n) => !owned.has(n)),
+  };
+}
+
+function checkMeta(path: string, name: string, m: unknown): PackedLayerMeta {
+  const o = (typeof m === 'object' && m !== null ? m : {}) as Record<string, unknown>;
+  const bad = (field: string): never => {
+    throw new FormatError(
+      `${path}: layer ${name} has an invalid "${field}" (${JSON.stringify(o[field])}) in __metadata__.layers.`,
+      {
+        fix: FIX_RECONVERT,
+        details: { path, layer: name, field },
+      },
+    );
+  };
+  const int = (f: string): number => {
+    const v = o[f];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(f);
+    return v as number;
+  };
+  const bool = (f: string): boolean => (typeof o[f] === 'boolean' ? (o[f] as boolean) : bad(f));
+  const bits = int('bits');
+  if (bits !== 4 && bits !== 8) bad('bits');
+  const scaleDtype = o['scaleDtype'];
+  if (scaleDtype !== 'fp16' && scaleDtype !== 'bf16') bad('scaleDtype');
+  const meta: PackedLayerMeta = {
+    bits: bits as WeightBits,
+    K: int('K'),
+    N: int('N'),
+    Kp: int('Kp'),
+    Np: int('Np'),
+    groupSize: int('groupSize'),
+    numGroups: int('numGroups'),
+    scaleDtype: scaleDtype as HalfDtype,
+    hasZeros: bool('hasZeros'),
+    actOrder: bool('actOrder'),
+    paddedBytes: int('paddedBytes'),
+  };
+  if (meta.groupSize === 0) bad('groupSize');
+  if (meta.Kp !== paddedK(meta.K, meta.bits)) bad('Kp');
+  if (meta.Np !== paddedN(meta.N)) bad('Np');
+  if (meta.numGroups !== numGroups(meta.K, meta.groupSize)) bad('numGroups');
+  return meta;
+}
+
+/** Options of `loadPacked`. */
+export interface LoadPackedOptions {
+  /** Load only these layers (default: all). */
+  readonly layers?: readonly string[];
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Loads every packed layer of a marlin-ts container. Each weight is validated with `validatePacked`. Passthrough
+ * tensors (embeddings, norms, biases) are read with `SafetensorsReader` and `readPackedInfo(reader).passthrough`.
+ * @throws FormatError for a foreign, corrupt or other-version file; IoError when it cannot be read.
+ */
+export async function loadPacked(path: string, options: LoadPackedOptions = {}): Promise<Map<string, PackedWeight>> {
+  const reader = await SafetensorsReader.open(path);
+  try {
+    const info = readPackedInfo(reader);
+    const names = options.layers ?? Object.keys(info.layers);
+    const out = new Map<string, PackedWeight>();
+    for (const name of names) {
+      throwIfAborted(options.signal, `Loading ${path}`);
+      const m = info.layers[name];
+      if (!m) {
+        throw new FormatError(`${path} has no packed layer "${name}".`, {
+          fix: `pick one of: ${Object.keys(info.layers).slice(0, 5).join(', ')}${Object.keys(info.layers).length > 5 ? ', ...' : ''}.`,
+        });
+      }
+      const qb = await reader.read(`${name}.qweight`);
+      const sb = await reader.read(`${name}.scales`);
+      const p: PackedWeight = {
+        formatVersion: FORMAT_VERSION,
+        bits: m.bits,
+        K: m.K,
+        N: m.N,
+        Kp: m.Kp,
+        Np: m.Np,
+        groupSize: m.groupSize,
+        numGroups: m.numGroups,
+        scaleDtype: m.scaleDtype,
+        qweight: new Uint32Array(qb.buffer, qb.byteOffset, qb.byteLength / 4),
+        scales: new Uint16Array(sb.buffer, sb.byteOffset, sb.byteLength / 2),
+        zeros: m.hasZeros ? await reader.read(`${name}.zeros`) : null,
+        perm: m.actOrder ? await reader.readInt32(`${name}.perm`) : null,
+        paddedBytes: m.paddedBytes,
+      };
+      try {
+        validatePacked(p);
+      } catch (err) {
+        if (err instanceof MarlinError) err.message = `${path}, layer ${name}: ${err.message}`;
+        throw err;
+      }
+      out.set(name, p);
+    }
+    return out;
+  } finally {
+    await reader.close();
+  }
+}

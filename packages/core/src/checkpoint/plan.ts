@@ -1,0 +1,649 @@
+/**
+ * The conversion plan of a checkpoint: which modules are quantized linears we convert, which are unsupported or
+ * invalid (and why), which are left unquantized by the config, and which tensors are copied through unchanged.
+ * `inspectCheckpoint` reports it; `convertCheckpoint` executes it. Planning reads headers plus the small tensors that
+ * decide the outcome (zero points, g_idx, compressed-tensors weight_shape), never the packed weights.
+ */
+import { MarlinError, ValueError } from '../errors/index.js';
+import { numGroups, paddedK, paddedN, qweightWords } from '../format/layout.js';
+import type { HalfDtype, QuantizedWeight, WeightBits } from '../format/types.js';
+import { assertGroupSize, assertKN } from '../format/validate.js';
+import type {
+  AwqConfig,
+  CompressedTensorsConfig,
+  CtGroup,
+  CtWeightScheme,
+  GptqConfig,
+  QuantizationConfig,
+} from './config.js';
+import { pythonRegex } from './config.js';
+import {
+  awqZeroPoints,
+  compactGIdx,
+  ctZeroPoints,
+  decodeAwq,
+  decodeCompressedTensors,
+  decodeGptq,
+  gIdxProblem,
+  gptqZeroPoints,
+} from './decode.js';
+import type { SafetensorsDtype } from './safetensors.js';
+import type { TensorSource } from './sharded.js';
+
+/** Checkpoint layout a layer comes from. */
+export type SourceFormat = 'gptq' | 'awq' | 'compressed-tensors';
+
+/** convert: will be converted; unsupported: valid, but the kernels cannot run it; invalid: tensors contradict the config. */
+export type LayerStatus = 'convert' | 'unsupported' | 'invalid';
+
+/** One quantized linear of the source checkpoint. */
+export interface LayerPlan {
+  /** Module name, e.g. "model.layers.0.self_attn.q_proj". */
+  readonly name: string;
+  readonly sourceFormat: SourceFormat;
+  readonly status: LayerStatus;
+  /** Why the layer is unsupported or invalid; null when it converts. */
+  readonly reason: string | null;
+  /** Effective bits (after GPTQ `dynamic` overrides). */
+  readonly bits: number;
+  /** Input features (0 when the tensors are too broken to tell). */
+  readonly K: number;
+  /** Output features. */
+  readonly N: number;
+  /** group_size as the config states it (-1 or null = per-channel). */
+  readonly configGroupSize: number | null;
+  /** Rows per group in the packed format (K for per-channel). */
+  readonly groupSize: number;
+  readonly numGroups: number;
+  readonly scaleDtype: HalfDtype | null;
+  /** Explicit zero points that differ from the symmetric default 2^(bits-1). */
+  readonly hasZeros: boolean;
+  /** Non-trivial g_idx (GPTQ desc_act, compressed-tensors actorder "group"). */
+  readonly actOrder: boolean;
+  /** Source tensors this layer consumes (bias and others stay as passthrough tensors). */
+  readonly tensors: readonly string[];
+  /** Bytes of those tensors in the source. */
+  readonly sourceBytes: number;
+  /** Bytes of the packed tensors we write (0 unless status is "convert"). */
+  readonly packedBytes: number;
+}
+
+/** A 2-D `.weight` the checkpoint keeps in full precision, with the config's reason. */
+export interface UnquantizedModule {
+  readonly name: string;
+  readonly reason: string;
+  readonly dtype: SafetensorsDtype;
+  readonly shape: readonly number[];
+}
+
+/** Everything planning learns about a checkpoint. */
+export interface CheckpointPlan {
+  readonly sourceFormat: SourceFormat | 'none' | 'other';
+  readonly config: QuantizationConfig | null;
+  /** Reason nothing in this checkpoint can be converted (a method or layout we do not take), else null. */
+  readonly configProblem: string | null;
+  readonly layers: readonly LayerPlan[];
+  readonly unquantized: readonly UnquantizedModule[];
+  /** Tensors not consumed by a converted layer, copied through unchanged (source order). */
+  readonly passthrough: readonly string[];
+  readonly passthroughBytes: number;
+  readonly totalBytes: number;
+}
+
+interface LayerRecipe {
+  readonly plan: LayerPlan;
+  readonly load: () => Promise<QuantizedWeight>;
+}
+
+/** Plan plus the loaders of the layers to convert. */
+export interface ExecutablePlan extends CheckpointPlan {
+  /** Reads and decodes a layer whose status is "convert". */
+  loadLayer(name: string): Promise<QuantizedWeight>;
+}
+
+/** Bytes of a converted layer in our container (qweight + scales + zeros + perm). */
+export function packedLayerBytes(
+  bits: WeightBits,
+  K: number,
+  N: number,
+  groupSize: number,
+  hasZeros: boolean,
+  actOrder: boolean,
+): number {
+  const Kp = paddedK(K, bits);
+  const Np = paddedN(N);
+  const G = numGroups(K, groupSize);
+  return qweightWords(Kp, Np, bits) * 4 + G * Np * (2 + (hasZeros ? 1 : 0)) + (actOrder ? 4 * K : 0);
+}
+
+/** Plans a checkpoint whose tensors are in `src` and whose quantization config is `config`. */
+export async function planCheckpoint(src: TensorSource, config: QuantizationConfig | null): Promise<ExecutablePlan> {
+  const recipes: LayerRecipe[] = [];
+  let configProblem: string | null = null;
+  let sourceFormat: CheckpointPlan['sourceFormat'] = 'none';
+  let unquantizedReason: (module: string) => string = () => 'not quantized in the checkpoint';
+  if (config === null) {
+    configProblem =
+      'the checkpoint has no quantization config (config.json quantization_config or quantize_config.json), so there is nothing to convert';
+  } else if (config.method === 'other') {
+    sourceFormat = 'other';
+    configProblem = `quant_method "${config.quantMethod}" is not converted; supported are gptq, awq (version gemm) and compressed-tensors (pack-quantized)`;
+  } else if (config.method === 'gptq') {
+    sourceFormat = 'gptq';
+    configProblem = gptqConfigProblem(config);
+    unquantizedReason = (m) => {
+      const rule = config.dynamic.find((r) => r.regex.test(m));
+      if (rule?.exclude) return `excluded by dynamic rule "${rule.pattern}"`;
+      if (/(^|\.)lm_head$/.test(m) && !config.lmHead) return 'lm_head is not quantized (lm_head: false)';
+      return 'not quantized in the checkpoint';
+    };
+    for (const m of modulesWith(src, 'qweight')) recipes.push(await planGptq(src, config, m, configProblem));
+  } else if (config.method === 'awq') {
+    sourceFormat = 'awq';
+    configProblem = awqConfigProblem(config);
+    unquantizedReason = (m) => {
+      const hit = config.modulesToNotConvert.find((s) => m.includes(s));
+      return hit !== undefined ? `in modules_to_not_convert ("${hit}")` : 'not quantized in the checkpoint';
+    };
+    for (const m of modulesWith(src, 'qweight')) recipes.push(await planAwq(src, config, m, configProblem));
+  } else {
+    sourceFormat = 'compressed-tensors';
+    configProblem = ctConfigProblem(config);
+    unquantizedReason = (m) => {
+      const hit = ctIgnoreMatch(config, m);
+      if (hit !== null) return `in the ignore list ("${hit}")`;
+      if (ctGroupFor(config, m) === null) return 'no config group targets it';
+      return 'not quantized in the checkpoint';
+    };
+    for (const m of modulesWith(src, 'weight_packed')) recipes.push(await planCt(src, config, m, configProblem));
+  }
+
+  const consumed = new Set<string>();
+  for (const r of recipes) if (r.plan.status === 'convert') for (const t of r.plan.tensors) consumed.add(t);
+  const allQuantTensors = new Set(recipes.flatMap((r) => r.plan.tensors));
+  const quantModules = new Set(recipes.map((r) => r.plan.name));
+  const passthrough: string[] = [];
+  let passthroughBytes = 0;
+  let totalBytes = 0;
+  const unquantized: UnquantizedModule[] = [];
+  for (const name of src.names()) {
+    const info = src.info(name);
+    totalBytes += info.byteLength;
+    if (consumed.has(name)) continue;
+    passthrough.push(name);
+    passthroughBytes += info.byteLength;
+    if (name.endsWith('.weight') && info.shape.length === 2 && !allQuantTensors.has(name)) {
+      const m = name.slice(0, -'.weight'.length);
+      if (!quantModules.has(m))
+        unquantized.push({ name: m, reason: unquantizedReason(m), dtype: info.dtype, shape: info.shape });
+    }
+  }
+  const byName = new Map(recipes.map((r) => [r.plan.name, r]));
+  return {
+    sourceFormat,
+    config,
+    configProblem,
+    layers: recipes.map((r) => r.plan),
+    unquantized,
+    passthrough,
+    passthroughBytes,
+    totalBytes,
+    loadLayer(name: string): Promise<QuantizedWeight> {
+      const r = byName.get(name);
+      if (r?.plan.status !== 'convert') {
+        throw new ValueError(
+          `Layer "${name}" is not a layer this plan converts (${r ? `status ${r.plan.status}` : 'no such layer'}).`,
+          {
+            fix: 'pick a name from plan.layers whose status is "convert".',
+          },
+        );
+      }
+      return r.load();
+    },
+  };
+}
+
+function modulesWith(src: TensorSource, suffix: string): string[] {
+  const end = `.${suffix}`;
+  return src
+    .names()
+    .filter((n) => n.endsWith(end))
+    .map((n) => n.slice(0, -end.length));
+}
+
+/** Fields shared by every layer plan builder. */
+class LayerBuilder {
+  status: LayerStatus = 'convert';
+  reason: string | null = null;
+  bits = 0;
+  K = 0;
+  N = 0;
+  configGroupSize: number | null = null;
+  groupSize = 0;
+  scaleDtype: HalfDtype | null = null;
+  hasZeros = false;
+  actOrder = false;
+  readonly tensors: string[] = [];
+
+  constructor(
+    readonly src: TensorSource,
+    readonly name: string,
+    readonly format: SourceFormat,
+  ) {}
+
+  /** Records the first problem; later ones are ignored. Returns false so callers can `return b.fail(...)`. */
+  fail(status: Exclude<LayerStatus, 'convert'>, reason: string): false {
+    if (this.status === 'convert') {
+      this.status = status;
+      this.reason = reason;
+    }
+    return false;
+  }
+
+  get ok(): boolean {
+    return this.status === 'convert';
+  }
+
+  /** Adds `<name>.<suffix>` to the layer's tensors if present; returns its full name or null. */
+  take(suffix: string): string | null {
+    const t = `${this.name}.${suffix}`;
+    if (!this.src.has(t)) return null;
+    this.tensors.push(t);
+    return t;
+  }
+
+  /** Like take(), but a missing tensor makes the layer invalid. */
+  need(suffix: string): string | null {
+    const t = this.take(suffix);
+    if (t === null) this.fail('invalid', `tensor ${this.name}.${suffix} is missing`);
+    return t;
+  }
+
+  /** Checks dtype and rank; returns the shape, or null (layer invalid). */
+  shape(tensor: string | null, dtypes: readonly SafetensorsDtype[], rank: number): readonly number[] | null {
+    if (tensor === null) return null;
+    const info = this.src.info(tensor);
+    if (!dtypes.includes(info.dtype)) {
+      this.fail('invalid', `${tensor} has dtype ${info.dtype}, expected ${dtypes.join(' or ')}`);
+      return null;
+    }
+    if (info.shape.length !== rank) {
+      this.fail('invalid', `${tensor} has shape [${info.shape.join(', ')}], expected ${rank} dimensions`);
+      return null;
+    }
+    return info.shape;
+  }
+
+  expectShape(tensor: string, actual: readonly number[], expected: readonly number[], why: string): boolean {
+    if (actual.length === expected.length && actual.every((d, i) => d === expected[i])) return true;
+    return this.fail(
+      'invalid',
+      `${tensor} has shape [${actual.join(', ')}], expected [${expected.join(', ')}] (${why})`,
+    );
+  }
+
+  /** Applies the kernel's shape and group-size limits. */
+  checkKernel(): boolean {
+    if (!this.ok) return false;
+    try {
+      assertKN(this.K, this.N);
+      assertGroupSize(this.groupSize, this.K);
+    } catch (err) {
+      if (err instanceof MarlinError) return this.fail('unsupported', err.message);
+      throw err;
+    }
+    return true;
+  }
+
+  async checkGIdx(tensor: string | null): Promise<Int32Array | null> {
+    if (tensor === null || !this.ok) return null;
+    const info = this.src.info(tensor);
+    if (!['I32', 'I64'].includes(info.dtype) || info.shape.length !== 1 || info.shape[0] !== this.K) {
+      this.fail('invalid', `${tensor} is ${info.dtype} [${info.shape.join(', ')}], expected I32 [${this.K}]`);
+      return null;
+    }
+    const gIdx = Int32Array.from(await this.src.readIntegers(tensor));
+    const compact = compactGIdx(gIdx, this.groupSize);
+    if (compact !== null) {
+      const problem = gIdxProblem(compact, this.K, this.groupSize);
+      if (problem !== null) {
+        this.fail('unsupported', `act-order ${problem}`);
+        return null;
+      }
+      this.actOrder = true;
+    }
+    return gIdx;
+  }
+
+  build(): LayerPlan {
+    const G = this.groupSize > 0 && this.K > 0 ? numGroups(this.K, this.groupSize) : 0;
+    return {
+      name: this.name,
+      sourceFormat: this.format,
+      status: this.status,
+      reason: this.reason,
+      bits: this.bits,
+      K: this.K,
+      N: this.N,
+      configGroupSize: this.configGroupSize,
+      groupSize: this.groupSize,
+      numGroups: G,
+      scaleDtype: this.scaleDtype,
+      hasZeros: this.hasZeros,
+      actOrder: this.actOrder,
+      tensors: this.tensors,
+      sourceBytes: this.tensors.reduce((s, t) => s + this.src.info(t).byteLength, 0),
+      packedBytes: this.ok
+        ? packedLayerBytes(this.bits as WeightBits, this.K, this.N, this.groupSize, this.hasZeros, this.actOrder)
+        : 0,
+    };
+  }
+}
+
+function halfDtypeOf(d: SafetensorsDtype): HalfDtype {
+  return d === 'BF16' ? 'bf16' : 'fp16';
+}
+
+function hasNonDefault(zeros: ArrayLike<number>, bits: number): boolean {
+  const d = 1 << (bits - 1);
+  for (let i = 0; i < zeros.length; i++) if (zeros[i] !== d) return true;
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------------------- GPTQ
+
+function gptqConfigProblem(c: GptqConfig): string | null {
+  if (c.checkpointFormat !== 'gptq' && c.checkpointFormat !== 'gptq_v2') {
+    return `GPTQ checkpoint_format "${c.checkpointFormat}" is not converted (only "gptq" (v1) and "gptq_v2"); export the model in gptq or gptq_v2 format`;
+  }
+  return null;
+}
+
+/** Effective GPTQ settings of a module after `dynamic` (first matching rule wins; "-:" excludes). */
+export function gptqModuleConfig(
+  c: GptqConfig,
+  module: string,
+): { excludedBy: string | null; bits: number; groupSize: number; descAct: boolean; sym: boolean } {
+  const rule = c.dynamic.find((r) => r.regex.test(module));
+  const o = rule && !rule.exclude ? rule.overrides : {};
+  return {
+    excludedBy: rule?.exclude ? rule.pattern : null,
+    bits: o.bits ?? c.bits,
+    groupSize: o.groupSize ?? c.groupSize,
+    descAct: o.descAct ?? c.descAct,
+    sym: o.sym ?? c.sym,
+  };
+}
+
+async function planGptq(
+  src: TensorSource,
+  c: GptqConfig,
+  m: string,
+  configProblem: string | null,
+): Promise<LayerRecipe> {
+  const b = new LayerBuilder(src, m, 'gptq');
+  const eff = gptqModuleConfig(c, m);
+  b.bits = eff.bits;
+  b.configGroupSize = eff.groupSize;
+  const [qw, qz, sc] = [b.need('qweight'), b.need('qzeros'), b.need('scales')];
+  const gi = b.take('g_idx');
+  const v1 = c.checkpointFormat === 'gptq';
+  if (configProblem !== null) b.fail('unsupported', configProblem);
+  if (eff.excludedBy !== null) {
+    b.fail(
+      'invalid',
+      `the config's dynamic rule "${eff.excludedBy}" leaves this module unquantized, but it holds GPTQ tensors`,
+    );
+  }
+  if (eff.bits !== 4 && eff.bits !== 8) {
+    b.fail(
+      'unsupported',
+      `${eff.bits}-bit GPTQ is not supported: the kernels take 4- and 8-bit codes (re-quantize with bits 4 or 8)`,
+    );
+  }
+  const qwShape = b.shape(qw, ['I32', 'U32'], 2);
+  const qzShape = b.shape(qz, ['I32', 'U32'], 2);
+  const scShape = b.shape(sc, ['F16', 'BF16'], 2);
+  let zeros: Int32Array | null = null;
+  if (b.ok && qwShape && qzShape && scShape && qw && qz && sc) {
+    const pack = 32 / eff.bits;
+    b.K = qwShape[0] * pack;
+    b.N = qwShape[1];
+    b.groupSize = eff.groupSize === -1 || eff.groupSize >= b.K ? b.K : eff.groupSize;
+    b.scaleDtype = halfDtypeOf(src.info(sc).dtype);
+    const G = numGroups(b.K, b.groupSize);
+    const why = `K = ${b.K}, N = ${b.N}, bits = ${eff.bits}, group_size = ${eff.groupSize}`;
+    if (b.N % pack !== 0) b.fail('unsupported', `N = ${b.N} is not a multiple of ${pack}, so qzeros cannot pack it`);
+    else if (b.expectShape(sc, scShape, [G, b.N], why) && b.expectShape(qz, qzShape, [G, b.N / pack], why)) {
+      zeros = gptqZeroPoints({ bits: eff.bits as WeightBits, N: b.N, qzeros: await src.readInt32(qz), v1 }, G);
+      const max = (1 << eff.bits) - 1;
+      const over = zeros.findIndex((z) => z > max);
+      if (over >= 0) {
+        b.fail(
+          'unsupported',
+          `GPTQ v1 stores zero - 1, and qzeros holds ${max} (zero ${max + 1}) at group ${Math.floor(over / b.N)}, column ${over % b.N}: a zero of ${max + 1} does not fit in ${eff.bits} bits (the v1 overflow); re-export the checkpoint as gptq_v2 with GPTQModel`,
+        );
+      }
+      b.hasZeros = hasNonDefault(zeros, eff.bits);
+    }
+    b.checkKernel();
+    await b.checkGIdx(gi);
+  }
+  const plan = b.build();
+  const bits = eff.bits as WeightBits;
+  return {
+    plan,
+    load: async () =>
+      decodeGptq(
+        {
+          bits,
+          K: plan.K,
+          N: plan.N,
+          groupSize: plan.groupSize,
+          qweight: await src.readInt32(qw!),
+          qzeros: await src.readInt32(qz!),
+          scales: await src.readHalfBits(sc!),
+          scaleDtype: plan.scaleDtype!,
+          gIdx: gi === null ? null : Int32Array.from(await src.readIntegers(gi)),
+          v1,
+        },
+        m,
+      ),
+  };
+}
+
+// ----------------------------------------------------------------------------------------------------------- AWQ
+
+function awqConfigProblem(c: AwqConfig): string | null {
+  if (c.version !== 'gemm') {
+    return `AWQ version "${c.version}" is not converted: only the GEMM layout (version "gemm") is supported, because GEMV/gemv_fast/marlin checkpoints pack their tensors differently; export the model with AutoAWQ version "gemm"`;
+  }
+  if (c.bits !== 4)
+    return `${c.bits}-bit AWQ is not supported: AWQ GEMM checkpoints are 4-bit (re-quantize with w_bit 4)`;
+  if (!c.zeroPoint)
+    return 'AWQ without zero points (zero_point: false) is not supported: re-quantize with zero_point true';
+  return null;
+}
+
+async function planAwq(src: TensorSource, c: AwqConfig, m: string, configProblem: string | null): Promise<LayerRecipe> {
+  const b = new LayerBuilder(src, m, 'awq');
+  b.bits = c.bits;
+  b.configGroupSize = c.groupSize;
+  const [qw, qz, sc] = [b.need('qweight'), b.need('qzeros'), b.need('scales')];
+  if (configProblem !== null) b.fail('unsupported', configProblem);
+  const excluded = c.modulesToNotConvert.find((s) => m.includes(s));
+  if (excluded !== undefined) {
+    b.fail(
+      'invalid',
+      `modules_to_not_convert ("${excluded}") leaves this module unquantized, but it holds AWQ tensors`,
+    );
+  }
+  const qwShape = b.shape(qw, ['I32', 'U32'], 2);
+  const qzShape = b.shape(qz, ['I32', 'U32'], 2);
+  const scShape = b.shape(sc, ['F16', 'BF16'], 2);
+  if (b.ok && qwShape && qzShape && scShape && qz && sc) {
+    b.K = qwShape[0];
+    b.N = qwShape[1] * 8;
+    b.groupSize = c.groupSize === -1 || c.groupSize >= b.K ? b.K : c.groupSize;
+    b.scaleDtype = halfDtypeOf(src.info(sc).dtype);
+    const G = numGroups(b.K, b.groupSize);
+    const why = `K = ${b.K}, N = ${b.N}, group_size = ${c.groupSize}`;
+    if (b.expectShape(sc, scShape, [G, b.N], why) && b.expectShape(qz, qzShape, [G, b.N / 8], why)) {
+      b.hasZeros = hasNonDefault(awqZeroPoints(await src.readInt32(qz), G, b.N), 4);
+    }
+    b.checkKernel();
+  }
+  const plan = b.build();
+  return {
+    plan,
+    load: async () =>
+      decodeAwq({
+        K: plan.K,
+        N: plan.N,
+        groupSize: plan.groupSize,
+        qweight: await src.readInt32(qw!),
+        qzeros: await src.readInt32(qz!),
+        scales: await src.readHalfBits(sc!),
+        scaleDtype: plan.scaleDtype!,
+      }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- compressed-tensors
+
+function ctConfigProblem(c: CompressedTensorsConfig): string | null {
+  if (c.quantizationStatus !== null && c.quantizationStatus !== 'compressed') {
+    return `compressed-tensors quantization_status "${c.quantizationStatus}" is not converted: only "compressed" checkpoints hold packed weights; save the model compressed`;
+  }
+  return null;
+}
+
+/** The ignore entry that matches a module (exact name or "re:" regex, re.match semantics), or null. */
+export function ctIgnoreMatch(c: CompressedTensorsConfig, module: string): string | null {
+  return c.ignore.find((p) => ctNameMatches(p, module)) ?? null;
+}
+
+function ctNameMatches(target: string, module: string): boolean {
+  if (target.startsWith('re:')) return pythonRegex(target.slice(3), 'compressed-tensors target').test(module);
+  return target === module;
+}
+
+/**
+ * The config group that targets a module: an exact name first, then a "re:" regex, then a class name. Safetensors
+ * files do not record module classes; a module with packed weights is an nn.Linear, so the class target "Linear"
+ * matches every module.
+ */
+export function ctGroupFor(c: CompressedTensorsConfig, module: string): CtGroup | null {
+  return (
+    c.groups.find((g) => g.targets.includes(module)) ??
+    c.groups.find((g) => g.targets.some((t) => t.startsWith('re:') && ctNameMatches(t, module))) ??
+    c.groups.find((g) => g.targets.includes('Linear')) ??
+    null
+  );
+}
+
+function ctSchemeProblem(g: CtGroup, format: string): string | null {
+  const w = g.weights as CtWeightScheme;
+  if (format !== 'pack-quantized') {
+    return `compressed-tensors format "${format}" is not converted: only "pack-quantized" (integer weights packed into int32) is supported`;
+  }
+  if (g.quantizesActivations) {
+    return `config group "${g.name}" also quantizes activations (input_activations), which the W4A16/W8A16 kernels do not do`;
+  }
+  if (w.type !== 'int') return `config group "${g.name}" has weight type "${w.type}"; only "int" weights are converted`;
+  if (w.numBits !== 4 && w.numBits !== 8) {
+    return `config group "${g.name}" has num_bits ${w.numBits}; only 4 and 8 are supported (re-quantize to int4 or int8)`;
+  }
+  if (w.strategy !== 'group' && w.strategy !== 'channel') {
+    return `config group "${g.name}" has strategy "${w.strategy}"; only "group" and "channel" are supported`;
+  }
+  if (w.strategy === 'group' && (w.groupSize === null || w.groupSize <= 0)) {
+    return `config group "${g.name}" has strategy "group" without a positive group_size`;
+  }
+  if (w.dynamic) return `config group "${g.name}" has dynamic weight quantization, which has no stored scales`;
+  return null;
+}
+
+async function planCt(
+  src: TensorSource,
+  c: CompressedTensorsConfig,
+  m: string,
+  configProblem: string | null,
+): Promise<LayerRecipe> {
+  const b = new LayerBuilder(src, m, 'compressed-tensors');
+  const [wp, ws] = [b.need('weight_packed'), b.need('weight_scale')];
+  const wz = b.take('weight_zero_point');
+  const gi = b.take('weight_g_idx');
+  const wshape = b.take('weight_shape');
+  if (configProblem !== null) b.fail('unsupported', configProblem);
+  const ignored = ctIgnoreMatch(c, m);
+  if (ignored !== null)
+    b.fail('invalid', `the ignore list ("${ignored}") leaves this module unquantized, but it holds weight_packed`);
+  const group = ctGroupFor(c, m);
+  if (group === null || group.weights === null) {
+    b.fail('invalid', 'no config group with a weights scheme targets this module, but it holds weight_packed');
+  }
+  const w = group?.weights ?? null;
+  if (group && w) {
+    b.bits = w.numBits;
+    b.configGroupSize = w.strategy === 'channel' ? null : w.groupSize;
+    const problem = ctSchemeProblem(group, group.format ?? c.format);
+    if (problem !== null) b.fail('unsupported', problem);
+  }
+  const wpShape = b.shape(wp, ['I32', 'U32'], 2);
+  const wsShape = b.shape(ws, ['F16', 'BF16'], 2);
+  if (b.ok && w && wpShape && wsShape && ws) {
+    const pack = 32 / w.numBits;
+    if (wshape !== null) {
+      const info = src.info(wshape);
+      const dims = info.shape.length === 1 && info.shape[0] === 2 ? await src.readIntegers(wshape) : null;
+      if (dims === null) b.fail('invalid', `${wshape} is [${info.shape.join(', ')}], expected the 2 values [N, K]`);
+      else [b.N, b.K] = dims;
+    } else {
+      [b.N, b.K] = [wpShape[0], wpShape[1] * pack];
+    }
+    if (b.ok) {
+      b.groupSize = w.strategy === 'channel' || (w.groupSize ?? 0) >= b.K ? b.K : (w.groupSize as number);
+      b.scaleDtype = halfDtypeOf(src.info(ws).dtype);
+      const G = numGroups(b.K, b.groupSize);
+      const why = `N = ${b.N}, K = ${b.K}, num_bits = ${w.numBits}, strategy ${w.strategy}, group_size ${w.groupSize}`;
+      if (b.expectShape(wp!, wpShape, [b.N, Math.ceil(b.K / pack)], why) && b.expectShape(ws, wsShape, [b.N, G], why)) {
+        if (!w.symmetric) {
+          if (wz === null) b.fail('invalid', `symmetric: false but ${m}.weight_zero_point is missing`);
+          else if (['F16', 'BF16', 'F32'].includes(src.info(wz).dtype)) {
+            b.fail(
+              'unsupported',
+              `${wz} holds float zero points (${src.info(wz).dtype}); the kernels take integer zero points only (re-quantize with integer zero points)`,
+            );
+          } else {
+            const zShape = b.shape(wz, ['I32', 'U32'], 2);
+            if (zShape && b.expectShape(wz, zShape, [Math.ceil(b.N / pack), G], why)) {
+              const zeros = ctZeroPoints(await src.readInt32(wz), G, b.N, w.numBits as WeightBits);
+              b.hasZeros = hasNonDefault(zeros, w.numBits);
+            }
+          }
+        }
+      }
+    }
+    b.checkKernel();
+    if (w.actorder === 'group' && gi === null) b.fail('invalid', `actorder "group" but ${m}.weight_g_idx is missing`);
+    await b.checkGIdx(gi);
+  }
+  const plan = b.build();
+  const symmetric = w?.symmetric ?? true;
+  return {
+    plan,
+    load: async () =>
+      decodeCompressedTensors({
+        bits: plan.bits as WeightBits,
+        K: plan.K,
+        N: plan.N,
+        groupSize: plan.groupSize,
+        weightPacked: await src.readInt32(wp!),
+        weightScale: await src.readHalfBits(ws!),
+        scaleDtype: plan.scaleDtype!,
+        zeroPoint: !symmetric && wz !== null ? await src.readInt32(wz) : null,
+        gIdx: gi === null ? null : Int32Array.from(await src.readIntegers(gi)),
+      }),
+  };
+}

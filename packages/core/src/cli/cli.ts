@@ -1,0 +1,317 @@
+/**
+ * The `marlin` command line: inspect, convert, doctor. `runCli(argv, io)` returns the exit code and never calls
+ * process.exit, so tests drive it in-process; src/cli/main.ts is the executable wrapper.
+ *
+ * Exit codes: 0 success, 1 bad input or failure (one line: error code, what was wrong, the fix), 2 usage error,
+ * 130 cancelled (Ctrl-C).
+ */
+import { access } from 'node:fs/promises';
+import type { ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import pkg from '../../package.json';
+import type { CheckpointReport } from '../checkpoint/convert.js';
+import { convertCheckpoint, inspectCheckpoint } from '../checkpoint/convert.js';
+import type { WriteProgress } from '../checkpoint/packed.js';
+import { CancelledError, MarlinError } from '../errors/index.js';
+import type { HalfDtype } from '../format/types.js';
+import { doctorJson, formatDoctor, runDoctor } from './doctor.js';
+
+/** Where the CLI writes; process.stdout / process.stderr by default. */
+export interface CliIo {
+  readonly stdout: { write(s: string): unknown; isTTY?: boolean };
+  readonly stderr: { write(s: string): unknown; isTTY?: boolean };
+  /** SIGINT source (process by default); the CLI subscribes only while converting. */
+  readonly signals?: { once(event: 'SIGINT', f: () => void): unknown; off(event: 'SIGINT', f: () => void): unknown };
+}
+
+const HELP: Record<string, string> = {
+  main: `marlin: INT4/INT8 Marlin checkpoints for Node.js
+
+Usage: marlin <command> [options]
+
+Commands:
+  inspect <dir>                 describe a GPTQ / AWQ / compressed-tensors checkpoint and what convert would do
+  convert <dir> <out>           write the packed marlin-ts checkpoint (one .safetensors file)
+  doctor                        platform, glibc, driver and GPU facts (print in bug reports)
+
+Options:
+  -h, --help                    help (also: marlin <command> --help)
+  -v, --version                 version of @marlin/core
+`,
+  inspect: `Usage: marlin inspect <dir> [--json] [--all]
+
+Reads config.json / quantize_config.json and the safetensors headers (single file or sharded index) and lists
+the format, every quantized layer (K x N, bits, group size, bytes), whether it converts and, if not, why, the
+modules the config leaves unquantized, and the tensors copied through unchanged.
+
+Options:
+  --json      machine-readable report on stdout
+  --all       list every layer (default: the first 20 of each status)
+`,
+  convert: `Usage: marlin convert <dir> <out.safetensors> [options]
+
+Converts every quantized linear to the packed format (bit exact: the same dequantized weights as the checkpoint)
+and copies all other tensors through unchanged. Ctrl-C cancels and removes the partial output.
+
+Options:
+  --scale-dtype fp16|bf16   re-encode scales to this activation dtype (default: the checkpoint's, bit exact)
+  --keep-unsupported        copy layers that cannot be converted through in their source layout instead of failing
+  --force                   overwrite <out> if it exists
+  --quiet                   no progress output
+`,
+  doctor: `Usage: marlin doctor [--json]
+
+Prints the platform, Node and glibc versions, and what the optional @marlin/dense addon's probe() reports
+(driver, CUDA version, devices). Works without a GPU.
+`,
+};
+
+class UsageError extends Error {}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+function mb(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}
+
+/**
+ * Runs the CLI with `argv` (without "node" and the script path).
+ * @returns the process exit code.
+ */
+export async function runCli(argv: readonly string[], io: CliIo = process): Promise<number> {
+  const out = (s: string): void => void io.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+  const err = (s: string): void => void io.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === '-h' || command === '--help') {
+      out(HELP.main);
+      return command === undefined ? 2 : 0;
+    }
+    if (command === '-v' || command === '--version') {
+      out(pkg.version);
+      return 0;
+    }
+    if (command === 'help') {
+      out(HELP[rest[0] ?? 'main'] ?? HELP.main);
+      return 0;
+    }
+    if (!Object.hasOwn(HELP, command) || command === 'main') {
+      throw new UsageError(`unknown command "${command}"; run marlin --help.`);
+    }
+    if (rest.includes('-h') || rest.includes('--help')) {
+      out(HELP[command]);
+      return 0;
+    }
+    switch (command) {
+      case 'inspect':
+        return await inspect(rest, out);
+      case 'convert':
+        return await convert(rest, io, out, err);
+      default:
+        return await doctor(rest, out);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`marlin: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof MarlinError) {
+      err(`marlin: ${e.code}: ${oneLine(e.message)}`);
+      return e instanceof CancelledError ? 130 : 1;
+    }
+    err(`marlin: internal error: ${oneLine((e as Error).stack ?? String(e))}`);
+    return 1;
+  }
+}
+
+function parse(args: readonly string[], options: ParseArgsConfig['options'], positionals: number, usage: string) {
+  let parsed: { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]} Usage: ${usage}`);
+  }
+  if (parsed.positionals.length !== positionals) {
+    throw new UsageError(`expected ${positionals} argument(s), got ${parsed.positionals.length}. Usage: ${usage}`);
+  }
+  return parsed;
+}
+
+async function inspect(args: readonly string[], out: (s: string) => void): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { json: { type: 'boolean' }, all: { type: 'boolean' } },
+    1,
+    'marlin inspect <dir> [--json] [--all]',
+  );
+  const report = await inspectCheckpoint(positionals[0]);
+  if (values.json) {
+    out(JSON.stringify(report, null, 2));
+  } else {
+    out(formatReport(report, values.all === true));
+  }
+  return report.configProblem === null && report.counts.invalid === 0 ? 0 : 1;
+}
+
+/** Human-readable `marlin inspect` output. */
+export function formatReport(r: CheckpointReport, all: boolean): string {
+  const lines: string[] = [];
+  lines.push(`checkpoint  ${r.path} (${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${mb(r.totalBytes)})`);
+  const cfg = r.config;
+  const detail =
+    cfg === null
+      ? 'no quantization config'
+      : Object.entries(cfg)
+          .filter(([k]) =>
+            ['bits', 'group_size', 'desc_act', 'sym', 'checkpoint_format', 'version', 'zero_point', 'format'].includes(
+              k,
+            ),
+          )
+          .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+          .join(' ');
+  lines.push(`format      ${r.sourceFormat}${detail ? `  ${detail}` : ''}`);
+  if (r.configProblem) lines.push(`UNSUPPORTED ${r.configProblem}`);
+  lines.push(
+    `layers      ${r.layers.length} quantized: ${r.counts.convert} convert, ${r.counts.unsupported} unsupported, ${r.counts.invalid} invalid`,
+  );
+  const shown = all ? Number.POSITIVE_INFINITY : 20;
+  for (const status of ['convert', 'unsupported', 'invalid'] as const) {
+    const ls = r.layers.filter((l) => l.status === status);
+    if (ls.length === 0) continue;
+    lines.push(`\n${status} (${ls.length}):`);
+    for (const l of ls.slice(0, shown)) {
+      const g = l.groupSize === l.K && l.K > 0 ? 'per-channel' : `g${l.groupSize}`;
+      const flags = [l.hasZeros ? 'zeros' : 'sym', l.actOrder ? 'act-order' : '', l.scaleDtype ?? '']
+        .filter(Boolean)
+        .join(',');
+      const size = status === 'convert' ? `${mb(l.sourceBytes)} -> ${mb(l.packedBytes)}` : mb(l.sourceBytes);
+      lines.push(
+        `  ${l.name}  ${l.K}x${l.N} int${l.bits} ${g} ${flags}  ${size}${l.reason ? `\n      why: ${l.reason}` : ''}`,
+      );
+    }
+    if (ls.length > shown) lines.push(`  ... ${ls.length - shown} more (--all lists them)`);
+  }
+  if (r.unquantized.length > 0) {
+    lines.push(`\nleft unquantized (${r.unquantized.length}), copied through:`);
+    for (const u of r.unquantized.slice(0, shown))
+      lines.push(`  ${u.name}  ${u.dtype} [${u.shape.join(', ')}]  ${u.reason}`);
+    if (r.unquantized.length > shown) lines.push(`  ... ${r.unquantized.length - shown} more (--all lists them)`);
+  }
+  lines.push(`\npassthrough ${r.passthrough.length} tensors, ${mb(r.passthroughBytes)} copied unchanged`);
+  return lines.join('\n');
+}
+
+async function convert(
+  args: readonly string[],
+  io: CliIo,
+  out: (s: string) => void,
+  err: (s: string) => void,
+): Promise<number> {
+  const usage =
+    'marlin convert <dir> <out.safetensors> [--scale-dtype fp16|bf16] [--keep-unsupported] [--force] [--quiet]';
+  const { values, positionals } = parse(
+    args,
+    {
+      'scale-dtype': { type: 'string' },
+      'keep-unsupported': { type: 'boolean' },
+      force: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
+    2,
+    usage,
+  );
+  const scaleDtype = values['scale-dtype'];
+  if (scaleDtype !== undefined && scaleDtype !== 'fp16' && scaleDtype !== 'bf16') {
+    throw new UsageError(`--scale-dtype must be fp16 or bf16, got "${String(scaleDtype)}".`);
+  }
+  const [dir, target] = positionals;
+  if (
+    !values.force &&
+    (await access(target).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    throw new UsageError(`${target} already exists; pass --force to overwrite it.`);
+  }
+  const ac = new AbortController();
+  const onSigint = (): void => ac.abort(new CancelledError('Interrupted (SIGINT).'));
+  const signals = io.signals ?? process;
+  signals.once('SIGINT', onSigint);
+  const progress = values.quiet ? null : makeProgress(io.stderr);
+  try {
+    const res = await convertCheckpoint(dir, target, {
+      signal: ac.signal,
+      scaleDtype: scaleDtype as HalfDtype | undefined,
+      keepUnsupported: values['keep-unsupported'] === true,
+      onProgress: progress?.update,
+    });
+    progress?.stop();
+    out(
+      `wrote ${res.out} (${mb(res.bytesWritten)}): ${res.converted.length} layers converted, ${res.passthrough.length} tensors copied through` +
+        (res.unconverted.length > 0 ? `, ${res.unconverted.length} left unconverted` : ''),
+    );
+    for (const u of res.unconverted) err(`  unconverted: ${u.name}: ${u.reason}`);
+    return 0;
+  } finally {
+    progress?.stop();
+    signals.off('SIGINT', onSigint);
+  }
+}
+
+function makeProgress(stream: CliIo['stderr']): { update: (p: WriteProgress) => void; stop: () => void } {
+  if (stream.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: 'converting {bar} {percentage}% | {done}/{totalMb} | {index}/{count} {name}',
+        hideCursor: true,
+        stream: stream as NodeJS.WritableStream,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update: (p) => {
+        const payload = {
+          done: mb(p.bytesDone),
+          totalMb: mb(p.bytesTotal),
+          index: p.index,
+          count: p.count,
+          name: p.name,
+        };
+        if (!started) {
+          bar.start(Math.max(p.bytesTotal, 1), p.bytesDone, payload);
+          started = true;
+        } else bar.update(p.bytesDone, payload);
+      },
+      stop: () => {
+        if (started) bar.stop();
+        started = false;
+      },
+    };
+  }
+  let last = 0;
+  return {
+    update: (p) => {
+      if (p.index === last) return;
+      last = p.index;
+      stream.write(
+        `[${p.index}/${p.count}] ${p.phase === 'convert' ? 'converted' : 'copying'} ${p.name} (${mb(p.bytesDone)} / ${mb(p.bytesTotal)})\n`,
+      );
+    },
+    stop: () => undefined,
+  };
+}
+
+async function doctor(args: readonly string[], out: (s: string) => void): Promise<number> {
+  const { values } = parse(args, { json: { type: 'boolean' } }, 0, 'marlin doctor [--json]');
+  const report = await runDoctor();
+  out(values.json ? JSON.stringify(doctorJson(report), null, 2) : formatDoctor(report));
+  return 0;
+}

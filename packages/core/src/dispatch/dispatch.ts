@@ -1,0 +1,429 @@
+/**
+ * Kernel dispatch: choose a row of kernel-table.json and a split-K factor for one GEMM problem on one device, and
+ * explain the choice in words (`describe`).
+ *
+ * The native kernel's work partition (the model this file reasons with):
+ * - a thread block owns mTile tokens x (nTiles * 64) output columns and a contiguous range of K;
+ * - grid = mBlocks x nBlocks x splits, mBlocks = ceil(M / mTile), nBlocks = ceil(Np / (64 * nTiles));
+ * - the Kp / 64 k-tiles (64 rows each) are cut into `splits` contiguous ranges of `kTilesPerSplit` k-tiles (a multiple
+ *   of kTilesPerStage; the last range holds the remainder);
+ * - shared memory per block = stages * (nTiles*kTilesPerStage*2048             weights
+ *                                      + mTile*kTilesPerStage*64*2            activations
+ *                                      + nTiles*kTilesPerStage*2*64*2         scales (2 groups of 32 per k-tile, fp16)
+ *                                      + hasZeros ? nTiles*kTilesPerStage*2*64 : 0)   zero points (u8);
+ * - up to 2 blocks per SM when shared memory allows.
+ */
+import { assertHalfDtype } from '../dtypes.js';
+import { DeviceError, ErrorCode, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
+import { paddedK, paddedN } from '../format/layout.js';
+import type { HalfDtype, WeightBits } from '../format/types.js';
+import { assertGroupSize, assertKN } from '../format/validate.js';
+import kernelTableJson from './kernel-table.json';
+
+/** Kernel family: sm_80+ `mma.sync` path or the sm_90a `wgmma` path. */
+export type KernelFamily = 'ampere' | 'hopper';
+
+/** One row of kernel-table.json (a compiled kernel configuration). */
+export interface KernelConfig {
+  readonly id: number;
+  readonly kernel: KernelFamily;
+  /** Tokens per thread block. */
+  readonly mTile: number;
+  /** 64-column weight tiles per thread block. */
+  readonly nTiles: number;
+  /** 64-deep k-tiles per pipeline stage. */
+  readonly kTilesPerStage: number;
+  /** Pipeline stages in shared memory. */
+  readonly stages: number;
+  /** Why this configuration exists. */
+  readonly why: string;
+}
+
+/** The GEMM problem y[M, N] = x[M, K] W[K, N]. */
+export interface GemmProblem {
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly groupSize: number;
+  readonly bits: WeightBits;
+  readonly dtype: HalfDtype;
+  readonly hasZeros: boolean;
+  readonly actOrder: boolean;
+}
+
+/** GPU architecture name. */
+export type GpuArch = 'sm80' | 'sm86' | 'sm89' | 'sm90';
+
+/** What dispatch needs to know about the device (from the runtime's probe). */
+export interface DeviceInfo {
+  /** Architecture name, or give computeMajor / computeMinor. */
+  readonly arch?: GpuArch;
+  readonly computeMajor?: number;
+  readonly computeMinor?: number;
+  /** Number of SMs (132 on H100 SXM, 108 on A100). */
+  readonly smCount: number;
+  /** Opt-in maximum dynamic shared memory per block in bytes (cudaDevAttrMaxSharedMemoryPerBlockOptin). */
+  readonly maxSharedMemoryPerBlock: number;
+  /** Shared memory per SM in bytes; defaults to maxSharedMemoryPerBlock + 1 KiB (true for sm_80 .. sm_90). */
+  readonly maxSharedMemoryPerMultiprocessor?: number;
+}
+
+/** Dispatch overrides. */
+export interface DispatchOptions {
+  /** Use only configurations of this kernel family. */
+  readonly force?: KernelFamily;
+  /** Use exactly this table row (still checked against the device's shared memory). */
+  readonly configId?: number;
+}
+
+/** The chosen launch. */
+export interface KernelChoice {
+  readonly config: KernelConfig;
+  readonly configId: number;
+  /** Compute capability as major * 10 + minor (80, 86, 89, 90). */
+  readonly computeCapability: number;
+  readonly mBlocks: number;
+  readonly nBlocks: number;
+  /** Split-K factor (grid z). */
+  readonly splits: number;
+  /** Kp / 64. */
+  readonly kTiles: number;
+  /** k-tiles per split (the last split holds kTiles - (splits - 1) * kTilesPerSplit). */
+  readonly kTilesPerSplit: number;
+  /** Dynamic shared memory per block in bytes. */
+  readonly smemBytes: number;
+  readonly blocksPerSm: number;
+  /** Blocks that run at once on the device: smCount * blocksPerSm. */
+  readonly slots: number;
+  /** mBlocks * nBlocks * splits. */
+  readonly gridBlocks: number;
+  /** gridBlocks / slots. */
+  readonly waves: number;
+  /** Sentences explaining the choice, in order (joined by `describe`). */
+  readonly reasons: readonly string[];
+}
+
+/** Shared memory the kernel reserves per block on sm_80+ (on top of the dynamic allocation). */
+const RESERVED_SMEM_PER_BLOCK = 1024;
+const MAX_SPLITS = 16;
+const MIN_KTILES_PER_SPLIT = 4;
+const MAX_BLOCKS_PER_SM = 2;
+const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
+
+/** The kernel table (kernel-table.json `dense`), ids as in the file. */
+export const KERNEL_TABLE: readonly KernelConfig[] = (kernelTableJson as { dense: KernelConfig[] }).dense;
+
+/** Shared memory per block (bytes) of `config`, per the formula at the top of this file. */
+export function smemBytes(config: KernelConfig, hasZeros: boolean): number {
+  const { nTiles, kTilesPerStage: kts, mTile, stages } = config;
+  const weights = nTiles * kts * 2048;
+  const activations = mTile * kts * 64 * 2;
+  const scales = nTiles * kts * 2 * 64 * 2;
+  const zeros = hasZeros ? nTiles * kts * 2 * 64 : 0;
+  return stages * (weights + activations + scales + zeros);
+}
+
+/** Compute capability (major * 10 + minor) of a device description; `DeviceError` ARCH_TOO_OLD below 8.0. */
+export function computeCapability(device: DeviceInfo): number {
+  let cc: number;
+  if (device.arch !== undefined) {
+    if (!(device.arch in ARCH_CC)) {
+      throw new ValueError(`Unknown GPU arch ${JSON.stringify(device.arch)}.`, {
+        fix: "pass arch as 'sm80', 'sm86', 'sm89' or 'sm90', or give computeMajor and computeMinor.",
+      });
+    }
+    cc = ARCH_CC[device.arch];
+  } else if (Number.isInteger(device.computeMajor) && Number.isInteger(device.computeMinor)) {
+    cc = (device.computeMajor as number) * 10 + (device.computeMinor as number);
+  } else {
+    throw new ValueError('The device description has neither arch nor computeMajor/computeMinor.', {
+      fix: "pass { arch: 'sm90', ... } or { computeMajor: 9, computeMinor: 0, ... } from the runtime probe.",
+    });
+  }
+  if (cc < 80) {
+    throw new DeviceError(ErrorCode.ARCH_TOO_OLD, `Compute capability ${cc / 10} is not supported (needs sm_80+).`, {
+      fix: 'run on an Ampere (A100, A10, RTX 30xx), Ada (L4, L40, RTX 40xx) or Hopper (H100, H200) GPU, or use the CPU reference (device: "cpu").',
+      details: { computeCapability: cc },
+    });
+  }
+  return cc;
+}
+
+function validateProblem(p: GemmProblem): void {
+  if (!Number.isInteger(p.M) || p.M < 1) {
+    throw new ShapeError(`M = ${p.M} must be a positive integer (the number of tokens).`, {
+      fix: 'pass the row count of the activation matrix.',
+    });
+  }
+  assertKN(p.K, p.N);
+  assertGroupSize(p.groupSize, p.K);
+  assertHalfDtype(p.dtype);
+  if (p.bits !== 4) {
+    throw new UnsupportedError(`bits = ${p.bits}: only INT4 GPU kernels are compiled in this version.`, {
+      fix: "quantize the weight to 4 bits, or run INT8 weights on the CPU reference (device: 'cpu').",
+      details: { bits: p.bits },
+    });
+  }
+}
+
+function validateDevice(device: DeviceInfo): void {
+  for (const key of ['smCount', 'maxSharedMemoryPerBlock'] as const) {
+    if (!Number.isInteger(device[key]) || device[key] <= 0) {
+      throw new ValueError(`device.${key} = ${device[key]} must be a positive integer.`, {
+        fix: 'pass the values reported by the runtime probe (cudaDeviceGetAttribute).',
+      });
+    }
+  }
+}
+
+/**
+ * Table rows dispatch may choose on its own: not marked experimental (a `why` starting with "EXPERIMENT", or
+ * `"experimental": true`). Experimental rows run only when asked for by `options.configId` (tuning sweeps).
+ */
+export function isExperimental(config: KernelConfig): boolean {
+  return (config as { experimental?: boolean }).experimental === true || /^EXPERIMENT\b/.test(config.why);
+}
+
+/** Candidate rows of one family, sorted by mTile then id (so equal mTiles resolve to the lowest id). */
+function familyConfigs(force: KernelFamily | undefined, cc: number): KernelConfig[] {
+  const family = force ?? 'ampere';
+  if (family === 'hopper' && cc < 90) {
+    throw new UnsupportedError(`force: 'hopper' needs sm_90, this device is sm_${cc}.`, {
+      fix: "drop force or use force: 'ampere'.",
+    });
+  }
+  const configs = KERNEL_TABLE.filter((c) => c.kernel === family && !isExperimental(c));
+  if (configs.length === 0) {
+    throw new UnsupportedError(`kernel-table.json has no '${family}' configuration in this build.`, {
+      fix: "use force: 'ampere' (or omit force); the hopper path is not compiled yet.",
+    });
+  }
+  return configs.sort((a, b) => a.mTile - b.mTile || a.id - b.id);
+}
+
+function fitsDevice(config: KernelConfig, hasZeros: boolean, device: DeviceInfo): boolean {
+  return smemBytes(config, hasZeros) <= device.maxSharedMemoryPerBlock;
+}
+
+function configById(id: number, problem: GemmProblem, device: DeviceInfo, reasons: string[]): KernelConfig {
+  const config = KERNEL_TABLE.find((c) => c.id === id);
+  if (config === undefined) {
+    throw new ValueError(`configId ${id} is not in kernel-table.json.`, {
+      fix: `pass one of the ids ${KERNEL_TABLE.map((c) => c.id).join(', ')}, or omit configId.`,
+    });
+  }
+  if (!fitsDevice(config, problem.hasZeros, device)) {
+    throw new UnsupportedError(
+      `configId ${id} needs ${kib(smemBytes(config, problem.hasZeros))} of shared memory per block, the device allows ${kib(device.maxSharedMemoryPerBlock)}.`,
+      { fix: 'omit configId to let dispatch choose a configuration that fits.' },
+    );
+  }
+  reasons.push(`Config ${id} was forced by options.configId.`);
+  return config;
+}
+
+/**
+ * mTile: the smallest table entry >= M (the largest entry for bigger M); if its shared memory does not fit the
+ * device, the largest smaller one that fits (more mBlocks instead).
+ */
+function chooseConfig(
+  problem: GemmProblem,
+  device: DeviceInfo,
+  configs: KernelConfig[],
+  reasons: string[],
+): KernelConfig {
+  const { M, hasZeros } = problem;
+  const preferred = configs.find((c) => c.mTile >= M) ?? configs[configs.length - 1];
+  reasons.push(
+    preferred.mTile >= M
+      ? `M = ${M} -> config ${preferred.id}: the smallest token tile >= M is mTile ${preferred.mTile} (${preferred.why}).`
+      : `M = ${M} exceeds every token tile -> config ${preferred.id}, the largest (mTile ${preferred.mTile}: ${preferred.why}).`,
+  );
+  if (fitsDevice(preferred, hasZeros, device)) return preferred;
+  const smaller = configs.filter((c) => c.mTile < preferred.mTile && fitsDevice(c, hasZeros, device));
+  const largestTile = smaller.length === 0 ? 0 : smaller[smaller.length - 1].mTile;
+  const fallback = smaller.find((c) => c.mTile === largestTile);
+  if (fallback === undefined) {
+    throw new UnsupportedError(
+      `No kernel configuration fits this device's ${kib(device.maxSharedMemoryPerBlock)} of shared memory per block for M = ${M}.`,
+      { fix: 'run on a GPU with more shared memory per block, or use the CPU reference.' },
+    );
+  }
+  reasons.push(
+    `Config ${preferred.id} needs ${kib(smemBytes(preferred, hasZeros))} of shared memory, more than the device's ${kib(device.maxSharedMemoryPerBlock)} per block, so config ${fallback.id} (mTile ${fallback.mTile}) is used with more token blocks.`,
+  );
+  return fallback;
+}
+
+interface SplitPlan {
+  splits: number;
+  kTilesPerSplit: number;
+  cost: number;
+}
+
+/** `splits` nearly equal ranges rounded up to whole stages; returns the real split count and range length. */
+function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
+  const per = Math.ceil(Math.ceil(kTiles / requested) / kTilesPerStage) * kTilesPerStage;
+  const splits = Math.ceil(kTiles / per);
+  return { splits, kTilesPerSplit: per, cost: Math.ceil((tiles * splits) / slots) * per };
+}
+
+/**
+ * Split-K heuristic. Without split-K, mBlocks * nBlocks output tiles may leave SMs idle (decode: M = 1). Each
+ * candidate split count s (1 .. 16, each range >= 4 k-tiles) costs waves(s) * kTilesPerSplit(s), waves = ceil(blocks /
+ * slots); the cheapest wins, ties go to fewer splits (less fp32 partial traffic).
+ *
+ * Worked example (M = 1, K = N = 8192, int4, no zeros, H100: 132 SMs, 227 KiB smem per block; table row 0 as of
+ * this writing: mTile 8, nTiles 1, kTilesPerStage 4, stages 6):
+ *   config 0: smem = 6 stages x (8192 + 4096 + 1024) = 79,872 B -> 2 blocks per SM -> 264 slots;
+ *   mBlocks = 1, nBlocks = 8192 / 64 = 128 -> 128 tiles < 264 slots; kTiles = 8192 / 64 = 128.
+ *   s = 1: 1 wave x 128 = 128;  s = 2: 256 blocks, 1 wave x 64 = 64;  s = 3: 44-tile ranges (multiple of 4), 384
+ *   blocks, 2 waves x 44 = 88;  s = 4: 512 blocks, 2 waves x 32 = 64 (tie, more partials)  -> splits = 2,
+ *   grid 1 x 128 x 2 = 256 blocks, 0.97 waves.
+ */
+function chooseSplits(kTiles: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
+  let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots);
+  if (tiles >= slots) return best;
+  const maxSplits = Math.min(MAX_SPLITS, Math.max(1, Math.floor(kTiles / MIN_KTILES_PER_SPLIT)));
+  for (let s = 2; s <= maxSplits; s++) {
+    const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots);
+    if (plan.cost < best.cost) best = plan;
+  }
+  return best;
+}
+
+/**
+ * Chooses the kernel configuration and split-K factor for `problem` on `device`. Throws `UnsupportedError` for
+ * problems no compiled kernel runs (bits 8, forced hopper), `DeviceError` (ARCH_TOO_OLD) below sm_80, and
+ * `ShapeError`/`DtypeError`/`ValueError` for malformed input.
+ */
+export function dispatch(problem: GemmProblem, device: DeviceInfo, options: DispatchOptions = {}): KernelChoice {
+  validateProblem(problem);
+  validateDevice(device);
+  const cc = computeCapability(device);
+  const reasons: string[] = [];
+  const config =
+    options.configId === undefined
+      ? chooseConfig(problem, device, familyConfigs(options.force, cc), reasons)
+      : configById(options.configId, problem, device, reasons);
+  const smem = smemBytes(config, problem.hasZeros);
+  const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
+  const blocksPerSm = Math.max(1, Math.min(MAX_BLOCKS_PER_SM, Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))));
+  const slots = device.smCount * blocksPerSm;
+  const mBlocks = Math.ceil(problem.M / config.mTile);
+  const nBlocks = Math.ceil(paddedN(problem.N) / (64 * config.nTiles));
+  const kTiles = paddedK(problem.K, problem.bits) / 64;
+  const plan = chooseSplits(kTiles, config.kTilesPerStage, mBlocks * nBlocks, slots);
+  const gridBlocks = mBlocks * nBlocks * plan.splits;
+  const choice = {
+    config,
+    configId: config.id,
+    computeCapability: cc,
+    mBlocks,
+    nBlocks,
+    splits: plan.splits,
+    kTiles,
+    kTilesPerSplit: plan.kTilesPerSplit,
+    smemBytes: smem,
+    blocksPerSm,
+    slots,
+    gridBlocks,
+    waves: gridBlocks / slots,
+    reasons,
+  };
+  reasons.push(...launchReasons(problem, device, choice));
+  return choice;
+}
+
+function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelChoice, 'reasons'>): string[] {
+  const cfg = c.config;
+  const perStage = c.smemBytes / cfg.stages;
+  const tiles = c.mBlocks * c.nBlocks;
+  const out = [
+    `Shared memory: ${cfg.stages} stages x ${perStage} B = ${kib(c.smemBytes)} per block (device allows ${kib(device.maxSharedMemoryPerBlock)}), so ${c.blocksPerSm} block(s) per SM -> ${c.slots} slots on ${device.smCount} SMs.`,
+    `Output tiles: mBlocks = ceil(${problem.M} / ${cfg.mTile}) = ${c.mBlocks}, nBlocks = ceil(${paddedN(problem.N)} / ${64 * cfg.nTiles}) = ${c.nBlocks} -> ${tiles} tiles.`,
+  ];
+  if (c.splits === 1) {
+    out.push(
+      tiles >= c.slots
+        ? `No split-K: ${tiles} tiles already fill the ${c.slots} slots; each block walks all ${c.kTiles} k-tiles.`
+        : `No split-K: splitting the ${c.kTiles} k-tiles would not shorten the longest wave (at least ${MIN_KTILES_PER_SPLIT} k-tiles per split).`,
+    );
+  } else {
+    const last = c.kTiles - (c.splits - 1) * c.kTilesPerSplit;
+    out.push(
+      `Split-K ${c.splits}: ${tiles} tiles < ${c.slots} slots, so the ${c.kTiles} k-tiles are cut into ranges of ${c.kTilesPerSplit} (multiple of ${cfg.kTilesPerStage} per stage; last ${last}), the fewest splits with the shortest critical path (waves x k-tiles per split).`,
+    );
+  }
+  out.push(
+    `Grid ${c.mBlocks} x ${c.nBlocks} x ${c.splits} = ${c.gridBlocks} blocks = ${c.waves.toFixed(2)} waves; workspace ${workspaceBytes(problem, c)} B.`,
+  );
+  return out;
+}
+
+/** The choice in words: which config and why, shared memory, tiles, waves, split-K. */
+export function describe(choice: KernelChoice): string {
+  const c = choice.config;
+  const head = `Kernel config ${c.id} (${c.kernel}, sm_${choice.computeCapability}: mTile ${c.mTile}, nTiles ${c.nTiles}, kTilesPerStage ${c.kTilesPerStage}, stages ${c.stages}).`;
+  return [head, ...choice.reasons].join('\n');
+}
+
+/** Alias of `describe` for code where the name `describe` is taken (test runners). */
+export const describeKernelChoice = describe;
+
+/** Byte offsets of the workspace regions (each 256-byte aligned). */
+export interface WorkspaceLayout {
+  /** fp32 partial sums, [mBlocks][nBlocks][splits][mTile][nTiles * 64], at offset 0. */
+  readonly partialsOffset: number;
+  readonly partialsBytes: number;
+  /** u32 arrival counters, one per output tile ([mBlocks][nBlocks]), rounded up to 256 B. */
+  readonly countersOffset: number;
+  readonly countersBytes: number;
+  /** Act-order: activations gathered into packed row order, M x K in the activation dtype, rounded up to 256 B. */
+  readonly permutedXOffset: number;
+  readonly permutedXBytes: number;
+  readonly totalBytes: number;
+}
+
+function roundUp256(n: number): number {
+  return Math.ceil(n / 256) * 256;
+}
+
+/**
+ * Workspace layout of a launch: [partials | counters | permuted x]. Partials and counters exist only when
+ * splits > 1; permuted x only with act-order. Counters must be zero before the launch (the kernel leaves them zero).
+ */
+export function workspaceLayout(
+  problem: Pick<GemmProblem, 'M' | 'K' | 'actOrder'>,
+  choice: Pick<KernelChoice, 'splits' | 'mBlocks' | 'nBlocks' | 'config'>,
+): WorkspaceLayout {
+  const split = choice.splits > 1;
+  const tiles = choice.mBlocks * choice.nBlocks;
+  const partialsBytes = split ? tiles * choice.splits * choice.config.mTile * choice.config.nTiles * 64 * 4 : 0;
+  const countersBytes = split ? roundUp256(tiles * 4) : 0;
+  const permutedXBytes = problem.actOrder ? roundUp256(problem.M * problem.K * 2) : 0;
+  return {
+    partialsOffset: 0,
+    partialsBytes,
+    countersOffset: partialsBytes,
+    countersBytes,
+    permutedXOffset: partialsBytes + countersBytes,
+    permutedXBytes,
+    totalBytes: partialsBytes + countersBytes + permutedXBytes,
+  };
+}
+
+/**
+ * Workspace bytes a launch needs: splits > 1 ? mBlocks*nBlocks*splits*mTile*nTiles*64*4 (fp32 partials) +
+ * roundUp256(mBlocks*nBlocks*4) (u32 counters) : 0, plus roundUp256(M*K*2) for act-order's permuted activations.
+ */
+export function workspaceBytes(
+  problem: Pick<GemmProblem, 'M' | 'K' | 'actOrder'>,
+  choice: Pick<KernelChoice, 'splits' | 'mBlocks' | 'nBlocks' | 'config'>,
+): number {
+  return workspaceLayout(problem, choice).totalBytes;
+}
+
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}

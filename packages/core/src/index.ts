@@ -1,0 +1,20 @@
+/**
+ * @marlin/core: the packed INT4/INT8 weight format, dtype conversions, quantizers, kernel dispatch and the CPU
+ * reference. Needs no GPU and imports no addon.
+ */
+
+// ---- Reserved for other owners: checkpoint readers/converters (src/checkpoint/) and device runtime (src/device/).
+// ---- Their owners add `export * from './checkpoint/index.js';` and `export * from './device/index.js';` here.
+export * from './device/index.js';
+// Kernel dispatch (kernel-table.json).
+export * from './dispatch/dispatch.js';
+// fp16 / bf16 / fp8-e4m3 bits <-> f32 (round-to-nearest-even).
+export * from './dtypes.js';
+// Typed errors with stable codes.
+export * from './errors/index.js';
+// Packed weight format v1 (docs/format.md): types, index formulas, pack / unpack, validation.
+export * from './format/index.js';
+// Round-to-nearest quantizers.
+export * from './quantize/index.js';
+// CPU reference (also importable alone as '@marlin/core/reference').
+export * from './reference/index.js';

@@ -1,0 +1,16 @@
+/**
+ * @marlin/core/reference: the CPU reference (the explicit `device: 'cpu'` path). Dequantization and GEMM with exactly
+ * the kernels' semantics (docs/format.md), an f64 oracle, and the dense-GEMM error bound GPU tests use as tolerance.
+ */
+export { assertScaleDtypeMatches, dequantize, dequantizePacked, isPackedWeight } from './dequantize.js';
+export {
+  type DenseErrorBound,
+  denseErrorBound,
+  maxAbsDeviation,
+  type ReferenceGemmF64Result,
+  type ReferenceGemmOptions,
+  type ReferenceGemmResult,
+  referenceGemm,
+  referenceGemmF64,
+  ulpOf,
+} from './gemm.js';

@@ -1,0 +1,305 @@
+import { expect, it, describe as suite } from 'vitest';
+import {
+  type DeviceInfo,
+  describe,
+  dispatch,
+  type GemmProblem,
+  KERNEL_TABLE,
+  smemBytes,
+  workspaceBytes,
+  workspaceLayout,
+} from '../src/dispatch/dispatch.js';
+import tableJson from '../src/dispatch/kernel-table.json';
+import { DeviceError, ErrorCode } from '../src/errors/index.js';
+import { thrown } from './helpers.js';
+
+const DEVICES: Record<string, DeviceInfo> = {
+  H100: { arch: 'sm90', smCount: 132, maxSharedMemoryPerBlock: 232448 },
+  A100: { arch: 'sm80', smCount: 108, maxSharedMemoryPerBlock: 166912 },
+  A10: { computeMajor: 8, computeMinor: 6, smCount: 72, maxSharedMemoryPerBlock: 101376 },
+  L4: { arch: 'sm89', smCount: 58, maxSharedMemoryPerBlock: 101376 },
+};
+
+const M_SWEEP = [
+  1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 1024, 4096, 16384,
+];
+
+/** (K, N) of real layers: Llama-3 8B / 70B, Qwen2-7B, Mixtral experts, and tensor-parallel shards. */
+const SHAPES: [number, number][] = [
+  [4096, 6144],
+  [4096, 4096],
+  [4096, 28672],
+  [14336, 4096],
+  [8192, 10240],
+  [8192, 8192],
+  [8192, 57344],
+  [28672, 8192],
+  [3584, 4608],
+  [3584, 37888],
+  [18944, 3584],
+  [10944, 4096],
+  [7392, 8192],
+  [14784, 5120],
+  [4096, 1376],
+];
+
+const problem = (o: Partial<GemmProblem>): GemmProblem => ({
+  M: 1,
+  N: 4096,
+  K: 4096,
+  groupSize: 128,
+  bits: 4,
+  dtype: 'fp16',
+  hasZeros: false,
+  actOrder: false,
+  ...o,
+});
+
+/** The smem formula of the issue, written independently. */
+function expectedSmem(
+  c: { nTiles: number; kTilesPerStage: number; mTile: number; stages: number },
+  zeros: boolean,
+): number {
+  const perStage =
+    c.nTiles * c.kTilesPerStage * 2048 +
+    c.mTile * c.kTilesPerStage * 64 * 2 +
+    c.nTiles * c.kTilesPerStage * 2 * 64 * 2 +
+    (zeros ? c.nTiles * c.kTilesPerStage * 2 * 64 : 0);
+  return c.stages * perStage;
+}
+
+type Row = (typeof tableJson.dense)[number];
+
+/** Rows dispatch may pick by itself (not EXPERIMENT), by mTile then id. */
+const AUTO: Row[] = tableJson.dense
+  .filter((c) => !c.why.startsWith('EXPERIMENT'))
+  .sort((a, b) => a.mTile - b.mTile || a.id - b.id);
+
+/** The split-K cost model of the issue, brute-forced independently: waves x k-tiles per split, ties -> fewer. */
+function expectedSplits(kTiles: number, kts: number, tiles: number, slots: number): { splits: number; per: number } {
+  const plan = (s: number) => {
+    const per = Math.ceil(Math.ceil(kTiles / s) / kts) * kts;
+    const real = Math.ceil(kTiles / per);
+    return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * per };
+  };
+  let best = plan(1);
+  if (tiles >= slots) return best;
+  for (let s = 2; s <= Math.min(16, Math.floor(kTiles / 4)); s++) {
+    const p = plan(s);
+    if (p.cost < best.cost) best = p;
+  }
+  return best;
+}
+
+suite('dispatch', () => {
+  it('reads kernel-table.json unchanged and computes the smem formula', () => {
+    expect(KERNEL_TABLE.map((c) => c.id)).toEqual(tableJson.dense.map((c) => c.id));
+    for (const c of tableJson.dense) {
+      expect(smemBytes(c as never, false)).toBe(expectedSmem(c, false));
+      expect(smemBytes(c as never, true)).toBe(expectedSmem(c, true));
+    }
+  });
+
+  it('maps every supported shape to a table config that fits the device, with a consistent split-K plan', () => {
+    const ids = new Set(tableJson.dense.map((c) => c.id));
+    let count = 0;
+    for (const [devName, device] of Object.entries(DEVICES)) {
+      for (const [K, N] of SHAPES) {
+        for (const groupSize of [32, 64, 128, K]) {
+          for (const flags of [0, 1, 2, 3]) {
+            for (const M of M_SWEEP) {
+              const prob = problem({ M, K, N, groupSize, hasZeros: (flags & 1) === 1, actOrder: (flags & 2) === 2 });
+              const c = dispatch(prob, device);
+              const where = `${devName} M=${M} K=${K} N=${N} g=${groupSize} flags=${flags}`;
+              if (!ids.has(c.configId)) throw new Error(`${where}: config ${c.configId} not in table`);
+              if (c.smemBytes > device.maxSharedMemoryPerBlock)
+                throw new Error(`${where}: smem ${c.smemBytes} too big`);
+              const kTiles = Math.ceil(K / 64);
+              expect(c.kTiles).toBe(kTiles);
+              expect(c.splits).toBeGreaterThanOrEqual(1);
+              expect(c.splits).toBeLessThanOrEqual(16);
+              expect(c.kTilesPerSplit % c.config.kTilesPerStage).toBe(0);
+              expect((c.splits - 1) * c.kTilesPerSplit).toBeLessThan(kTiles);
+              expect(c.splits * c.kTilesPerSplit).toBeGreaterThanOrEqual(kTiles);
+              if (c.splits > 1) expect(c.kTilesPerSplit).toBeGreaterThanOrEqual(4);
+              expect(c.mBlocks).toBe(Math.ceil(M / c.config.mTile));
+              expect(c.nBlocks).toBe(Math.ceil(Math.ceil(N / 64) / c.config.nTiles));
+              expect(c.gridBlocks).toBe(c.mBlocks * c.nBlocks * c.splits);
+              count++;
+            }
+          }
+        }
+      }
+    }
+    expect(count).toBe(4 * SHAPES.length * 4 * 4 * M_SWEEP.length);
+  });
+
+  it('chooses the smallest mTile >= M on a large-smem device, the largest for bigger M; never an EXPERIMENT row', () => {
+    for (const M of M_SWEEP) {
+      const c = dispatch(problem({ M }), DEVICES.H100);
+      const expected = AUTO.find((t) => t.mTile >= M) ?? AUTO[AUTO.length - 1];
+      expect(c.configId).toBe(expected.id);
+      expect(c.config.why.startsWith('EXPERIMENT')).toBe(false);
+      const text = describe(c);
+      expect(text).toContain(`M = ${M}`);
+      expect(text).toContain(`config ${expected.id}`);
+      expect(text).toMatch(expected.mTile >= M ? /smallest token tile >= M/ : /exceeds every token tile/);
+    }
+  });
+
+  it('follows the worked example: M = 1, K = N = 8192 on 132 SMs (numbers recomputed from the table)', () => {
+    const c = dispatch(problem({ M: 1, K: 8192, N: 8192 }), DEVICES.H100);
+    const row = AUTO[0];
+    expect(c.configId).toBe(row.id);
+    const smem = expectedSmem(row, false);
+    expect(c.smemBytes).toBe(smem);
+    const blocksPerSm = Math.min(2, Math.floor((232448 + 1024) / (smem + 1024)));
+    expect(c.blocksPerSm).toBe(blocksPerSm);
+    expect(c.slots).toBe(132 * blocksPerSm);
+    const nBlocks = 128 / row.nTiles;
+    const plan = expectedSplits(128, row.kTilesPerStage, nBlocks, c.slots);
+    expect([c.mBlocks, c.nBlocks, c.splits, c.kTilesPerSplit]).toEqual([1, nBlocks, plan.splits, plan.per]);
+    expect(c.gridBlocks).toBe(nBlocks * plan.splits);
+    const text = describe(c);
+    expect(text).toContain(`${row.stages} stages x ${smem / row.stages} B = ${(smem / 1024).toFixed(1)} KiB per block`);
+    expect(text).toContain(
+      `Grid 1 x ${nBlocks} x ${plan.splits} = ${c.gridBlocks} blocks = ${(c.gridBlocks / c.slots).toFixed(2)} waves`,
+    );
+    if (plan.splits > 1) expect(text).toContain(`Split-K ${plan.splits}: ${nBlocks} tiles < ${c.slots} slots`);
+  });
+
+  it('matches the independent split-K cost model on every sweep point', () => {
+    for (const device of Object.values(DEVICES)) {
+      for (const [K, N] of SHAPES) {
+        for (const M of M_SWEEP) {
+          const c = dispatch(problem({ M, K, N }), device);
+          const plan = expectedSplits(Math.ceil(K / 64), c.config.kTilesPerStage, c.mBlocks * c.nBlocks, c.slots);
+          expect([c.splits, c.kTilesPerSplit]).toEqual([plan.splits, plan.per]);
+        }
+      }
+    }
+  });
+
+  it('runs an EXPERIMENT row only when asked for by configId', () => {
+    const experiment = tableJson.dense.find((c) => c.why.startsWith('EXPERIMENT'));
+    if (!experiment) return;
+    expect(dispatch(problem({ M: experiment.mTile }), DEVICES.H100, { configId: experiment.id }).configId).toBe(
+      experiment.id,
+    );
+  });
+
+  it('does not split K when the output tiles already fill the device', () => {
+    const c = dispatch(problem({ M: 4096, K: 4096, N: 4096 }), DEVICES.H100);
+    expect(c.splits).toBe(1);
+    const tiles = c.mBlocks * c.nBlocks;
+    expect(tiles).toBeGreaterThanOrEqual(c.slots);
+    expect(describe(c)).toContain(`No split-K: ${tiles} tiles already fill the ${c.slots} slots`);
+  });
+
+  it('falls back to a smaller token tile when the preferred config does not fit (sm_86, 99 KiB)', () => {
+    const limit = DEVICES.A10.maxSharedMemoryPerBlock;
+    const tooBig = AUTO.find((t) => smemBytes(t as never, false) > limit);
+    expect(tooBig).toBeDefined();
+    if (!tooBig) return;
+    const smaller = AUTO.filter((t) => t.mTile < tooBig.mTile && smemBytes(t as never, false) <= limit);
+    const fallback = smaller.find((t) => t.mTile === smaller[smaller.length - 1].mTile);
+    const c = dispatch(problem({ M: tooBig.mTile }), DEVICES.A10);
+    expect(c.configId).toBe(fallback?.id);
+    expect(c.mBlocks).toBe(Math.ceil(tooBig.mTile / (fallback?.mTile ?? 1)));
+    const kib = (smemBytes(tooBig as never, false) / 1024).toFixed(1);
+    expect(describe(c)).toContain(
+      `Config ${tooBig.id} needs ${kib} KiB of shared memory, more than the device's 99.0 KiB per block, so config ${fallback?.id}`,
+    );
+  });
+
+  it('honours configId and rejects ids that are unknown or do not fit', () => {
+    expect(dispatch(problem({ M: 1 }), DEVICES.H100, { configId: 3 }).configId).toBe(3);
+    const ids = tableJson.dense.map((c) => c.id).join(', ');
+    let e = thrown(() => dispatch(problem({}), DEVICES.H100, { configId: 99 }));
+    expect(e.code).toBe(ErrorCode.VALUE);
+    expect(e.message).toMatch(/configId 99 is not in kernel-table.json/);
+    expect(e.message).toContain(`Fix: pass one of the ids ${ids}`);
+    const big = tableJson.dense.find((c) => expectedSmem(c, false) > DEVICES.A10.maxSharedMemoryPerBlock);
+    if (!big) return;
+    e = thrown(() => dispatch(problem({}), DEVICES.A10, { configId: big.id }));
+    expect(e.code).toBe(ErrorCode.UNSUPPORTED);
+    const kib = (expectedSmem(big, false) / 1024).toFixed(1);
+    expect(e.message).toContain(
+      `configId ${big.id} needs ${kib} KiB of shared memory per block, the device allows 99.0 KiB`,
+    );
+  });
+
+  it('rejects unsupported combinations with typed errors that say what to do', () => {
+    const cases: [() => unknown, string, RegExp][] = [
+      [
+        () => dispatch(problem({ bits: 8 }), DEVICES.H100),
+        ErrorCode.UNSUPPORTED,
+        /bits = 8: only INT4 GPU kernels.*Fix: quantize the weight to 4 bits/,
+      ],
+      [
+        () => dispatch(problem({}), { computeMajor: 7, computeMinor: 5, smCount: 40, maxSharedMemoryPerBlock: 65536 }),
+        ErrorCode.ARCH_TOO_OLD,
+        /Compute capability 7.5 is not supported \(needs sm_80\+\)/,
+      ],
+      [
+        () => dispatch(problem({}), DEVICES.H100, { force: 'hopper' }),
+        ErrorCode.UNSUPPORTED,
+        /no 'hopper' configuration in this build/,
+      ],
+      [
+        () => dispatch(problem({}), DEVICES.A100, { force: 'hopper' }),
+        ErrorCode.UNSUPPORTED,
+        /force: 'hopper' needs sm_90, this device is sm_80/,
+      ],
+      [() => dispatch(problem({ M: 0 }), DEVICES.H100), ErrorCode.SHAPE, /M = 0 must be a positive integer/],
+      [() => dispatch(problem({ N: 24 }), DEVICES.H100), ErrorCode.SHAPE, /N = 24 must be a positive multiple of 16/],
+      [
+        () => dispatch(problem({ groupSize: 256 }), DEVICES.H100),
+        ErrorCode.UNSUPPORTED,
+        /groupSize = 256 is not supported/,
+      ],
+      [
+        () => dispatch(problem({ dtype: 'fp32' as never }), DEVICES.H100),
+        ErrorCode.DTYPE,
+        /dtype must be 'fp16' or 'bf16'/,
+      ],
+      [
+        () => dispatch(problem({}), { arch: 'sm70' as never, smCount: 80, maxSharedMemoryPerBlock: 98304 }),
+        ErrorCode.VALUE,
+        /Unknown GPU arch "sm70"/,
+      ],
+      [
+        () => dispatch(problem({}), { arch: 'sm90', smCount: 0, maxSharedMemoryPerBlock: 1 }),
+        ErrorCode.VALUE,
+        /device.smCount = 0 must be a positive integer/,
+      ],
+    ];
+    for (const [fn, code, re] of cases) {
+      const e = thrown(fn);
+      expect(e.code).toBe(code);
+      expect(e.message).toMatch(re);
+      expect(e.message).toMatch(/Fix: /);
+    }
+    expect(
+      thrown(() => dispatch(problem({}), { computeMajor: 7, computeMinor: 0, smCount: 1, maxSharedMemoryPerBlock: 1 })),
+    ).toBeInstanceOf(DeviceError);
+  });
+
+  it('sizes the workspace as partials + counters + permuted activations', () => {
+    const prob = problem({ M: 3, K: 7392, N: 4096, actOrder: true });
+    const c = dispatch(prob, DEVICES.H100);
+    expect(c.splits).toBeGreaterThan(1);
+    const partials = c.mBlocks * c.nBlocks * c.splits * c.config.mTile * c.config.nTiles * 64 * 4;
+    const counters = Math.ceil((c.mBlocks * c.nBlocks * 4) / 256) * 256;
+    const permuted = Math.ceil((3 * 7392 * 2) / 256) * 256;
+    expect(workspaceBytes(prob, c)).toBe(partials + counters + permuted);
+    const layout = workspaceLayout(prob, c);
+    expect([layout.partialsOffset, layout.countersOffset, layout.permutedXOffset]).toEqual([
+      0,
+      partials,
+      partials + counters,
+    ]);
+    const big = problem({ M: 4096 });
+    expect(workspaceBytes(big, dispatch(big, DEVICES.H100))).toBe(0);
+  });
+});

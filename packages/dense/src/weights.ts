@@ -1,0 +1,150 @@
+import {
+  DisposedError,
+  type HalfDtype,
+  type PackedWeight,
+  type Stream,
+  Tensor,
+  validatePacked,
+  type WeightBits,
+} from '@marlin/core';
+
+/** Metadata of a packed weight (docs/format.md), without the arrays: what gemm validation reads. */
+export interface PackedWeightMeta {
+  readonly bits: WeightBits;
+  readonly K: number;
+  readonly N: number;
+  readonly Kp: number;
+  readonly Np: number;
+  readonly groupSize: number;
+  readonly numGroups: number;
+  readonly scaleDtype: HalfDtype;
+  readonly hasZeros: boolean;
+  readonly actOrder: boolean;
+  readonly device: number;
+  readonly disposed: boolean;
+}
+
+/** Options of `uploadPacked`. */
+export interface UploadOptions {
+  readonly device?: number;
+  readonly stream?: Stream;
+}
+
+/**
+ * A packed weight in device memory: qweight / scales / zeros / perm tensors plus the format metadata. Owns its
+ * tensors; dispose() frees them.
+ *
+ * @example
+ * using w = uploadPacked(pack(quantized));
+ * const y = gemm(x, w);
+ */
+export class DevicePackedWeight implements PackedWeightMeta, Disposable {
+  readonly formatVersion = 1 as const;
+  readonly bits: WeightBits;
+  readonly K: number;
+  readonly N: number;
+  readonly Kp: number;
+  readonly Np: number;
+  readonly groupSize: number;
+  readonly numGroups: number;
+  readonly scaleDtype: HalfDtype;
+  readonly hasZeros: boolean;
+  readonly actOrder: boolean;
+  readonly paddedBytes: number;
+  readonly device: number;
+  readonly qweight: Tensor<'u32'>;
+  readonly scales: Tensor<'fp16'> | Tensor<'bf16'>;
+  readonly zeros: Tensor<'u8'> | null;
+  readonly perm: Tensor<'i32'> | null;
+  #disposed = false;
+
+  /** @internal use uploadPacked() */
+  constructor(p: PackedWeight, options: UploadOptions = {}) {
+    validatePacked(p);
+    this.bits = p.bits;
+    this.K = p.K;
+    this.N = p.N;
+    this.Kp = p.Kp;
+    this.Np = p.Np;
+    this.groupSize = p.groupSize;
+    this.numGroups = p.numGroups;
+    this.scaleDtype = p.scaleDtype;
+    this.hasZeros = p.zeros !== null;
+    this.actOrder = p.perm !== null;
+    this.paddedBytes = p.paddedBytes;
+    this.device = options.device ?? 0;
+    const made: Tensor[] = [];
+    try {
+      const o = { device: this.device, stream: options.stream };
+      this.qweight = keep(made, Tensor.from(p.qweight, [p.qweight.length], 'u32', o));
+      this.scales = keep(made, Tensor.from(p.scales, [p.numGroups, p.Np], p.scaleDtype, o)) as
+        | Tensor<'fp16'>
+        | Tensor<'bf16'>;
+      this.zeros = p.zeros === null ? null : keep(made, Tensor.from(p.zeros, [p.numGroups, p.Np], 'u8', o));
+      this.perm = p.perm === null ? null : keep(made, Tensor.from(p.perm, [p.K], 'i32', o));
+    } catch (e) {
+      for (const t of made) t.dispose();
+      throw e;
+    }
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Device bytes held (codes + scales + zeros + perm). */
+  get byteLength(): number {
+    return (
+      this.qweight.byteLength + this.scales.byteLength + (this.zeros?.byteLength ?? 0) + (this.perm?.byteLength ?? 0)
+    );
+  }
+
+  /** Downloads the arrays back into a host PackedWeight (blocking), e.g. for the CPU reference. */
+  toHost(): PackedWeight {
+    if (this.#disposed) {
+      throw new DisposedError('DevicePackedWeight was used after dispose().', { fix: 'upload the weight again.' });
+    }
+    return {
+      formatVersion: 1,
+      bits: this.bits,
+      K: this.K,
+      N: this.N,
+      Kp: this.Kp,
+      Np: this.Np,
+      groupSize: this.groupSize,
+      numGroups: this.numGroups,
+      scaleDtype: this.scaleDtype,
+      qweight: this.qweight.toHostSync(),
+      scales: this.scales.toHostSync(),
+      zeros: this.zeros?.toHostSync() ?? null,
+      perm: this.perm?.toHostSync() ?? null,
+      paddedBytes: this.paddedBytes,
+    };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.qweight.dispose();
+    this.scales.dispose();
+    this.zeros?.dispose();
+    this.perm?.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function keep<T extends Tensor>(made: Tensor[], t: T): T {
+  made.push(t);
+  return t;
+}
+
+/**
+ * Uploads a packed weight (docs/format.md) to the GPU. Validates it first (FormatError / ShapeError on bad input).
+ * @example const w = uploadPacked(pack(q), { device: 0 });
+ */
+export function uploadPacked(p: PackedWeight, options: UploadOptions = {}): DevicePackedWeight {
+  return new DevicePackedWeight(p, options);
+}

@@ -1,0 +1,133 @@
+import {
+  AlignmentError,
+  DisposedError,
+  DtypeError,
+  ErrorCode,
+  MarlinError,
+  referenceGemm,
+  ShapeError,
+  toHalfBits,
+} from '@marlin/core';
+import { describe, expect, it } from 'vitest';
+import { gemm, type PackedWeightMeta, type TensorMeta, validateGemm } from '../src/index.js';
+import { randoms, smallPacked } from './helpers.js';
+
+const w: PackedWeightMeta = {
+  bits: 4,
+  K: 128,
+  N: 80,
+  Kp: 128,
+  Np: 128,
+  groupSize: 32,
+  numGroups: 4,
+  scaleDtype: 'fp16',
+  hasZeros: false,
+  actOrder: false,
+  device: 0,
+  disposed: false,
+};
+const t = (shape: number[], dtype = 'fp16', more: Partial<TensorMeta> = {}): TensorMeta => ({
+  shape,
+  dtype,
+  device: 0,
+  disposed: false,
+  ...more,
+});
+
+function codeOf(fn: () => unknown): { code: string; message: string; error: unknown } {
+  try {
+    fn();
+  } catch (e) {
+    if (!(e instanceof MarlinError)) throw e;
+    return { code: e.code, message: e.message, error: e };
+  }
+  throw new Error('expected a MarlinError, nothing was thrown');
+}
+
+describe('validateGemm: every bad operand is rejected with its code and a fix, before any launch', () => {
+  it('accepts a well-formed call and reports the problem', () => {
+    expect(validateGemm(t([5, 128]), w)).toEqual({ dtype: 'fp16', M: 5, N: 80, K: 128, lda: 128 });
+    expect(validateGemm(t([5, 256]), w, { lda: 256 })).toEqual({ dtype: 'fp16', M: 5, N: 80, K: 128, lda: 256 });
+  });
+
+  const cases: [string, () => unknown, string, RegExp][] = [
+    ['x dtype f32', () => validateGemm(t([5, 128], 'f32'), w), ErrorCode.DTYPE, /fp16 or bf16/],
+    ['x 3-D', () => validateGemm(t([1, 5, 128]), w), ErrorCode.SHAPE, /2-D/],
+    ['K mismatch', () => validateGemm(t([5, 64]), w), ErrorCode.SHAPE, /K = 128/],
+    ['lda < K', () => validateGemm(t([5, 120]), w, { lda: 120 }), ErrorCode.SHAPE, />= K = 128/],
+    ['lda not the row length', () => validateGemm(t([5, 128]), w, { lda: 136 }), ErrorCode.SHAPE, /\[M, 136\]/],
+    ['lda misaligned', () => validateGemm(t([5, 132]), w, { lda: 132 }), ErrorCode.ALIGNMENT, /multiple of 8/],
+    ['scale dtype mismatch', () => validateGemm(t([5, 128], 'bf16'), w), ErrorCode.DTYPE, /convertScales/],
+    ['8-bit weight', () => validateGemm(t([5, 128]), { ...w, bits: 8 }), ErrorCode.UNSUPPORTED, /INT4/],
+    ['bias length', () => validateGemm(t([5, 128]), w, { bias: t([64]) }), ErrorCode.SHAPE, /N = 80/],
+    ['bias dtype', () => validateGemm(t([5, 128]), w, { bias: t([80], 'bf16') }), ErrorCode.DTYPE, /bias is bf16/],
+    ['out shape', () => validateGemm(t([5, 128]), w, { out: t([5, 64]) }), ErrorCode.SHAPE, /\[5, 80\]/],
+    ['out dtype', () => validateGemm(t([5, 128]), w, { out: t([5, 80], 'bf16') }), ErrorCode.DTYPE, /out is bf16/],
+    ['x disposed', () => validateGemm(t([5, 128], 'fp16', { disposed: true }), w), ErrorCode.DISPOSED, /after dispose/],
+    ['w disposed', () => validateGemm(t([5, 128]), { ...w, disposed: true }), ErrorCode.DISPOSED, /weight/],
+    [
+      'bias disposed',
+      () => validateGemm(t([5, 128]), w, { bias: t([80], 'fp16', { disposed: true }) }),
+      ErrorCode.DISPOSED,
+      /bias/,
+    ],
+    [
+      'out disposed',
+      () => validateGemm(t([5, 128]), w, { out: t([5, 80], 'fp16', { disposed: true }) }),
+      ErrorCode.DISPOSED,
+      /out/,
+    ],
+    ['devices differ', () => validateGemm(t([5, 128], 'fp16', { device: 1 }), w), ErrorCode.VALUE, /device 1/],
+    ['unknown config', () => validateGemm(t([5, 128]), w, { config: { configId: 9 } }, 5), ErrorCode.VALUE, /0 \.\. 4/],
+    [
+      'bad splits',
+      () => validateGemm(t([5, 128]), w, { config: { configId: 0, splits: 0 } }, 5),
+      ErrorCode.VALUE,
+      />= 1/,
+    ],
+  ];
+  for (const [name, fn, code, pattern] of cases) {
+    it(name, () => {
+      const r = codeOf(fn);
+      expect(r.code).toBe(code);
+      expect(r.message).toMatch(pattern);
+      expect(r.message).toContain('Fix:');
+    });
+  }
+
+  it('typed classes match the codes', () => {
+    expect(codeOf(() => validateGemm(t([5, 64]), w)).error).toBeInstanceOf(ShapeError);
+    expect(codeOf(() => validateGemm(t([5, 132]), w, { lda: 132 })).error).toBeInstanceOf(AlignmentError);
+    expect(codeOf(() => validateGemm(t([5, 128], 'u8'), w)).error).toBeInstanceOf(DtypeError);
+  });
+});
+
+describe('gemm() rejects foreign operands before touching the GPU', () => {
+  it('a plain object as x is a DisposedError naming x', () => {
+    const r = codeOf(() => gemm({ shape: [5, 128], dtype: 'fp16' } as never, {} as never));
+    expect(r.error).toBeInstanceOf(DisposedError);
+    expect(r.message).toMatch(/x is not a @marlin Tensor/);
+  });
+});
+
+describe("gemm({ device: 'cpu' }) is the explicit CPU reference", () => {
+  it('equals referenceGemm of @marlin/core, with bias and lda', () => {
+    const K = 64;
+    const N = 48;
+    const M = 3;
+    const p = smallPacked(K, N);
+    const lda = 72;
+    const x = toHalfBits(randoms(M * lda, 3), 'fp16');
+    const bias = toHalfBits(randoms(N, 5), 'fp16');
+    const y = gemm({ data: x, shape: [M, lda], dtype: 'fp16' }, p, { device: 'cpu', lda, bias });
+    const ref = referenceGemm(x, p, { M, dtype: 'fp16', lda, bias });
+    expect(y.shape).toEqual([M, N]);
+    expect(Array.from(y.data)).toEqual(Array.from(ref.bits));
+  });
+
+  it('still validates: a bf16 x against fp16 scales is a DtypeError', () => {
+    const p = smallPacked(64, 48);
+    const r = codeOf(() => gemm({ data: new Uint16Array(64), shape: [1, 64], dtype: 'bf16' }, p, { device: 'cpu' }));
+    expect(r.code).toBe(ErrorCode.DTYPE);
+  });
+});

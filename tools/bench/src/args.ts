@@ -1,0 +1,152 @@
+/** Command-line options of `pnpm bench` (docs/benchmark.md lists them). */
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ValueError } from '@marlin/core';
+import { type BenchDtype, DTYPES, M_VALUES, MODEL_IDS, type ModelId, QUICK_M_VALUES } from './protocol.js';
+
+export interface BenchOptions {
+  readonly outDir: string;
+  /** Where outDir came from, for the log. */
+  readonly outSource: '--out' | 'MARLIN_BENCH_OUT' | 'OUT' | 'repository' | 'cwd';
+  readonly quick: boolean;
+  readonly models: readonly ModelId[];
+  readonly dtypes: readonly BenchDtype[];
+  readonly mValues: readonly number[];
+  readonly jsonOnly: boolean;
+  readonly sweepSplits: boolean;
+  /** Sweep every table config too (implies sweepSplits). */
+  readonly sweepConfigs: boolean;
+  readonly replays: number;
+  readonly eager: boolean;
+  readonly eagerCalls: number;
+  readonly help: boolean;
+}
+
+export const USAGE = `Usage: pnpm bench [options]     (node tools/bench/cli.mjs [options])
+
+Runs shared/docs/bench-protocol.md: Llama-3 8B/70B block shapes x M sweep, g128 INT4, the Marlin kernel vs cuBLAS
+fp16 in the same run (CUDA graphs, cold L2 by weight rotation, median of replays), prints a table, writes
+<date>-<gpu>-<commit>.json and .svg.
+
+Options:
+  --out DIR         output folder (default: $MARLIN_BENCH_OUT, else $OUT, else <repo>/bench/results)
+  --quick           fewer M values (${QUICK_M_VALUES.join(',')}); smoke runs, file name ends in -quick
+  --models LIST     8b,70b (default both)
+  --dtypes LIST     fp16,bf16 (default both, fp16 first)
+  --m LIST          explicit M values (overrides --quick)
+  --sweep-splits    also time every split-K factor for the dispatched config and report the best
+  --sweep-configs   like --sweep-splits over every kernel-table config (slow: for tuning dispatch)
+  --replays N       timed graph replays per problem (default 10, at least 7)
+  --eager-calls N   eager gemm() calls for the host-overhead measurement (default 200)
+  --no-eager        skip the eager host-overhead measurement
+  --json-only       no table and no SVG: print the result JSON on stdout (progress stays on stderr)
+  -h, --help        this text
+`;
+
+function parseList<T extends string>(raw: string, allowed: readonly T[], what: string): T[] {
+  const items = raw
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s.length > 0);
+  if (items.length === 0)
+    throw new ValueError(`--${what} is empty.`, { fix: `pass one or more of ${allowed.join(',')}.` });
+  const out: T[] = [];
+  for (const it of items) {
+    if (!(allowed as readonly string[]).includes(it)) {
+      throw new ValueError(`--${what}: unknown value '${it}'.`, { fix: `use one or more of ${allowed.join(',')}.` });
+    }
+    if (!out.includes(it as T)) out.push(it as T);
+  }
+  // Keep the protocol's order (fp16 before bf16, 8b before 70b) whatever order was typed.
+  return allowed.filter((a) => out.includes(a));
+}
+
+function parseIntOpt(raw: string | undefined, name: string, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) {
+    throw new ValueError(`--${name} ${raw} is not an integer >= ${min}.`, { fix: `pass --${name} ${fallback}.` });
+  }
+  return v;
+}
+
+function parseMList(raw: string): number[] {
+  const ms = raw.split(',').map((s) => Number(s.trim()));
+  for (const m of ms) {
+    if (!Number.isInteger(m) || m < 1) {
+      throw new ValueError(`--m: '${raw}' must be a comma-separated list of positive integers.`, {
+        fix: `e.g. --m ${M_VALUES.slice(0, 4).join(',')}.`,
+      });
+    }
+  }
+  return [...new Set(ms)].sort((a, b) => a - b);
+}
+
+export function resolveOutDir(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  repoRoot: string | null,
+  cwd: string,
+): { dir: string; source: BenchOptions['outSource'] } {
+  if (flag) return { dir: resolve(cwd, flag), source: '--out' };
+  const benchOut = env['MARLIN_BENCH_OUT'];
+  if (benchOut) return { dir: resolve(cwd, benchOut), source: 'MARLIN_BENCH_OUT' };
+  const out = env['OUT'];
+  if (out) return { dir: resolve(cwd, out), source: 'OUT' };
+  if (repoRoot) return { dir: join(repoRoot, 'bench', 'results'), source: 'repository' };
+  return { dir: join(cwd, 'bench', 'results'), source: 'cwd' };
+}
+
+export function parseBenchArgs(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  repoRoot: string | null,
+  cwd: string,
+): BenchOptions {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    throw new ValueError(e instanceof Error ? e.message : String(e), { fix: 'run with --help for the options.' });
+  }
+  const v = parsed.values;
+  const quick = v.quick ?? false;
+  const out = resolveOutDir(v.out, env, repoRoot, cwd);
+  return {
+    outDir: out.dir,
+    outSource: out.source,
+    quick,
+    models: v.models ? parseList(v.models, MODEL_IDS, 'models') : [...MODEL_IDS],
+    dtypes: v.dtypes ? parseList(v.dtypes, DTYPES, 'dtypes') : [...DTYPES],
+    mValues: v.m ? parseMList(v.m) : [...(quick ? QUICK_M_VALUES : M_VALUES)],
+    jsonOnly: v['json-only'] ?? false,
+    sweepSplits: (v['sweep-splits'] ?? false) || (v['sweep-configs'] ?? false),
+    sweepConfigs: v['sweep-configs'] ?? false,
+    replays: parseIntOpt(v.replays, 'replays', 10, 7),
+    eager: !(v['no-eager'] ?? false),
+    eagerCalls: parseIntOpt(v['eager-calls'], 'eager-calls', 200, 1),
+    help: v.help ?? false,
+  };
+}
+
+function parse(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      out: { type: 'string' },
+      quick: { type: 'boolean' },
+      models: { type: 'string' },
+      dtypes: { type: 'string' },
+      m: { type: 'string' },
+      'sweep-splits': { type: 'boolean' },
+      'sweep-configs': { type: 'boolean' },
+      replays: { type: 'string' },
+      'eager-calls': { type: 'string' },
+      'no-eager': { type: 'boolean' },
+      'json-only': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}

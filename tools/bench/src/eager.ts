@@ -1,0 +1,36 @@
+/**
+ * Eager host overhead: N back-to-back `gemm()` calls through the public @marlin/dense TypeScript API on one stream,
+ * one `await stream.sync()` at the end, wall time per call. The caller subtracts the graph-replayed kernel time of the
+ * same problem (benchGemm) to get the host cost of one call. Imported lazily by the CLI: a build without the
+ * @marlin/dense API still runs every other measurement.
+ */
+// Stream and Tensor from @marlin/dense (its re-export of core's): the same classes its gemm() checks with instanceof.
+import { gemm, Stream, Tensor, uploadPacked } from '@marlin/dense';
+import { randomActivations, randomPackedWeight } from './cpu-fallback.js';
+import type { EagerArgs } from './run.js';
+
+const WARMUP_CALLS = 20;
+
+/** Total wall time in microseconds of `calls` eager gemm() calls plus one stream sync. */
+export async function timeEagerCalls(p: EagerArgs, calls: number): Promise<number> {
+  const cpu = { M: p.M, N: p.N, K: p.K, groupSize: p.groupSize, dtype: p.dtype, seed: 7 };
+  const stream = Stream.create();
+  const owned: Disposable[] = [stream];
+  try {
+    const w = uploadPacked(randomPackedWeight(cpu), { stream });
+    owned.push(w);
+    const x = Tensor.from(randomActivations(cpu), [p.M, p.K], p.dtype, { stream });
+    owned.push(x);
+    const out = Tensor.empty([p.M, p.N], p.dtype);
+    owned.push(out);
+    // Warm-up: workspace creation, lazy module loading, first-call validation caches.
+    for (let i = 0; i < WARMUP_CALLS; i++) gemm(x, w, { stream, out });
+    await stream.sync();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < calls; i++) gemm(x, w, { stream, out });
+    await stream.sync();
+    return Number(process.hrtime.bigint() - t0) / 1e3;
+  } finally {
+    for (const o of owned.reverse()) o[Symbol.dispose]();
+  }
+}

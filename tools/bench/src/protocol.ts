@@ -1,0 +1,188 @@
+/**
+ * The benchmark protocol as data and pure functions (shared/docs/bench-protocol.md; docs/benchmark.md summarises it):
+ * Llama-3 block shapes, the M sweep, the bytes a W4A16 GEMM must move, the roofline, and the issue's targets.
+ */
+import { ValueError } from '@marlin/core';
+
+export type ModelId = '8b' | '70b';
+export type LayerName = 'qkv' | 'o' | 'gate_up' | 'down';
+export type BenchDtype = 'fp16' | 'bf16';
+
+/** One linear layer of a transformer block, K x N = in x out. */
+export interface LayerShape {
+  readonly layer: LayerName;
+  readonly K: number;
+  readonly N: number;
+}
+
+export interface ModelSpec {
+  readonly id: ModelId;
+  readonly name: string;
+  readonly layers: readonly LayerShape[];
+  /** Speedup targets over cuBLAS fp16 (block sums), per M range: see `targetSpeedup`. */
+  readonly targets: TargetTable;
+}
+
+/** Targets for M in 1-16, 32, 64, 128, 256, >= 512. */
+export interface TargetTable {
+  readonly m1to16: number;
+  readonly m32: number;
+  readonly m64: number;
+  readonly m128: number;
+  readonly m256: number;
+  readonly m512up: number;
+}
+
+export const MODELS: Readonly<Record<ModelId, ModelSpec>> = {
+  '8b': {
+    id: '8b',
+    name: 'Llama-3-8B',
+    layers: [
+      { layer: 'qkv', K: 4096, N: 6144 },
+      { layer: 'o', K: 4096, N: 4096 },
+      { layer: 'gate_up', K: 4096, N: 28672 },
+      { layer: 'down', K: 14336, N: 4096 },
+    ],
+    targets: { m1to16: 3.0, m32: 2.8, m64: 2.3, m128: 1.5, m256: 0.95, m512up: 0.9 },
+  },
+  '70b': {
+    id: '70b',
+    name: 'Llama-3-70B',
+    layers: [
+      { layer: 'qkv', K: 8192, N: 10240 },
+      { layer: 'o', K: 8192, N: 8192 },
+      { layer: 'gate_up', K: 8192, N: 57344 },
+      { layer: 'down', K: 28672, N: 8192 },
+    ],
+    targets: { m1to16: 3.5, m32: 3.3, m64: 2.6, m128: 1.6, m256: 0.95, m512up: 0.9 },
+  },
+};
+
+export const MODEL_IDS: readonly ModelId[] = ['8b', '70b'];
+export const DTYPES: readonly BenchDtype[] = ['fp16', 'bf16'];
+/** Tokens per call, the protocol's sweep. */
+export const M_VALUES: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+/** --quick: one M per target column (smoke runs; not a protocol run). */
+export const QUICK_M_VALUES: readonly number[] = [1, 16, 32, 64, 128, 256, 1024];
+/** g128, symmetric INT4. */
+export const GROUP_SIZE = 128;
+export const WEIGHT_BITS = 4;
+/** bf16 must be within 5% of fp16: bf16 time <= 1.05 x fp16 time. */
+export const BF16_RATIO_LIMIT = 1.05;
+
+/**
+ * Speedup target for a block at M tokens. Ranges between the protocol's columns take the next column's target
+ * (M = 20 is judged against the M = 32 target).
+ */
+export function targetSpeedup(model: ModelId, M: number): number {
+  const t = MODELS[model].targets;
+  if (M <= 16) return t.m1to16;
+  if (M <= 32) return t.m32;
+  if (M <= 64) return t.m64;
+  if (M <= 128) return t.m128;
+  if (M <= 256) return t.m256;
+  return t.m512up;
+}
+
+export interface ProblemSize {
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly groupSize: number;
+  readonly hasZeros: boolean;
+}
+
+export interface BytesMoved {
+  /** Packed INT4 codes: 0.5 byte per weight. */
+  readonly weights: number;
+  /** 2 bytes per group per column. */
+  readonly scales: number;
+  /** 1 byte per group per column (uint8 zero points, docs/format.md) when present. */
+  readonly zeros: number;
+  /** 2 M K. */
+  readonly activations: number;
+  /** 2 M N. */
+  readonly output: number;
+  readonly total: number;
+}
+
+function assertSize(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) {
+    throw new ValueError(`${name} = ${v} must be a positive integer.`, { fix: `pass ${name} >= 1.` });
+  }
+}
+
+/** Number of scale groups along K: ceil(K / groupSize). */
+export function groupCount(K: number, groupSize: number): number {
+  assertSize('K', K);
+  assertSize('groupSize', groupSize);
+  return Math.ceil(K / groupSize);
+}
+
+/**
+ * Bytes a W4A16 GEMM must move (the protocol's formula): packed weights (0.5 byte per weight) + scales (2 bytes per
+ * group per column) + zero points if any + activations (2 M K) + output (2 M N).
+ * Example, Llama-3-70B o_proj at M = 1: 8192 * 8192 / 2 + 2 * 64 * 8192 + 2 * 8192 + 2 * 8192 = 34,635,776 bytes.
+ */
+export function bytesMoved(p: ProblemSize): BytesMoved {
+  assertSize('M', p.M);
+  assertSize('N', p.N);
+  const G = groupCount(p.K, p.groupSize);
+  const weights = (p.K * p.N * WEIGHT_BITS) / 8;
+  const scales = 2 * G * p.N;
+  const zeros = p.hasZeros ? G * p.N : 0;
+  const activations = 2 * p.M * p.K;
+  const output = 2 * p.M * p.N;
+  return { weights, scales, zeros, activations, output, total: weights + scales + zeros + activations + output };
+}
+
+/** Bytes the dense fp16 GEMM on the dequantized shape must move: 2 K N + 2 M K + 2 M N. */
+export function fp16BytesMoved(M: number, N: number, K: number): number {
+  return 2 * K * N + 2 * M * K + 2 * M * N;
+}
+
+/** 2 M N K. */
+export function gemmFlops(M: number, N: number, K: number): number {
+  return 2 * M * N * K;
+}
+
+/** The two measured ceilings of a run. */
+export interface Ceilings {
+  /** HBM bandwidth from the device-to-device copy, GB/s (1e9 bytes/s). */
+  readonly bandwidthGBs: number;
+  /** Dense fp16 tensor rate from cuBLAS 8192^3, TFLOP/s; null when cuBLAS is missing (memory-only roofline). */
+  readonly fp16Tflops: number | null;
+}
+
+export interface Roofline {
+  /** bytes / bandwidth, microseconds. */
+  readonly memoryUs: number;
+  /** 2 M N K / fp16 rate, microseconds; null without a measured rate. */
+  readonly computeUs: number | null;
+  /** max(memory, compute). */
+  readonly us: number;
+  readonly bound: 'memory' | 'compute';
+}
+
+/** Roofline time = max(bytes / measured bandwidth, flops / measured fp16 rate). */
+export function roofline(bytes: number, flops: number, c: Ceilings): Roofline {
+  if (!(c.bandwidthGBs > 0)) {
+    throw new ValueError(`measured bandwidth ${c.bandwidthGBs} GB/s must be positive.`, {
+      fix: 'measure the bandwidth on a GPU before computing a roofline.',
+    });
+  }
+  const memoryUs = (bytes / (c.bandwidthGBs * 1e9)) * 1e6;
+  const computeUs = c.fp16Tflops !== null && c.fp16Tflops > 0 ? (flops / (c.fp16Tflops * 1e12)) * 1e6 : null;
+  if (computeUs !== null && computeUs > memoryUs) return { memoryUs, computeUs, us: computeUs, bound: 'compute' };
+  return { memoryUs, computeUs, us: memoryUs, bound: 'memory' };
+}
+
+/** Achieved bandwidth in GB/s for `bytes` moved in `us` microseconds. */
+export function achievedGBs(bytes: number, us: number): number {
+  return bytes / (us * 1e-6) / 1e9;
+}
+
+/** Percent of roofline: 100 x roofline time / measured time (100 = at the roofline). */
+export function rooflinePercent(rooflineUs: number, us: number): number {
+  return (100 * rooflineUs) / us;
+}

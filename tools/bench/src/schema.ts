@@ -1,0 +1,356 @@
+/**
+ * The JSON a benchmark run writes to bench/results/ (schemaVersion 1), and a dependency-free validator for it.
+ * Every number in a result file is measured or derived by the tool in the same run; nothing is typed in by hand.
+ */
+import type { BenchDtype, LayerName, ModelId } from './protocol.js';
+
+export const SCHEMA_VERSION = 1 as const;
+
+export interface EnvHeader {
+  readonly gpu: string;
+  readonly smCount: number;
+  readonly computeCapability: string;
+  /** Peak SM clock, MHz (cudaDevAttrClockRate). */
+  readonly smClockMHz: number;
+  /** Peak memory clock, MHz (cudaDevAttrMemoryClockRate). */
+  readonly memClockMHz: number;
+  readonly memBusBits: number;
+  readonly l2Bytes: number;
+  readonly totalMemBytes: number;
+  /** e.g. "13.0" (cudaDriverGetVersion). */
+  readonly driver: string;
+  /** CUDA runtime linked into the addon, e.g. "13.0". */
+  readonly cudaRuntime: string;
+  readonly cublas: { readonly library: string; readonly version: number } | null;
+  readonly commit: string;
+  readonly commitSource: 'MARLIN_COMMIT' | 'git' | 'unknown';
+  /** ISO 8601 start time of the run. */
+  readonly date: string;
+  readonly node: string;
+  readonly platform: string;
+  /** Measured device-to-device copy bandwidth, GB/s (bytes read + written). */
+  readonly bandwidthGBs: number;
+  readonly bandwidthCopyBytes: number;
+  /** Measured cuBLAS fp16 8192^3 rate (fp32 compute), TFLOP/s; null without cuBLAS. */
+  readonly fp16Tflops: number | null;
+}
+
+export interface Timing {
+  /** Median per-call time over the replays, microseconds. */
+  readonly us: number;
+  readonly minUs: number;
+  readonly maxUs: number;
+  readonly rotations: number;
+  readonly calls: number;
+  readonly replays: number;
+}
+
+export interface SweepResult {
+  readonly configId: number;
+  readonly splits: number;
+  readonly us: number;
+  /** Dispatched time / this time (> 1: the alternative is faster). */
+  readonly gainOverDispatch: number;
+  /** How many (config, splits) pairs were timed. */
+  readonly tried: number;
+}
+
+export interface Row {
+  readonly model: ModelId;
+  readonly layer: LayerName;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly dtype: BenchDtype;
+  readonly groupSize: number;
+  readonly hasZeros: boolean;
+  readonly configId: number;
+  readonly splits: number;
+  readonly ours: Timing;
+  /** cuBLAS fp16 on the dequantized shape (fp16 even for bf16 rows: the protocol's baseline). */
+  readonly cublas: Timing | null;
+  readonly bytes: number;
+  readonly flops: number;
+  readonly gbps: number;
+  readonly rooflineUs: number;
+  readonly rooflinePct: number;
+  readonly bound: 'memory' | 'compute';
+  /** cuBLAS us / our us; null without cuBLAS. */
+  readonly speedup: number | null;
+  readonly sweep: SweepResult | null;
+}
+
+export interface Block {
+  readonly model: ModelId;
+  readonly M: number;
+  readonly dtype: BenchDtype;
+  /** Sum over the block's four layers. */
+  readonly ourUs: number;
+  readonly cublasUs: number | null;
+  readonly rooflineUs: number;
+  readonly rooflinePct: number;
+  readonly speedup: number | null;
+  /** Measured cuBLAS fp16 block time / INT4 roofline block time: the best speedup physics allows in this run. */
+  readonly rooflineBoundSpeedup: number | null;
+  readonly target: number;
+  readonly status: 'met' | 'missed' | 'n/a';
+  /** speedup - target (negative when missed). */
+  readonly gap: number | null;
+  /** A measured reason when missed: the roofline bound or the achieved fraction of it. */
+  readonly limit: string | null;
+}
+
+export interface Bf16Ratio {
+  readonly model: ModelId;
+  readonly M: number;
+  readonly fp16Us: number;
+  readonly bf16Us: number;
+  /** bf16 / fp16 block time. */
+  readonly ratio: number;
+  readonly status: 'met' | 'missed';
+}
+
+export interface GeoMean {
+  readonly dtype: BenchDtype;
+  readonly rowSpeedup: number | null;
+  readonly blockSpeedup: number | null;
+  readonly rooflinePct: number;
+}
+
+export interface EagerOverhead {
+  /** Problem timed (M x N x K). */
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly dtype: BenchDtype;
+  readonly calls: number;
+  /** Wall time per eager gemm() call from TypeScript, microseconds (N calls + one stream sync). */
+  readonly eagerUs: number;
+  /** Graph-replayed kernel time of the same problem, microseconds. */
+  readonly kernelUs: number;
+  /** eagerUs - kernelUs: the host overhead of one call. */
+  readonly overheadUs: number;
+  readonly targetUs: number;
+  readonly status: 'met' | 'missed';
+}
+
+export interface BenchResult {
+  readonly schemaVersion: typeof SCHEMA_VERSION;
+  readonly tool: '@marlin/bench-tool';
+  readonly protocol: 'shared/docs/bench-protocol.md';
+  readonly env: EnvHeader;
+  readonly options: {
+    readonly models: readonly ModelId[];
+    readonly dtypes: readonly BenchDtype[];
+    readonly mValues: readonly number[];
+    readonly quick: boolean;
+    readonly sweepSplits: boolean;
+    readonly groupSize: number;
+  };
+  readonly rows: readonly Row[];
+  readonly blocks: readonly Block[];
+  readonly bf16Ratios: readonly Bf16Ratio[];
+  readonly geomean: readonly GeoMean[];
+  /** null when not measured; `eagerError` then says why. */
+  readonly eager: EagerOverhead | null;
+  readonly eagerError: string | null;
+  /** Problems that failed (config unsupported, out of memory...), with the error; they have no row. */
+  readonly failures: readonly { readonly problem: string; readonly code: string; readonly message: string }[];
+}
+
+type Check = (v: unknown, path: string, errs: string[]) => void;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const num =
+  (opts: { positive?: boolean; integer?: boolean; nullable?: boolean } = {}): Check =>
+  (v, path, errs) => {
+    if (v === null && opts.nullable) return;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      errs.push(`${path}: expected a finite number${opts.nullable ? ' or null' : ''}, got ${JSON.stringify(v)}`);
+      return;
+    }
+    if (opts.integer && !Number.isInteger(v)) errs.push(`${path}: expected an integer, got ${v}`);
+    if (opts.positive && !(v > 0)) errs.push(`${path}: expected > 0, got ${v}`);
+  };
+
+const str =
+  (nullable = false): Check =>
+  (v, path, errs) => {
+    if (v === null && nullable) return;
+    if (typeof v !== 'string') errs.push(`${path}: expected a string, got ${JSON.stringify(v)}`);
+  };
+
+const oneOf =
+  (values: readonly unknown[]): Check =>
+  (v, path, errs) => {
+    if (!values.includes(v)) errs.push(`${path}: expected one of ${values.join(', ')}, got ${JSON.stringify(v)}`);
+  };
+
+const obj =
+  (fields: Record<string, Check>, nullable = false): Check =>
+  (v, path, errs) => {
+    if (v === null && nullable) return;
+    if (!isObj(v)) {
+      errs.push(`${path}: expected an object, got ${JSON.stringify(v)}`);
+      return;
+    }
+    for (const [k, check] of Object.entries(fields)) check(v[k], `${path}.${k}`, errs);
+  };
+
+const arr =
+  (item: Check): Check =>
+  (v, path, errs) => {
+    if (!Array.isArray(v)) {
+      errs.push(`${path}: expected an array`);
+      return;
+    }
+    for (const [i, x] of v.entries()) item(x, `${path}[${i}]`, errs);
+  };
+
+const bool: Check = (v, path, errs) => {
+  if (typeof v !== 'boolean') errs.push(`${path}: expected a boolean, got ${JSON.stringify(v)}`);
+};
+
+const timing = (nullable: boolean): Check =>
+  obj(
+    {
+      us: num({ positive: true }),
+      minUs: num({ positive: true }),
+      maxUs: num({ positive: true }),
+      rotations: num({ integer: true, positive: true }),
+      calls: num({ integer: true, positive: true }),
+      replays: num({ integer: true, positive: true }),
+    },
+    nullable,
+  );
+
+const models = oneOf(['8b', '70b']);
+const dtypes = oneOf(['fp16', 'bf16']);
+
+const resultCheck: Check = obj({
+  schemaVersion: oneOf([SCHEMA_VERSION]),
+  tool: oneOf(['@marlin/bench-tool']),
+  protocol: oneOf(['shared/docs/bench-protocol.md']),
+  env: obj({
+    gpu: str(),
+    smCount: num({ integer: true, positive: true }),
+    computeCapability: str(),
+    smClockMHz: num(),
+    memClockMHz: num(),
+    memBusBits: num({ integer: true }),
+    l2Bytes: num({ integer: true, positive: true }),
+    totalMemBytes: num({ integer: true, positive: true }),
+    driver: str(),
+    cudaRuntime: str(),
+    cublas: obj({ library: str(), version: num({ integer: true }) }, true),
+    commit: str(),
+    commitSource: oneOf(['MARLIN_COMMIT', 'git', 'unknown']),
+    date: str(),
+    node: str(),
+    platform: str(),
+    bandwidthGBs: num({ positive: true }),
+    bandwidthCopyBytes: num({ integer: true, positive: true }),
+    fp16Tflops: num({ positive: true, nullable: true }),
+  }),
+  options: obj({
+    models: arr(models),
+    dtypes: arr(dtypes),
+    mValues: arr(num({ integer: true, positive: true })),
+    quick: bool,
+    sweepSplits: bool,
+    groupSize: num({ integer: true, positive: true }),
+  }),
+  rows: arr(
+    obj({
+      model: models,
+      layer: oneOf(['qkv', 'o', 'gate_up', 'down']),
+      M: num({ integer: true, positive: true }),
+      N: num({ integer: true, positive: true }),
+      K: num({ integer: true, positive: true }),
+      dtype: dtypes,
+      groupSize: num({ integer: true, positive: true }),
+      hasZeros: bool,
+      configId: num({ integer: true }),
+      splits: num({ integer: true, positive: true }),
+      ours: timing(false),
+      cublas: timing(true),
+      bytes: num({ positive: true }),
+      flops: num({ positive: true }),
+      gbps: num({ positive: true }),
+      rooflineUs: num({ positive: true }),
+      rooflinePct: num({ positive: true }),
+      bound: oneOf(['memory', 'compute']),
+      speedup: num({ positive: true, nullable: true }),
+      sweep: obj(
+        {
+          configId: num({ integer: true }),
+          splits: num({ integer: true, positive: true }),
+          us: num({ positive: true }),
+          gainOverDispatch: num({ positive: true }),
+          tried: num({ integer: true, positive: true }),
+        },
+        true,
+      ),
+    }),
+  ),
+  blocks: arr(
+    obj({
+      model: models,
+      M: num({ integer: true, positive: true }),
+      dtype: dtypes,
+      ourUs: num({ positive: true }),
+      cublasUs: num({ positive: true, nullable: true }),
+      rooflineUs: num({ positive: true }),
+      rooflinePct: num({ positive: true }),
+      speedup: num({ positive: true, nullable: true }),
+      rooflineBoundSpeedup: num({ positive: true, nullable: true }),
+      target: num({ positive: true }),
+      status: oneOf(['met', 'missed', 'n/a']),
+      gap: num({ nullable: true }),
+      limit: str(true),
+    }),
+  ),
+  bf16Ratios: arr(
+    obj({
+      model: models,
+      M: num({ integer: true, positive: true }),
+      fp16Us: num({ positive: true }),
+      bf16Us: num({ positive: true }),
+      ratio: num({ positive: true }),
+      status: oneOf(['met', 'missed']),
+    }),
+  ),
+  geomean: arr(
+    obj({
+      dtype: dtypes,
+      rowSpeedup: num({ positive: true, nullable: true }),
+      blockSpeedup: num({ positive: true, nullable: true }),
+      rooflinePct: num({ positive: true }),
+    }),
+  ),
+  eager: obj(
+    {
+      M: num({ integer: true, positive: true }),
+      N: num({ integer: true, positive: true }),
+      K: num({ integer: true, positive: true }),
+      dtype: dtypes,
+      calls: num({ integer: true, positive: true }),
+      eagerUs: num({ positive: true }),
+      kernelUs: num({ positive: true }),
+      overheadUs: num(),
+      targetUs: num({ positive: true }),
+      status: oneOf(['met', 'missed']),
+    },
+    true,
+  ),
+  eagerError: str(true),
+  failures: arr(obj({ problem: str(), code: str(), message: str() })),
+});
+
+/** Every schema violation of `value` as "path: problem" (empty when valid). */
+export function validateBenchResult(value: unknown): string[] {
+  const errs: string[] = [];
+  resultCheck(value, '$', errs);
+  return errs;
+}

@@ -1,0 +1,240 @@
+/**
+ * Pure derivations from measured timings: per-row metrics, block sums with target evaluation, bf16/fp16 ratios and
+ * geometric means. No I/O: everything here is unit-tested on CPU.
+ */
+import { ValueError } from '@marlin/core';
+import {
+  achievedGBs,
+  type BenchDtype,
+  BF16_RATIO_LIMIT,
+  bytesMoved,
+  type Ceilings,
+  gemmFlops,
+  type LayerShape,
+  MODELS,
+  type ModelId,
+  roofline,
+  rooflinePercent,
+  targetSpeedup,
+} from './protocol.js';
+import type { Bf16Ratio, Block, EagerOverhead, GeoMean, Row, SweepResult, Timing } from './schema.js';
+
+/** Eager host overhead target: one call from TypeScript at most 5 us above the kernel. */
+export const EAGER_OVERHEAD_TARGET_US = 5;
+
+export interface RowInput {
+  readonly model: ModelId;
+  readonly shape: LayerShape;
+  readonly M: number;
+  readonly dtype: BenchDtype;
+  readonly groupSize: number;
+  readonly hasZeros: boolean;
+  readonly configId: number;
+  readonly splits: number;
+  readonly ours: Timing;
+  readonly cublas: Timing | null;
+  readonly sweep: SweepResult | null;
+}
+
+/** Metrics of one problem: GB/s, roofline and its percentage, speedup over cuBLAS. */
+export function makeRow(r: RowInput, c: Ceilings): Row {
+  const { K, N } = r.shape;
+  const bytes = bytesMoved({ M: r.M, N, K, groupSize: r.groupSize, hasZeros: r.hasZeros }).total;
+  const flops = gemmFlops(r.M, N, K);
+  const roof = roofline(bytes, flops, c);
+  return {
+    model: r.model,
+    layer: r.shape.layer,
+    M: r.M,
+    N,
+    K,
+    dtype: r.dtype,
+    groupSize: r.groupSize,
+    hasZeros: r.hasZeros,
+    configId: r.configId,
+    splits: r.splits,
+    ours: r.ours,
+    cublas: r.cublas,
+    bytes,
+    flops,
+    gbps: achievedGBs(bytes, r.ours.us),
+    rooflineUs: roof.us,
+    rooflinePct: rooflinePercent(roof.us, r.ours.us),
+    bound: roof.bound,
+    speedup: r.cublas !== null ? r.cublas.us / r.ours.us : null,
+    sweep: r.sweep,
+  };
+}
+
+/**
+ * What bounds a missed block, from this run's numbers: either the target exceeds the roofline bound (measured cuBLAS
+ * block time / INT4 roofline block time, as in the protocol's table), or the kernel reaches only part of its roofline.
+ */
+function limitText(b: {
+  speedup: number;
+  target: number;
+  rooflineBoundSpeedup: number | null;
+  rooflinePct: number;
+  boundKinds: ReadonlySet<string>;
+}): string {
+  const kind = [...b.boundKinds].join('+');
+  if (b.rooflineBoundSpeedup !== null && b.rooflineBoundSpeedup < b.target) {
+    return `target ${b.target.toFixed(2)}x is above this run's roofline bound ${b.rooflineBoundSpeedup.toFixed(2)}x (${kind}-bound layers)`;
+  }
+  return `at ${b.rooflinePct.toFixed(1)}% of the ${kind} roofline; the bound allows ${
+    b.rooflineBoundSpeedup !== null ? `${b.rooflineBoundSpeedup.toFixed(2)}x` : 'n/a'
+  }`;
+}
+
+/**
+ * Sums over each (model, M, dtype) block's layers with the target evaluation. A block is only summed when all four
+ * layers of the model have a row (a failed layer makes the block incomplete, and it is left out).
+ */
+export function blockSums(rows: readonly Row[]): Block[] {
+  const groups = new Map<string, Row[]>();
+  for (const r of rows) {
+    const key = `${r.model}|${r.M}|${r.dtype}`;
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
+  }
+  const blocks: Block[] = [];
+  for (const g of groups.values()) {
+    const { model, M, dtype } = g[0]!;
+    const layers = new Set(g.map((r) => r.layer));
+    if (layers.size !== MODELS[model].layers.length) continue;
+    const ourUs = sum(g.map((r) => r.ours.us));
+    const rooflineUs = sum(g.map((r) => r.rooflineUs));
+    const haveCublas = g.every((r) => r.cublas !== null);
+    const cublasUs = haveCublas ? sum(g.map((r) => r.cublas!.us)) : null;
+    const speedup = cublasUs !== null ? cublasUs / ourUs : null;
+    const rooflineBoundSpeedup = cublasUs !== null ? cublasUs / rooflineUs : null;
+    const target = targetSpeedup(model, M);
+    const rooflinePct = rooflinePercent(rooflineUs, ourUs);
+    const status: Block['status'] = speedup === null ? 'n/a' : speedup >= target ? 'met' : 'missed';
+    blocks.push({
+      model,
+      M,
+      dtype,
+      ourUs,
+      cublasUs,
+      rooflineUs,
+      rooflinePct,
+      speedup,
+      rooflineBoundSpeedup,
+      target,
+      status,
+      gap: speedup !== null ? speedup - target : null,
+      limit:
+        status === 'missed' && speedup !== null
+          ? limitText({
+              speedup,
+              target,
+              rooflineBoundSpeedup,
+              rooflinePct,
+              boundKinds: new Set(g.map((r) => r.bound)),
+            })
+          : null,
+    });
+  }
+  return blocks.sort(compareBlocks);
+}
+
+function compareBlocks(a: { model: ModelId; M: number; dtype: BenchDtype }, b: typeof a): number {
+  if (a.model !== b.model) return a.model === '8b' ? -1 : 1;
+  if (a.dtype !== b.dtype) return a.dtype === 'fp16' ? -1 : 1;
+  return a.M - b.M;
+}
+
+/** bf16 block time / fp16 block time for every (model, M) measured in both dtypes. */
+export function bf16Ratios(blocks: readonly Block[]): Bf16Ratio[] {
+  const out: Bf16Ratio[] = [];
+  for (const f of blocks) {
+    if (f.dtype !== 'fp16') continue;
+    const b = blocks.find((x) => x.dtype === 'bf16' && x.model === f.model && x.M === f.M);
+    if (!b) continue;
+    const ratio = b.ourUs / f.ourUs;
+    out.push({
+      model: f.model,
+      M: f.M,
+      fp16Us: f.ourUs,
+      bf16Us: b.ourUs,
+      ratio,
+      status: ratio <= BF16_RATIO_LIMIT ? 'met' : 'missed',
+    });
+  }
+  return out;
+}
+
+/** Geometric mean of positive numbers; throws ValueError on an empty list or a non-positive value. */
+export function geometricMean(values: readonly number[]): number {
+  if (values.length === 0) {
+    throw new ValueError('geometric mean of an empty list.', { fix: 'pass at least one value.' });
+  }
+  let logSum = 0;
+  for (const v of values) {
+    if (!(v > 0) || !Number.isFinite(v)) {
+      throw new ValueError(`geometric mean needs positive finite values, got ${v}.`, {
+        fix: 'drop failed measurements before averaging.',
+      });
+    }
+    logSum += Math.log(v);
+  }
+  return Math.exp(logSum / values.length);
+}
+
+/** Geometric means per dtype of row speedups, block speedups and row % of roofline. */
+export function geoMeans(rows: readonly Row[], blocks: readonly Block[]): GeoMean[] {
+  const out: GeoMean[] = [];
+  for (const dtype of ['fp16', 'bf16'] as const) {
+    const rs = rows.filter((r) => r.dtype === dtype);
+    if (rs.length === 0) continue;
+    const rowSp = rs.map((r) => r.speedup).filter((s): s is number => s !== null);
+    const blkSp = blocks
+      .filter((b) => b.dtype === dtype)
+      .map((b) => b.speedup)
+      .filter((s): s is number => s !== null);
+    out.push({
+      dtype,
+      rowSpeedup: rowSp.length > 0 ? geometricMean(rowSp) : null,
+      blockSpeedup: blkSp.length > 0 ? geometricMean(blkSp) : null,
+      rooflinePct: geometricMean(rs.map((r) => r.rooflinePct)),
+    });
+  }
+  return out;
+}
+
+/** Host overhead of one eager call: wall time per call minus the graph-replayed kernel time. */
+export function eagerOverhead(o: {
+  M: number;
+  N: number;
+  K: number;
+  dtype: BenchDtype;
+  calls: number;
+  totalUs: number;
+  kernelUs: number;
+}): EagerOverhead {
+  if (!Number.isInteger(o.calls) || o.calls < 1) {
+    throw new ValueError(`eager calls = ${o.calls} must be a positive integer.`, { fix: 'time at least one call.' });
+  }
+  const eagerUs = o.totalUs / o.calls;
+  const overheadUs = eagerUs - o.kernelUs;
+  return {
+    M: o.M,
+    N: o.N,
+    K: o.K,
+    dtype: o.dtype,
+    calls: o.calls,
+    eagerUs,
+    kernelUs: o.kernelUs,
+    overheadUs,
+    targetUs: EAGER_OVERHEAD_TARGET_US,
+    status: overheadUs <= EAGER_OVERHEAD_TARGET_US ? 'met' : 'missed',
+  };
+}
+
+function sum(xs: readonly number[]): number {
+  let s = 0;
+  for (const x of xs) s += x;
+  return s;
+}

@@ -1,0 +1,140 @@
+/** Text tables of a run (cli-table3: pure JS, bundles into the GPU host's single-file CLI). */
+import Table from 'cli-table3';
+import { MODELS } from './protocol.js';
+import type { BenchResult } from './schema.js';
+
+const f = (v: number | null, digits = 1): string => (v === null ? '-' : v.toFixed(digits));
+const x = (v: number | null): string => (v === null ? '-' : `${v.toFixed(2)}x`);
+
+function table(head: string[], alignRight: number): Table.Table {
+  return new Table({
+    head,
+    style: { head: [], border: [], compact: true },
+    colAligns: head.map((_, i) => (i >= alignRight ? 'right' : 'left')),
+  });
+}
+
+export function rowsTable(r: BenchResult): string {
+  const sweep = r.options.sweepSplits;
+  const head = [
+    'model',
+    'layer',
+    'K x N',
+    'dtype',
+    'M',
+    'cfg/split',
+    'ours us',
+    'cuBLAS us',
+    'GB/s',
+    '% roof',
+    'bound',
+    'speedup',
+  ];
+  if (sweep) head.push('best cfg/split', 'best us', 'gain');
+  const t = table(head, 4);
+  for (const row of r.rows) {
+    const cells = [
+      MODELS[row.model].name,
+      row.layer,
+      `${row.K}x${row.N}`,
+      row.dtype,
+      String(row.M),
+      `${row.configId}/${row.splits}`,
+      f(row.ours.us, 2),
+      f(row.cublas?.us ?? null, 2),
+      f(row.gbps, 0),
+      f(row.rooflinePct),
+      row.bound,
+      x(row.speedup),
+    ];
+    if (sweep) {
+      cells.push(
+        row.sweep ? `${row.sweep.configId}/${row.sweep.splits}` : '-',
+        f(row.sweep?.us ?? null, 2),
+        x(row.sweep?.gainOverDispatch ?? null),
+      );
+    }
+    t.push(cells);
+  }
+  return t.toString();
+}
+
+export function blocksTable(r: BenchResult): string {
+  const t = table(
+    ['block', 'dtype', 'M', 'ours us', 'cuBLAS us', 'speedup', 'target', 'status', 'gap', 'roofline bound', '% roof'],
+    2,
+  );
+  for (const b of r.blocks) {
+    t.push([
+      MODELS[b.model].name,
+      b.dtype,
+      String(b.M),
+      f(b.ourUs, 2),
+      f(b.cublasUs, 2),
+      x(b.speedup),
+      `>= ${b.target.toFixed(2)}x`,
+      b.status,
+      b.gap === null ? '-' : `${b.gap >= 0 ? '+' : ''}${b.gap.toFixed(2)}x`,
+      x(b.rooflineBoundSpeedup),
+      f(b.rooflinePct),
+    ]);
+  }
+  return t.toString();
+}
+
+export function ratioTable(r: BenchResult): string {
+  const t = table(['block', 'M', 'fp16 us', 'bf16 us', 'bf16/fp16', 'status (<= 1.05)'], 1);
+  for (const q of r.bf16Ratios) {
+    t.push([MODELS[q.model].name, String(q.M), f(q.fp16Us, 2), f(q.bf16Us, 2), q.ratio.toFixed(3), q.status]);
+  }
+  return t.toString();
+}
+
+/** The whole printed report: header, rows, blocks, targets summary, bf16 ratios, geometric means, eager overhead. */
+export function report(r: BenchResult, files: { json: string; svg: string | null }): string {
+  const e = r.env;
+  const lines: string[] = [];
+  lines.push(
+    `${e.gpu} (${e.smCount} SMs, sm_${e.computeCapability.replace('.', '')}, ${e.smClockMHz} MHz SM, ${e.memClockMHz} MHz mem), ` +
+      `driver ${e.driver}, CUDA runtime ${e.cudaRuntime}, cuBLAS ${e.cublas ? `${e.cublas.library} ${e.cublas.version}` : 'not found'}`,
+    `commit ${e.commit}, ${e.date}, node ${e.node}`,
+    `measured: HBM ${e.bandwidthGBs.toFixed(0)} GB/s (d2d copy, read+write), fp16 ${
+      e.fp16Tflops === null ? 'n/a (no cuBLAS)' : `${e.fp16Tflops.toFixed(0)} TFLOP/s`
+    } (cuBLAS 8192^3)`,
+    '',
+    rowsTable(r),
+    '',
+    'Block sums (four layers), speedup over cuBLAS fp16:',
+    blocksTable(r),
+  );
+  const judged = r.blocks.filter((b) => b.status !== 'n/a');
+  const missed = judged.filter((b) => b.status === 'missed');
+  lines.push(`targets: ${judged.length - missed.length}/${judged.length} met`);
+  for (const b of missed) {
+    lines.push(
+      `  missed ${MODELS[b.model].name} ${b.dtype} M=${b.M}: ${x(b.speedup)} vs >= ${b.target.toFixed(2)}x (${Math.abs(b.gap!).toFixed(2)}x short); ${b.limit}`,
+    );
+  }
+  if (r.bf16Ratios.length > 0) lines.push('', 'bf16 vs fp16 (block time ratio, target within 5%):', ratioTable(r));
+  lines.push('');
+  for (const g of r.geomean) {
+    lines.push(
+      `geomean ${g.dtype}: row speedup ${x(g.rowSpeedup)}, block speedup ${x(g.blockSpeedup)}, ${g.rooflinePct.toFixed(1)}% of roofline`,
+    );
+  }
+  if (r.eager) {
+    const q = r.eager;
+    lines.push(
+      `eager host overhead (M=${q.M} ${q.K}x${q.N} ${q.dtype}, ${q.calls} calls): ${q.eagerUs.toFixed(2)} us/call - ` +
+        `${q.kernelUs.toFixed(2)} us kernel = ${q.overheadUs.toFixed(2)} us/call (target <= ${q.targetUs} us: ${q.status})`,
+    );
+  } else {
+    lines.push(`eager host overhead: not measured (${r.eagerError ?? 'disabled'})`);
+  }
+  if (r.failures.length > 0) {
+    lines.push('', `${r.failures.length} problem(s) failed:`);
+    for (const fl of r.failures) lines.push(`  ${fl.problem}: ${fl.code}: ${fl.message}`);
+  }
+  lines.push('', `wrote ${files.json}${files.svg ? ` and ${files.svg}` : ''}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,80 @@
+/** A deterministic stand-in for the addon's benchmark exports: timings from a simple bandwidth/compute model. */
+import type { BenchCublasArgs, BenchGemmArgs, BenchNative, NativeEnv, NativeTiming } from '../src/native.js';
+import { bytesMoved, fp16BytesMoved } from '../src/protocol.js';
+
+export const FAKE_ENV: NativeEnv = {
+  deviceCount: 1,
+  ordinal: 0,
+  name: 'NVIDIA H100 80GB HBM3',
+  ccMajor: 9,
+  ccMinor: 0,
+  smCount: 132,
+  clockKHz: 1_980_000,
+  memClockKHz: 2_619_000,
+  memBusBits: 5120,
+  l2Bytes: 52_428_800,
+  maxSmemPerBlockOptin: 232_448,
+  maxSmemPerSm: 233_472,
+  totalMem: 85_000_000_000,
+  freeMem: 84_000_000_000,
+  driverVersion: 13000,
+  runtimeVersion: 13000,
+  cublas: { available: true, version: 130100, library: 'libcublas.so.13', error: '' },
+  bandwidthGBs: 3000,
+  bandwidthBytes: 2 ** 31,
+  fp16Tflops: 800,
+};
+
+function timing(us: number): NativeTiming {
+  return {
+    us,
+    minUs: us * 0.98,
+    maxUs: us * 1.03,
+    rotations: 4,
+    calls: 20,
+    replays: 10,
+    bytesPerRotation: 1,
+    workspaceBytes: 0,
+  };
+}
+
+export interface FakeOptions {
+  readonly env?: Partial<NativeEnv>;
+  /** Make benchGemm throw for problems matching this predicate (an Error with a string code, as the addon does). */
+  readonly failGemm?: (a: BenchGemmArgs) => boolean;
+  /** bf16 slowdown factor. */
+  readonly bf16Factor?: number;
+}
+
+export class FakeNative implements BenchNative {
+  readonly gemmCalls: BenchGemmArgs[] = [];
+  readonly cublasCalls: BenchCublasArgs[] = [];
+  constructor(private readonly opts: FakeOptions = {}) {}
+
+  benchEnv(o?: { measure?: boolean }): NativeEnv {
+    const env = { ...FAKE_ENV, ...this.opts.env };
+    return o?.measure === false ? { ...env, bandwidthGBs: null, bandwidthBytes: null, fp16Tflops: null } : env;
+  }
+
+  benchGemm(a: BenchGemmArgs): NativeTiming {
+    this.gemmCalls.push(a);
+    if (this.opts.failGemm?.(a)) {
+      throw Object.assign(new Error('marlin_dense_gemm failed: MARLIN_E_UNSUPPORTED'), {
+        code: 'MARLIN_E_UNSUPPORTED',
+      });
+    }
+    const bytes = bytesMoved({ M: a.M, N: a.N, K: a.K, groupSize: a.groupSize, hasZeros: a.hasZeros ?? false }).total;
+    const memUs = bytes / 3000e3 / 0.7;
+    const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.6;
+    const f = a.dtype === 'bf16' ? (this.opts.bf16Factor ?? 1.02) : 1;
+    // Larger split counts cost a little more in this model, so the dispatched choice usually stays best.
+    return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits) * f);
+  }
+
+  benchCublas(a: BenchCublasArgs): NativeTiming {
+    this.cublasCalls.push(a);
+    const memUs = fp16BytesMoved(a.M, a.N, a.K) / 3000e3 / 0.9;
+    const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.75;
+    return timing(Math.max(memUs, computeUs) + 4);
+  }
+}

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { parseBenchArgs } from '../src/args.js';
+import { problems, runBench } from '../src/run.js';
+import { validateBenchResult } from '../src/schema.js';
+import { FakeNative } from './fake-native.js';
+
+const opts = (argv: string[]) => parseBenchArgs(argv, {}, '/repo', '/repo');
+const deps = (native: FakeNative, eager: ((p: unknown, calls: number) => Promise<number>) | null = null) => ({
+  native,
+  commit: { commit: '0123456789abcdef0123456789abcdef01234567', source: 'git' as const },
+  now: () => new Date('2026-11-24T10:00:00Z'),
+  progress: () => {},
+  eager,
+});
+
+describe('problem list', () => {
+  it('runs fp16 then bf16, each model, each M, each layer', () => {
+    const list = problems(opts([]));
+    expect(list).toHaveLength(2 * 2 * 12 * 4);
+    expect(list[0]).toMatchObject({ dtype: 'fp16', model: '8b', M: 1 });
+    expect(list[0]!.shape.layer).toBe('qkv');
+    expect(list[list.length - 1]).toMatchObject({ dtype: 'bf16', model: '70b', M: 4096 });
+  });
+});
+
+describe('runBench with a fake addon', () => {
+  it('produces schema-valid rows, blocks, ratios and geomeans, and times cuBLAS once per shape', async () => {
+    const native = new FakeNative();
+    const r = await runBench(opts(['--quick', '--no-eager']), deps(native));
+    expect(validateBenchResult(r)).toEqual([]);
+    const perDtype = 2 * 7 * 4;
+    expect(r.rows).toHaveLength(2 * perDtype);
+    expect(native.cublasCalls).toHaveLength(perDtype);
+    expect(native.cublasCalls.every((c) => c.dtype === 'fp16')).toBe(true);
+    expect(r.blocks).toHaveLength(2 * 2 * 7);
+    expect(r.bf16Ratios).toHaveLength(2 * 7);
+    expect(r.geomean.map((g) => g.dtype)).toEqual(['fp16', 'bf16']);
+    expect(r.eager).toBeNull();
+    expect(r.eagerError).toMatch(/--no-eager/);
+    expect(r.env.driver).toBe('13.0');
+    expect(r.env.computeCapability).toBe('9.0');
+    // The launch comes from @marlin/core dispatch: small M gets the smallest token tile.
+    expect(r.rows[0]!.configId).toBe(0);
+  });
+
+  it('records a failing problem, keeps going, and leaves its block out', async () => {
+    const native = new FakeNative({ failGemm: (a) => a.M === 16 && a.N === 4096 && a.K === 14336 });
+    const r = await runBench(opts(['--m', '1,16', '--models', '8b', '--dtypes', 'fp16', '--no-eager']), deps(native));
+    expect(r.failures).toHaveLength(1);
+    expect(r.failures[0]!.code).toBe('MARLIN_E_UNSUPPORTED');
+    expect(r.blocks.map((b) => b.M)).toEqual([1]);
+    expect(validateBenchResult(r)).toEqual([]);
+  });
+
+  it('omits speedups when cuBLAS is missing', async () => {
+    const native = new FakeNative({
+      env: { cublas: { available: false, version: 0, library: '', error: 'cuBLAS not found' }, fp16Tflops: null },
+    });
+    const r = await runBench(opts(['--m', '1', '--models', '8b', '--dtypes', 'fp16', '--no-eager']), deps(native));
+    expect(native.cublasCalls).toHaveLength(0);
+    expect(r.rows.every((row) => row.speedup === null && row.cublas === null)).toBe(true);
+    expect(r.blocks[0]!.status).toBe('n/a');
+    expect(validateBenchResult(r)).toEqual([]);
+  });
+
+  it('sweeps split factors and reports the best alternative', async () => {
+    const native = new FakeNative();
+    const r = await runBench(
+      opts(['--m', '1', '--models', '70b', '--dtypes', 'fp16', '--no-eager', '--sweep-splits']),
+      deps(native),
+    );
+    for (const row of r.rows) {
+      expect(row.sweep).not.toBeNull();
+      expect(row.sweep!.tried).toBeGreaterThan(1);
+      expect(row.sweep!.us).toBeLessThanOrEqual(row.ours.us);
+    }
+    expect(native.gemmCalls.length).toBeGreaterThan(4);
+    expect(validateBenchResult(r)).toEqual([]);
+  });
+
+  it('subtracts the graph kernel time from the eager wall time', async () => {
+    const native = new FakeNative();
+    const r = await runBench(
+      opts(['--m', '1', '--models', '8b', '--dtypes', 'fp16', '--eager-calls', '50']),
+      deps(native, async (_p, calls) => calls * 20),
+    );
+    expect(r.eager).not.toBeNull();
+    expect(r.eager!.calls).toBe(50);
+    expect(r.eager!.eagerUs).toBe(20);
+    expect(r.eager!.overheadUs).toBeCloseTo(20 - r.eager!.kernelUs, 9);
+    expect(validateBenchResult(r)).toEqual([]);
+  });
+
+  it('reports an eager failure without failing the run', async () => {
+    const r = await runBench(
+      opts(['--m', '1', '--models', '8b', '--dtypes', 'fp16']),
+      deps(new FakeNative(), async () => {
+        throw Object.assign(new Error('no dense API'), { code: 'MARLIN_E_NO_BINARY' });
+      }),
+    );
+    expect(r.eager).toBeNull();
+    expect(r.eagerError).toMatch(/MARLIN_E_NO_BINARY/);
+  });
+});

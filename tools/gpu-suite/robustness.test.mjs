@@ -1,0 +1,240 @@
+// Robustness: determinism, concurrent streams, CUDA-graph replay, allocation churn, dispose semantics, buffer
+// hand-off between addon instances, async copies that do not block the event loop, workspace sizing agreement.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
+
+const gate = requireGpu(test);
+const skip = gate.skip;
+
+function problem({ M, N, K, dtype = 'fp16', groupSize = 128, sym = false, actOrder = true, seed = 21 }) {
+  const packed = m.pack(makeWeight({ K, N, groupSize, dtype, sym, actOrder, seed }));
+  return { packed, x: makeX({ M, K, dtype, seed: seed + 1 }), bias: makeBias({ N, dtype, seed: seed + 2 }) };
+}
+
+function bitsEqual(a, b, what) {
+  assert.equal(a.length, b.length, `${what}: lengths differ`);
+  for (let i = 0; i < a.length; i++)
+    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
+}
+
+describe('determinism and concurrency', { skip }, () => {
+  test('two runs are bitwise equal (split-K reduction is deterministic), for every configuration', async () => {
+    const { packed, x: xb } = problem({ M: 64, N: 4096, K: 4096 });
+    const w = m.uploadPacked(packed);
+    const x = m.Tensor.from(xb, [64, 4096], 'fp16');
+    try {
+      const count = m.KERNEL_TABLE.length;
+      for (let id = 0; id < count; id++) {
+        for (const splits of [1, 4]) {
+          const y1 = m.gemm(x, w, { config: { configId: id, splits } });
+          const y2 = m.gemm(x, w, { config: { configId: id, splits } });
+          bitsEqual(await y1.toHost(), await y2.toHost(), `config ${id} splits ${splits}`);
+          y1.dispose();
+          y2.dispose();
+        }
+      }
+    } finally {
+      w.dispose();
+      x.dispose();
+    }
+  });
+
+  test('two streams at once (own workspaces) equal sequential results', async () => {
+    const a = problem({ M: 16, N: 4096, K: 7392, seed: 31 });
+    const b = problem({ M: 128, N: 2048, K: 4096, seed: 41 });
+    const wa = m.uploadPacked(a.packed);
+    const wb = m.uploadPacked(b.packed);
+    const xa = m.Tensor.from(a.x, [16, 7392], 'fp16');
+    const xb = m.Tensor.from(b.x, [128, 4096], 'fp16');
+    const s1 = m.Stream.create();
+    const s2 = m.Stream.create();
+    try {
+      const ra = await m.gemm(xa, wa).toHost();
+      const rb = await m.gemm(xb, wb).toHost();
+      const ya = m.Tensor.empty([16, 4096], 'fp16').fillBytes(0xff);
+      const yb = m.Tensor.empty([128, 2048], 'fp16').fillBytes(0xff);
+      m.deviceSynchronize();
+      for (let i = 0; i < 20; i++) {
+        m.gemm(xa, wa, { out: ya, stream: s1 });
+        m.gemm(xb, wb, { out: yb, stream: s2 });
+      }
+      bitsEqual(await ya.toHost(s1), ra, 'stream 1');
+      bitsEqual(await yb.toHost(s2), rb, 'stream 2');
+      ya.dispose();
+      yb.dispose();
+    } finally {
+      for (const r of [s1, s2, wa, wb, xa, xb]) r.dispose();
+    }
+  });
+
+  test('CUDA-graph replay equals eager execution bitwise', async () => {
+    const { packed, x: xb, bias } = problem({ M: 8, N: 8192, K: 3584, seed: 51 });
+    const w = m.uploadPacked(packed);
+    const x = m.Tensor.from(xb, [8, 3584], 'fp16');
+    const b = m.Tensor.from(bias, [8192], 'fp16');
+    const s = m.Stream.create();
+    const y = m.Tensor.empty([8, 8192], 'fp16');
+    try {
+      m.gemm(x, w, { out: y, bias: b, stream: s }); // eager: sizes the workspace
+      const eager = await y.toHost(s);
+      y.fillBytes(0xff, s);
+      const g = s.capture(() => {
+        for (let i = 0; i < 5; i++) m.gemm(x, w, { out: y, bias: b, stream: s });
+      });
+      try {
+        y.fillBytes(0xff, s);
+        g.replay(s);
+        bitsEqual(await y.toHost(s), eager, 'graph replay');
+        g.replay(s);
+        g.replay(s);
+        bitsEqual(await y.toHost(s), eager, 'graph replayed again');
+      } finally {
+        g.dispose();
+      }
+    } finally {
+      for (const r of [s, w, x, b, y]) r.dispose();
+    }
+  });
+
+  test('growing the workspace during capture is refused with MARLIN_E_WORKSPACE', () => {
+    const { packed, x: xb } = problem({ M: 512, N: 4096, K: 4096, actOrder: true, seed: 61 });
+    const w = m.uploadPacked(packed);
+    const x = m.Tensor.from(xb, [512, 4096], 'fp16');
+    const y = m.Tensor.empty([512, 4096], 'fp16');
+    const s = m.Stream.create();
+    try {
+      assert.throws(
+        () => s.capture(() => m.gemm(x, w, { out: y, stream: s })),
+        (e) => e.code === m.ErrorCode.WORKSPACE && /before capture/.test(e.message),
+      );
+      // The stream is usable afterwards.
+      m.gemm(x, w, { out: y, stream: s });
+      s.syncSync();
+    } finally {
+      for (const r of [s, w, x, y]) r.dispose();
+    }
+  });
+
+  test('core and native workspace sizes agree (core formula >= what the kernel needs)', () => {
+    const addon = m.loadDenseBinary().addon;
+    for (const [M, N, K, actOrder] of [
+      [1, 4096, 4096, false],
+      [16, 14336, 4096, true],
+      [300, 3584, 18944, false],
+    ]) {
+      const packed = m.pack(makeWeight({ K, N, groupSize: 128, dtype: 'fp16', actOrder }));
+      const w = m.uploadPacked(packed);
+      try {
+        const plan = m.gemmPlan(M, w);
+        const params = new Int32Array(m.GemmParam.count);
+        Object.assign(params, { [m.GemmParam.dtype]: 0, [m.GemmParam.m]: M, [m.GemmParam.n]: N, [m.GemmParam.k]: K });
+        params[m.GemmParam.nPadded] = w.Np;
+        params[m.GemmParam.kPadded] = w.Kp;
+        params[m.GemmParam.bits] = 4;
+        params[m.GemmParam.groupSize] = 128;
+        params[m.GemmParam.lda] = K;
+        params[m.GemmParam.ldc] = N;
+        params[m.GemmParam.configId] = plan.configId;
+        params[m.GemmParam.splits] = plan.splits;
+        params[m.GemmParam.hasPerm] = actOrder ? 1 : 0;
+        const native = addon.workspaceBytes(params);
+        const core = m.workspaceBytes(
+          { M, K, actOrder },
+          m.dispatch(
+            { M, N, K, groupSize: 128, bits: 4, dtype: 'fp16', hasZeros: false, actOrder },
+            {
+              computeMajor: gate.probe.devices[0].major,
+              computeMinor: gate.probe.devices[0].minor,
+              smCount: gate.probe.devices[0].smCount,
+              maxSharedMemoryPerBlock: gate.probe.devices[0].maxSmemPerBlockOptin,
+            },
+          ),
+        );
+        assert.ok(core >= native, `M=${M} N=${N} K=${K}: core workspaceBytes ${core} < native ${native}`);
+      } finally {
+        w.dispose();
+      }
+    }
+  });
+});
+
+describe('memory and lifetime', { skip }, () => {
+  test('10,000 alloc/free cycles leave device memory where it was', () => {
+    m.deviceSynchronize();
+    const before = m.memGetInfo().free;
+    const live0 = m.memory();
+    for (let i = 0; i < 10_000; i++) {
+      const t = m.Tensor.empty([1024 + (i % 7) * 256], 'fp16');
+      t.dispose();
+    }
+    m.deviceSynchronize();
+    const after = m.memGetInfo().free;
+    const live1 = m.memory();
+    assert.equal(live1.liveTensors, live0.liveTensors, 'live tensor count changed');
+    assert.equal(live1.nativeLiveBytes, live0.nativeLiveBytes, 'native live bytes changed');
+    assert.ok(before - after <= 2 * 2 ** 20, `free device memory dropped by ${before - after} bytes`);
+  });
+
+  test('use after dispose throws DisposedError, in JS and in the addon', async () => {
+    const t = m.Tensor.from(new Uint16Array(64), [8, 8], 'fp16');
+    const handle = t.nativeHandle();
+    const rt = t.nativeRuntime();
+    t.dispose();
+    t.dispose(); // idempotent
+    assert.throws(
+      () => t.toHostSync(),
+      (e) => e instanceof m.DisposedError,
+    );
+    await assert.rejects(t.toHost(), (e) => e instanceof m.DisposedError);
+    assert.throws(
+      () => rt.memcpyD2H(new Uint16Array(64), handle, 0, null),
+      (e) => e.code === 'MARLIN_E_DISPOSED',
+    );
+    const { packed, x } = problem({ M: 4, N: 128, K: 256, actOrder: false });
+    const w = m.uploadPacked(packed);
+    const xt = m.Tensor.from(x, [4, 256], 'fp16');
+    w.dispose();
+    assert.throws(
+      () => m.gemm(xt, w),
+      (e) => e instanceof m.DisposedError,
+    );
+    xt.dispose();
+  });
+
+  test('dispose() during an async read defers the free until the copy finished', async () => {
+    const data = Uint16Array.from({ length: 1 << 20 }, (_, i) => i & 0xffff);
+    const t = m.Tensor.from(data, [1 << 20], 'fp16');
+    const p = t.toHost();
+    t.dispose();
+    bitsEqual(await p, data, 'read racing dispose');
+  });
+
+  test('toHost() does not block the event loop', async () => {
+    const t = m.Tensor.empty([64 << 20], 'u8').zero();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    const reads = [];
+    for (let i = 0; i < 8; i++) reads.push(t.toHost());
+    await Promise.all(reads);
+    clearInterval(timer);
+    t.dispose();
+    assert.ok(ticks > 0, 'no timer tick ran while 512 MiB were being copied');
+  });
+
+  test('a device pointer handed to another addon instance (borrowed buffer) reads the same memory', async () => {
+    const data = Uint32Array.from({ length: 4096 }, (_, i) => i * 2654435761);
+    const owner = m.Tensor.from(data, [4096], 'u32');
+    // The same handle ABI through a borrowed wrapper: what a second addon (another static cudart) receives.
+    const view = m.Tensor.fromForeign(owner.pointer, [4096], 'u32');
+    assert.equal(view.owned, false);
+    bitsEqual(await view.toHost(), data, 'borrowed view');
+    const copy = m.Tensor.empty([4096], 'u32');
+    copy.copyFrom(view);
+    view.dispose(); // forgets, never frees
+    bitsEqual(await owner.toHost(), data, 'owner after borrowed dispose');
+    bitsEqual(await copy.toHost(), data, 'device copy through the borrowed handle');
+    owner.dispose();
+    copy.dispose();
+  });
+});
