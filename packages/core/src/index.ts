@@ -3,8 +3,7 @@
  * reference. Needs no GPU and imports no addon.
  */
 
-// ---- Reserved for other owners: checkpoint readers/converters (src/checkpoint/) and device runtime (src/device/).
-// ---- Their owners add `export * from './checkpoint/index.js';` and `export * from './device/index.js';` here.
+export * from './checkpoint/index.js';
 export * from './device/index.js';
 // Kernel dispatch (kernel-table.json).
 export * from './dispatch/dispatch.js';

@@ -28,6 +28,6 @@ export {
   validateGemm,
 } from './gemm.js';
 export { Linear, type LinearFromFloatOptions, type LinearFromPackedOptions } from './linear.js';
-// TODO(lead): add `export { type LoadLinearsOptions, loadLinears } from './load.js';` once @marlin/core exports checkpoint/.
+export { type LoadLinearsOptions, loadLinears } from './load.js';
 export { type DenseProbe, doctor, probe } from './runtime.js';
 export { DevicePackedWeight, type PackedWeightMeta, type UploadOptions, uploadPacked } from './weights.js';

@@ -114,13 +114,17 @@ const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 8
 export const KERNEL_TABLE: readonly KernelConfig[] = (kernelTableJson as { dense: KernelConfig[] }).dense;
 
 /** Shared memory per block (bytes) of `config`, per the formula at the top of this file. */
-export function smemBytes(config: KernelConfig, hasZeros: boolean): number {
+export function smemBytes(config: KernelConfig, _hasZeros: boolean): number {
   const { nTiles, kTilesPerStage: kts, mTile, stages } = config;
   const weights = nTiles * kts * 2048;
   const activations = mTile * kts * 64 * 2;
   const scales = nTiles * kts * 2 * 64 * 2;
-  const zeros = hasZeros ? nTiles * kts * 2 * 64 : 0;
-  return stages * (weights + activations + scales + zeros);
+  // NOTE: the native stage always reserves the zero-point rows (one stage layout per config, with or without zeros).
+  const zeros = nTiles * kts * 2 * 64;
+  const pipeline = stages * (weights + activations + scales + zeros);
+  // The epilogue reuses the pipeline's memory: k-slice partials (128 threads x fragments) + the staged output tile.
+  const epilogue = 128 * (mTile / 8) * nTiles * 16 + mTile * (nTiles * 64 + 8) * 2;
+  return Math.max(pipeline, epilogue);
 }
 
 /** Compute capability (major * 10 + minor) of a device description; `DeviceError` ARCH_TOO_OLD below 8.0. */
@@ -273,13 +277,13 @@ function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, ti
  * candidate split count s (1 .. 16, each range >= 4 k-tiles) costs waves(s) * kTilesPerSplit(s), waves = ceil(blocks /
  * slots); the cheapest wins, ties go to fewer splits (less fp32 partial traffic).
  *
- * Worked example (M = 1, K = N = 8192, int4, no zeros, H100: 132 SMs, 227 KiB smem per block; table row 0 as of
- * this writing: mTile 8, nTiles 1, kTilesPerStage 4, stages 6):
- *   config 0: smem = 6 stages x (8192 + 4096 + 1024) = 79,872 B -> 2 blocks per SM -> 264 slots;
- *   mBlocks = 1, nBlocks = 8192 / 64 = 128 -> 128 tiles < 264 slots; kTiles = 8192 / 64 = 128.
- *   s = 1: 1 wave x 128 = 128;  s = 2: 256 blocks, 1 wave x 64 = 64;  s = 3: 44-tile ranges (multiple of 4), 384
- *   blocks, 2 waves x 44 = 88;  s = 4: 512 blocks, 2 waves x 32 = 64 (tie, more partials)  -> splits = 2,
- *   grid 1 x 128 x 2 = 256 blocks, 0.97 waves.
+ * Worked example (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
+ * nTiles 2, kTilesPerStage 4, stages 4):
+ *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) = 94,208 B -> 2 blocks per SM -> 264 slots;
+ *   mBlocks = 1, nBlocks = 8192 / 128 = 64 -> 64 tiles < 264 slots; kTiles = 8192 / 64 = 128.
+ *   s = 1: 1 wave x 128 = 128;  s = 2: 128 blocks, 1 wave x 64;  s = 3: 44-tile ranges, 192 blocks, 1 wave x 44;
+ *   s = 4: 256 blocks, 1 wave x 32;  s = 5: 28-tile ranges, 320 blocks, 2 waves x 28 = 56  -> splits = 4,
+ *   grid 1 x 64 x 4 = 256 blocks, 0.97 waves. (The H100 sweep's best for 70B o_proj, 8192 x 8192, was also 4.)
  */
 function chooseSplits(kTiles: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
   let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots);
@@ -371,14 +375,17 @@ export function describe(choice: KernelChoice): string {
 /** Alias of `describe` for code where the name `describe` is taken (test runners). */
 export const describeKernelChoice = describe;
 
-/** Byte offsets of the workspace regions (each 256-byte aligned). */
+/** Arrival counters reserved at the start of every workspace (native kCounterCapacity = 4096 u32). */
+export const WORKSPACE_COUNTER_BYTES = 4096 * 4;
+
+/** Byte offsets of the workspace regions (each 256-byte aligned). Mirrors layout_of() in native/kernels/dense/dense.cu. */
 export interface WorkspaceLayout {
-  /** fp32 partial sums, [mBlocks][nBlocks][splits][mTile][nTiles * 64], at offset 0. */
-  readonly partialsOffset: number;
-  readonly partialsBytes: number;
-  /** u32 arrival counters, one per output tile ([mBlocks][nBlocks]), rounded up to 256 B. */
+  /** u32 arrival counters, one per output tile of a split-K launch; fixed 16 KiB at offset 0, zeroed once at creation. */
   readonly countersOffset: number;
   readonly countersBytes: number;
+  /** fp32 partial sums, [mBlocks * nBlocks][splits][fragment order of mTile x nTiles * 64], only when splits > 1. */
+  readonly partialsOffset: number;
+  readonly partialsBytes: number;
   /** Act-order: activations gathered into packed row order, M x K in the activation dtype, rounded up to 256 B. */
   readonly permutedXOffset: number;
   readonly permutedXBytes: number;
@@ -390,32 +397,31 @@ function roundUp256(n: number): number {
 }
 
 /**
- * Workspace layout of a launch: [partials | counters | permuted x]. Partials and counters exist only when
- * splits > 1; permuted x only with act-order. Counters must be zero before the launch (the kernel leaves them zero).
+ * Workspace layout of a launch: [counters (16 KiB) | partials | permuted x]. The counters sit at a fixed offset so a
+ * workspace reused across problems never reads stale partials as counters; the kernel leaves them at zero.
  */
 export function workspaceLayout(
   problem: Pick<GemmProblem, 'M' | 'K' | 'actOrder'>,
   choice: Pick<KernelChoice, 'splits' | 'mBlocks' | 'nBlocks' | 'config'>,
 ): WorkspaceLayout {
-  const split = choice.splits > 1;
   const tiles = choice.mBlocks * choice.nBlocks;
-  const partialsBytes = split ? tiles * choice.splits * choice.config.mTile * choice.config.nTiles * 64 * 4 : 0;
-  const countersBytes = split ? roundUp256(tiles * 4) : 0;
+  const partialsBytes =
+    choice.splits > 1 ? roundUp256(tiles * choice.splits * choice.config.mTile * choice.config.nTiles * 64 * 4) : 0;
   const permutedXBytes = problem.actOrder ? roundUp256(problem.M * problem.K * 2) : 0;
   return {
-    partialsOffset: 0,
+    countersOffset: 0,
+    countersBytes: WORKSPACE_COUNTER_BYTES,
+    partialsOffset: WORKSPACE_COUNTER_BYTES,
     partialsBytes,
-    countersOffset: partialsBytes,
-    countersBytes,
-    permutedXOffset: partialsBytes + countersBytes,
+    permutedXOffset: WORKSPACE_COUNTER_BYTES + partialsBytes,
     permutedXBytes,
-    totalBytes: partialsBytes + countersBytes + permutedXBytes,
+    totalBytes: WORKSPACE_COUNTER_BYTES + partialsBytes + permutedXBytes,
   };
 }
 
 /**
- * Workspace bytes a launch needs: splits > 1 ? mBlocks*nBlocks*splits*mTile*nTiles*64*4 (fp32 partials) +
- * roundUp256(mBlocks*nBlocks*4) (u32 counters) : 0, plus roundUp256(M*K*2) for act-order's permuted activations.
+ * Workspace bytes a launch needs: 16 KiB of counters + (splits > 1 ? roundUp256(mBlocks*nBlocks*splits*mTile*nTiles*64*4)
+ * : 0) fp32 partials + (actOrder ? roundUp256(M*K*2) : 0) permuted activations.
  */
 export function workspaceBytes(
   problem: Pick<GemmProblem, 'M' | 'K' | 'actOrder'>,
