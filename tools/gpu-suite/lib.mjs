@@ -155,7 +155,8 @@ export async function checkGemm(spec) {
     M * N * K > MAX_REFERENCE_MACS
       ? sampleIndices(M, Math.max(2, Math.floor(MAX_REFERENCE_MACS / (N * K)) || 2), seed)
       : null;
-  const colBudget = rows ? Math.max(64, Math.floor(MAX_REFERENCE_MACS / (rows.length * K))) : N;
+  // The column sample is packed again, so it must stay a multiple of 16 columns.
+  const colBudget = rows ? Math.max(64, Math.floor(MAX_REFERENCE_MACS / (rows.length * K) / 16) * 16) : N;
   const cols = N > colBudget ? sampleIndices(N, colBudget, seed + 3) : null;
   const refW = cols ? m.pack(columnSubset(q, cols)) : packed;
   const refX = rows ? rowSubset(xBits, lda, rows) : xBits;
