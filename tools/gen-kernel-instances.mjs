@@ -3,7 +3,7 @@
 // packages/core/src/dispatch/kernel-table.json (the same table @marlin/core dispatch reads).
 // Usage: node tools/gen-kernel-instances.mjs <outdir>   -> <outdir>/marlin_dense_instances.inc
 // Run by CMake at configure time (native/cmake/MarlinAddon.cmake); the file is rewritten only when it changes.
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,23 +18,27 @@ if (!outDir) {
 const table = JSON.parse(readFileSync(tablePath, 'utf8'));
 const fields = ['id', 'mTile', 'nTiles', 'kTilesPerStage', 'stages'];
 const ids = new Set();
-const rows = table.dense.filter((e) => e.kernel === 'ampere');
+const families = { ampere: 'false', hopper: 'true' };  // -> the kernel's WGMMA flag
+const rows = table.dense;
 for (const e of rows) {
   for (const f of fields) {
-    if (!Number.isInteger(e[f]) || e[f] < 0) throw new Error(`kernel-table.json: entry ${JSON.stringify(e)} has no integer ${f}`);
+    if (!Number.isInteger(e[f]) || e[f] < 0)
+      throw new Error(`kernel-table.json: entry ${JSON.stringify(e)} has no integer ${f}`);
   }
+  if (!(e.kernel in families)) throw new Error(`kernel-table.json: entry ${e.id} has unknown kernel ${e.kernel}`);
   if (ids.has(e.id)) throw new Error(`kernel-table.json: duplicate id ${e.id}`);
   ids.add(e.id);
-  if (typeof e.why !== 'string' || e.why.length === 0) throw new Error(`kernel-table.json: entry ${e.id} must say why it exists`);
+  if (typeof e.why !== 'string' || e.why.length === 0)
+    throw new Error(`kernel-table.json: entry ${e.id} must say why it exists`);
 }
 
 const lines = [
   '// Generated from packages/core/src/dispatch/kernel-table.json by tools/gen-kernel-instances.mjs. Do not edit.',
   '#pragma once',
   `#define MARLIN_DENSE_TABLE_VERSION ${table.formatVersion}`,
-  '// X(id, mTile, nTiles, kTilesPerStage, stages)',
+  '// X(id, wgmma, mTile, nTiles, kTilesPerStage, stages): wgmma = true for the sm_90a "hopper" family',
   '#define MARLIN_DENSE_FOR_EACH_CONFIG(X) \\',
-  ...rows.map((e) => `  X(${e.id}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`),
+  ...rows.map((e) => `  X(${e.id}, ${families[e.kernel]}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`),
   '',
   '',
 ];

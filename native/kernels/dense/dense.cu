@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <atomic>
 
-#include "ampere_kernel.cuh"
+#include "gemm_kernel.cuh"
 #include "marlin/dense.h"
-#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, mTile, nTiles, kStage, stages)
+#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, wgmma, mTile, nTiles, kStage, stages)
 #include "../../runtime/cuda_status.h"
 
 namespace marlin::dense {
@@ -20,14 +20,15 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 marlin_status record_cuda(cudaError_t e) { return marlin_record_cuda_error(static_cast<int>(e)); }
 
 struct ConfigInfo {
+  bool wgmma;
   int m_tile, n_tiles, k_stage, stages;
 };
 
 bool config_info(int id, ConfigInfo* out) {
   switch (id) {
-#define MARLIN_CONFIG_CASE(ID, MT, NT, KS, ST) \
-  case ID:                                     \
-    *out = {MT, NT, KS, ST};                   \
+#define MARLIN_CONFIG_CASE(ID, WG, MT, NT, KS, ST) \
+  case ID:                                         \
+    *out = {WG, MT, NT, KS, ST};                   \
     return true;
     MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_CASE)
 #undef MARLIN_CONFIG_CASE
@@ -66,10 +67,10 @@ __global__ void gather_columns(const uint16_t* __restrict__ x, int64_t lda, cons
   }
 }
 
-template <typename T, int MT, int NT, int KS, int ST, bool Z>
+template <typename T, bool WG, int MT, int NT, int KS, int ST, bool Z>
 marlin_status launch_kernel(const Params& prm, cudaStream_t stream) {
   using Tr = Traits<MT, NT, KS, ST>;
-  auto kernel = gemm_ampere<T, MT, NT, KS, ST, Z>;
+  auto kernel = gemm_w4a16<T, MT, NT, KS, ST, Z, WG>;
   // The >48 KB dynamic smem opt-in is per function and device; remember it per device (up to 64 devices).
   static std::atomic<uint64_t> opted_in{0};
   int dev = 0;
@@ -85,21 +86,27 @@ marlin_status launch_kernel(const Params& prm, cudaStream_t stream) {
   return record_cuda(cudaGetLastError());
 }
 
-template <int MT, int NT, int KS, int ST>
+template <bool WG, int MT, int NT, int KS, int ST>
 marlin_status launch_config(const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
-  if (dtype == MARLIN_FP16) {
-    return zeros ? launch_kernel<half, MT, NT, KS, ST, true>(prm, stream)
-                 : launch_kernel<half, MT, NT, KS, ST, false>(prm, stream);
+  if (WG) {  // the hopper family exists only as sm_90a SASS
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+      return record_cuda(cudaGetLastError());
+    if (major < 9) return MARLIN_E_UNSUPPORTED;
   }
-  return zeros ? launch_kernel<__nv_bfloat16, MT, NT, KS, ST, true>(prm, stream)
-               : launch_kernel<__nv_bfloat16, MT, NT, KS, ST, false>(prm, stream);
+  if (dtype == MARLIN_FP16) {
+    return zeros ? launch_kernel<half, WG, MT, NT, KS, ST, true>(prm, stream)
+                 : launch_kernel<half, WG, MT, NT, KS, ST, false>(prm, stream);
+  }
+  return zeros ? launch_kernel<__nv_bfloat16, WG, MT, NT, KS, ST, true>(prm, stream)
+               : launch_kernel<__nv_bfloat16, WG, MT, NT, KS, ST, false>(prm, stream);
 }
 
 marlin_status launch_by_id(int id, const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
   switch (id) {
-#define MARLIN_CONFIG_LAUNCH(ID, MT, NT, KS, ST) \
-  case ID:                                       \
-    return launch_config<MT, NT, KS, ST>(prm, dtype, zeros, stream);
+#define MARLIN_CONFIG_LAUNCH(ID, WG, MT, NT, KS, ST) \
+  case ID:                                           \
+    return launch_config<WG, MT, NT, KS, ST>(prm, dtype, zeros, stream);
     MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_LAUNCH)
 #undef MARLIN_CONFIG_LAUNCH
     default:
@@ -194,7 +201,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const
 
 extern "C" int32_t marlin_dense_config_count(void) {
   int32_t n = 0;
-#define MARLIN_CONFIG_COUNT(ID, MT, NT, KS, ST) ++n;
+#define MARLIN_CONFIG_COUNT(ID, WG, MT, NT, KS, ST) ++n;
   MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_COUNT)
 #undef MARLIN_CONFIG_COUNT
   return n;

@@ -85,11 +85,11 @@ function expectedSplits(kTiles: number, kts: number, tiles: number, slots: numbe
   const plan = (s: number) => {
     const per = Math.ceil(Math.ceil(kTiles / s) / kts) * kts;
     const real = Math.ceil(kTiles / per);
-    return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * per };
+    return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * (per + 16) };
   };
   let best = plan(1);
   if (tiles >= slots) return best;
-  for (let s = 2; s <= Math.min(16, Math.floor(kTiles / 4)); s++) {
+  for (let s = 2; s <= Math.min(16, Math.floor(kTiles / 16)); s++) {
     const p = plan(s);
     if (p.cost < best.cost) best = p;
   }

@@ -2,7 +2,6 @@ import {
   cudaVersionString,
   DeviceError,
   deviceRuntime,
-  ErrorCode,
   KERNEL_TABLE,
   loadRuntime,
   memory,

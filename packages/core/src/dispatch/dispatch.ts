@@ -106,7 +106,10 @@ export interface KernelChoice {
 /** Shared memory the kernel reserves per block on sm_80+ (on top of the dynamic allocation). */
 const RESERVED_SMEM_PER_BLOCK = 1024;
 const MAX_SPLITS = 16;
-const MIN_KTILES_PER_SPLIT = 4;
+// Measured on H100 (docs/perf-notes.md, v2 sweep): splits shorter than 16 k-tiles (4 stages) lose to fewer, longer
+// ones, and every block pays a fixed start-up cost of about 16 k-tiles' streaming time (pipeline fill + epilogue).
+const MIN_KTILES_PER_SPLIT = 16;
+const BLOCK_FIXED_COST_KTILES = 16;
 const MAX_BLOCKS_PER_SM = 2;
 const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
 
@@ -269,21 +272,22 @@ interface SplitPlan {
 function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
   const per = Math.ceil(Math.ceil(kTiles / requested) / kTilesPerStage) * kTilesPerStage;
   const splits = Math.ceil(kTiles / per);
-  return { splits, kTilesPerSplit: per, cost: Math.ceil((tiles * splits) / slots) * per };
+  return { splits, kTilesPerSplit: per, cost: Math.ceil((tiles * splits) / slots) * (per + BLOCK_FIXED_COST_KTILES) };
 }
 
 /**
  * Split-K heuristic. Without split-K, mBlocks * nBlocks output tiles may leave SMs idle (decode: M = 1). Each
- * candidate split count s (1 .. 16, each range >= 4 k-tiles) costs waves(s) * kTilesPerSplit(s), waves = ceil(blocks /
- * slots); the cheapest wins, ties go to fewer splits (less fp32 partial traffic).
+ * candidate split count s (1 .. 16, each range >= 16 k-tiles) costs waves(s) * (kTilesPerSplit(s) + 16), waves =
+ * ceil(blocks / slots), 16 = the fixed start-up cost of a block in k-tiles; the cheapest wins, ties go to fewer splits
+ * (less fp32 partial traffic).
  *
  * Worked example (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
  * nTiles 2, kTilesPerStage 4, stages 4):
  *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) = 94,208 B -> 2 blocks per SM -> 264 slots;
- *   mBlocks = 1, nBlocks = 8192 / 128 = 64 -> 64 tiles < 264 slots; kTiles = 8192 / 64 = 128.
- *   s = 1: 1 wave x 128 = 128;  s = 2: 128 blocks, 1 wave x 64;  s = 3: 44-tile ranges, 192 blocks, 1 wave x 44;
- *   s = 4: 256 blocks, 1 wave x 32;  s = 5: 28-tile ranges, 320 blocks, 2 waves x 28 = 56  -> splits = 4,
- *   grid 1 x 64 x 4 = 256 blocks, 0.97 waves. (The H100 sweep's best for 70B o_proj, 8192 x 8192, was also 4.)
+ *   mBlocks = 1, nBlocks = 8192 / 128 = 64 -> 64 tiles < 264 slots; kTiles = 8192 / 64 = 128 -> at most 8 splits.
+ *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x (64 + 16) = 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks,
+ *   1 x 48;  s = 5: 28-tile ranges, 320 blocks, 2 x 44 = 88  -> splits = 4, grid 1 x 64 x 4 = 256 blocks, 0.97 waves.
+ *   (The H100 sweep's best for 70B o_proj, 8192 x 8192, was also 4; for 70B qkv, N = 10240, it picks 3 as measured.)
  */
 function chooseSplits(kTiles: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
   let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots);

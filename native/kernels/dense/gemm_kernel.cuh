@@ -1,6 +1,11 @@
-// W4A16 GEMM, "Ampere path": mma.sync.m16n8k16 with the dequantized weights as the 16-row A operand and tokens as
-// the 8-column B operand (the operand swap: M = 1 wastes 7/8 of an n8 column instead of 15/16 of an m16 row).
-// Built for sm_80 (Ampere/Ada) and sm_90a (Hopper, where it also serves as the forced fallback).
+// W4A16 GEMM with the dequantized weights on the tensor cores' row side and tokens on the column side (the operand
+// swap: M = 1 wastes 7/8 of an n8 column instead of 15/16 of an m16 row). Two MMA families share everything but the
+// inner product (template flag WGMMA):
+//   "ampere" (WGMMA = false): mma.sync.m16n8k16, weights = 16-row A per warp, tokens = n8 B from ldmatrix.
+//                             Built for sm_80 (Ampere/Ada) and sm_90a (where it can be forced as the fallback).
+//   "hopper" (WGMMA = true):  wgmma.m64nMk16 (sm_90a only): the 4 warps of a warpgroup hold the 64 weight rows of a
+//                             column tile as register A fragments (the same per-warp layout), tokens = B read by
+//                             the tensor cores from shared memory (descriptor, core-matrix layout), N = mTile.
 //
 // Work partition (docs/kernel-design.md has the diagram):
 //   block  = M_TILE tokens x (N_TILES * 64) output columns x a contiguous range of K (split-K "splits")
@@ -20,6 +25,7 @@
 #include "../../common/bulk_copy.cuh"
 #include "../../common/dequant.cuh"
 #include "../../common/ptx.cuh"
+#include "../../common/wgmma.cuh"
 
 namespace marlin::dense {
 
@@ -98,10 +104,25 @@ __device__ __forceinline__ uint16_t to_bits(float v) {
   }
 }
 
-template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS>
+// Byte offset of 16-byte activation chunk c (8 k-values) of token row r inside a stage.
+//   mma.sync: row-major rows, chunk XOR-swizzled by (r & 7) so ldmatrix's 8 rows hit 8 different bank groups.
+//   wgmma:    core matrices of 8 rows x 16 B, chunk-major: core (c, r / 8) at (c * M_TILE / 8 + r / 8) * 128.
+template <bool WGMMA, int M_TILE, int X_ROW_CHUNKS>
+__device__ __forceinline__ int x_chunk_offset(int r, int c) {
+  if constexpr (WGMMA) {
+    return ((c * (M_TILE / 8) + (r >> 3)) * 8 + (r & 7)) * 16;
+  } else {
+    return (r * X_ROW_CHUNKS + (c ^ (r & 7))) * 16;
+  }
+}
+
+template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS, bool WGMMA>
 __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
-    gemm_ampere(const Params p) {
+    gemm_w4a16(const Params p) {
   using Tr = Traits<M_TILE, N_TILES, K_STAGE, STAGES>;
+#ifndef MARLIN_HAS_WGMMA
+  if constexpr (WGMMA) __trap();  // NOTE: the host never launches the hopper family below sm_90a
+#endif
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ int last_arrival;
 
@@ -171,7 +192,7 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
       const int m = m0 + r, k = kt0 * kTileK + c * 8;
       const bool ok = m < p.m && k < p.k;
       const int4* src = ok ? p.x + (size_t(m) * p.lda + k) / 8 : p.x;
-      cp_async16(xs + (r * Tr::kXRowChunks + (c ^ (r & 7))) * 16, src, ok ? 16 : 0);
+      cp_async16(xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c), src, ok ? 16 : 0);
     }
     uint8_t* ss = xs + Tr::kXBytes;
 #pragma unroll
@@ -195,13 +216,12 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
     }
   };
 
-  float acc[Tr::kM8][N_TILES][4];
+  // acc[nt][4 * m8 + e]: the mma C fragment e of token block m8 for column tile nt (= wgmma's D register order).
+  float acc[N_TILES][Tr::kM8 * 4];
 #pragma unroll
-  for (int a = 0; a < Tr::kM8; ++a)
+  for (int b = 0; b < N_TILES; ++b)
 #pragma unroll
-    for (int b = 0; b < N_TILES; ++b)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[a][b][c] = 0.0f;
+    for (int c = 0; c < Tr::kM8 * 4; ++c) acc[b][c] = 0.0f;
 
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
@@ -228,15 +248,35 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
           Int4Dequant<T>::apply(kp == 0 ? word_of<0>(wq[nt]) : word_of<2>(wq[nt]), gc, a[nt][0]);
           Int4Dequant<T>::apply(kp == 0 ? word_of<1>(wq[nt]) : word_of<3>(wq[nt]), gc, a[nt][1]);
         }
-#pragma unroll
-        for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps
-          uint32_t b[4];
-          const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
-          ldmatrix_x4(b, xs + (r * Tr::kXRowChunks + (c ^ (r & 7))) * 16);
+        if constexpr (WGMMA) {
+#ifdef MARLIN_HAS_WGMMA
+          // One wgmma per column tile and k step: 64 weight rows (this warpgroup) x M_TILE tokens x 16 k.
+          wgmma_fence();  // the A fragments were just written by the dequant
 #pragma unroll
           for (int nt = 0; nt < N_TILES; ++nt) {
-            mma_16816<T>(acc[m8][nt], a[nt][0], b[0], b[1]);
-            mma_16816<T>(acc[m8][nt], a[nt][1], b[2], b[3]);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int ks = j * 4 + kp * 2 + e;  // k step within the stage: core-matrix chunks 2 ks, 2 ks + 1
+              // K-major core matrices: LBO = next 8 k (one chunk column = M_TILE/8 cores), SBO = next 8 tokens.
+              const uint64_t desc = smem_desc(xs + 2 * ks * Tr::kM8 * 128, Tr::kM8 * 128, 128);
+              Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[nt], a[nt][e], desc);
+            }
+          }
+          wgmma_commit();
+          wgmma_wait<0>();  // NOTE: a[] is overwritten by the next dequant, and the slot by the next refill
+#endif
+        } else {
+#pragma unroll
+          for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps
+            uint32_t b[4];
+            const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
+            ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
+#pragma unroll
+            for (int nt = 0; nt < N_TILES; ++nt) {
+              float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&acc[nt][m8 * 4]);
+              mma_16816<T>(c4, a[nt][0], b[0], b[1]);
+              mma_16816<T>(c4, a[nt][1], b[2], b[3]);
+            }
           }
         }
       }
@@ -251,6 +291,9 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
   }
   for (int it = 0; it < n_stages; ++it) {
     cp_async_wait<STAGES - 2>();  // wait for stage `it`
+#ifdef MARLIN_HAS_WGMMA
+    if constexpr (WGMMA) fence_proxy_async_smem();  // cp.async wrote the activations; wgmma reads them (async proxy)
+#endif
     __syncthreads();              // ...for every thread's copies, and every warp is done with slot (it-1)
 #ifdef MARLIN_HAS_BULK_COPY
     mbar_wait(&full_bar[it % STAGES], (it / STAGES) & 1);  // ...and for its bulk-copied weights
@@ -272,7 +315,7 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
 #pragma unroll
       for (int nt = 0; nt < N_TILES; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid] = acc[m8][nt][e];
+        for (int e = 0; e < 4; ++e) red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid] = acc[nt][m8 * 4 + e];
   }
   __syncthreads();
   if (wk == 0) {
@@ -281,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
 #pragma unroll
       for (int nt = 0; nt < N_TILES; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[m8][nt][e] += red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid];
+        for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] += red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid];
   }
 
   // ---- split-K: publish the partial tile; the last block to arrive reduces in split order ----
@@ -295,7 +338,7 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
 #pragma unroll
         for (int nt = 0; nt < N_TILES; ++nt) {
           reinterpret_cast<float4*>(mine)[(m8 * N_TILES + nt) * (kThreads / 2) + htid] =
-              make_float4(acc[m8][nt][0], acc[m8][nt][1], acc[m8][nt][2], acc[m8][nt][3]);
+              make_float4(acc[nt][m8 * 4 + 0], acc[nt][m8 * 4 + 1], acc[nt][m8 * 4 + 2], acc[nt][m8 * 4 + 3]);
         }
     }
     __threadfence();  // partials visible device-wide before the arrival is counted
@@ -319,10 +362,10 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
             sum.z += v.z;
             sum.w += v.w;
           }
-          acc[m8][nt][0] = sum.x;
-          acc[m8][nt][1] = sum.y;
-          acc[m8][nt][2] = sum.z;
-          acc[m8][nt][3] = sum.w;
+          acc[nt][m8 * 4 + 0] = sum.x;
+          acc[nt][m8 * 4 + 1] = sum.y;
+          acc[nt][m8 * 4 + 2] = sum.z;
+          acc[nt][m8 * 4 + 3] = sum.w;
         }
     }
     if (tid == 0) p.counters[tile_id] = 0u;  // leave the workspace as we found it
@@ -342,10 +385,10 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
 #pragma unroll
       for (int m8 = 0; m8 < Tr::kM8; ++m8) {
         const int tok = m8 * 8 + 2 * t;  // fragment columns 2t, 2t+1 = tokens
-        os[tok * Tr::kOutStride + col] = to_bits<T>(acc[m8][nt][0] + b_g);
-        os[(tok + 1) * Tr::kOutStride + col] = to_bits<T>(acc[m8][nt][1] + b_g);
-        os[tok * Tr::kOutStride + col + 8] = to_bits<T>(acc[m8][nt][2] + b_g8);
-        os[(tok + 1) * Tr::kOutStride + col + 8] = to_bits<T>(acc[m8][nt][3] + b_g8);
+        os[tok * Tr::kOutStride + col] = to_bits<T>(acc[nt][m8 * 4 + 0] + b_g);
+        os[(tok + 1) * Tr::kOutStride + col] = to_bits<T>(acc[nt][m8 * 4 + 1] + b_g);
+        os[tok * Tr::kOutStride + col + 8] = to_bits<T>(acc[nt][m8 * 4 + 2] + b_g8);
+        os[(tok + 1) * Tr::kOutStride + col + 8] = to_bits<T>(acc[nt][m8 * 4 + 3] + b_g8);
       }
     }
   }
