@@ -18,7 +18,7 @@ if (!outDir) {
 const table = JSON.parse(readFileSync(tablePath, 'utf8'));
 const fields = ['id', 'mTile', 'nTiles', 'kTilesPerStage', 'stages'];
 const ids = new Set();
-const families = { ampere: 'false', hopper: 'true' };  // -> the kernel's WGMMA flag
+const families = { ampere: 'false', hopper: 'true' }; // -> the kernel's WGMMA flag
 const rows = table.dense;
 for (const e of rows) {
   for (const f of fields) {
@@ -38,7 +38,9 @@ const lines = [
   `#define MARLIN_DENSE_TABLE_VERSION ${table.formatVersion}`,
   '// X(id, wgmma, mTile, nTiles, kTilesPerStage, stages): wgmma = true for the sm_90a "hopper" family',
   '#define MARLIN_DENSE_FOR_EACH_CONFIG(X) \\',
-  ...rows.map((e) => `  X(${e.id}, ${families[e.kernel]}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`),
+  ...rows.map(
+    (e) => `  X(${e.id}, ${families[e.kernel]}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
+  ),
   '',
   '',
 ];

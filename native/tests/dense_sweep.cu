@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   }
   const marlin_dtype dt = (argc > 2 && std::strcmp(argv[2], "bf16") == 0) ? MARLIN_BF16 : MARLIN_FP16;
   const int nconf = marlin_dense_config_count();
-  const int split_options[] = {1, 2, 3, 4, 6, 8, 12, 16};
+  const int split_options[] = {1, 2, 3, 4, 6, 8};
   std::printf("%-12s %5s | %8s %9s | %4s %6s | %8s\n", "shape", "M", "best_us", "cublas_us", "cfg", "splits", "speedup");
   for (int m : ms) {
     double sum_best = 0, sum_cublas = 0;
@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
         marlin_dense_config_info(cfg, info);
         marlin_dense_config_info(nconf - 1, last);
         const int mt = info[0], max_mt = last[0];
-        // Token tiles worth trying: from M up to 2M (at least 8), or the two largest when M exceeds them all.
-        const bool fits = mt >= m && mt <= (m < 4 ? 8 : 2 * m);
+        // Token tiles worth trying: from M/2 up to 2M (at least 8), or the largest ones when M exceeds them all.
+        const bool fits = 2 * mt >= m && mt <= (m < 4 ? 8 : 2 * m);
         const bool big = m > max_mt && mt >= max_mt / 2;
         if (!fits && !big) continue;
         for (int sp : split_options) {

@@ -142,7 +142,8 @@ suite('dispatch', () => {
   it('chooses the smallest mTile >= M on a large-smem device, the largest for bigger M; never an EXPERIMENT row', () => {
     for (const M of M_SWEEP) {
       const c = dispatch(problem({ M }), DEVICES.H100);
-      const expected = AUTO.find((t) => t.mTile >= M) ?? AUTO[AUTO.length - 1];
+      const family = AUTO.filter((t) => t.kernel === (M >= 129 ? 'hopper' : 'ampere'));
+      const expected = family.find((t) => t.mTile >= M) ?? family[family.length - 1];
       expect(c.configId).toBe(expected.id);
       expect(c.config.why.startsWith('EXPERIMENT')).toBe(false);
       const text = describe(c);
@@ -247,14 +248,9 @@ suite('dispatch', () => {
         /Compute capability 7.5 is not supported \(needs sm_80\+\)/,
       ],
       [
-        () => dispatch(problem({}), DEVICES.H100, { force: 'hopper' }),
-        ErrorCode.UNSUPPORTED,
-        /no 'hopper' configuration in this build/,
-      ],
-      [
         () => dispatch(problem({}), DEVICES.A100, { force: 'hopper' }),
         ErrorCode.UNSUPPORTED,
-        /force: 'hopper' needs sm_90, this device is sm_80/,
+        /force: 'hopper' needs sm_90 .*this device is sm_80/,
       ],
       [() => dispatch(problem({ M: 0 }), DEVICES.H100), ErrorCode.SHAPE, /M = 0 must be a positive integer/],
       [() => dispatch(problem({ N: 24 }), DEVICES.H100), ErrorCode.SHAPE, /N = 24 must be a positive multiple of 16/],
@@ -295,7 +291,8 @@ suite('dispatch', () => {
     const c = dispatch(prob, DEVICES.H100);
     expect(c.splits).toBeGreaterThan(1);
     const counters = 4096 * 4;
-    const partials = Math.ceil((c.mBlocks * c.nBlocks * c.splits * c.config.mTile * c.config.nTiles * 64 * 4) / 256) * 256;
+    const partials =
+      Math.ceil((c.mBlocks * c.nBlocks * c.splits * c.config.mTile * c.config.nTiles * 64 * 4) / 256) * 256;
     const permuted = Math.ceil((3 * 7392 * 2) / 256) * 256;
     expect(workspaceBytes(prob, c)).toBe(counters + partials + permuted);
     const layout = workspaceLayout(prob, c);
@@ -306,5 +303,18 @@ suite('dispatch', () => {
     ]);
     const big = problem({ M: 4096 });
     expect(workspaceBytes(big, dispatch(big, DEVICES.H100))).toBe(counters);
+  });
+
+  it('uses the hopper (wgmma) family on sm_90 from M = 129 and the ampere family below it or on other GPUs', () => {
+    const family = (M: number, device: (typeof DEVICES)[keyof typeof DEVICES]) =>
+      dispatch(problem({ M, K: 8192, N: 8192 }), device).config.kernel;
+    expect(family(1, DEVICES.H100)).toBe('ampere');
+    expect(family(128, DEVICES.H100)).toBe('ampere');
+    expect(family(129, DEVICES.H100)).toBe('hopper');
+    expect(family(4096, DEVICES.H100)).toBe('hopper');
+    expect(family(64, DEVICES.A100)).toBe('ampere');
+    const forced = dispatch(problem({ M: 1 }), DEVICES.H100, { force: 'hopper' });
+    expect(forced.config.kernel).toBe('hopper');
+    expect(dispatch(problem({ M: 512 }), DEVICES.H100, { force: 'ampere' }).config.kernel).toBe('ampere');
   });
 });

@@ -191,11 +191,24 @@ export function isExperimental(config: KernelConfig): boolean {
   return (config as { experimental?: boolean }).experimental === true || /^EXPERIMENT\b/.test(config.why);
 }
 
+/**
+ * Smallest M for which sm_90 runs the hopper (wgmma) family by default. Up to M = 128 the ampere configurations
+ * (decode tiles, then 64-token blocks) measured faster; from M = 256 on the wgmma mTile-128 tile is 1.2-1.4x faster
+ * than any mma.sync tile (docs/perf-notes.md, v3 sweep on H100).
+ */
+const HOPPER_MIN_M = 129;
+
+/** The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M. */
+function defaultFamily(M: number, cc: number): KernelFamily {
+  const hasHopper = KERNEL_TABLE.some((c) => c.kernel === 'hopper' && !isExperimental(c));
+  return cc === 90 && M >= HOPPER_MIN_M && hasHopper ? 'hopper' : 'ampere';
+}
+
 /** Candidate rows of one family, sorted by mTile then id (so equal mTiles resolve to the lowest id). */
-function familyConfigs(force: KernelFamily | undefined, cc: number): KernelConfig[] {
-  const family = force ?? 'ampere';
-  if (family === 'hopper' && cc < 90) {
-    throw new UnsupportedError(`force: 'hopper' needs sm_90, this device is sm_${cc}.`, {
+function familyConfigs(force: KernelFamily | undefined, cc: number, M: number): KernelConfig[] {
+  const family = force ?? defaultFamily(M, cc);
+  if (family === 'hopper' && cc !== 90) {
+    throw new UnsupportedError(`force: 'hopper' needs sm_90 (its SASS is sm_90a), this device is sm_${cc}.`, {
       fix: "drop force or use force: 'ampere'.",
     });
   }
@@ -312,7 +325,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
   const reasons: string[] = [];
   const config =
     options.configId === undefined
-      ? chooseConfig(problem, device, familyConfigs(options.force, cc), reasons)
+      ? chooseConfig(problem, device, familyConfigs(options.force, cc, problem.M), reasons)
       : configById(options.configId, problem, device, reasons);
   const smem = smemBytes(config, problem.hasZeros);
   const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
