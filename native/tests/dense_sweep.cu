@@ -29,7 +29,17 @@ int main(int argc, char** argv) {
     for (char* tok = std::strtok(argv[1], ","); tok; tok = std::strtok(nullptr, ",")) ms.push_back(std::atoi(tok));
   }
   const marlin_dtype dt = (argc > 2 && std::strcmp(argv[2], "bf16") == 0) ? MARLIN_BF16 : MARLIN_FP16;
-  const int nconf = marlin_dense_config_count();
+  std::vector<int> configs;  // ids of kernel-table.json need not be contiguous
+  for (int id = 0; id < 64; ++id) {
+    int32_t info[4];
+    if (marlin_dense_config_info(id, info) == MARLIN_OK) configs.push_back(id);
+  }
+  int max_mt = 0;
+  for (int id : configs) {
+    int32_t info[4];
+    marlin_dense_config_info(id, info);
+    max_mt = info[0] > max_mt ? info[0] : max_mt;
+  }
   const int split_options[] = {1, 2, 3, 4, 6, 8};
   std::printf("%-12s %5s | %8s %9s | %4s %6s | %8s\n", "shape", "M", "best_us", "cublas_us", "cfg", "splits", "speedup");
   for (int m : ms) {
@@ -44,11 +54,10 @@ int main(int argc, char** argv) {
       double best = 1e30;
       int best_cfg = -1, best_splits = 0;
       std::string trail;
-      for (int cfg = 0; cfg < nconf; ++cfg) {
-        int32_t info[4], last[4];
+      for (int cfg : configs) {
+        int32_t info[4];
         marlin_dense_config_info(cfg, info);
-        marlin_dense_config_info(nconf - 1, last);
-        const int mt = info[0], max_mt = last[0];
+        const int mt = info[0];
         // Token tiles worth trying: from M/2 up to 2M (at least 8), or the largest ones when M exceeds them all.
         const bool fits = 2 * mt >= m && mt <= (m < 4 ? 8 : 2 * m);
         const bool big = m > max_mt && mt >= max_mt / 2;

@@ -80,11 +80,8 @@ struct Params {
   int k_tiles, stages_total, stages_per_split;
 };
 
-template <int I>
-__device__ __forceinline__ uint32_t word_of(const uint4& v) {
-  static_assert(I >= 0 && I < 4, "four words per lane per tile");
-  return I == 0 ? v.x : I == 1 ? v.y : I == 2 ? v.z : v.w;
-}
+// Word i (k step i of a tile) of a lane's 16-byte read; i is a constant after unrolling, so this is a register pick.
+__device__ __forceinline__ uint32_t word_at(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 template <typename T>
 __device__ __forceinline__ float to_float(uint16_t bits) {
@@ -188,7 +185,11 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
     uint8_t* xs = base + Tr::kWBytes;
 #pragma unroll
     for (int i = tid; i < M_TILE * Tr::kXRowChunks; i += kThreads) {  // activations, zero-filled out of range
-      const int r = i / Tr::kXRowChunks, c = i % Tr::kXRowChunks;
+      // mma.sync: a thread pair per 32-byte sector along the row (the swizzle spreads the banks). wgmma: thread pairs
+      // read 32 B of a row, and consecutive pairs take consecutive rows, so a warp writes 16 rows of 2 core-matrix
+      // columns (2-way bank conflict at most) instead of 16 chunks of one row (16-way: cores of a row are 2 KB apart).
+      const int r = WGMMA ? (i >> 1) % M_TILE : i / Tr::kXRowChunks;
+      const int c = WGMMA ? (i & 1) + 2 * (i / (2 * M_TILE)) : i % Tr::kXRowChunks;
       const int m = m0 + r, k = kt0 * kTileK + c * 8;
       const bool ok = m < p.m && k < p.k;
       const int4* src = ok ? p.x + (size_t(m) * p.lda + k) / 8 : p.x;
@@ -216,10 +217,17 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
     }
   };
 
-  // acc[nt][4 * m8 + e]: the mma C fragment e of token block m8 for column tile nt (= wgmma's D register order).
-  float acc[N_TILES][Tr::kM8 * 4];
+  // Accumulators: acc[l][4 * m8 + e] = mma C fragment e of token block m8 for column tile nt_base + l (= wgmma's D
+  // register order). mma.sync: every warp covers all N_TILES tiles for its k-slice (reduced in smem at the end).
+  // wgmma: warpgroup wgrp covers tiles nt_base .. + kAccTiles - 1 over all of K (no k-slice reduction).
+  static_assert(!WGMMA || N_TILES % 2 == 0, "the two warpgroups split the column tiles");
+  constexpr int kAccTiles = WGMMA ? N_TILES / 2 : N_TILES;
+  const int wgrp = warp >> 2;
+  const int nt_base = WGMMA ? wgrp * kAccTiles : 0;
+  const bool owns_output = WGMMA || wk == 0;  // threads that hold final (k-reduced) accumulators
+  float acc[kAccTiles][Tr::kM8 * 4];
 #pragma unroll
-  for (int b = 0; b < N_TILES; ++b)
+  for (int b = 0; b < kAccTiles; ++b)
 #pragma unroll
     for (int c = 0; c < Tr::kM8 * 4; ++c) acc[b][c] = 0.0f;
 
@@ -229,43 +237,67 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
     const uint8_t* xs = base + Tr::kWBytes;
     const uint16_t* ss = reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes);
     const uint8_t* zs = xs + Tr::kXBytes + Tr::kSBytes;
-#pragma unroll
-    for (int j = wk; j < K_STAGE; j += 2) {
-      if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
-      uint4 wq[N_TILES];                         // this lane's 4 fragment words (k steps 0..3) per tile
-#pragma unroll
-      for (int nt = 0; nt < N_TILES; ++nt) {
-        wq[nt] = *reinterpret_cast<const uint4*>(base + (nt * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
-      }
-#pragma unroll
-      for (int kp = 0; kp < 2; ++kp) {  // k offsets 32 kp .. 32 kp + 31: one scale group (groups are >= 32)
-        uint32_t a[N_TILES][2][4];
-#pragma unroll
-        for (int nt = 0; nt < N_TILES; ++nt) {  // dequant + scale, once per weight, reused by every token block
-          const int col = (j * 2 + kp) * Tr::kCtaN + nt * kTileN + wn * 16 + g;
-          const int z_g = HAS_ZEROS ? zs[col] : 8, z_g8 = HAS_ZEROS ? zs[col + 8] : 8;
-          const GroupConsts gc = Int4Dequant<T>::consts(ss[col], ss[col + 8], z_g, z_g8);
-          Int4Dequant<T>::apply(kp == 0 ? word_of<0>(wq[nt]) : word_of<2>(wq[nt]), gc, a[nt][0]);
-          Int4Dequant<T>::apply(kp == 0 ? word_of<1>(wq[nt]) : word_of<3>(wq[nt]), gc, a[nt][1]);
-        }
-        if constexpr (WGMMA) {
+    // Dequant constants of this lane's rows (g, g+8) of column tile nt, for k-tile j and k offset 32 kp.
+    auto group_consts = [&](int j, int kp, int nt) {
+      const int col = (j * 2 + kp) * Tr::kCtaN + nt * kTileN + wn * 16 + g;
+      const int z_g = HAS_ZEROS ? zs[col] : 8, z_g8 = HAS_ZEROS ? zs[col + 8] : 8;
+      return Int4Dequant<T>::consts(ss[col], ss[col + 8], z_g, z_g8);
+    };
+    // This lane's 4 fragment words (k steps 0..3 of k-tile j) of column tile nt: one 16-byte read.
+    auto tile_words = [&](int j, int nt) {
+      return *reinterpret_cast<const uint4*>(base + (nt * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
+    };
+    if constexpr (WGMMA) {
 #ifdef MARLIN_HAS_WGMMA
-          // One wgmma per column tile and k step: 64 weight rows (this warpgroup) x M_TILE tokens x 16 k.
-          wgmma_fence();  // the A fragments were just written by the dequant
+      // Warpgroup `wgrp` owns column tiles nt_base .. nt_base + kAccTiles - 1 over every k-tile of the stage.
+      // A fragments are double-buffered by k-step parity: the wgmma of step s runs while step s+1 is dequantized.
+      uint32_t a[2][kAccTiles][4];
 #pragma unroll
-          for (int nt = 0; nt < N_TILES; ++nt) {
+      for (int j = 0; j < K_STAGE; ++j) {
+        if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
+        uint4 wq[kAccTiles];
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int ks = j * 4 + kp * 2 + e;  // k step within the stage: core-matrix chunks 2 ks, 2 ks + 1
-              // K-major core matrices: LBO = next 8 k (one chunk column = M_TILE/8 cores), SBO = next 8 tokens.
-              const uint64_t desc = smem_desc(xs + 2 * ks * Tr::kM8 * 128, Tr::kM8 * 128, 128);
-              Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[nt], a[nt][e], desc);
+        for (int l = 0; l < kAccTiles; ++l) wq[l] = tile_words(j, nt_base + l);
+#pragma unroll
+        for (int kp = 0; kp < 2; ++kp) {
+          GroupConsts gc[kAccTiles];
+#pragma unroll
+          for (int l = 0; l < kAccTiles; ++l) gc[l] = group_consts(j, kp, nt_base + l);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+#pragma unroll
+            for (int l = 0; l < kAccTiles; ++l) Int4Dequant<T>::apply(word_at(wq[l], 2 * kp + e), gc[l], a[e][l]);
+            wgmma_fence();  // the A fragments were just written
+            const int ks = j * 4 + kp * 2 + e;  // k step within the stage: core-matrix chunk columns 2 ks, 2 ks + 1
+            // K-major core matrices: LBO = next 8 k (one chunk column = M_TILE/8 cores), SBO = next 8 tokens.
+            const uint64_t desc = smem_desc(xs + 2 * ks * Tr::kM8 * 128, Tr::kM8 * 128, 128);
+#pragma unroll
+            for (int l = 0; l < kAccTiles; ++l) {
+              Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[e][l], desc);
             }
+            wgmma_commit();
+            wgmma_wait<1>();  // the previous step's group is done: its A buffer may be rewritten next
           }
-          wgmma_commit();
-          wgmma_wait<0>();  // NOTE: a[] is overwritten by the next dequant, and the slot by the next refill
+        }
+      }
+      wgmma_wait<0>();  // NOTE: this slot is refilled after the next __syncthreads
 #endif
-        } else {
+    } else {
+#pragma unroll
+      for (int j = wk; j < K_STAGE; j += 2) {  // k-slice wk of the stage
+        if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
+        uint4 wq[N_TILES];
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = tile_words(j, nt);
+#pragma unroll
+        for (int kp = 0; kp < 2; ++kp) {  // k offsets 32 kp .. 32 kp + 31: one scale group (groups are >= 32)
+          uint32_t a[N_TILES][2][4];
+#pragma unroll
+          for (int nt = 0; nt < N_TILES; ++nt) {  // dequant + scale, once per weight, reused by every token block
+            const GroupConsts gc = group_consts(j, kp, nt);
+            Int4Dequant<T>::apply(word_at(wq[nt], 2 * kp), gc, a[nt][0]);
+            Int4Dequant<T>::apply(word_at(wq[nt], 2 * kp + 1), gc, a[nt][1]);
+          }
 #pragma unroll
           for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps
             uint32_t b[4];
@@ -306,39 +338,42 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
   cp_async_wait<0>();
   __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on
 
-  // ---- k-slice reduction in shared memory: slice 1 -> slice 0 ----
+  // ---- k-slice reduction in shared memory (mma.sync family): slice 1 -> slice 0 ----
   float* red = reinterpret_cast<float*>(smem);
   const int htid = tid & (kThreads / 2 - 1);
-  if (wk == 1) {
+  if constexpr (!WGMMA) {
+    if (wk == 1) {
 #pragma unroll
-    for (int m8 = 0; m8 < Tr::kM8; ++m8)
+      for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll
-      for (int nt = 0; nt < N_TILES; ++nt)
+        for (int nt = 0; nt < N_TILES; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid] = acc[nt][m8 * 4 + e];
-  }
-  __syncthreads();
-  if (wk == 0) {
-#pragma unroll
-    for (int m8 = 0; m8 < Tr::kM8; ++m8)
-#pragma unroll
-      for (int nt = 0; nt < N_TILES; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] += red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid];
-  }
-
-  // ---- split-K: publish the partial tile; the last block to arrive reduces in split order ----
-  if (p.splits > 1) {
-    const int tile_id = m_block + p.m_blocks * n_block;
-    constexpr int kTileFloats = M_TILE * Tr::kCtaN;
-    float* mine = p.partials + (size_t(tile_id) * p.splits + split) * kTileFloats;
+          for (int e = 0; e < 4; ++e) red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid] = acc[nt][m8 * 4 + e];
+    }
+    __syncthreads();
     if (wk == 0) {
 #pragma unroll
       for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll
-        for (int nt = 0; nt < N_TILES; ++nt) {
-          reinterpret_cast<float4*>(mine)[(m8 * N_TILES + nt) * (kThreads / 2) + htid] =
-              make_float4(acc[nt][m8 * 4 + 0], acc[nt][m8 * 4 + 1], acc[nt][m8 * 4 + 2], acc[nt][m8 * 4 + 3]);
+        for (int nt = 0; nt < N_TILES; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] += red[((m8 * N_TILES + nt) * 4 + e) * (kThreads / 2) + htid];
+    }
+  }
+
+  // ---- split-K: publish the partial tile; the last block to arrive reduces in split order ----
+  // Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written by the owning thread.
+  if (p.splits > 1) {
+    const int tile_id = m_block + p.m_blocks * n_block;
+    constexpr int kTileFloats = M_TILE * Tr::kCtaN;
+    float* mine = p.partials + (size_t(tile_id) * p.splits + split) * kTileFloats;
+    if (owns_output) {
+#pragma unroll
+      for (int m8 = 0; m8 < Tr::kM8; ++m8)
+#pragma unroll
+        for (int l = 0; l < kAccTiles; ++l) {
+          reinterpret_cast<float4*>(mine)[(m8 * N_TILES + nt_base + l) * (kThreads / 2) + htid] =
+              make_float4(acc[l][m8 * 4 + 0], acc[l][m8 * 4 + 1], acc[l][m8 * 4 + 2], acc[l][m8 * 4 + 3]);
         }
     }
     __threadfence();  // partials visible device-wide before the arrival is counted
@@ -347,25 +382,25 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
     __syncthreads();
     if (!last_arrival) return;
     __threadfence();  // acquire side of the pattern: see every other block's partials
-    if (wk == 0) {
+    if (owns_output) {
       const float* first = p.partials + size_t(tile_id) * p.splits * kTileFloats;
 #pragma unroll
       for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll
-        for (int nt = 0; nt < N_TILES; ++nt) {
+        for (int l = 0; l < kAccTiles; ++l) {
           float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
           for (int s = 0; s < p.splits; ++s) {  // fixed order: bitwise identical on every run
-            const float4 v =
-                __ldcg(reinterpret_cast<const float4*>(first + size_t(s) * kTileFloats) + (m8 * N_TILES + nt) * (kThreads / 2) + htid);
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(first + size_t(s) * kTileFloats) +
+                                    (m8 * N_TILES + nt_base + l) * (kThreads / 2) + htid);
             sum.x += v.x;
             sum.y += v.y;
             sum.z += v.z;
             sum.w += v.w;
           }
-          acc[nt][m8 * 4 + 0] = sum.x;
-          acc[nt][m8 * 4 + 1] = sum.y;
-          acc[nt][m8 * 4 + 2] = sum.z;
-          acc[nt][m8 * 4 + 3] = sum.w;
+          acc[l][m8 * 4 + 0] = sum.x;
+          acc[l][m8 * 4 + 1] = sum.y;
+          acc[l][m8 * 4 + 2] = sum.z;
+          acc[l][m8 * 4 + 3] = sum.w;
         }
     }
     if (tid == 0) p.counters[tile_id] = 0u;  // leave the workspace as we found it
@@ -373,10 +408,10 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
 
   // ---- epilogue: + bias in fp32, round to T, stage in smem, 16-byte coalesced stores ----
   uint16_t* os = reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes);
-  if (wk == 0) {
+  if (owns_output) {
 #pragma unroll
-    for (int nt = 0; nt < N_TILES; ++nt) {
-      const int col = nt * kTileN + wn * 16 + g;  // rows g and g+8 of the fragment = output columns
+    for (int l = 0; l < kAccTiles; ++l) {
+      const int col = (nt_base + l) * kTileN + wn * 16 + g;  // rows g and g+8 of the fragment = output columns
       float b_g = 0.f, b_g8 = 0.f;
       if (p.bias != nullptr) {
         if (n0 + col < p.n) b_g = to_float<T>(p.bias[n0 + col]);
@@ -385,10 +420,10 @@ __global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, ST
 #pragma unroll
       for (int m8 = 0; m8 < Tr::kM8; ++m8) {
         const int tok = m8 * 8 + 2 * t;  // fragment columns 2t, 2t+1 = tokens
-        os[tok * Tr::kOutStride + col] = to_bits<T>(acc[nt][m8 * 4 + 0] + b_g);
-        os[(tok + 1) * Tr::kOutStride + col] = to_bits<T>(acc[nt][m8 * 4 + 1] + b_g);
-        os[tok * Tr::kOutStride + col + 8] = to_bits<T>(acc[nt][m8 * 4 + 2] + b_g8);
-        os[(tok + 1) * Tr::kOutStride + col + 8] = to_bits<T>(acc[nt][m8 * 4 + 3] + b_g8);
+        os[tok * Tr::kOutStride + col] = to_bits<T>(acc[l][m8 * 4 + 0] + b_g);
+        os[(tok + 1) * Tr::kOutStride + col] = to_bits<T>(acc[l][m8 * 4 + 1] + b_g);
+        os[tok * Tr::kOutStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 2] + b_g8);
+        os[(tok + 1) * Tr::kOutStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 3] + b_g8);
       }
     }
   }

@@ -5,8 +5,9 @@
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { access, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPacked } from '../src/checkpoint/index.js';
@@ -199,15 +200,21 @@ describe('marlin CLI (spawned process)', () => {
   const bundle = resolve(here, '../node_modules/.cache/marlin-cli-test/cli.mjs');
   beforeAll(async () => {
     await mkdir(dirname(bundle), { recursive: true });
-    const esbuild = resolve(here, '../../../node_modules/.bin/esbuild');
-    await run(esbuild, [
-      resolve(here, '../src/cli/main.ts'),
-      '--bundle',
-      '--platform=node',
-      '--format=esm',
-      '--packages=external',
-      `--outfile=${bundle}`,
-    ]);
+    // esbuild is tsup's dependency (not hoisted to node_modules/.bin on a fresh install): use its JS API.
+    const req = createRequire(import.meta.url);
+    const esbuild = createRequire(req.resolve('tsup')).resolve('esbuild');
+    const { build } = (await import(pathToFileURL(esbuild).href)) as {
+      build(options: Record<string, unknown>): Promise<unknown>;
+    };
+    await build({
+      entryPoints: [resolve(here, '../src/cli/main.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      outfile: bundle,
+      logLevel: 'silent',
+    });
   });
 
   it('runs inspect / convert / doctor with real exit codes', async () => {

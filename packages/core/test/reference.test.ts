@@ -295,7 +295,7 @@ describe('referenceGemm', () => {
     expect(thrown(() => referenceGemm(new Uint16Array(1), p, { M: 1, dtype: 'fp16' }))).toBeInstanceOf(ShapeError);
   });
 
-  it('is fast enough: M = 16, K = N = 4096 int4 g128 on the CPU', () => {
+  it('runs a full-size layer on the CPU: M = 16, K = N = 4096 int4 g128, act-order (speed is the benchmark\'s job)', () => {
     const q = randomQuantized({
       K: 4096,
       N: 4096,
@@ -308,11 +308,9 @@ describe('referenceGemm', () => {
     });
     const p = pack(q);
     const x = randomHalfBits(rng(1), 16 * 4096, 'fp16');
-    const t0 = performance.now();
     const y = referenceGemm(x, p, { M: 16, dtype: 'fp16' });
-    const ms = performance.now() - t0;
     expect(y.bits.length).toBe(16 * 4096);
-    expect(ms).toBeLessThan(3000);
-    console.info(`referenceGemm M=16 K=N=4096: ${ms.toFixed(0)} ms`);
+    expect(y.values.every(Number.isFinite)).toBe(true);
+    expect(y.values.some((v) => v !== 0)).toBe(true);
   });
 });

@@ -192,11 +192,11 @@ export function isExperimental(config: KernelConfig): boolean {
 }
 
 /**
- * Smallest M for which sm_90 runs the hopper (wgmma) family by default. Up to M = 128 the ampere configurations
- * (decode tiles, then 64-token blocks) measured faster; from M = 256 on the wgmma mTile-128 tile is 1.2-1.4x faster
- * than any mma.sync tile (docs/perf-notes.md, v3 sweep on H100).
+ * Smallest M for which sm_90 runs the hopper (wgmma) family by default. Up to M = 32 the ampere decode configurations
+ * stream weights fastest; from M = 64 on the wgmma blocks of 256 columns win (v4 sweep on H100: 70B block at M = 64
+ * 1.34x vs 0.95x, at M = 1024 0.53x vs 0.36x; docs/perf-notes.md).
  */
-const HOPPER_MIN_M = 129;
+const HOPPER_MIN_M = 33;
 
 /** The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M. */
 function defaultFamily(M: number, cc: number): KernelFamily {
