@@ -142,7 +142,7 @@ suite('dispatch', () => {
   it('chooses the smallest mTile >= M on a large-smem device, the largest for bigger M; never an EXPERIMENT row', () => {
     for (const M of M_SWEEP) {
       const c = dispatch(problem({ M }), DEVICES.H100);
-      const family = AUTO.filter((t) => t.kernel === (M >= 33 ? 'hopper' : 'ampere'));
+      const family = AUTO.filter((t) => t.kernel === (M >= 17 ? 'hopper' : 'ampere'));
       const expected = family.find((t) => t.mTile >= M) ?? family[family.length - 1];
       expect(c.configId).toBe(expected.id);
       expect(c.config.why.startsWith('EXPERIMENT')).toBe(false);
@@ -305,12 +305,12 @@ suite('dispatch', () => {
     expect(workspaceBytes(big, dispatch(big, DEVICES.H100))).toBe(counters);
   });
 
-  it('uses the hopper (wgmma) family on sm_90 from M = 33 and the ampere family below it or on other GPUs', () => {
+  it('uses the hopper (wgmma) family on sm_90 from M = 17 and the ampere family below it or on other GPUs', () => {
     const family = (M: number, device: (typeof DEVICES)[keyof typeof DEVICES]) =>
       dispatch(problem({ M, K: 8192, N: 8192 }), device).config.kernel;
     expect(family(1, DEVICES.H100)).toBe('ampere');
-    expect(family(32, DEVICES.H100)).toBe('ampere');
-    expect(family(33, DEVICES.H100)).toBe('hopper');
+    expect(family(16, DEVICES.H100)).toBe('ampere');
+    expect(family(17, DEVICES.H100)).toBe('hopper');
     expect(family(4096, DEVICES.H100)).toBe('hopper');
     expect(family(64, DEVICES.A100)).toBe('ampere');
     const forced = dispatch(problem({ M: 1 }), DEVICES.H100, { force: 'hopper' });

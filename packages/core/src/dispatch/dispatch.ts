@@ -10,7 +10,8 @@
  * - shared memory per block = stages * (nTiles*kTilesPerStage*2048             weights
  *                                      + mTile*kTilesPerStage*64*2            activations
  *                                      + nTiles*kTilesPerStage*2*64*2         scales (2 groups of 32 per k-tile, fp16)
- *                                      + hasZeros ? nTiles*kTilesPerStage*2*64 : 0)   zero points (u8);
+ *                                      + nTiles*kTilesPerStage*2*64)          zero points (u8, always reserved)
+ *   or the epilogue's k-slice partials + staged output tile when that is larger;
  * - up to 2 blocks per SM when shared memory allows.
  */
 import { assertHalfDtype } from '../dtypes.js';
@@ -192,11 +193,11 @@ export function isExperimental(config: KernelConfig): boolean {
 }
 
 /**
- * Smallest M for which sm_90 runs the hopper (wgmma) family by default. Up to M = 32 the ampere decode configurations
- * stream weights fastest; from M = 64 on the wgmma blocks of 256 columns win (v4 sweep on H100: 70B block at M = 64
- * 1.34x vs 0.95x, at M = 1024 0.53x vs 0.36x; docs/perf-notes.md).
+ * Smallest M for which sm_90 runs the hopper (wgmma) family by default. Up to M = 16 the ampere decode configurations
+ * stream weights fastest (wgmma m64n8/n16 variants measured no better); from M = 32 on wgmma wins (v4/v5 sweeps on
+ * H100: 70B block at M = 32 1.75x vs 1.67x, M = 64 1.34x vs 0.95x, M = 1024 0.53x vs 0.36x; docs/perf-notes.md).
  */
-const HOPPER_MIN_M = 33;
+const HOPPER_MIN_M = 17;
 
 /** The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M. */
 function defaultFamily(M: number, cc: number): KernelFamily {
