@@ -277,7 +277,7 @@ describe('quantizeRtn', () => {
     );
   });
 
-  it('quantizes a full-size 4096 x 4096 matrix (speed is the benchmark\'s job, not a test\'s)', () => {
+  it("quantizes a full-size 4096 x 4096 matrix (speed is the benchmark's job, not a test's)", () => {
     const w = randomWeights(4096, 4096, 9);
     const { weight, error } = quantizeRtn(w, { K: 4096, N: 4096, groupSize: 128 });
     expect(weight.codes.length).toBe(4096 * 4096);

@@ -295,7 +295,7 @@ describe('referenceGemm', () => {
     expect(thrown(() => referenceGemm(new Uint16Array(1), p, { M: 1, dtype: 'fp16' }))).toBeInstanceOf(ShapeError);
   });
 
-  it('runs a full-size layer on the CPU: M = 16, K = N = 4096 int4 g128, act-order (speed is the benchmark\'s job)', () => {
+  it("runs a full-size layer on the CPU: M = 16, K = N = 4096 int4 g128, act-order (speed is the benchmark's job)", () => {
     const q = randomQuantized({
       K: 4096,
       N: 4096,
