@@ -32,6 +32,9 @@ describe('runBench with a fake addon', () => {
     expect(r.rows).toHaveLength(2 * perDtype);
     expect(native.cublasCalls).toHaveLength(perDtype);
     expect(native.cublasCalls.every((c) => c.dtype === 'fp16')).toBe(true);
+    // Settle: the first M of every (model, dtype) series is run once more, untimed, before its recorded run.
+    expect(native.gemmCalls).toHaveLength(2 * perDtype + 2 * 2 * 4);
+    expect(native.gemmCalls.filter((c) => c.M === 1)).toHaveLength(2 * 2 * 4 * 2);
     expect(r.blocks).toHaveLength(2 * 2 * 7);
     expect(r.bf16Ratios).toHaveLength(2 * 7);
     expect(r.geomean.map((g) => g.dtype)).toEqual(['fp16', 'bf16']);
