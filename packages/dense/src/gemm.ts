@@ -10,6 +10,7 @@ import {
   foreignTensorError,
   fromNativeError,
   type HalfDtype,
+  KERNEL_TABLE,
   MarlinError,
   type PackedWeight,
   referenceGemm,
@@ -108,7 +109,6 @@ export function validateGemm(
     readonly lda?: number;
     readonly config?: GemmConfig;
   } = {},
-  configCount = Number.POSITIVE_INFINITY,
 ): ValidatedGemm {
   if (w.disposed) {
     throw new DisposedError('gemm: the weight was used after dispose().', {
@@ -209,9 +209,11 @@ export function validateGemm(
   }
   const config = options.config;
   if (config !== undefined) {
-    if (!Number.isInteger(config.configId) || config.configId < 0 || config.configId >= configCount) {
+    // Table ids need not be contiguous (rows that never won were removed): check membership, not a range.
+    const ids = KERNEL_TABLE.map((c) => c.id);
+    if (!Number.isInteger(config.configId) || !ids.includes(config.configId)) {
       throw new ValueError(
-        `gemm: config id ${config.configId} is not a compiled configuration (0 .. ${configCount - 1}).`,
+        `gemm: config id ${config.configId} is not a compiled configuration (ids ${ids.join(', ')}).`,
         {
           fix: 'use an id from kernel-table.json, or omit config to let dispatch choose.',
         },
@@ -317,12 +319,7 @@ function planFor(addon: DenseAddon, v: ValidatedGemm, w: DevicePackedWeight, con
  */
 export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): Plan {
   const addon = denseAddon(w.device);
-  const v = validateGemm(
-    { shape: [M, w.K], dtype: w.scaleDtype, device: w.device, disposed: false },
-    w,
-    { config },
-    addon.configCount(),
-  );
+  const v = validateGemm({ shape: [M, w.K], dtype: w.scaleDtype, device: w.device, disposed: false }, w, { config });
   return planFor(addon, v, w, config);
 }
 
@@ -404,7 +401,7 @@ export function gemm(
   if (o.bias !== undefined && !(o.bias instanceof Tensor)) throw foreignTensorError('gemm: bias');
   if (o.out !== undefined && !(o.out instanceof Tensor)) throw foreignTensorError('gemm: out');
   const addon = denseAddon(x.device);
-  const v = validateGemm(x, w, o, addon.configCount());
+  const v = validateGemm(x, w, o);
   const out = o.out ?? Tensor.empty([v.M, v.N], v.dtype, { device: x.device });
   if (v.M === 0) return out;
   const plan = planFor(addon, v, w, o.config);
