@@ -241,3 +241,42 @@ describe('memory and lifetime', { skip }, () => {
     copy.dispose();
   });
 });
+
+describe('checkpoint to GPU', { skip }, () => {
+  test('loadLinears: a packed container with a copied-through bias runs on the GPU like the CPU reference', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'marlin-suite-'));
+    try {
+      const K = 512;
+      const N = 256;
+      const M = 5;
+      const weight = m.pack(makeWeight({ K, N, groupSize: 128, dtype: 'fp16', sym: false, actOrder: true, seed: 77 }));
+      const biasBits = makeBias({ N, dtype: 'fp16', seed: 78 });
+      const src = join(dir, 'bias.safetensors');
+      const writer = await m.SafetensorsWriter.create(src, [{ name: 'layer.bias', dtype: 'F16', shape: [N] }]);
+      await writer.write('layer.bias', biasBits);
+      await writer.finish();
+      const source = await m.SafetensorsReader.open(src);
+      const path = join(dir, 'model.marlin.safetensors');
+      await m.writePacked(path, [['layer', weight]], { passthrough: { source, names: ['layer.bias'] } });
+      await source.close();
+
+      const layers = await m.loadLinears(path);
+      const layer = layers.get('layer');
+      assert.ok(layer, 'layer loaded');
+      const xBits = makeX({ M, K, dtype: 'fp16', seed: 79 });
+      const x = m.Tensor.from(xBits, [M, K], 'fp16');
+      const y = layer.forward(x);
+      const got = await y.toHost();
+      const bound = m.denseErrorBound(xBits, weight, { M, dtype: 'fp16', bias: biasBits });
+      const err = m.maxAbsDeviation(got, 'fp16', bound.oracle);
+      assert.ok(err <= bound.tolerance, `max |gpu - f64 oracle| = ${err} > tolerance ${bound.tolerance}`);
+      for (const t of [x, y]) t.dispose();
+      for (const l of layers.values()) l.dispose();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

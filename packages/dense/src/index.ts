@@ -28,6 +28,6 @@ export {
   validateGemm,
 } from './gemm.js';
 export { Linear, type LinearFromFloatOptions, type LinearFromPackedOptions } from './linear.js';
-export { type LoadLinearsOptions, loadLinears } from './load.js';
+export { type HostLinear, type LoadLinearsOptions, loadLinears, readLinears } from './load.js';
 export { type DenseProbe, doctor, probe } from './runtime.js';
 export { DevicePackedWeight, type PackedWeightMeta, type UploadOptions, uploadPacked } from './weights.js';

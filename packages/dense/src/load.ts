@@ -1,4 +1,13 @@
-import { loadPacked } from '@marlin/core';
+import {
+  fromHalfBits,
+  type HalfDtype,
+  loadPacked,
+  type PackedWeight,
+  readPackedInfo,
+  SafetensorsReader,
+  ShapeError,
+  toHalfBits,
+} from '@marlin/core';
 import { Linear } from './linear.js';
 
 /** Options of `loadLinears`. */
@@ -9,22 +18,61 @@ export interface LoadLinearsOptions {
   readonly signal?: AbortSignal;
 }
 
+/** One packed layer of a container with its bias (if the container holds `<layer>.bias`), still on the host. */
+export interface HostLinear {
+  readonly weight: PackedWeight;
+  /** [N] bias bits in the weight's scale dtype, or undefined. */
+  readonly bias: Uint16Array | undefined;
+}
+
 /**
- * Loads every packed layer of a marlin-ts container (written by `marlin convert` / writePacked) onto the GPU.
- * Returns layer name -> Linear; dispose each (or all) when done. Biases are not part of packed layers: attach them
- * with Linear.fromPacked if the model has any.
+ * Reads the packed layers of a marlin-ts container and, for each, the `<layer>.bias` tensor that `marlin convert`
+ * copied through (F16/BF16 re-encoded to the layer's dtype). Host memory only: `loadLinears` uploads the result.
+ */
+export async function readLinears(path: string, options: LoadLinearsOptions = {}): Promise<Map<string, HostLinear>> {
+  const packed = await loadPacked(path, { layers: options.layers, signal: options.signal });
+  const reader = await SafetensorsReader.open(path);
+  try {
+    const passthrough = new Set(readPackedInfo(reader).passthrough);
+    const out = new Map<string, HostLinear>();
+    for (const [name, weight] of packed) {
+      const biasName = `${name}.bias`;
+      const bias = passthrough.has(biasName) ? await readBias(reader, biasName, weight) : undefined;
+      out.set(name, { weight, bias });
+    }
+    return out;
+  } finally {
+    await reader.close();
+  }
+}
+
+async function readBias(reader: SafetensorsReader, name: string, weight: PackedWeight): Promise<Uint16Array> {
+  const info = reader.info(name);
+  const bits = await reader.readHalfBits(name);
+  if (bits.length !== weight.N) {
+    throw new ShapeError(`${reader.path}: ${name} has ${bits.length} values; the layer has ${weight.N} outputs.`, {
+      fix: 'convert the checkpoint again; the bias does not belong to this layer.',
+    });
+  }
+  const source: HalfDtype = info.dtype === 'BF16' ? 'bf16' : 'fp16';
+  return source === weight.scaleDtype ? bits : toHalfBits(fromHalfBits(bits, source), weight.scaleDtype);
+}
+
+/**
+ * Loads every packed layer of a marlin-ts container (written by `marlin convert` / writePacked) onto the GPU, with its
+ * bias when the container holds `<layer>.bias`. Returns layer name -> Linear; dispose each when done.
  *
  * @example
  * const layers = await loadLinears('model.marlin.safetensors');
  * const y = layers.get('model.layers.0.mlp.down_proj')!.forward(x);
  */
 export async function loadLinears(path: string, options: LoadLinearsOptions = {}): Promise<Map<string, Linear>> {
-  const packed = await loadPacked(path, { layers: options.layers, signal: options.signal });
+  const host = await readLinears(path, options);
   const out = new Map<string, Linear>();
   try {
-    for (const [name, p] of packed) {
-      out.set(name, Linear.fromPacked(p, { device: options.device }));
-      packed.delete(name); // let the host copy go as soon as it is on the GPU
+    for (const [name, l] of host) {
+      out.set(name, Linear.fromPacked(l.weight, { bias: l.bias, device: options.device }));
+      host.delete(name); // let the host copy go as soon as it is on the GPU
     }
   } catch (e) {
     for (const l of out.values()) l.dispose();
