@@ -2,24 +2,15 @@ import {
   DisposedError,
   type HalfDtype,
   type PackedWeight,
+  type PackedWeightInfo,
   type Stream,
   Tensor,
   validatePacked,
   type WeightBits,
 } from '@marlin/core';
 
-/** Metadata of a packed weight (docs/format.md), without the arrays: what gemm validation reads. */
-export interface PackedWeightMeta {
-  readonly bits: WeightBits;
-  readonly K: number;
-  readonly N: number;
-  readonly Kp: number;
-  readonly Np: number;
-  readonly groupSize: number;
-  readonly numGroups: number;
-  readonly scaleDtype: HalfDtype;
-  readonly hasZeros: boolean;
-  readonly actOrder: boolean;
+/** Metadata of a packed weight (docs/format.md), without the arrays, and where it lives: what gemm validation reads. */
+export interface PackedWeightMeta extends Omit<PackedWeightInfo, 'paddedBytes'> {
   readonly device: number;
   readonly disposed: boolean;
 }

@@ -7,7 +7,7 @@
 import { rename, rm } from 'node:fs/promises';
 import { CancelledError, FormatError, MarlinError, throwIfAborted } from '../errors/index.js';
 import { numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
-import type { HalfDtype, PackedWeight, WeightBits } from '../format/types.js';
+import type { HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
 import { FORMAT_VERSION } from '../format/types.js';
 import { validatePacked } from '../format/validate.js';
 import type { TensorDeclaration } from './safetensors.js';
@@ -18,19 +18,7 @@ import type { TensorSource } from './sharded.js';
 export const PACKED_FORMAT_NAME = 'marlin-ts';
 
 /** Per-layer description stored in `__metadata__["layers"]` (a JSON object keyed by layer name). */
-export interface PackedLayerMeta {
-  readonly bits: WeightBits;
-  readonly K: number;
-  readonly N: number;
-  readonly Kp: number;
-  readonly Np: number;
-  readonly groupSize: number;
-  readonly numGroups: number;
-  readonly scaleDtype: HalfDtype;
-  readonly hasZeros: boolean;
-  readonly actOrder: boolean;
-  readonly paddedBytes: number;
-}
+export type PackedLayerMeta = PackedWeightInfo;
 
 /** What `__metadata__` of a packed checkpoint says. */
 export interface PackedCheckpointInfo {

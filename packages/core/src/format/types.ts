@@ -11,6 +11,23 @@ export type WeightBits = 4 | 8;
 
 export const FORMAT_VERSION = 1 as const;
 
+/** What a packed weight is, without its arrays: the metadata checkpoints store and device weights carry. */
+export interface PackedWeightInfo {
+  readonly bits: WeightBits;
+  readonly K: number;
+  readonly N: number;
+  readonly Kp: number;
+  readonly Np: number;
+  readonly groupSize: number;
+  readonly numGroups: number;
+  readonly scaleDtype: HalfDtype;
+  /** zeros !== null */
+  readonly hasZeros: boolean;
+  /** perm !== null */
+  readonly actOrder: boolean;
+  readonly paddedBytes: number;
+}
+
 export interface PackedWeight {
   readonly formatVersion: typeof FORMAT_VERSION;
   readonly bits: WeightBits;
