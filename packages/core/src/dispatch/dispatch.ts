@@ -12,7 +12,7 @@
  *                                      + nTiles*kTilesPerStage*2*64*2         scales (2 groups of 32 per k-tile, fp16)
  *                                      + nTiles*kTilesPerStage*2*64)          zero points (u8, always reserved)
  *   or the epilogue's k-slice partials + staged output tile when that is larger;
- * - up to 2 blocks per SM when shared memory allows.
+ * - up to 3 blocks per SM (mTile <= 16), 2 (mTile <= 32) or 1, as shared memory allows (Traits::kMinBlocks);
  */
 import { assertHalfDtype } from '../dtypes.js';
 import { DeviceError, ErrorCode, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
@@ -111,7 +111,13 @@ const MAX_SPLITS = 16;
 // ones, and every block pays a fixed start-up cost of about 16 k-tiles' streaming time (pipeline fill + epilogue).
 const MIN_KTILES_PER_SPLIT = 16;
 const BLOCK_FIXED_COST_KTILES = 16;
-const MAX_BLOCKS_PER_SM = 2;
+/**
+ * Resident blocks per SM the native kernel is built for (Traits::kMinBlocks in gemm_kernel.cuh): token tiles <= 16 cap
+ * registers for 3 blocks, <= 32 for 2, larger ones use up to 255 registers (1 block). Shared memory may allow fewer.
+ */
+function maxBlocksPerSm(config: KernelConfig): number {
+  return config.mTile > 32 ? 1 : config.mTile <= 16 ? 3 : 2;
+}
 const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
 
 /** The kernel table (kernel-table.json `dense`), ids as in the file. */
@@ -296,16 +302,17 @@ function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, ti
  * (less fp32 partial traffic).
  *
  * Worked example (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
- * nTiles 2, kTilesPerStage 4, stages 4):
- *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) = 94,208 B -> 2 blocks per SM -> 264 slots;
- *   mBlocks = 1, nBlocks = 8192 / 128 = 64 -> 64 tiles < 264 slots; kTiles = 8192 / 64 = 128 -> at most 8 splits.
- *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x (64 + 16) = 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks,
- *   1 x 48;  s = 5: 28-tile ranges, 320 blocks, 2 x 44 = 88  -> splits = 4, grid 1 x 64 x 4 = 256 blocks, 0.97 waves.
- *   (The H100 sweep's best for 70B o_proj, 8192 x 8192, was also 4; for 70B qkv, N = 10240, it picks 3 as measured.)
+ * nTiles 2, kTilesPerStage 4, stages 3):
+ *   config 0: smem = 3 stages x (16384 + 4096 + 2048 + 1024) = 70,656 B -> 3 blocks per SM -> 396 slots;
+ *   mBlocks = 1, nBlocks = 8192 / 128 = 64 -> 64 tiles; kTiles = 8192 / 64 = 128 -> at most 8 splits.
+ *   s = 1: 1 wave x (128 + 16) = 144;  s = 4: 256 blocks, 1 x (32 + 16) = 48;  s = 5: 28-tile ranges, 320 blocks,
+ *   1 x 44;  s = 6: 24-tile ranges, 384 blocks, 1 x 40;  s = 7: 20-tile ranges, 448 blocks, 2 x 36 = 72;
+ *   s = 8: 512 blocks, 2 x 32 = 64  -> splits = 6, grid 1 x 64 x 6 = 384 blocks, 0.97 waves.
  */
 function chooseSplits(kTiles: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
+  // NOTE: also when tiles >= slots: a last partial wave can cost more than splitting (70B gate_up at M = 1: 448 tiles
+  // on 396 slots -> 2 waves of 128 k-tiles, or 4 splits in 5 waves of 32; measured 4 splits faster).
   let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots);
-  if (tiles >= slots) return best;
   const maxSplits = Math.min(MAX_SPLITS, Math.max(1, Math.floor(kTiles / MIN_KTILES_PER_SPLIT)));
   for (let s = 2; s <= maxSplits; s++) {
     const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots);
@@ -330,7 +337,10 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
       : configById(options.configId, problem, device, reasons);
   const smem = smemBytes(config, problem.hasZeros);
   const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
-  const blocksPerSm = Math.max(1, Math.min(MAX_BLOCKS_PER_SM, Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))));
+  const blocksPerSm = Math.max(
+    1,
+    Math.min(maxBlocksPerSm(config), Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))),
+  );
   const slots = device.smCount * blocksPerSm;
   const mBlocks = Math.ceil(problem.M / config.mTile);
   const nBlocks = Math.ceil(paddedN(problem.N) / (64 * config.nTiles));
@@ -368,13 +378,13 @@ function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelC
   if (c.splits === 1) {
     out.push(
       tiles >= c.slots
-        ? `No split-K: ${tiles} tiles already fill the ${c.slots} slots; each block walks all ${c.kTiles} k-tiles.`
+        ? `No split-K: ${tiles} tiles already fill the ${c.slots} slots, and splitting would not shorten the run (waves x (k-tiles + ${BLOCK_FIXED_COST_KTILES})); each block walks all ${c.kTiles} k-tiles.`
         : `No split-K: splitting the ${c.kTiles} k-tiles would not shorten the longest wave (at least ${MIN_KTILES_PER_SPLIT} k-tiles per split).`,
     );
   } else {
     const last = c.kTiles - (c.splits - 1) * c.kTilesPerSplit;
     out.push(
-      `Split-K ${c.splits}: ${tiles} tiles < ${c.slots} slots, so the ${c.kTiles} k-tiles are cut into ranges of ${c.kTilesPerSplit} (multiple of ${cfg.kTilesPerStage} per stage; last ${last}), the fewest splits with the shortest critical path (waves x k-tiles per split).`,
+      `Split-K ${c.splits}: ${tiles} tiles on ${c.slots} slots, so the ${c.kTiles} k-tiles are cut into ranges of ${c.kTilesPerSplit} (multiple of ${cfg.kTilesPerStage} per stage; last ${last}), the fewest splits with the shortest critical path (waves x k-tiles per split).`,
     );
   }
   out.push(
