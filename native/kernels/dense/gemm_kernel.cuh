@@ -116,8 +116,15 @@ __device__ __forceinline__ int x_chunk_offset(int r, int c) {
   }
 }
 
+// sm_80 keeps at most 2 blocks: without bulk copies its per-thread cp.async weight plan spills under an 80-register cap.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define MARLIN_MIN_BLOCKS(...) ((__VA_ARGS__) > 2 ? 2 : (__VA_ARGS__))
+#else
+#define MARLIN_MIN_BLOCKS(...) (__VA_ARGS__)
+#endif
+
 template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS, bool WGMMA>
-__global__ void __launch_bounds__(kThreads, (Traits<M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
+__global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
     gemm_w4a16(const Params p) {
   using Tr = Traits<M_TILE, N_TILES, K_STAGE, STAGES>;
 #ifndef MARLIN_HAS_WGMMA

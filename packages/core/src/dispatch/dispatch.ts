@@ -12,7 +12,7 @@
  *                                      + nTiles*kTilesPerStage*2*64*2         scales (2 groups of 32 per k-tile, fp16)
  *                                      + nTiles*kTilesPerStage*2*64)          zero points (u8, always reserved)
  *   or the epilogue's k-slice partials + staged output tile when that is larger;
- * - up to 3 blocks per SM (mTile <= 16), 2 (mTile <= 32) or 1, as shared memory allows (Traits::kMinBlocks);
+ * - up to 3 blocks per SM (mTile <= 16, sm_90), 2 (mTile <= 32) or 1, as shared memory allows (Traits::kMinBlocks);
  */
 import { assertHalfDtype } from '../dtypes.js';
 import { DeviceError, ErrorCode, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
@@ -113,10 +113,12 @@ const MIN_KTILES_PER_SPLIT = 16;
 const BLOCK_FIXED_COST_KTILES = 16;
 /**
  * Resident blocks per SM the native kernel is built for (Traits::kMinBlocks in gemm_kernel.cuh): token tiles <= 16 cap
- * registers for 3 blocks, <= 32 for 2, larger ones use up to 255 registers (1 block). Shared memory may allow fewer.
+ * registers for 3 blocks on sm_90 (2 on sm_8x, whose cp.async weight plan needs more registers), <= 32 for 2, larger
+ * ones use up to 255 registers (1 block). Shared memory may allow fewer.
  */
-function maxBlocksPerSm(config: KernelConfig): number {
-  return config.mTile > 32 ? 1 : config.mTile <= 16 ? 3 : 2;
+function maxBlocksPerSm(config: KernelConfig, cc: number): number {
+  if (config.mTile > 32) return 1;
+  return config.mTile <= 16 && cc >= 90 ? 3 : 2;
 }
 const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
 
@@ -339,7 +341,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
   const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
   const blocksPerSm = Math.max(
     1,
-    Math.min(maxBlocksPerSm(config), Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))),
+    Math.min(maxBlocksPerSm(config, cc), Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))),
   );
   const slots = device.smCount * blocksPerSm;
   const mBlocks = Math.ceil(problem.M / config.mTile);
