@@ -165,7 +165,7 @@ suite('dispatch', () => {
     expect(c.blocksPerSm).toBe(blocksPerSm);
     expect(c.slots).toBe(132 * blocksPerSm);
     const nBlocks = 128 / row.nTiles;
-    const plan = expectedSplits(128, row.kTilesPerStage, nBlocks, c.slots);
+    const plan = expectedSplits(128, row.kTilesPerStage, nBlocks, 132 * Math.min(blocksPerSm, 2));
     expect([c.mBlocks, c.nBlocks, c.splits, c.kTilesPerSplit]).toEqual([1, nBlocks, plan.splits, plan.per]);
     expect(c.gridBlocks).toBe(nBlocks * plan.splits);
     const text = describe(c);
@@ -181,7 +181,12 @@ suite('dispatch', () => {
       for (const [K, N] of SHAPES) {
         for (const M of M_SWEEP) {
           const c = dispatch(problem({ M, K, N }), device);
-          const plan = expectedSplits(Math.ceil(K / 64), c.config.kTilesPerStage, c.mBlocks * c.nBlocks, c.slots);
+          const plan = expectedSplits(
+            Math.ceil(K / 64),
+            c.config.kTilesPerStage,
+            c.mBlocks * c.nBlocks,
+            (c.slots / c.blocksPerSm) * Math.min(c.blocksPerSm, 2),
+          );
           expect([c.splits, c.kTilesPerSplit]).toEqual([plan.splits, plan.per]);
         }
       }

@@ -305,15 +305,13 @@ function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, ti
  *
  * Worked example (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
  * nTiles 2, kTilesPerStage 4, stages 3):
- *   config 0: smem = 3 stages x (16384 + 4096 + 2048 + 1024) = 70,656 B -> 3 blocks per SM -> 396 slots;
- *   mBlocks = 1, nBlocks = 8192 / 128 = 64 -> 64 tiles; kTiles = 8192 / 64 = 128 -> at most 8 splits.
- *   s = 1: 1 wave x (128 + 16) = 144;  s = 4: 256 blocks, 1 x (32 + 16) = 48;  s = 5: 28-tile ranges, 320 blocks,
- *   1 x 44;  s = 6: 24-tile ranges, 384 blocks, 1 x 40;  s = 7: 20-tile ranges, 448 blocks, 2 x 36 = 72;
- *   s = 8: 512 blocks, 2 x 32 = 64  -> splits = 6, grid 1 x 64 x 6 = 384 blocks, 0.97 waves.
+ *   config 0: smem = 3 stages x (16384 + 4096 + 2048 + 1024) = 70,656 B -> 3 blocks per SM; waves are counted on
+ *   2 blocks per SM -> 264 slots; mBlocks = 1, nBlocks = 8192 / 128 = 64 tiles; kTiles = 8192 / 64 = 128 -> <= 8 splits.
+ *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks, 1 x 48;
+ *   s = 5: 28-tile ranges, 320 blocks, 2 x 44 = 88  -> splits = 4, grid 1 x 64 x 4 = 256 blocks.
  */
 function chooseSplits(kTiles: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
-  // NOTE: also when tiles >= slots: a last partial wave can cost more than splitting (70B gate_up at M = 1: 448 tiles
-  // on 396 slots -> 2 waves of 128 k-tiles, or 4 splits in 5 waves of 32; measured 4 splits faster).
+  // NOTE: also when tiles >= slots: a last partial wave can cost more than splitting.
   let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots);
   const maxSplits = Math.min(MAX_SPLITS, Math.max(1, Math.floor(kTiles / MIN_KTILES_PER_SPLIT)));
   for (let s = 2; s <= maxSplits; s++) {
@@ -347,7 +345,15 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
   const mBlocks = Math.ceil(problem.M / config.mTile);
   const nBlocks = Math.ceil(paddedN(problem.N) / (64 * config.nTiles));
   const kTiles = paddedK(problem.K, problem.bits) / 64;
-  const plan = chooseSplits(kTiles, config.kTilesPerStage, mBlocks * nBlocks, slots);
+  // Split-K counts waves on at most 2 blocks per SM: with 3 resident decode blocks the partial last "wave" is cheap
+  // (blocks overlap), and the v6 H100 runs measured the 2-block choices faster (70B o_proj M=4: 4 splits 18.3 us vs
+  // 6 splits 20.3 us; gate_up: no split; docs/perf-notes.md).
+  const plan = chooseSplits(
+    kTiles,
+    config.kTilesPerStage,
+    mBlocks * nBlocks,
+    device.smCount * Math.min(blocksPerSm, 2),
+  );
   const gridBlocks = mBlocks * nBlocks * plan.splits;
   const choice = {
     config,
