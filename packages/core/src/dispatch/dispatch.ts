@@ -304,9 +304,8 @@ function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, ti
  * (less fp32 partial traffic).
  *
  * Worked example (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
- * nTiles 2, kTilesPerStage 4, stages 3):
- *   config 0: smem = 3 stages x (16384 + 4096 + 2048 + 1024) = 70,656 B -> 3 blocks per SM; waves are counted on
- *   2 blocks per SM -> 264 slots; mBlocks = 1, nBlocks = 8192 / 128 = 64 tiles; kTiles = 8192 / 64 = 128 -> <= 8 splits.
+ * nTiles 2, kTilesPerStage 4, stages 4):
+ *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) = 94,208 B -> 2 blocks per SM -> 264 slots; mBlocks = 1, nBlocks = 8192 / 128 = 64 tiles; kTiles = 8192 / 64 = 128 -> <= 8 splits.
  *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks, 1 x 48;
  *   s = 5: 28-tile ranges, 320 blocks, 2 x 44 = 88  -> splits = 4, grid 1 x 64 x 4 = 256 blocks.
  */
