@@ -11,23 +11,6 @@ export type WeightBits = 4 | 8;
 
 export const FORMAT_VERSION = 1 as const;
 
-/** What a packed weight is, without its arrays: the metadata checkpoints store and device weights carry. */
-export interface PackedWeightInfo {
-  readonly bits: WeightBits;
-  readonly K: number;
-  readonly N: number;
-  readonly Kp: number;
-  readonly Np: number;
-  readonly groupSize: number;
-  readonly numGroups: number;
-  readonly scaleDtype: HalfDtype;
-  /** zeros !== null */
-  readonly hasZeros: boolean;
-  /** perm !== null */
-  readonly actOrder: boolean;
-  readonly paddedBytes: number;
-}
-
 export interface PackedWeight {
   readonly formatVersion: typeof FORMAT_VERSION;
   readonly bits: WeightBits;
@@ -54,6 +37,15 @@ export interface PackedWeight {
   readonly perm: Int32Array | null;
   /** Bytes spent on K/N padding (codes + scales + zeros). */
   readonly paddedBytes: number;
+}
+
+/** What a packed weight is, without its arrays: the metadata checkpoints store and device weights carry. */
+export interface PackedWeightInfo
+  extends Omit<PackedWeight, 'formatVersion' | 'qweight' | 'scales' | 'zeros' | 'perm'> {
+  /** zeros !== null */
+  readonly hasZeros: boolean;
+  /** perm !== null */
+  readonly actOrder: boolean;
 }
 
 /** Unpacked, logical view: what quantizers produce and checkpoint converters read. */
