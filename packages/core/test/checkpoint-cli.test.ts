@@ -4,12 +4,12 @@
  */
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { access, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPacked } from '../src/checkpoint/index.js';
 import { runCli } from '../src/cli/cli.js';
 import { dequantize } from '../src/reference/index.js';
@@ -20,21 +20,13 @@ import {
   f16Tensor,
   firstBitDiff,
   makeTruth,
-  tempDir,
+  tempDirs,
   writeCheckpoint,
 } from './fixtures-checkpoint/build.js';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
-const dirs: string[] = [];
-async function newDir(p: string): Promise<string> {
-  const d = await tempDir(p);
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
+const newDir = tempDirs();
 
 function capture(opts: { onErr?: (s: string) => void } = {}) {
   const o = { out: '', err: '' };

@@ -3,9 +3,8 @@
  * core's dequantize() of each converted + packed layer equals an independent spec dequantizer of the raw checkpoint
  * tensors (and the generating truth), for every format variant.
  */
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   convertCheckpoint,
   decodeAwq,
@@ -30,19 +29,11 @@ import {
   specDequantAwq,
   specDequantCt,
   specDequantGptq,
-  tempDir,
+  tempDirs,
   writeCheckpoint,
 } from './fixtures-checkpoint/build.js';
 
-const dirs: string[] = [];
-async function newDir(p: string): Promise<string> {
-  const d = await tempDir(p);
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
+const newDir = tempDirs();
 
 /** Converts `dir`, loads the result, and checks one layer against the spec dequantization. */
 async function convertAndCompare(dir: string, layer: string, spec: Float32Array, truth: Float32Array): Promise<void> {

@@ -2,9 +2,9 @@
  * safetensors reader (validation of corrupt, truncated and malicious files), writer (streaming, ordering, sizes),
  * sharded index errors, packed container round trip and convert cancellation.
  */
-import { access, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   convertCheckpoint,
   loadPacked,
@@ -23,19 +23,11 @@ import {
   makeTruth,
   rawSafetensors,
   safetensorsBytes,
-  tempDir,
+  tempDirs,
   writeCheckpoint,
 } from './fixtures-checkpoint/build.js';
 
-const dirs: string[] = [];
-async function newDir(p: string): Promise<string> {
-  const d = await tempDir(p);
-  dirs.push(d);
-  return d;
-}
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
+const newDir = tempDirs();
 
 async function openError(file: Uint8Array | string): Promise<MarlinError> {
   const dir = await newDir('bad');

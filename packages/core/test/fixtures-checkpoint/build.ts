@@ -7,9 +7,10 @@
  * - spec dequantizers that read those raw checkpoint tensors back and compute round_T(s * (q - z)) with their own
  *   fp16 / bf16 rounding, independent of src/dtypes.ts and src/checkpoint/decode.ts.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 
 export type Dt = 'F16' | 'BF16' | 'F32' | 'I32' | 'I64' | 'U8' | 'U32';
 const DT_BYTES: Record<Dt, number> = { F16: 2, BF16: 2, F32: 4, I32: 4, I64: 8, U8: 1, U32: 4 };
@@ -69,6 +70,19 @@ export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `marlin-ckpt-${prefix}-`));
 }
 
+/** Per-test-file temporary directories: returns a `newDir(prefix)` whose folders are removed after all tests. */
+export function tempDirs(): (prefix: string) => Promise<string> {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+  return async (prefix) => {
+    const d = await tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
+}
+
 export async function writeCheckpoint(
   dir: string,
   tensors: RawTensor[],
@@ -83,17 +97,10 @@ export async function writeCheckpoint(
 
 // ------------------------------------------------------------------------------------------------ random truth
 
-/** mulberry32: small deterministic PRNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// mulberry32, shared with the other core tests.
+import { rng } from '../helpers.js';
+
+export { rng };
 
 /** Independent RNE of a double to fp16 / bf16 (value, as a number). Exponent range as IEEE; overflow -> Inf. */
 export function roundHalf(x: number, dtype: 'fp16' | 'bf16'): number {
