@@ -28,6 +28,8 @@ for (const e of rows) {
   if (!(e.kernel in families)) throw new Error(`kernel-table.json: entry ${e.id} has unknown kernel ${e.kernel}`);
   if (ids.has(e.id)) throw new Error(`kernel-table.json: duplicate id ${e.id}`);
   ids.add(e.id);
+  if (e.warpSpecialized !== undefined && (typeof e.warpSpecialized !== 'boolean' || e.kernel !== 'hopper'))
+    throw new Error(`kernel-table.json: entry ${e.id}: warpSpecialized is a boolean of hopper rows only`);
   if (typeof e.why !== 'string' || e.why.length === 0)
     throw new Error(`kernel-table.json: entry ${e.id} must say why it exists`);
 }
@@ -36,10 +38,11 @@ const lines = [
   '// Generated from packages/core/src/dispatch/kernel-table.json by tools/gen-kernel-instances.mjs. Do not edit.',
   '#pragma once',
   `#define MARLIN_DENSE_TABLE_VERSION ${table.formatVersion}`,
-  '// X(id, wgmma, mTile, nTiles, kTilesPerStage, stages): wgmma = true for the sm_90a "hopper" family',
+  '// X(id, wgmma, ws, mTile, nTiles, kTilesPerStage, stages): wgmma = true for the sm_90a "hopper" family,',
+  '// ws = true for its warp-specialised kernel (gemm_ws_kernel.cuh)',
   '#define MARLIN_DENSE_FOR_EACH_CONFIG(X) \\',
   ...rows.map(
-    (e) => `  X(${e.id}, ${families[e.kernel]}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
+    (e) => `  X(${e.id}, ${families[e.kernel]}, ${e.warpSpecialized === true}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
   ),
   '',
   '',

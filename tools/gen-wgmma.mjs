@@ -39,6 +39,26 @@ __device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t lbo, ui
   return uint64_t((a & 0x3FFFF) >> 4) | (uint64_t((lbo & 0x3FFFF) >> 4) << 16) | (uint64_t((sbo & 0x3FFFF) >> 4) << 32);
 }
 
+// The same descriptor for a K-major tile written by a TMA copy with 128-byte swizzle (PTX ISA 9.7.15.5.1, layout type
+// 1 in bits 62-63): rows of 64 16-bit k-values (128 B), 16-byte chunk c of row r stored at chunk c ^ (r & 7); 8-row
+// atoms of 1024 B (SBO), LBO unused (1). The tile must be 1024-byte aligned; a k16 step inside the 64-wide row
+// advances the start address by 32 B (the hardware applies the XOR to the computed address).
+__device__ __forceinline__ uint64_t smem_desc_sw128(const void* smem) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  return uint64_t((a & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+// Hand registers from the producer warpgroup to the consumers (all threads of a warpgroup execute it).
+// PTX ISA 9.7.19.6 setmaxnreg.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\\n" ::"n"(N));
+}
+
 template <int N, bool BF16>
 struct Wgmma;
 `;

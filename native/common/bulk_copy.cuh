@@ -47,6 +47,30 @@ __device__ __forceinline__ void bulk_copy_g2s(void* smem, const void* gmem, uint
                "l"(gmem), "r"(bytes), "r"(b)
                : "memory");
 }
+
+// Arrive once (no transaction bytes): a consumer warp releasing a pipeline slot. PTX ISA 9.7.13.15.13.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(a) : "memory");
+}
+
+// Make freshly initialised barriers visible to the async proxy (TMA) before any copy completes on them.
+// PTX ISA 9.7.13.4.15 (fence.mbarrier_init).
+__device__ __forceinline__ void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+// 2D tiled tensor copy global -> shared through a tensor map (built on the host by cuTensorMapEncodeTiled and passed
+// as a __grid_constant__ kernel parameter): box at element coordinates (c0 = innermost, c1); out-of-range elements are
+// zero-filled and still counted in the transaction bytes. PTX ISA 9.7.9.27.1.2 cp.async.bulk.tensor.
+__device__ __forceinline__ void tma_load_2d(void* smem, const void* tensor_map, int c0, int c1, uint64_t* bar) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t b = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(s),
+      "l"(tensor_map), "r"(c0), "r"(c1), "r"(b)
+      : "memory");
+}
 #endif
 
 }  // namespace marlin

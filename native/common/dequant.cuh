@@ -6,6 +6,9 @@
 
 namespace marlin {
 
+// Word i (k step i of a tile) of a lane's 16-byte read; i is a constant after unrolling, so this is a register pick.
+__device__ __forceinline__ uint32_t word_at(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
 // Per-lane constants for one group: the scale and the zero-point offset of the lane's two rows (g and g+8),
 // each broadcast to both halves of a 32-bit pair (scale bits x 0x10001). Built once per group, used for every word.
 struct GroupConsts {

@@ -233,6 +233,13 @@ int main(int argc, char** argv) {
     cases.push_back({dt, 1, 14336, 4096, 128, false, false, false, 0, 1, 0});
   }
   cases.push_back({MARLIN_FP16, 4, 4096, 14784, 128, false, false, true, 0, 16, 0});
+  // Every configuration on ragged edges: a partial last column block (320 = 4 tiles + 1), K = 1104 (a partial last
+  // k-tile and stage), M off every tile boundary, strided rows, zero points, act-order, split-K.
+  for (int cfg : configs)
+    for (marlin_dtype dt : {MARLIN_FP16, MARLIN_BF16}) {
+      cases.push_back({dt, 77, 320, 1104, 16 * 69, true, false, true, cfg, 1, 24});
+      cases.push_back({dt, 131, 320, 1104, 64, true, true, false, cfg, 2, 0});
+    }
   int fails = 0;
   for (const Case& c : cases) fails += run_case(c, rng, verbose) ? 0 : 1;
   std::printf("dense selftest: %zu cases, %d failed\n", cases.size(), fails);

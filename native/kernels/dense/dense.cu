@@ -1,13 +1,15 @@
 // C entry points of @marlin/dense (native/include/marlin/dense.h): validation, workspace layout, act-order gather,
 // and the launch of the configuration chosen by @marlin/core dispatch (ids from kernel-table.json).
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 
 #include "gemm_kernel.cuh"
+#include "gemm_ws_kernel.cuh"
 #include "marlin/dense.h"
-#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, wgmma, mTile, nTiles, kStage, stages)
+#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, wgmma, ws, mTile, nTiles, kStage, stages)
 #include "../../runtime/cuda_status.h"
 
 namespace marlin::dense {
@@ -20,15 +22,15 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 marlin_status record_cuda(cudaError_t e) { return marlin_record_cuda_error(static_cast<int>(e)); }
 
 struct ConfigInfo {
-  bool wgmma;
+  bool wgmma, ws;
   int m_tile, n_tiles, k_stage, stages;
 };
 
 bool config_info(int id, ConfigInfo* out) {
   switch (id) {
-#define MARLIN_CONFIG_CASE(ID, WG, MT, NT, KS, ST) \
-  case ID:                                         \
-    *out = {WG, MT, NT, KS, ST};                   \
+#define MARLIN_CONFIG_CASE(ID, WG, WS, MT, NT, KS, ST) \
+  case ID:                                             \
+    *out = {WG, WS, MT, NT, KS, ST};                   \
     return true;
     MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_CASE)
 #undef MARLIN_CONFIG_CASE
@@ -67,26 +69,73 @@ __global__ void gather_columns(const uint16_t* __restrict__ x, int64_t lda, cons
   }
 }
 
-template <typename T, bool WG, int MT, int NT, int KS, int ST, bool Z>
-marlin_status launch_kernel(const Params& prm, cudaStream_t stream) {
-  using Tr = Traits<MT, NT, KS, ST>;
-  auto kernel = gemm_w4a16<T, MT, NT, KS, ST, Z, WG>;
-  // The >48 KB dynamic smem opt-in is per function and device; remember it per device (up to 64 devices).
-  static std::atomic<uint64_t> opted_in{0};
+// The >48 KB dynamic smem opt-in is per function and device; remember it per device (up to 64 devices).
+template <typename Kernel>
+marlin_status opt_in_smem(Kernel kernel, int bytes, std::atomic<uint64_t>& opted_in) {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return record_cuda(cudaGetLastError());
   const uint64_t bit = uint64_t(1) << (dev & 63);
   if ((opted_in.load(std::memory_order_relaxed) & bit) == 0) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess) return record_cuda(e);
     opted_in.fetch_or(bit, std::memory_order_relaxed);
   }
+  return MARLIN_OK;
+}
+
+// cuTensorMapEncodeTiled from the driver (the static runtime does not link libcuda; the entry point is looked up once).
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiledFn encode_tiled() {
+  static const EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      return EncodeTiledFn(nullptr);
+    }
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+// Tensor map of the activations for the warp-specialised kernel: 2D (K innermost, M rows of lda elements), boxes of
+// 64 k x m_tile rows landing in the 128-byte-swizzled layout its wgmma descriptors read; out-of-range elements read 0.
+marlin_status activation_tensor_map(const Params& prm, int m_tile, CUtensorMap* map) {
+  const EncodeTiledFn encode = encode_tiled();
+  if (encode == nullptr) return MARLIN_E_UNSUPPORTED;  // NOTE: a driver without tensor maps predates sm_90 support
+  const cuuint64_t dims[2] = {cuuint64_t(prm.k), cuuint64_t(prm.m)};
+  const cuuint64_t strides[1] = {cuuint64_t(prm.lda) * 2};
+  const cuuint32_t box[2] = {cuuint32_t(kTileK), cuuint32_t(m_tile)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<int4*>(prm.x), dims, strides, box,
+                            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? MARLIN_OK : MARLIN_E_INVALID_ARGUMENT;
+}
+
+template <typename T, bool WG, bool WS, int MT, int NT, int KS, int ST, bool Z>
+marlin_status launch_kernel(const Params& prm, cudaStream_t stream) {
   const int grid = prm.m_blocks * prm.n_blocks * prm.splits;
-  kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(prm);
+  static std::atomic<uint64_t> opted_in{0};
+  if constexpr (WS) {
+    using Tr = WsTraits<MT, NT, KS, ST>;
+    auto kernel = gemm_w4a16_ws<T, MT, NT, KS, ST, Z>;
+    if (const marlin_status s = opt_in_smem(kernel, Tr::kSmemBytes, opted_in); s != MARLIN_OK) return s;
+    CUtensorMap x_map;
+    if (const marlin_status s = activation_tensor_map(prm, MT, &x_map); s != MARLIN_OK) return s;
+    kernel<<<grid, kWsThreads, Tr::kSmemBytes, stream>>>(prm, x_map);
+  } else {
+    using Tr = Traits<MT, NT, KS, ST>;
+    auto kernel = gemm_w4a16<T, MT, NT, KS, ST, Z, WG>;
+    if (const marlin_status s = opt_in_smem(kernel, Tr::kSmemBytes, opted_in); s != MARLIN_OK) return s;
+    kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(prm);
+  }
   return record_cuda(cudaGetLastError());
 }
 
-template <bool WG, int MT, int NT, int KS, int ST>
+template <bool WG, bool WS, int MT, int NT, int KS, int ST>
 marlin_status launch_config(const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
   if (WG) {  // the hopper family exists only as sm_90a SASS
     int dev = 0, major = 0;
@@ -95,18 +144,18 @@ marlin_status launch_config(const Params& prm, marlin_dtype dtype, bool zeros, c
     if (major < 9) return MARLIN_E_UNSUPPORTED;
   }
   if (dtype == MARLIN_FP16) {
-    return zeros ? launch_kernel<half, WG, MT, NT, KS, ST, true>(prm, stream)
-                 : launch_kernel<half, WG, MT, NT, KS, ST, false>(prm, stream);
+    return zeros ? launch_kernel<half, WG, WS, MT, NT, KS, ST, true>(prm, stream)
+                 : launch_kernel<half, WG, WS, MT, NT, KS, ST, false>(prm, stream);
   }
-  return zeros ? launch_kernel<__nv_bfloat16, WG, MT, NT, KS, ST, true>(prm, stream)
-               : launch_kernel<__nv_bfloat16, WG, MT, NT, KS, ST, false>(prm, stream);
+  return zeros ? launch_kernel<__nv_bfloat16, WG, WS, MT, NT, KS, ST, true>(prm, stream)
+               : launch_kernel<__nv_bfloat16, WG, WS, MT, NT, KS, ST, false>(prm, stream);
 }
 
 marlin_status launch_by_id(int id, const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
   switch (id) {
-#define MARLIN_CONFIG_LAUNCH(ID, WG, MT, NT, KS, ST) \
-  case ID:                                           \
-    return launch_config<WG, MT, NT, KS, ST>(prm, dtype, zeros, stream);
+#define MARLIN_CONFIG_LAUNCH(ID, WG, WS, MT, NT, KS, ST) \
+  case ID:                                               \
+    return launch_config<WG, WS, MT, NT, KS, ST>(prm, dtype, zeros, stream);
     MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_LAUNCH)
 #undef MARLIN_CONFIG_LAUNCH
     default:
@@ -201,7 +250,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const
 
 extern "C" int32_t marlin_dense_config_count(void) {
   int32_t n = 0;
-#define MARLIN_CONFIG_COUNT(ID, WG, MT, NT, KS, ST) ++n;
+#define MARLIN_CONFIG_COUNT(ID, WG, WS, MT, NT, KS, ST) ++n;
   MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_COUNT)
 #undef MARLIN_CONFIG_COUNT
   return n;

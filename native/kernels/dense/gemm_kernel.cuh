@@ -17,25 +17,17 @@
 //            Weights: on sm_90 one bulk copy per column tile per stage (contiguous in the packed format) completing
 //            on an mbarrier; on sm_80 16-byte cp.async from a per-thread plan computed once. Activations, scales and
 //            zero points: cp.async on both (activations zero-filled past M and K).
-// Cross-block (split-K) reduction: every block writes its fp32 partial tile to the workspace in fragment order,
-// then bumps the tile's arrival counter; the last block to arrive sums all partials in split order 0..S-1
-// (deterministic, independent of arrival order), resets the counter to 0 (no host zeroing, graph-replay safe),
-// adds the bias and writes the output.
+// Cross-block (split-K) reduction and epilogue: epilogue.cuh (shared with the warp-specialised kernel).
 #pragma once
 #include "../../common/bulk_copy.cuh"
 #include "../../common/dequant.cuh"
 #include "../../common/ptx.cuh"
 #include "../../common/wgmma.cuh"
+#include "epilogue.cuh"
 
 namespace marlin::dense {
 
 constexpr int kThreads = 256;
-constexpr int kTileBytes = 2048;  // 64 columns x 64 k of int4 (docs/format.md "Tiles")
-constexpr int kTileN = 64;
-constexpr int kTileK = 64;
-// Arrival counters live at the start of the workspace, one per output tile of a split-K launch.
-constexpr int kCounterCapacity = 4096;
-constexpr size_t kCounterBytes = kCounterCapacity * sizeof(uint32_t);
 
 template <int M_TILE, int N_TILES, int K_STAGE, int STAGES>
 struct Traits {
@@ -49,9 +41,7 @@ struct Traits {
   static constexpr int kStageBytes = kWBytes + kXBytes + kSBytes + kZBytes;
   static constexpr int kPipeBytes = STAGES * kStageBytes;
   static constexpr int kReduceBytes = (kThreads / 2) * kM8 * N_TILES * 4 * 4;  // k-slice 1 partials
-  static constexpr int kOutStride = kCtaN + 8;                                  // elements; +16 B against conflicts
-  static constexpr int kOutBytes = M_TILE * kOutStride * 2;
-  static constexpr int kEpilogueBytes = kReduceBytes + kOutBytes;
+  static constexpr int kEpilogueBytes = kReduceBytes + OutTile<M_TILE, N_TILES>::kBytes;
   static constexpr int kSmemBytes = kPipeBytes > kEpilogueBytes ? kPipeBytes : kEpilogueBytes;
   // Up to three blocks per SM where shared memory allows and accumulators are small: decode is issue/latency-bound
   // (ncu, 8B gate_up M=8: 0.55 issued warp-instructions per cycle per scheduler with 4 warps each), so more resident
@@ -66,43 +56,6 @@ struct Traits {
   static_assert(kStageBytes % 16 == 0, "stages must stay 16-byte aligned");
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
 };
-
-struct Params {
-  const int4* x;  // activations (or their act-order permutation in the workspace)
-  int64_t lda;    // elements
-  const int4* w;
-  const uint16_t* scales;
-  const uint8_t* zeros;
-  const uint16_t* bias;
-  uint16_t* y;
-  int64_t ldc;
-  float* partials;
-  uint32_t* counters;
-  int m, n, k, np, group_shift, num_groups;  // group = min(k >> group_shift, num_groups - 1); per-channel: 31
-  int m_blocks, n_blocks, splits;
-  int k_tiles, stages_total, stages_per_split;
-};
-
-// Word i (k step i of a tile) of a lane's 16-byte read; i is a constant after unrolling, so this is a register pick.
-__device__ __forceinline__ uint32_t word_at(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-
-template <typename T>
-__device__ __forceinline__ float to_float(uint16_t bits) {
-  if constexpr (std::is_same_v<T, half>) {
-    return __half2float(__ushort_as_half(bits));
-  } else {
-    return __bfloat162float(__ushort_as_bfloat16(bits));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ uint16_t to_bits(float v) {
-  if constexpr (std::is_same_v<T, half>) {
-    return __half_as_ushort(__float2half_rn(v));
-  } else {
-    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
-  }
-}
 
 // Byte offset of 16-byte activation chunk c (8 k-values) of token row r inside a stage.
 //   mma.sync: row-major rows, chunk XOR-swizzled by (r & 7) so ldmatrix's 8 rows hit 8 different bank groups.
@@ -131,22 +84,18 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
   if constexpr (WGMMA) __trap();  // NOTE: the host never launches the hopper family below sm_90a
 #endif
   extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ int last_arrival;
+  __shared__ int last_arrival;  // split-K: this block reduces the tile (epilogue.cuh)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wn = warp & 3, wk = warp >> 2;
-  const int g = lane >> 2, t = lane & 3;
+  const int g = lane >> 2;
 
-  int bid = blockIdx.x;
-  const int m_block = bid % p.m_blocks;
-  bid /= p.m_blocks;
-  const int split = bid % p.splits;
-  const int n_block = bid / p.splits;
-  const int m0 = m_block * M_TILE;
-  const int tile0 = n_block * N_TILES;  // first 64-column tile of this block
+  const BlockCoords bc(p);
+  const int m0 = bc.m_block * M_TILE;
+  const int tile0 = bc.n_block * N_TILES;  // first 64-column tile of this block
   const int n0 = tile0 * kTileN;
   const int n_tiles_total = p.np / kTileN;
-  const int st_begin = split * p.stages_per_split;
+  const int st_begin = bc.split * p.stages_per_split;
   const int n_stages = max(min(st_begin + p.stages_per_split, p.stages_total) - st_begin, 0);
 
   // ---- global -> shared: one stage = K_STAGE k-tiles of weights, activations, scale and zero-point rows ----
@@ -371,82 +320,9 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
     }
   }
 
-  // ---- split-K: publish the partial tile; the last block to arrive reduces in split order ----
-  // Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written by the owning thread.
-  if (p.splits > 1) {
-    const int tile_id = m_block + p.m_blocks * n_block;
-    constexpr int kTileFloats = M_TILE * Tr::kCtaN;
-    float* mine = p.partials + (size_t(tile_id) * p.splits + split) * kTileFloats;
-    if (owns_output) {
-#pragma unroll
-      for (int m8 = 0; m8 < Tr::kM8; ++m8)
-#pragma unroll
-        for (int l = 0; l < kAccTiles; ++l) {
-          reinterpret_cast<float4*>(mine)[(m8 * N_TILES + nt_base + l) * (kThreads / 2) + htid] =
-              make_float4(acc[l][m8 * 4 + 0], acc[l][m8 * 4 + 1], acc[l][m8 * 4 + 2], acc[l][m8 * 4 + 3]);
-        }
-    }
-    __threadfence();  // partials visible device-wide before the arrival is counted
-    __syncthreads();
-    if (tid == 0) last_arrival = atomicAdd(&p.counters[tile_id], 1u) == unsigned(p.splits - 1);
-    __syncthreads();
-    if (!last_arrival) return;
-    __threadfence();  // acquire side of the pattern: see every other block's partials
-    if (owns_output) {
-      const float* first = p.partials + size_t(tile_id) * p.splits * kTileFloats;
-#pragma unroll
-      for (int m8 = 0; m8 < Tr::kM8; ++m8)
-#pragma unroll
-        for (int l = 0; l < kAccTiles; ++l) {
-          float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-          for (int s = 0; s < p.splits; ++s) {  // fixed order: bitwise identical on every run
-            const float4 v = __ldcg(reinterpret_cast<const float4*>(first + size_t(s) * kTileFloats) +
-                                    (m8 * N_TILES + nt_base + l) * (kThreads / 2) + htid);
-            sum.x += v.x;
-            sum.y += v.y;
-            sum.z += v.z;
-            sum.w += v.w;
-          }
-          acc[l][m8 * 4 + 0] = sum.x;
-          acc[l][m8 * 4 + 1] = sum.y;
-          acc[l][m8 * 4 + 2] = sum.z;
-          acc[l][m8 * 4 + 3] = sum.w;
-        }
-    }
-    if (tid == 0) p.counters[tile_id] = 0u;  // leave the workspace as we found it
-  }
-
-  // ---- epilogue: + bias in fp32, round to T, stage in smem, 16-byte coalesced stores ----
-  uint16_t* os = reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes);
-  if (owns_output) {
-#pragma unroll
-    for (int l = 0; l < kAccTiles; ++l) {
-      const int col = (nt_base + l) * kTileN + wn * 16 + g;  // rows g and g+8 of the fragment = output columns
-      float b_g = 0.f, b_g8 = 0.f;
-      if (p.bias != nullptr) {
-        if (n0 + col < p.n) b_g = to_float<T>(p.bias[n0 + col]);
-        if (n0 + col + 8 < p.n) b_g8 = to_float<T>(p.bias[n0 + col + 8]);
-      }
-#pragma unroll
-      for (int m8 = 0; m8 < Tr::kM8; ++m8) {
-        const int tok = m8 * 8 + 2 * t;  // fragment columns 2t, 2t+1 = tokens
-        os[tok * Tr::kOutStride + col] = to_bits<T>(acc[l][m8 * 4 + 0] + b_g);
-        os[(tok + 1) * Tr::kOutStride + col] = to_bits<T>(acc[l][m8 * 4 + 1] + b_g);
-        os[tok * Tr::kOutStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 2] + b_g8);
-        os[(tok + 1) * Tr::kOutStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 3] + b_g8);
-      }
-    }
-  }
-  __syncthreads();
-  constexpr int kRowChunks = Tr::kCtaN / 8;
-#pragma unroll
-  for (int i = tid; i < M_TILE * kRowChunks; i += kThreads) {
-    const int r = i / kRowChunks, c = i % kRowChunks;
-    const int m = m0 + r, n = n0 + c * 8;
-    if (m < p.m && n < p.n) {
-      *reinterpret_cast<int4*>(p.y + size_t(m) * p.ldc + n) = *reinterpret_cast<const int4*>(os + r * Tr::kOutStride + c * 8);
-    }
-  }
+  // ---- split-K reduction, bias, stores (epilogue.cuh) ----
+  finish_tile<T, M_TILE, N_TILES, kAccTiles, kThreads, true>(p, bc, acc, owns_output, nt_base, htid,
+                                                             reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes), last_arrival);
 }
 
 }  // namespace marlin::dense

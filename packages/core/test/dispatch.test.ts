@@ -60,7 +60,7 @@ const problem = (o: Partial<GemmProblem>): GemmProblem => ({
  * reserves zero-point rows whether or not the weight has zeros; the epilogue reuses the pipeline's memory.
  */
 function expectedSmem(
-  c: { nTiles: number; kTilesPerStage: number; mTile: number; stages: number },
+  c: { nTiles: number; kTilesPerStage: number; mTile: number; stages: number; warpSpecialized?: boolean },
   _zeros: boolean,
 ): number {
   const perStage =
@@ -68,8 +68,10 @@ function expectedSmem(
     c.mTile * c.kTilesPerStage * 64 * 2 +
     c.nTiles * c.kTilesPerStage * 2 * 64 * 2 +
     c.nTiles * c.kTilesPerStage * 2 * 64;
-  const reduce = 128 * (c.mTile / 8) * c.nTiles * 4 * 4;
   const out = c.mTile * (c.nTiles * 64 + 8) * 2;
+  // Warp-specialised kernel: 1 KiB-aligned stages, no k-slice partials, +1 KiB to align the dynamic smem base.
+  if (c.warpSpecialized) return Math.max(c.stages * Math.ceil(perStage / 1024) * 1024, out) + 1024;
+  const reduce = 128 * (c.mTile / 8) * c.nTiles * 4 * 4;
   return Math.max(c.stages * perStage, reduce + out);
 }
 
@@ -323,5 +325,19 @@ suite('dispatch', () => {
     const forced = dispatch(problem({ M: 1 }), DEVICES.H100, { force: 'hopper' });
     expect(forced.config.kernel).toBe('hopper');
     expect(dispatch(problem({ M: 512 }), DEVICES.H100, { force: 'ampere' }).config.kernel).toBe('ampere');
+  });
+
+  it('runs the warp-specialised hopper rows from M = 17 on sm_90, one 384-thread block per SM', () => {
+    for (const M of [17, 32, 33, 64, 65, 128, 4096]) {
+      const c = dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100);
+      expect(c.config.warpSpecialized, `M = ${M}`).toBe(true);
+      expect(c.config.mTile).toBe(M <= 32 ? 32 : M <= 64 ? 64 : 128);
+      expect(c.blocksPerSm).toBe(1);
+      expect(c.slots).toBe(DEVICES.H100.smCount);
+    }
+    // Forcing an all-threads hopper row by id still works (tuning sweeps), with its own occupancy model.
+    const old = dispatch(problem({ M: 32, K: 8192, N: 8192 }), DEVICES.H100, { configId: 9 });
+    expect(old.config.warpSpecialized).toBeUndefined();
+    expect(old.blocksPerSm).toBe(2);
   });
 });

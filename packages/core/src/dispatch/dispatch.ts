@@ -13,6 +13,7 @@
  *                                      + nTiles*kTilesPerStage*2*64)          zero points (u8, always reserved)
  *   or the epilogue's k-slice partials + staged output tile when that is larger;
  * - up to 3 blocks per SM (mTile <= 16, sm_90), 2 (mTile <= 32) or 1, as shared memory allows (Traits::kMinBlocks);
+ *   warp-specialised hopper rows (gemm_ws_kernel.cuh: 384 threads, 1 KiB-aligned stages) always 1;
  */
 import { assertHalfDtype } from '../dtypes.js';
 import { DeviceError, ErrorCode, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
@@ -36,6 +37,11 @@ export interface KernelConfig {
   readonly kTilesPerStage: number;
   /** Pipeline stages in shared memory. */
   readonly stages: number;
+  /**
+   * Hopper rows only: the warp-specialised kernel (a producer warpgroup issuing TMA/bulk copies, two consumer
+   * warpgroups doing dequant + wgmma, full/empty mbarrier pipeline; native/kernels/dense/gemm_ws_kernel.cuh).
+   */
+  readonly warpSpecialized?: boolean;
   /** Why this configuration exists. */
   readonly why: string;
 }
@@ -117,7 +123,8 @@ const BLOCK_FIXED_COST_KTILES = 16;
  * ones use up to 255 registers (1 block). Shared memory may allow fewer.
  */
 function maxBlocksPerSm(config: KernelConfig, cc: number): number {
-  if (config.mTile > 32) return 1;
+  // Warp-specialised: 384 threads whose consumers take 232 registers each (setmaxnreg) fill the register file.
+  if (config.warpSpecialized === true || config.mTile > 32) return 1;
   return config.mTile <= 16 && cc >= 90 ? 3 : 2;
 }
 const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
@@ -133,9 +140,15 @@ export function smemBytes(config: KernelConfig, _hasZeros: boolean): number {
   const scales = nTiles * kts * 2 * 64 * 2;
   // NOTE: the native stage always reserves the zero-point rows (one stage layout per config, with or without zeros).
   const zeros = nTiles * kts * 2 * 64;
+  const outTile = mTile * (nTiles * 64 + 8) * 2;
+  if (config.warpSpecialized === true) {
+    // WsTraits: stages on 1024-byte boundaries (128-byte swizzle atoms) + 1024 B to align the dynamic base.
+    const stage = Math.ceil((weights + activations + scales + zeros) / 1024) * 1024;
+    return Math.max(stages * stage, outTile) + 1024;
+  }
   const pipeline = stages * (weights + activations + scales + zeros);
   // The epilogue reuses the pipeline's memory: k-slice partials (128 threads x fragments) + the staged output tile.
-  const epilogue = 128 * (mTile / 8) * nTiles * 16 + mTile * (nTiles * 64 + 8) * 2;
+  const epilogue = 128 * (mTile / 8) * nTiles * 16 + outTile;
   return Math.max(pipeline, epilogue);
 }
 

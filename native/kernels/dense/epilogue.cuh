@@ -1,0 +1,175 @@
+// The end of every dense kernel: deterministic split-K reduction through the workspace, + bias, round to the
+// activation dtype, and coalesced 16-byte stores. Shared by the all-threads kernel (gemm_kernel.cuh) and the
+// warp-specialised Hopper kernel (gemm_ws_kernel.cuh).
+//
+// Who holds what: the "owner" threads are one or two groups of 128 (a warpgroup, or the 4 warps of k-slice 0); owner
+// thread htid (0..127) of the group that covers column tiles nt_base .. nt_base + ACC_TILES - 1 holds, for each of
+// those tiles l, acc[l][4 * m8 + e] = mma C fragment e (rows g, g+8 = columns; columns 2t, 2t+1 = tokens) of token
+// block m8. Every thread of the block calls finish_tile (it contains block-wide barriers) with `owns` set on owner
+// threads; CAN_OWN = false compiles the call without touching `acc` (the producer warpgroup's 40 registers).
+//
+// Split-K: every block writes its fp32 partial tile to the workspace in fragment order, then bumps the tile's
+// arrival counter; the last block to arrive sums all partials in split order 0..S-1 (deterministic, independent of
+// arrival order), resets the counter to 0 (no host zeroing, graph-replay safe), and stores the output.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include <type_traits>
+
+namespace marlin::dense {
+
+constexpr int kTileBytes = 2048;  // 64 columns x 64 k of int4 (docs/format.md "Tiles")
+constexpr int kTileN = 64;
+constexpr int kTileK = 64;
+// Arrival counters live at the start of the workspace, one per output tile of a split-K launch.
+constexpr int kCounterCapacity = 4096;
+constexpr size_t kCounterBytes = kCounterCapacity * sizeof(uint32_t);
+constexpr int kOwnerThreads = 128;  // threads of one owner group (one warpgroup)
+
+struct Params {
+  const int4* x;  // activations (or their act-order permutation in the workspace)
+  int64_t lda;    // elements
+  const int4* w;
+  const uint16_t* scales;
+  const uint8_t* zeros;
+  const uint16_t* bias;
+  uint16_t* y;
+  int64_t ldc;
+  float* partials;
+  uint32_t* counters;
+  int m, n, k, np, group_shift, num_groups;  // group = min(k >> group_shift, num_groups - 1); per-channel: 31
+  int m_blocks, n_blocks, splits;
+  int k_tiles, stages_total, stages_per_split;
+};
+
+// Where a block sits in the grid: m fastest so blocks that run together share weights in L2.
+struct BlockCoords {
+  int m_block, split, n_block;
+  __device__ explicit BlockCoords(const Params& p) {
+    int bid = blockIdx.x;
+    m_block = bid % p.m_blocks;
+    bid /= p.m_blocks;
+    split = bid % p.splits;
+    n_block = bid / p.splits;
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ float to_float(uint16_t bits) {
+  if constexpr (std::is_same_v<T, half>) {
+    return __half2float(__ushort_as_half(bits));
+  } else {
+    return __bfloat162float(__ushort_as_bfloat16(bits));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ uint16_t to_bits(float v) {
+  if constexpr (std::is_same_v<T, half>) {
+    return __half_as_ushort(__float2half_rn(v));
+  } else {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  }
+}
+
+// Output staging row stride in elements (+16 B against bank conflicts) and the staged tile's bytes.
+template <int M_TILE, int N_TILES>
+struct OutTile {
+  static constexpr int kCtaN = N_TILES * kTileN;
+  static constexpr int kStride = kCtaN + 8;
+  static constexpr int kBytes = M_TILE * kStride * 2;
+};
+
+// Split-K reduction (when p.splits > 1) + epilogue. Blocks that are not the last to arrive at their tile return
+// after publishing their partial (they store nothing). `os` = shared memory for the staged output tile
+// (OutTile::kBytes, free of pipeline data); `last_arrival` = a __shared__ int of the kernel (NOTE: not a static
+// __shared__ in this function: its CAN_OWN = true and false instantiations would each get their own variable, and
+// the consumers would never see the producer thread's write).
+template <typename T, int M_TILE, int N_TILES, int ACC_TILES, int THREADS, bool CAN_OWN>
+__device__ __forceinline__ void finish_tile(const Params& p, const BlockCoords& bc, float (&acc)[ACC_TILES][M_TILE / 2],
+                                            bool owns, int nt_base, int htid, uint16_t* os, int& last_arrival) {
+  constexpr int kM8 = M_TILE / 8;
+  const int tid = threadIdx.x;
+  const int lane = htid & 31, wn = htid >> 5, g = lane >> 2, t = lane & 3;
+  const int n0 = bc.n_block * N_TILES * kTileN, m0 = bc.m_block * M_TILE;
+
+  // Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written by the owning thread.
+  if (p.splits > 1) {
+    const int tile_id = bc.m_block + p.m_blocks * bc.n_block;
+    constexpr int kTileFloats = M_TILE * N_TILES * kTileN;
+    float* mine = p.partials + (size_t(tile_id) * p.splits + bc.split) * kTileFloats;
+    if (CAN_OWN && owns) {
+#pragma unroll
+      for (int m8 = 0; m8 < kM8; ++m8)
+#pragma unroll
+        for (int l = 0; l < ACC_TILES; ++l) {
+          reinterpret_cast<float4*>(mine)[(m8 * N_TILES + nt_base + l) * kOwnerThreads + htid] =
+              make_float4(acc[l][m8 * 4 + 0], acc[l][m8 * 4 + 1], acc[l][m8 * 4 + 2], acc[l][m8 * 4 + 3]);
+        }
+    }
+    __threadfence();  // partials visible device-wide before the arrival is counted
+    __syncthreads();
+    if (tid == 0) last_arrival = atomicAdd(&p.counters[tile_id], 1u) == unsigned(p.splits - 1);
+    __syncthreads();
+    if (!last_arrival) return;
+    __threadfence();  // acquire side of the pattern: see every other block's partials
+    if (CAN_OWN && owns) {
+      const float* first = p.partials + size_t(tile_id) * p.splits * kTileFloats;
+#pragma unroll
+      for (int m8 = 0; m8 < kM8; ++m8)
+#pragma unroll
+        for (int l = 0; l < ACC_TILES; ++l) {
+          float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+          for (int s = 0; s < p.splits; ++s) {  // fixed order: bitwise identical on every run
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(first + size_t(s) * kTileFloats) +
+                                    (m8 * N_TILES + nt_base + l) * kOwnerThreads + htid);
+            sum.x += v.x;
+            sum.y += v.y;
+            sum.z += v.z;
+            sum.w += v.w;
+          }
+          acc[l][m8 * 4 + 0] = sum.x;
+          acc[l][m8 * 4 + 1] = sum.y;
+          acc[l][m8 * 4 + 2] = sum.z;
+          acc[l][m8 * 4 + 3] = sum.w;
+        }
+    }
+    if (tid == 0) p.counters[tile_id] = 0u;  // leave the workspace as we found it
+  }
+
+  // + bias in fp32, round to T, stage in smem, 16-byte coalesced stores.
+  using Out = OutTile<M_TILE, N_TILES>;
+  if (CAN_OWN && owns) {
+#pragma unroll
+    for (int l = 0; l < ACC_TILES; ++l) {
+      const int col = (nt_base + l) * kTileN + wn * 16 + g;  // rows g and g+8 of the fragment = output columns
+      float b_g = 0.f, b_g8 = 0.f;
+      if (p.bias != nullptr) {
+        if (n0 + col < p.n) b_g = to_float<T>(p.bias[n0 + col]);
+        if (n0 + col + 8 < p.n) b_g8 = to_float<T>(p.bias[n0 + col + 8]);
+      }
+#pragma unroll
+      for (int m8 = 0; m8 < kM8; ++m8) {
+        const int tok = m8 * 8 + 2 * t;  // fragment columns 2t, 2t+1 = tokens
+        os[tok * Out::kStride + col] = to_bits<T>(acc[l][m8 * 4 + 0] + b_g);
+        os[(tok + 1) * Out::kStride + col] = to_bits<T>(acc[l][m8 * 4 + 1] + b_g);
+        os[tok * Out::kStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 2] + b_g8);
+        os[(tok + 1) * Out::kStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 3] + b_g8);
+      }
+    }
+  }
+  __syncthreads();
+  constexpr int kRowChunks = Out::kCtaN / 8;
+#pragma unroll
+  for (int i = tid; i < M_TILE * kRowChunks; i += THREADS) {
+    const int r = i / kRowChunks, c = i % kRowChunks;
+    const int m = m0 + r, n = n0 + c * 8;
+    if (m < p.m && n < p.n) {
+      *reinterpret_cast<int4*>(p.y + size_t(m) * p.ldc + n) = *reinterpret_cast<const int4*>(os + r * Out::kStride + c * 8);
+    }
+  }
+}
+
+}  // namespace marlin::dense

@@ -1,0 +1,189 @@
+// W4A16 GEMM, warp-specialised Hopper variant (sm_90a only; kernel-table rows with "warpSpecialized": true).
+//
+// Same work partition, packed format, dequant, MMA mapping and epilogue as the "hopper" family of gemm_kernel.cuh
+// (weights = wgmma A from registers, 64 rows per column tile; tokens = wgmma N from shared memory), but the block is
+// split by role (docs/kernel-design.md "Warp-specialised pipeline"):
+//   warpgroup 0 (producer, 40 registers after setmaxnreg): one elected thread issues every copy of a stage
+//     - activations: one TMA 2D tensor copy per k-tile (box 64 k x M_TILE tokens, 128-byte swizzle, zero fill past M
+//       and K), straight into the layout the wgmma descriptor reads (no per-thread cp.async address math);
+//     - weights: one 1D bulk copy per column tile (contiguous along K in the packed format);
+//     - scale and zero-point rows: one 1D bulk copy per (k-tile, 32-row half) row;
+//     all completing on the slot's "full" mbarrier (expected transaction bytes).
+//   warpgroups 1, 2 (consumers, 232 registers): wait "full", dequantize + wgmma their column tiles, and release the
+//     slot on its "empty" mbarrier (one arrival per consumer warp) as soon as the slot's last wgmma has retired.
+// No __syncthreads in the main loop: the producer runs up to STAGES stages ahead of the slower consumer.
+#pragma once
+#include <cuda.h>  // CUtensorMap (the type only; the tensor map is encoded on the host through the driver entry point)
+
+#include "../../common/bulk_copy.cuh"
+#include "../../common/dequant.cuh"
+#include "../../common/ptx.cuh"
+#include "../../common/wgmma.cuh"
+#include "epilogue.cuh"
+
+namespace marlin::dense {
+
+constexpr int kWsThreads = 384;        // 1 producer + 2 consumer warpgroups
+constexpr int kWsProducerRegs = 40;    // 128 x 40 + 256 x 232 = 64,512 <= 65,536 registers per SM
+constexpr int kWsConsumerRegs = 232;
+
+template <int M_TILE, int N_TILES, int K_STAGE, int STAGES>
+struct WsTraits {
+  static constexpr int kM8 = M_TILE / 8;
+  static constexpr int kCtaN = N_TILES * kTileN;
+  static constexpr int kXTileBytes = M_TILE * 128;  // one k-tile of activations: M_TILE rows of 64 k (128 B, swizzled)
+  static constexpr int kXBytes = K_STAGE * kXTileBytes;
+  static constexpr int kWBytes = K_STAGE * N_TILES * kTileBytes;
+  static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // scale rows for k offsets 0 and 32 of each k-tile
+  static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
+  // Stages start on 1024-byte boundaries: the 128-byte swizzle pattern repeats every 8 rows (1024 B) and the wgmma
+  // descriptor assumes tiles aligned to it (base offset 0).
+  static constexpr int kStageBytes = (kXBytes + kWBytes + kSBytes + kZBytes + 1023) / 1024 * 1024;
+  static constexpr int kPipeBytes = STAGES * kStageBytes;
+  static constexpr int kEpilogueBytes = OutTile<M_TILE, N_TILES>::kBytes;
+  // + 1024: the dynamic shared memory base is only 16-byte aligned; the kernel rounds it up.
+  static constexpr int kSmemBytes = (kPipeBytes > kEpilogueBytes ? kPipeBytes : kEpilogueBytes) + 1024;
+  static constexpr int kAccTiles = N_TILES / 2;  // column tiles per consumer warpgroup
+
+  static_assert(M_TILE % 8 == 0 && M_TILE >= 8 && M_TILE <= 256, "wgmma N and the TMA box are 8..256 tokens");
+  static_assert(N_TILES % 2 == 0, "the two consumer warpgroups split the column tiles");
+  static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
+};
+
+template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS>
+__global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, const __grid_constant__ CUtensorMap x_map) {
+#ifndef MARLIN_HAS_WGMMA
+  __trap();  // NOTE: the host never launches this kernel below sm_90a
+#else
+  using Tr = WsTraits<M_TILE, N_TILES, K_STAGE, STAGES>;
+  constexpr int kAccTiles = Tr::kAccTiles;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
+  __shared__ __align__(8) uint64_t full_bar[STAGES];   // slot's copies have landed (transaction bytes)
+  __shared__ __align__(8) uint64_t empty_bar[STAGES];  // slot's wgmmas have retired (one arrival per consumer warp)
+  __shared__ int last_arrival;                         // split-K: this block reduces the tile (epilogue.cuh)
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+  const BlockCoords bc(p);
+  const int m0 = bc.m_block * M_TILE;
+  const int tile0 = bc.n_block * N_TILES;
+  const int n0 = tile0 * kTileN;
+  const int n_tiles_total = p.np / kTileN;
+  const int st_begin = bc.split * p.stages_per_split;
+  const int n_stages = max(min(st_begin + p.stages_per_split, p.stages_total) - st_begin, 0);
+
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(&full_bar[s], 1);
+      mbar_init(&empty_bar[s], 8);
+    }
+    fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---------------- producer ----------------
+    setmaxnreg_dec<kWsProducerRegs>();
+    if (warp == 0) {
+      const int valid_n = min(N_TILES, n_tiles_total - tile0);
+      for (int it = 0; it < n_stages; ++it) {
+        const int slot = it % STAGES;
+        if (it >= STAGES) mbar_wait(&empty_bar[slot], ((it / STAGES) - 1) & 1);  // consumers released the slot
+        if (lane == 0) {
+          uint8_t* base = smem + slot * Tr::kStageBytes;
+          uint8_t* ws = base + Tr::kXBytes;
+          uint8_t* ss = ws + Tr::kWBytes;
+          uint8_t* zs = ss + Tr::kSBytes;
+          const int kt0 = (st_begin + it) * K_STAGE;
+          const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
+          const uint32_t per_tile = Tr::kXTileBytes + valid_n * (kTileBytes + 2 * 128 + (HAS_ZEROS ? 2 * 64 : 0));
+          mbar_arrive_expect_tx(&full_bar[slot], per_tile * valid_tiles);
+          for (int j = 0; j < valid_tiles; ++j) {
+            tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
+          }
+          for (int nt = 0; nt < valid_n; ++nt) {
+            bulk_copy_g2s(ws + nt * K_STAGE * kTileBytes, p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * 128,
+                          valid_tiles * kTileBytes, &full_bar[slot]);
+          }
+          for (int row = 0; row < 2 * valid_tiles; ++row) {  // k offsets 0 and 32 of each k-tile (groups >= 32)
+            const int grp = min((kt0 * kTileK + row * 32) >> p.group_shift, p.num_groups - 1);
+            bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + size_t(grp) * p.np + n0, valid_n * 128, &full_bar[slot]);
+            if constexpr (HAS_ZEROS) {
+              bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + size_t(grp) * p.np + n0, valid_n * 64, &full_bar[slot]);
+            }
+          }
+        }
+        __syncwarp();
+      }
+    }
+    __syncthreads();  // pairs with the consumers' barrier before the epilogue
+    float none[kAccTiles][M_TILE / 2];  // NOTE: never read (CAN_OWN = false)
+    finish_tile<T, M_TILE, N_TILES, kAccTiles, kWsThreads, false>(p, bc, none, false, 0, 0,
+                                                                  reinterpret_cast<uint16_t*>(smem), last_arrival);
+    return;
+  }
+
+  // ---------------- consumers ----------------
+  setmaxnreg_inc<kWsConsumerRegs>();
+  const int ctid = tid - 128, cw = ctid >> 7, htid = ctid & 127;  // consumer warpgroup 0/1, thread within it
+  const int wn = (htid >> 5) & 3, g = (lane >> 2);
+  const int nt_base = cw * kAccTiles;
+  float acc[kAccTiles][M_TILE / 2];
+#pragma unroll
+  for (int l = 0; l < kAccTiles; ++l)
+#pragma unroll
+    for (int c = 0; c < M_TILE / 2; ++c) acc[l][c] = 0.0f;
+
+  uint32_t a[2][kAccTiles][4];  // A fragments double-buffered by k-step parity (step s runs while s+1 dequantizes)
+  for (int it = 0; it < n_stages; ++it) {
+    const int slot = it % STAGES, st = st_begin + it;
+    mbar_wait(&full_bar[slot], (it / STAGES) & 1);
+    const uint8_t* xs = smem + slot * Tr::kStageBytes;
+    const uint8_t* ws = xs + Tr::kXBytes;
+    const uint16_t* ss = reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes);
+    const uint8_t* zs = ws + Tr::kWBytes + Tr::kSBytes;
+#pragma unroll
+    for (int j = 0; j < K_STAGE; ++j) {
+      if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
+      uint4 wq[kAccTiles];
+#pragma unroll
+      for (int l = 0; l < kAccTiles; ++l) {
+        wq[l] = *reinterpret_cast<const uint4*>(ws + ((nt_base + l) * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
+      }
+#pragma unroll
+      for (int kp = 0; kp < 2; ++kp) {
+        GroupConsts gc[kAccTiles];
+#pragma unroll
+        for (int l = 0; l < kAccTiles; ++l) {
+          const int col = (j * 2 + kp) * Tr::kCtaN + (nt_base + l) * kTileN + wn * 16 + g;
+          const int z_g = HAS_ZEROS ? zs[col] : 8, z_g8 = HAS_ZEROS ? zs[col + 8] : 8;
+          gc[l] = Int4Dequant<T>::consts(ss[col], ss[col + 8], z_g, z_g8);
+        }
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+#pragma unroll
+          for (int l = 0; l < kAccTiles; ++l) Int4Dequant<T>::apply(word_at(wq[l], 2 * kp + e), gc[l], a[e][l]);
+          wgmma_fence();  // the A fragments were just written
+          // k16 step 2 kp + e of k-tile j: 32 B into each swizzled 128-byte token row.
+          const uint64_t desc = smem_desc_sw128(xs + j * Tr::kXTileBytes + (2 * kp + e) * 32);
+#pragma unroll
+          for (int l = 0; l < kAccTiles; ++l) Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[e][l], desc);
+          wgmma_commit();
+          wgmma_wait<1>();  // the previous step's group has retired: its A buffer may be rewritten next
+          if (j == 0 && kp == 0 && e == 0 && it > 0) {
+            // ...and so have all of the previous stage's wgmmas: hand its slot back to the producer.
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&empty_bar[(it - 1) % STAGES]);
+          }
+        }
+      }
+    }
+  }
+  wgmma_wait<0>();
+  __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on (the producer waits here too)
+  finish_tile<T, M_TILE, N_TILES, kAccTiles, kWsThreads, true>(p, bc, acc, true, nt_base, htid,
+                                                               reinterpret_cast<uint16_t*>(smem), last_arrival);
+#endif
+}
+
+}  // namespace marlin::dense
