@@ -1,13 +1,14 @@
 /**
  * Eager host overhead: N back-to-back `gemm()` calls through the public @marlin/dense TypeScript API on one stream,
- * one `await stream.sync()` at the end, wall time per call. The caller subtracts the graph-replayed kernel time of the
- * same problem (benchGemm) to get the host cost of one call. Imported lazily by the CLI: a build without the
+ * one `await stream.sync()` at the end. Two clocks per batch: the launch loop alone (host time to issue N calls: what
+ * one call costs the CPU, as long as the launch queue does not fill, which 200 calls of a few-us kernel do not) and the
+ * loop plus the sync (wall time; the caller subtracts the graph-replayed kernel time of the same problem). Imported lazily by the CLI: a build without the
  * @marlin/dense API still runs every other measurement.
  */
 // Stream and Tensor from @marlin/dense (its re-export of core's): the same classes its gemm() checks with instanceof.
 import { gemm, Stream, Tensor, uploadPacked } from '@marlin/dense';
 import { randomActivations, randomPackedWeight } from './cpu-fallback.js';
-import type { EagerArgs } from './run.js';
+import type { EagerArgs, EagerTiming } from './run.js';
 
 const WARMUP_CALLS = 20;
 /**
@@ -16,8 +17,8 @@ const WARMUP_CALLS = 20;
  */
 const BATCHES = 7;
 
-/** Wall time in microseconds of `calls` eager gemm() calls plus one stream sync: the median of 7 batches. */
-export async function timeEagerCalls(p: EagerArgs, calls: number): Promise<number> {
+/** Medians over 7 batches of `calls` eager gemm() calls: launch-loop time and loop + sync wall time, microseconds. */
+export async function timeEagerCalls(p: EagerArgs, calls: number): Promise<EagerTiming> {
   const cpu = { M: p.M, N: p.N, K: p.K, groupSize: p.groupSize, dtype: p.dtype, seed: 7 };
   const stream = Stream.create();
   const owned: Disposable[] = [stream];
@@ -31,16 +32,23 @@ export async function timeEagerCalls(p: EagerArgs, calls: number): Promise<numbe
     // Warm-up: workspace creation, lazy module loading, first-call validation caches.
     for (let i = 0; i < WARMUP_CALLS; i++) gemm(x, w, { stream, out });
     await stream.sync();
-    const batches: number[] = [];
+    const walls: number[] = [];
+    const loops: number[] = [];
     for (let b = 0; b < BATCHES; b++) {
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < calls; i++) gemm(x, w, { stream, out });
+      const t1 = process.hrtime.bigint();
       await stream.sync();
-      batches.push(Number(process.hrtime.bigint() - t0) / 1e3);
+      walls.push(Number(process.hrtime.bigint() - t0) / 1e3);
+      loops.push(Number(t1 - t0) / 1e3);
     }
-    batches.sort((a, b) => a - b);
-    return batches[BATCHES >> 1];
+    return { totalUs: median(walls), enqueueUs: median(loops) };
   } finally {
     for (const o of owned.reverse()) o[Symbol.dispose]();
   }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
 }

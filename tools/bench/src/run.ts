@@ -26,8 +26,14 @@ export interface RunDeps {
   readonly now: () => Date;
   /** One line of progress (stderr in the CLI). */
   readonly progress: (line: string) => void;
-  /** Total wall time (us) of `calls` eager gemm() calls on the problem, or a rejection saying why not. */
-  readonly eager: ((p: EagerArgs, calls: number) => Promise<number>) | null;
+  /** Timings of `calls` eager gemm() calls on the problem, or a rejection saying why not. */
+  readonly eager: ((p: EagerArgs, calls: number) => Promise<EagerTiming>) | null;
+}
+
+/** Totals over one batch of eager calls, microseconds: the launch loop alone, and the loop plus the stream sync. */
+export interface EagerTiming {
+  readonly enqueueUs: number;
+  readonly totalUs: number;
 }
 
 export interface EagerArgs {
@@ -167,7 +173,7 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
     try {
       eager = await measureEager(deps.eager, deps.native, device, o);
       deps.progress(
-        `eager: ${eager.eagerUs.toFixed(2)} us/call - ${eager.kernelUs.toFixed(2)} us kernel = ${eager.overheadUs.toFixed(2)} us host overhead`,
+        `eager: ${eager.hostUs.toFixed(2)} us host time per call; ${eager.eagerUs.toFixed(2)} us/call wall - ${eager.kernelUs.toFixed(2)} us kernel = ${eager.overheadUs.toFixed(2)} us`,
       );
     } catch (e) {
       const err = toMarlinError(e, 'eager gemm()');
@@ -300,6 +306,6 @@ async function measureEager(
     splits: launch.splits,
     replays: o.replays,
   });
-  const totalUs = await eager(p, o.eagerCalls);
-  return eagerOverhead({ ...p, calls: o.eagerCalls, totalUs, kernelUs: kernel.us });
+  const t = await eager(p, o.eagerCalls);
+  return eagerOverhead({ ...p, calls: o.eagerCalls, totalUs: t.totalUs, enqueueUs: t.enqueueUs, kernelUs: kernel.us });
 }

@@ -125,8 +125,9 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
   if (r.eager) {
     const q = r.eager;
     lines.push(
-      `eager host overhead (M=${q.M} ${q.K}x${q.N} ${q.dtype}, ${q.calls} calls): ${q.eagerUs.toFixed(2)} us/call - ` +
-        `${q.kernelUs.toFixed(2)} us kernel = ${q.overheadUs.toFixed(2)} us/call (target <= ${q.targetUs} us: ${q.status})`,
+      `eager host overhead (M=${q.M} ${q.K}x${q.N} ${q.dtype}, ${q.calls} calls): ${q.hostUs.toFixed(2)} us host time ` +
+        `per gemm() call (target <= ${q.targetUs} us: ${q.status}); wall ${q.eagerUs.toFixed(2)} us/call - ` +
+        `${q.kernelUs.toFixed(2)} us kernel = ${q.overheadUs.toFixed(2)} us`,
     );
   } else {
     lines.push(`eager host overhead: not measured (${r.eagerError ?? 'disabled'})`);

@@ -5,7 +5,10 @@ import { validateBenchResult } from '../src/schema.js';
 import { FakeNative } from './fake-native.js';
 
 const opts = (argv: string[]) => parseBenchArgs(argv, {}, '/repo', '/repo');
-const deps = (native: FakeNative, eager: ((p: unknown, calls: number) => Promise<number>) | null = null) => ({
+const deps = (
+  native: FakeNative,
+  eager: ((p: unknown, calls: number) => Promise<{ totalUs: number; enqueueUs: number }>) | null = null,
+) => ({
   native,
   commit: { commit: '0123456789abcdef0123456789abcdef01234567', source: 'git' as const },
   now: () => new Date('2026-11-24T10:00:00Z'),
@@ -85,12 +88,14 @@ describe('runBench with a fake addon', () => {
     const native = new FakeNative();
     const r = await runBench(
       opts(['--m', '1', '--models', '8b', '--dtypes', 'fp16', '--eager-calls', '50']),
-      deps(native, async (_p, calls) => calls * 20),
+      deps(native, async (_p, calls) => ({ totalUs: calls * 20, enqueueUs: calls * 3 })),
     );
     expect(r.eager).not.toBeNull();
     expect(r.eager!.calls).toBe(50);
     expect(r.eager!.eagerUs).toBe(20);
     expect(r.eager!.overheadUs).toBeCloseTo(20 - r.eager!.kernelUs, 9);
+    expect(r.eager!.hostUs).toBe(3);
+    expect(r.eager!.status).toBe('met');
     expect(validateBenchResult(r)).toEqual([]);
   });
 
