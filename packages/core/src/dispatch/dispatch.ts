@@ -304,10 +304,46 @@ interface SplitPlan {
 }
 
 /** `splits` nearly equal ranges rounded up to whole stages; returns the real split count and range length. */
-function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
+function splitPlan(
+  kTiles: number,
+  requested: number,
+  kTilesPerStage: number,
+  tiles: number,
+  slots: number,
+  reduceCost: (splits: number) => number,
+): SplitPlan {
   const per = Math.ceil(Math.ceil(kTiles / requested) / kTilesPerStage) * kTilesPerStage;
   const splits = Math.ceil(kTiles / per);
-  return { splits, kTilesPerSplit: per, cost: Math.ceil((tiles * splits) / slots) * (per + BLOCK_FIXED_COST_KTILES) };
+  const waves = Math.ceil((tiles * splits) / slots);
+  return { splits, kTilesPerSplit: per, cost: waves * (per + BLOCK_FIXED_COST_KTILES + reduceCost(splits)) };
+}
+
+// Warp-specialised (hopper) cost model, fitted to the v7 H200 sweeps of configs 10-14 at M = 64-4096 on the 8 Llama
+// layers (docs/perf-notes.md v7): with it dispatch's picks cost 0.2-0.8% more than the sweep's best per-layer picks.
+/** Sustained tensor rate of one SM (75% of the ~4096 fp16 FLOP/clk dense peak). */
+const TENSOR_FLOP_PER_CLK_SM = 3072;
+/** L2 -> SM bytes per clock one SM sustains when every SM streams (weights + activation tiles). */
+const L2_BYTES_PER_CLK_SM = 20;
+/** fp32 partial bytes per clock of the split-K round trip (the last block reads every split's tile alone). */
+const REDUCE_BYTES_PER_CLK = 10;
+
+/**
+ * Clocks one block of a warp-specialised configuration spends per k-tile: its wgmma work at the sustained tensor rate
+ * or its weight + activation + scale bytes at the L2 rate, whichever is slower. 128-token x 256-column blocks are
+ * tensor-bound (1365 clk), 128 x 128 ones L2-bound (1024 clk for half the work): why the wide block wins on big layers.
+ */
+export function kTileClocks(config: KernelConfig): number {
+  const { mTile, nTiles } = config;
+  const flops = 2 * mTile * nTiles * 64 * 64;
+  const bytes = nTiles * 2048 + mTile * 128 + nTiles * 64 * 3;
+  return Math.max(flops / TENSOR_FLOP_PER_CLK_SM, bytes / L2_BYTES_PER_CLK_SM);
+}
+
+/** Split-K's fp32 round trip in k-tiles of `config`: each split writes its partial tile, the last one reads them all. */
+function reduceKTiles(config: KernelConfig, splits: number): number {
+  if (splits <= 1) return 0;
+  const tileBytes = config.mTile * config.nTiles * 64 * 4;
+  return ((1 + splits) * tileBytes) / REDUCE_BYTES_PER_CLK / kTileClocks(config);
 }
 
 /**
@@ -322,31 +358,38 @@ function splitPlan(kTiles: number, requested: number, kTilesPerStage: number, ti
  *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks, 1 x 48;
  *   s = 5: 28-tile ranges, 320 blocks, 2 x 44 = 88  -> splits = 4, grid 1 x 64 x 4 = 256 blocks.
  */
-function chooseSplits(kTiles: number, kTilesPerStage: number, tiles: number, slots: number): SplitPlan {
+function chooseSplits(
+  kTiles: number,
+  kTilesPerStage: number,
+  tiles: number,
+  slots: number,
+  reduceCost: (splits: number) => number = () => 0,
+): SplitPlan {
   // NOTE: also when tiles >= slots: a last partial wave can cost more than splitting.
-  let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots);
+  let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots, reduceCost);
   const maxSplits = Math.min(MAX_SPLITS, Math.max(1, Math.floor(kTiles / MIN_KTILES_PER_SPLIT)));
   for (let s = 2; s <= maxSplits; s++) {
-    const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots);
+    const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots, reduceCost);
     if (plan.cost < best.cost) best = plan;
   }
   return best;
 }
 
-/**
- * Chooses the kernel configuration and split-K factor for `problem` on `device`. Throws `UnsupportedError` for
- * problems no compiled kernel runs (bits 8, forced hopper), `DeviceError` (ARCH_TOO_OLD) below sm_80, and
- * `ShapeError`/`DtypeError`/`ValueError` for malformed input.
- */
-export function dispatch(problem: GemmProblem, device: DeviceInfo, options: DispatchOptions = {}): KernelChoice {
-  validateProblem(problem);
-  validateDevice(device);
-  const cc = computeCapability(device);
-  const reasons: string[] = [];
-  const config =
-    options.configId === undefined
-      ? chooseConfig(problem, device, familyConfigs(options.force, cc, problem.M), reasons)
-      : configById(options.configId, problem, device, reasons);
+interface LaunchPlan {
+  config: KernelConfig;
+  smem: number;
+  blocksPerSm: number;
+  slots: number;
+  mBlocks: number;
+  nBlocks: number;
+  kTiles: number;
+  plan: SplitPlan;
+  /** Warp-specialised rows: plan.cost in k-tiles x kTileClocks (comparable across column widths); else plan.cost. */
+  clocks: number;
+}
+
+/** Occupancy, grid and split-K plan of `config` for `problem`. */
+function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config: KernelConfig): LaunchPlan {
   const smem = smemBytes(config, problem.hasZeros);
   const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
   const blocksPerSm = Math.max(
@@ -359,13 +402,57 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
   const kTiles = paddedK(problem.K, problem.bits) / 64;
   // Split-K counts waves on at most 2 blocks per SM: with 3 resident decode blocks the partial last "wave" is cheap
   // (blocks overlap), and the v6 H100 runs measured the 2-block choices faster (70B o_proj M=4: 4 splits 18.3 us vs
-  // 6 splits 20.3 us; gate_up: no split; docs/perf-notes.md).
+  // 6 splits 20.3 us; gate_up: no split; docs/perf-notes.md). Warp-specialised rows also pay for the fp32 partial
+  // round trip (their 128 x 256 partial tiles are 128 KiB; v7: 2 splits of 70B gate_up at M = 256 cost 1.3x).
+  const ws = config.warpSpecialized === true;
   const plan = chooseSplits(
     kTiles,
     config.kTilesPerStage,
     mBlocks * nBlocks,
     device.smCount * Math.min(blocksPerSm, 2),
+    ws ? (splits) => reduceKTiles(config, splits) : undefined,
   );
+  const clocks = ws ? plan.cost * kTileClocks(config) : plan.cost;
+  return { config, smem, blocksPerSm, slots, mBlocks, nBlocks, kTiles, plan, clocks };
+}
+
+/**
+ * Chooses the kernel configuration and split-K factor for `problem` on `device`. Throws `UnsupportedError` for
+ * problems no compiled kernel runs (bits 8, forced hopper), `DeviceError` (ARCH_TOO_OLD) below sm_80, and
+ * `ShapeError`/`DtypeError`/`ValueError` for malformed input.
+ */
+export function dispatch(problem: GemmProblem, device: DeviceInfo, options: DispatchOptions = {}): KernelChoice {
+  validateProblem(problem);
+  validateDevice(device);
+  const cc = computeCapability(device);
+  const reasons: string[] = [];
+  const first =
+    options.configId === undefined
+      ? chooseConfig(problem, device, familyConfigs(options.force, cc, problem.M), reasons)
+      : configById(options.configId, problem, device, reasons);
+  let launch = planLaunch(problem, device, cc, first);
+  if (first.warpSpecialized === true && options.configId === undefined) {
+    // Same token tile, other column widths (256 / 128): the cheapest under the warp-specialised cost model.
+    const alternatives = KERNEL_TABLE.filter(
+      (c) =>
+        c !== first &&
+        c.kernel === first.kernel &&
+        c.warpSpecialized === true &&
+        c.mTile === first.mTile &&
+        !isExperimental(c) &&
+        fitsDevice(c, problem.hasZeros, device),
+    );
+    for (const alt of alternatives) {
+      const other = planLaunch(problem, device, cc, alt);
+      if (other.clocks < launch.clocks) {
+        reasons.push(
+          `Config ${alt.id} (${64 * alt.nTiles}-column blocks) is cheaper than config ${launch.config.id} (${64 * launch.config.nTiles} columns) for this shape under the warp-specialised cost model: ${Math.round(other.clocks)} vs ${Math.round(launch.clocks)} block-clocks (k-tile ${Math.round(kTileClocks(alt))} vs ${Math.round(kTileClocks(launch.config))} clk, waves, split-K round trip).`,
+        );
+        launch = other;
+      }
+    }
+  }
+  const { config, smem, blocksPerSm, slots, mBlocks, nBlocks, kTiles, plan } = launch;
   const gridBlocks = mBlocks * nBlocks * plan.splits;
   const choice = {
     config,
