@@ -134,7 +134,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
 #pragma unroll
     for (int c = 0; c < M_TILE / 2; ++c) acc[l][c] = 0.0f;
 
-  uint32_t a[2][kAccTiles][4];  // A fragments double-buffered by k-step parity (step s runs while s+1 dequantizes)
+  // A fragments in 4 buffers by k step (step s of a stage uses buffer s % 4; a stage has 4 K_STAGE steps): two wgmma
+  // groups stay in flight while the next step is dequantized (wait_group 2), so the tensor pipe does not idle on the
+  // dequant's latency (v7b: wait_group 1 left it ~27% idle while the SM was active).
+  uint32_t a[4][kAccTiles][4];
   for (int it = 0; it < n_stages; ++it) {
     const int slot = it % STAGES, st = st_begin + it;
     mbar_wait(&full_bar[slot], (it / STAGES) & 1);
@@ -161,17 +164,19 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
         }
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
+          const int b = 2 * kp + e;  // k16 step of the k-tile = A buffer
 #pragma unroll
-          for (int l = 0; l < kAccTiles; ++l) Int4Dequant<T>::apply(word_at(wq[l], 2 * kp + e), gc[l], a[e][l]);
+          for (int l = 0; l < kAccTiles; ++l) Int4Dequant<T>::apply(word_at(wq[l], b), gc[l], a[b][l]);
           wgmma_fence();  // the A fragments were just written
-          // k16 step 2 kp + e of k-tile j: 32 B into each swizzled 128-byte token row.
-          const uint64_t desc = smem_desc_sw128(xs + j * Tr::kXTileBytes + (2 * kp + e) * 32);
+          // k16 step b of k-tile j: 32 B into each swizzled 128-byte token row.
+          const uint64_t desc = smem_desc_sw128(xs + j * Tr::kXTileBytes + b * 32);
 #pragma unroll
-          for (int l = 0; l < kAccTiles; ++l) Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[e][l], desc);
+          for (int l = 0; l < kAccTiles; ++l) Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[b][l], desc);
           wgmma_commit();
-          wgmma_wait<1>();  // the previous step's group has retired: its A buffer may be rewritten next
-          if (j == 0 && kp == 0 && e == 0 && it > 0) {
-            // ...and so have all of the previous stage's wgmmas: hand its slot back to the producer.
+          wgmma_wait<2>();  // the group of two steps back has retired: the buffer the next step writes is free
+          if (j == 0 && b == 1 && it > 0) {
+            // Second step of this stage: every group up to this stage's first has retired, so all of the previous
+            // stage's wgmmas have: hand its slot back to the producer.
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty_bar[(it - 1) % STAGES]);
           }
