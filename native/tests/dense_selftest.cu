@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -207,8 +208,70 @@ int profile(int argc, char** argv) {
   return ok ? 0 : 1;
 }
 
+__global__ void empty_kernel() {}
+
+// `dense_selftest --launch-cost`: host time per call of marlin_dense_gemm (M = 1, K = N = 4096, config 0, 4 splits:
+// the benchmark's eager problem) against a bare launch of an empty kernel and two trivial runtime calls, all enqueued
+// on one stream without syncing inside the timed loop. Splits the eager gemm() host time into ours and CUDA's.
+int launch_cost() {
+  constexpr int kCalls = 2000;
+  const int m = 1, n = 4096, k = 4096;
+  void *dx, *dw, *ds, *dy, *dws;
+  CHECK_CUDA(cudaMalloc(&dx, size_t(m) * k * 2));
+  CHECK_CUDA(cudaMalloc(&dw, size_t(k) * n / 2));
+  CHECK_CUDA(cudaMalloc(&ds, size_t(k / 128) * n * 2));
+  CHECK_CUDA(cudaMalloc(&dy, size_t(m) * n * 2));
+  CHECK_CUDA(cudaMemset(dw, 0, size_t(k) * n / 2));
+  CHECK_CUDA(cudaMemset(ds, 0, size_t(k / 128) * n * 2));
+  CHECK_CUDA(cudaMemset(dx, 0, size_t(m) * k * 2));
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  marlin_dense_problem p{};
+  p.dtype = MARLIN_FP16;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.n_padded = n;
+  p.k_padded = k;
+  p.bits = 4;
+  p.group_size = 128;
+  p.lda = k;
+  p.ldc = n;
+  p.x = dx;
+  p.w = dw;
+  p.scales = ds;
+  p.y = dy;
+  marlin_dense_launch l{0, 4};
+  const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
+  CHECK_CUDA(cudaMalloc(&dws, wsb));
+  if (marlin_dense_workspace_init(dws, wsb, stream) != MARLIN_OK) return 1;
+  auto time_us = [&](auto&& body) {
+    for (int i = 0; i < 50; ++i) body();
+    cudaStreamSynchronize(stream);
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < kCalls; ++i) body();
+      const auto t1 = std::chrono::steady_clock::now();
+      cudaStreamSynchronize(stream);
+      best = std::min(best, std::chrono::duration<double, std::micro>(t1 - t0).count() / kCalls);
+    }
+    return best;
+  };
+  int dev = 0;
+  const double get_device = time_us([&] { cudaGetDevice(&dev); });
+  const double last_error = time_us([&] { (void)cudaGetLastError(); });
+  const double empty = time_us([&] { empty_kernel<<<256, 256, 0, stream>>>(); });
+  const double gemm = time_us([&] { marlin_dense_gemm(&p, &l, dws, wsb, stream); });
+  std::printf("launch cost (host us per call, best of 5 x %d): cudaGetDevice %.3f, cudaGetLastError %.3f, "
+              "empty kernel <<<256,256>>> %.3f, marlin_dense_gemm (M=1 4096x4096, config 0, 4 splits) %.3f\n",
+              kCalls, get_device, last_error, empty, gemm);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--profile") == 0) return profile(argc, argv);
+  if (argc > 1 && std::strcmp(argv[1], "--launch-cost") == 0) return launch_cost();
   const bool verbose = argc > 1 && std::strcmp(argv[1], "-v") == 0;
   std::mt19937 rng(1234);
   std::vector<Case> cases;

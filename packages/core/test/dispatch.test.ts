@@ -84,7 +84,7 @@ const AUTO: Row[] = tableJson.dense
 
 /**
  * The split-K cost model, brute-forced independently: waves x (k-tiles per split + 16), ties -> fewer; warp-specialised
- * rows add the fp32 round trip ((1 + splits) partial tiles at 10 B/clk) in k-tiles of max(tensor at 3072 FLOP/clk,
+ * rows add the fp32 round trip ((1 + splits) partial tiles at 20 B/clk) in k-tiles of max(tensor at 3072 FLOP/clk,
  * bytes at 20 B/clk).
  */
 function expectedSplits(
@@ -100,7 +100,7 @@ function expectedSplits(
   const plan = (s: number) => {
     const per = Math.ceil(Math.ceil(kTiles / s) / kts) * kts;
     const real = Math.ceil(kTiles / per);
-    const reduce = ws && real > 1 ? ((1 + real) * ws.mTile * ws.nTiles * 256) / 10 / kClk : 0;
+    const reduce = ws && real > 1 ? ((1 + real) * ws.mTile * ws.nTiles * 256) / 20 / kClk : 0;
     return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * (per + 16 + reduce) };
   };
   let best = plan(1);

@@ -318,14 +318,15 @@ function splitPlan(
   return { splits, kTilesPerSplit: per, cost: waves * (per + BLOCK_FIXED_COST_KTILES + reduceCost(splits)) };
 }
 
-// Warp-specialised (hopper) cost model, fitted to the v7 H200 sweeps of configs 10-14 at M = 64-4096 on the 8 Llama
-// layers (docs/perf-notes.md v7): with it dispatch's picks cost 0.2-0.8% more than the sweep's best per-layer picks.
+// Warp-specialised (hopper) cost model, fitted to the v7 H200 sweeps of configs 10-13 at M = 32-4096 on the 8 Llama
+// layers (docs/perf-notes.md v7): summed over every layer and M, dispatch's picks cost 0.15% more than the sweep's
+// best per-layer picks; the worst single layer (8B o_proj, M = 32-64, where 8 splits of 8 k-tiles would win) 1.23x.
 /** Sustained tensor rate of one SM (75% of the ~4096 fp16 FLOP/clk dense peak). */
 const TENSOR_FLOP_PER_CLK_SM = 3072;
 /** L2 -> SM bytes per clock one SM sustains when every SM streams (weights + activation tiles). */
 const L2_BYTES_PER_CLK_SM = 20;
 /** fp32 partial bytes per clock of the split-K round trip (the last block reads every split's tile alone). */
-const REDUCE_BYTES_PER_CLK = 10;
+const REDUCE_BYTES_PER_CLK = 20;
 
 /**
  * Clocks one block of a warp-specialised configuration spends per k-tile: its wgmma work at the sustained tensor rate
