@@ -42,7 +42,8 @@ const lines = [
   '// ws = true for its warp-specialised kernel (gemm_ws_kernel.cuh)',
   '#define MARLIN_DENSE_FOR_EACH_CONFIG(X) \\',
   ...rows.map(
-    (e) => `  X(${e.id}, ${families[e.kernel]}, ${e.warpSpecialized === true}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
+    (e) =>
+      `  X(${e.id}, ${families[e.kernel]}, ${e.warpSpecialized === true}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
   ),
   '',
   '',

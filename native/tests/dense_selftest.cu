@@ -40,6 +40,27 @@ uint16_t float_to_bits(float f, marlin_dtype dt) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
+// An INT4 problem without zero points, act-order or bias (callers set those); ldc = n.
+marlin_dense_problem dense_problem(marlin_dtype dt, int m, int n, int k, int np, int kp, int group, int64_t lda,
+                                   const void* x, const void* w, const void* scales, void* y) {
+  marlin_dense_problem p{};
+  p.dtype = dt;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.n_padded = np;
+  p.k_padded = kp;
+  p.bits = 4;
+  p.group_size = group;
+  p.lda = lda;
+  p.ldc = n;
+  p.x = x;
+  p.w = w;
+  p.scales = scales;
+  p.y = y;
+  return p;
+}
+
 struct Case {
   marlin_dtype dt;
   int m, n, k, group;
@@ -131,24 +152,10 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
   CHECK_CUDA(cudaMemcpy(db, bias.data(), bias.size() * 2, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemset(dy, 0xff, size_t(m) * n * 2));  // NaN poison
 
-  marlin_dense_problem p{};
-  p.dtype = c.dt;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.n_padded = np;
-  p.k_padded = kp;
-  p.bits = 4;
-  p.group_size = g;
-  p.lda = lda;
-  p.ldc = n;
-  p.x = dx;
-  p.w = dw;
-  p.scales = ds;
+  marlin_dense_problem p = dense_problem(c.dt, m, n, k, np, kp, g, lda, dx, dw, ds, dy);
   p.zeros = c.zeros ? static_cast<uint8_t*>(dz) : nullptr;
   p.perm = c.act_order ? static_cast<int32_t*>(dp) : nullptr;
   p.bias = c.bias ? db : nullptr;
-  p.y = dy;
   marlin_dense_launch l{c.config, c.splits};
   const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
   CHECK_CUDA(cudaMalloc(&dws, wsb));
@@ -226,21 +233,7 @@ int launch_cost() {
   CHECK_CUDA(cudaMemset(dx, 0, size_t(m) * k * 2));
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  marlin_dense_problem p{};
-  p.dtype = MARLIN_FP16;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.n_padded = n;
-  p.k_padded = k;
-  p.bits = 4;
-  p.group_size = 128;
-  p.lda = k;
-  p.ldc = n;
-  p.x = dx;
-  p.w = dw;
-  p.scales = ds;
-  p.y = dy;
+  const marlin_dense_problem p = dense_problem(MARLIN_FP16, m, n, k, n, k, 128, k, dx, dw, ds, dy);
   marlin_dense_launch l{0, 4};
   const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
   CHECK_CUDA(cudaMalloc(&dws, wsb));
