@@ -121,6 +121,26 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
     w_j[r] = j;
   }
 #endif
+  // Per-thread activation plan, fixed for the whole K loop (v7e): compile-time trip counts and row pointers computed
+  // once. Written as `for (i = tid; i < N; i += kThreads)` inside load_stage, each cp.async cost ~50 instructions of
+  // loop control and 64-bit address math per stage (SASS of config 0), a large share of the issue-bound decode loop.
+  constexpr int kXChunks = M_TILE * Tr::kXRowChunks, kXIters = (kXChunks + kThreads - 1) / kThreads;
+  const int4* x_row[kXIters];  // row start of this chunk's token (p.x when the token is past M: zero-filled)
+  uint32_t x_dst[kXIters];     // byte offset in the stage's activation area
+  int x_k[kXIters];            // k offset of the chunk within a stage (elements)
+#pragma unroll
+  for (int r = 0; r < kXIters; ++r) {
+    // mma.sync: a thread pair per 32-byte sector along the row (the swizzle spreads the banks). wgmma: thread pairs
+    // read 32 B of a row, and consecutive pairs take consecutive rows, so a warp writes 16 rows of 2 core-matrix
+    // columns (2-way bank conflict at most) instead of 16 chunks of one row (16-way: cores of a row are 2 KB apart).
+    const int i = tid + r * kThreads;
+    const int row = WGMMA ? (i >> 1) % M_TILE : i / Tr::kXRowChunks;
+    const int c = WGMMA ? (i & 1) + 2 * (i / (2 * M_TILE)) : i % Tr::kXRowChunks;
+    const bool live = (kXChunks % kThreads == 0 || i < kXChunks) && m0 + row < p.m;
+    x_row[r] = live ? p.x + size_t(m0 + row) * p.lda / 8 : nullptr;
+    x_dst[r] = x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(row, c);
+    x_k[r] = c * 8;
+  }
   auto load_stage = [&](int st, int slot) {
     uint8_t* base = smem + slot * Tr::kStageBytes;
     const int kt0 = st * K_STAGE;
@@ -143,32 +163,32 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
 #endif
     uint8_t* xs = base + Tr::kWBytes;
 #pragma unroll
-    for (int i = tid; i < M_TILE * Tr::kXRowChunks; i += kThreads) {  // activations, zero-filled out of range
-      // mma.sync: a thread pair per 32-byte sector along the row (the swizzle spreads the banks). wgmma: thread pairs
-      // read 32 B of a row, and consecutive pairs take consecutive rows, so a warp writes 16 rows of 2 core-matrix
-      // columns (2-way bank conflict at most) instead of 16 chunks of one row (16-way: cores of a row are 2 KB apart).
-      const int r = WGMMA ? (i >> 1) % M_TILE : i / Tr::kXRowChunks;
-      const int c = WGMMA ? (i & 1) + 2 * (i / (2 * M_TILE)) : i % Tr::kXRowChunks;
-      const int m = m0 + r, k = kt0 * kTileK + c * 8;
-      const bool ok = m < p.m && k < p.k;
-      const int4* src = ok ? p.x + (size_t(m) * p.lda + k) / 8 : p.x;
-      cp_async16(xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c), src, ok ? 16 : 0);
+    for (int r = 0; r < kXIters; ++r) {  // activations, zero-filled past M and K
+      const int k = kt0 * kTileK + x_k[r];
+      const bool ok = x_row[r] != nullptr && k < p.k;
+      if (kXChunks % kThreads == 0 || tid + r * kThreads < kXChunks) {
+        cp_async16(xs + x_dst[r], ok ? x_row[r] + k / 8 : p.x, ok ? 16 : 0);
+      }
     }
     uint8_t* ss = xs + Tr::kXBytes;
+    constexpr int kSChunks = K_STAGE * 2 * N_TILES * 8;  // scale rows: 8 chunks per 64 columns
 #pragma unroll
-    for (int i = tid; i < K_STAGE * 2 * N_TILES * 8; i += kThreads) {  // scale rows: 8 chunks per 64 columns
+    for (int r = 0; r < (kSChunks + kThreads - 1) / kThreads; ++r) {
+      const int i = tid + r * kThreads;
       const int c = i % (N_TILES * 8), row = i / (N_TILES * 8);
-      if ((row >> 1) < valid_tiles && n0 + c * 8 < p.np) {
+      if ((kSChunks % kThreads == 0 || i < kSChunks) && (row >> 1) < valid_tiles && n0 + c * 8 < p.np) {
         const int grp = min(((kt0 * kTileK) + row * 32) >> p.group_shift, p.num_groups - 1);
         cp_async16(ss + (row * Tr::kCtaN + c * 8) * 2, p.scales + size_t(grp) * p.np + n0 + c * 8);
       }
     }
     if constexpr (HAS_ZEROS) {
       uint8_t* zs = ss + Tr::kSBytes;
+      constexpr int kZChunks = K_STAGE * 2 * N_TILES * 4;  // zero-point rows: 4 chunks per 64 columns
 #pragma unroll
-      for (int i = tid; i < K_STAGE * 2 * N_TILES * 4; i += kThreads) {  // zero-point rows: 4 chunks per 64 columns
+      for (int r = 0; r < (kZChunks + kThreads - 1) / kThreads; ++r) {
+        const int i = tid + r * kThreads;
         const int c = i % (N_TILES * 4), row = i / (N_TILES * 4);
-        if ((row >> 1) < valid_tiles && n0 + c * 16 < p.np) {
+        if ((kZChunks % kThreads == 0 || i < kZChunks) && (row >> 1) < valid_tiles && n0 + c * 16 < p.np) {
           const int grp = min(((kt0 * kTileK) + row * 32) >> p.group_shift, p.num_groups - 1);
           cp_async16(zs + row * Tr::kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
         }
