@@ -1,17 +1,18 @@
 #!/usr/bin/env node
 // Generates the native template instantiations from the single source of truth,
 // packages/core/src/dispatch/kernel-table.json (the same table @marlin/core dispatch reads).
-// Usage: node tools/gen-kernel-instances.mjs <outdir>   -> <outdir>/marlin_dense_instances.inc
+// Usage: node tools/gen-kernel-instances.mjs <outdir> [table.json]   -> <outdir>/marlin_dense_instances.inc
+// (the table argument is for tests; the build always uses the single source of truth below)
 // Run by CMake at configure time (native/cmake/MarlinAddon.cmake); the file is rewritten only when it changes.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const tablePath = join(root, 'packages/core/src/dispatch/kernel-table.json');
+const tablePath = resolve(process.argv[3] ?? join(root, 'packages/core/src/dispatch/kernel-table.json'));
 const outDir = process.argv[2];
 if (!outDir) {
-  console.error('usage: node tools/gen-kernel-instances.mjs <outdir>');
+  console.error('usage: node tools/gen-kernel-instances.mjs <outdir> [table.json]');
   process.exit(2);
 }
 
