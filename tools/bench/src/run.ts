@@ -144,10 +144,11 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
     const tag = `[${String(i + 1).padStart(width)}/${list.length}] ${label(p)}`;
     try {
       // Settle: each (model, dtype) series starts right after the heaviest work of the run (the 8192^3 cuBLAS rate or
-      // the previous series' M = 4096 rows), and the H100 ran the next memory-bound kernels up to 1.4x slower for about
-      // a second (first full run, 2026-11-24: 70B M=1 227 us vs 197 us at M=2 with the same config). The first M of
-      // each series is therefore measured twice and the first result discarded.
-      if (p.M === o.mValues[0]) measure(p, o, deps.native, device, ceilings, false, cublasCache);
+      // the previous series' M = 4096 rows), and the GPU ran the next memory-bound kernels slower for seconds (H100,
+      // 2026-11-24: 70B M=1 227 us vs 197 us at M=2 with the same config; H200, 2026-11-30: the 8B bf16 series, which
+      // follows the 70B fp16 M = 4096 rows, read 1.13-1.26x / 1.07x / 1.04x of fp16 at M = 1 / 2 / 4 with one discarded
+      // run). The first M of each series is re-measured until two runs agree (settle), and those runs are discarded.
+      if (p.M === o.mValues[0]) settle(() => measure(p, o, deps.native, device, ceilings, false, cublasCache).ours.us);
       const row = measure(p, o, deps.native, device, ceilings, env.cublas.available, cublasCache);
       rows.push(row);
       deps.progress(
@@ -204,6 +205,19 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
     eagerError,
     failures,
   };
+}
+
+/** Runs to discard before the first row of a series: until two in a row agree within 2%, at most 8. */
+export const SETTLE_TOLERANCE = 0.02;
+export const SETTLE_MAX_RUNS = 8;
+
+function settle(run: () => number): void {
+  let previous = run();
+  for (let i = 1; i < SETTLE_MAX_RUNS; i++) {
+    const current = run();
+    if (Math.abs(current - previous) <= SETTLE_TOLERANCE * previous) return;
+    previous = current;
+  }
 }
 
 function measure(

@@ -44,6 +44,11 @@ export interface FakeOptions {
   readonly failGemm?: (a: BenchGemmArgs) => boolean;
   /** bf16 slowdown factor. */
   readonly bf16Factor?: number;
+  /**
+   * Slowdown of benchGemm call n (0-based, counted over the run), as after heavy work: 1 + recovery(n). Models the
+   * clock recovery the settle step waits out.
+   */
+  readonly recovery?: (call: number) => number;
 }
 
 export class FakeNative implements BenchNative {
@@ -66,7 +71,9 @@ export class FakeNative implements BenchNative {
     const bytes = bytesMoved({ M: a.M, N: a.N, K: a.K, groupSize: a.groupSize, hasZeros: a.hasZeros ?? false }).total;
     const memUs = bytes / 3000e3 / 0.7;
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.6;
-    const f = a.dtype === 'bf16' ? (this.opts.bf16Factor ?? 1.02) : 1;
+    const f =
+      (a.dtype === 'bf16' ? (this.opts.bf16Factor ?? 1.02) : 1) *
+      (1 + (this.opts.recovery?.(this.gemmCalls.length - 1) ?? 0));
     // Larger split counts cost a little more in this model, so the dispatched choice usually stays best.
     return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits) * f);
   }

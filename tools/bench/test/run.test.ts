@@ -35,9 +35,10 @@ describe('runBench with a fake addon', () => {
     expect(r.rows).toHaveLength(2 * perDtype);
     expect(native.cublasCalls).toHaveLength(perDtype);
     expect(native.cublasCalls.every((c) => c.dtype === 'fp16')).toBe(true);
-    // Settle: the first M of every (model, dtype) series is run once more, untimed, before its recorded run.
-    expect(native.gemmCalls).toHaveLength(2 * perDtype + 2 * 2 * 4);
-    expect(native.gemmCalls.filter((c) => c.M === 1)).toHaveLength(2 * 2 * 4 * 2);
+    // Settle: the first M of every (model, dtype) series runs until two untimed runs agree (2 with a steady fake)
+    // before its recorded run.
+    expect(native.gemmCalls).toHaveLength(2 * perDtype + 2 * 2 * 4 * 2);
+    expect(native.gemmCalls.filter((c) => c.M === 1)).toHaveLength(2 * 2 * 4 * 3);
     expect(r.blocks).toHaveLength(2 * 2 * 7);
     expect(r.bf16Ratios).toHaveLength(2 * 7);
     expect(r.geomean.map((g) => g.dtype)).toEqual(['fp16', 'bf16']);
@@ -82,6 +83,22 @@ describe('runBench with a fake addon', () => {
     }
     expect(native.gemmCalls.length).toBeGreaterThan(4);
     expect(validateBenchResult(r)).toEqual([]);
+  });
+
+  it('settles the first M of a series: re-measures until two runs agree, then records the steady time', async () => {
+    // The first 6 gemm timings of the run are slowed 40%, 20%, 10%, 5%, 2.5%, 1.25% (clock recovery after heavy work).
+    const slow = new FakeNative({ recovery: (n) => (n < 6 ? 0.4 / 2 ** n : 0) });
+    const steady = new FakeNative();
+    const args = ['--m', '1', '--models', '8b', '--dtypes', 'fp16', '--no-eager'];
+    const a = await runBench(opts(args), deps(slow));
+    const b = await runBench(opts(args), deps(steady));
+    const first = (r: typeof a) => r.rows[0].ours.us;
+    expect(first(a) / first(b)).toBeLessThan(1.005);
+    // 1.4 -> 1.2 -> 1.1 -> 1.05 -> 1.025 (within 2.5%) -> 1.0125 (within 2%): 6 settle runs, then the recorded one.
+    const sameProblem = (n: FakeNative) =>
+      n.gemmCalls.filter((c) => c.N === slow.gemmCalls[0].N && c.K === slow.gemmCalls[0].K);
+    expect(sameProblem(slow).length).toBeGreaterThan(sameProblem(steady).length);
+    expect(validateBenchResult(a)).toEqual([]);
   });
 
   it('subtracts the graph kernel time from the eager wall time', async () => {
