@@ -67,6 +67,15 @@ describe('grid-exact: odd N and tensor-parallel K shards', { skip }, () => {
   }
 });
 
+// K below one 64-deep k-tile: the packed weight is padded to Kp = 64, and on sm_90 the warp-specialised rows (M >= 17)
+// read the activations with a 64-wide TMA box, wider than the tensor (zero fill past K).
+describe('grid-exact: K < 64 on every family', { skip }, () => {
+  for (const K of [16, 48])
+    for (const M of [1, 17, 65])
+      for (const dtype of ['fp16', 'bf16'])
+        test(`K=${K} M=${M} ${dtype}`, () => run({ M, N: 128, K, dtype, groupSize: K, mode: 'grid' }));
+});
+
 describe('tolerance: random data vs the f64 oracle (2 x dense error + 1 ulp)', { skip }, () => {
   for (const dtype of ['fp16', 'bf16']) {
     for (const M of [1, 5, 16, 33, 64, 129, 1024])
