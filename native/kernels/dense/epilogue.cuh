@@ -18,43 +18,11 @@
 
 #include <type_traits>
 
+#include "params.cuh"
+
 namespace marlin::dense {
 
-constexpr int kTileBytes = 2048;  // 64 columns x 64 k of int4 (docs/format.md "Tiles")
-constexpr int kTileN = 64;
-constexpr int kTileK = 64;
-// Arrival counters live at the start of the workspace, one per output tile of a split-K launch.
-constexpr int kCounterCapacity = 4096;
-constexpr size_t kCounterBytes = kCounterCapacity * sizeof(uint32_t);
 constexpr int kOwnerThreads = 128;  // threads of one owner group (one warpgroup)
-
-struct Params {
-  const int4* x;  // activations (or their act-order permutation in the workspace)
-  int64_t lda;    // elements
-  const int4* w;
-  const uint16_t* scales;
-  const uint8_t* zeros;
-  const uint16_t* bias;
-  uint16_t* y;
-  int64_t ldc;
-  float* partials;
-  uint32_t* counters;
-  int m, n, k, np, group_shift, num_groups;  // group = min(k >> group_shift, num_groups - 1); per-channel: 31
-  int m_blocks, n_blocks, splits;
-  int k_tiles, stages_total, stages_per_split;
-};
-
-// Where a block sits in the grid: m fastest so blocks that run together share weights in L2.
-struct BlockCoords {
-  int m_block, split, n_block;
-  __device__ explicit BlockCoords(const Params& p) {
-    int bid = blockIdx.x;
-    m_block = bid % p.m_blocks;
-    bid /= p.m_blocks;
-    split = bid % p.splits;
-    n_block = bid / p.splits;
-  }
-};
 
 template <typename T>
 __device__ __forceinline__ float to_float(uint16_t bits) {

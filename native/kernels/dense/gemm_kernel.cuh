@@ -24,6 +24,8 @@
 #include "../../common/ptx.cuh"
 #include "../../common/wgmma.cuh"
 #include "epilogue.cuh"
+#include "params.cuh"
+#include "stage_view.cuh"
 
 namespace marlin::dense {
 
@@ -125,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
   // once. Written as `for (i = tid; i < N; i += kThreads)` inside load_stage, each cp.async cost ~50 instructions of
   // loop control and 64-bit address math per stage (SASS of config 0), a large share of the issue-bound decode loop.
   constexpr int kXChunks = M_TILE * Tr::kXRowChunks, kXIters = (kXChunks + kThreads - 1) / kThreads;
-  const int4* x_row[kXIters];  // row start of this chunk's token (p.x when the token is past M: zero-filled)
+  const int4* x_row[kXIters];  // row start of this chunk's token; nullptr past M (the chunk is zero-filled)
   uint32_t x_dst[kXIters];     // byte offset in the stage's activation area
   int x_k[kXIters];            // k offset of the chunk within a stage (elements)
 #pragma unroll
@@ -177,7 +179,7 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
       const int i = tid + r * kThreads;
       const int c = i % (N_TILES * 8), row = i / (N_TILES * 8);
       if ((kSChunks % kThreads == 0 || i < kSChunks) && (row >> 1) < valid_tiles && n0 + c * 8 < p.np) {
-        const int grp = min(((kt0 * kTileK) + row * 32) >> p.group_shift, p.num_groups - 1);
+        const int grp = group_of(p, kt0 * kTileK + row * 32);
         cp_async16(ss + (row * Tr::kCtaN + c * 8) * 2, p.scales + size_t(grp) * p.np + n0 + c * 8);
       }
     }
@@ -189,7 +191,7 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
         const int i = tid + r * kThreads;
         const int c = i % (N_TILES * 4), row = i / (N_TILES * 4);
         if ((kZChunks % kThreads == 0 || i < kZChunks) && (row >> 1) < valid_tiles && n0 + c * 16 < p.np) {
-          const int grp = min(((kt0 * kTileK) + row * 32) >> p.group_shift, p.num_groups - 1);
+          const int grp = group_of(p, kt0 * kTileK + row * 32);
           cp_async16(zs + row * Tr::kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
         }
       }
@@ -214,18 +216,10 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
   auto compute_stage = [&](int slot, int st) {
     const uint8_t* base = smem + slot * Tr::kStageBytes;
     const uint8_t* xs = base + Tr::kWBytes;
-    const uint16_t* ss = reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes);
-    const uint8_t* zs = xs + Tr::kXBytes + Tr::kSBytes;
-    // Dequant constants of this lane's rows (g, g+8) of column tile nt, for k-tile j and k offset 32 kp.
-    auto group_consts = [&](int j, int kp, int nt) {
-      const int col = (j * 2 + kp) * Tr::kCtaN + nt * kTileN + wn * 16 + g;
-      const int z_g = HAS_ZEROS ? zs[col] : 8, z_g8 = HAS_ZEROS ? zs[col + 8] : 8;
-      return Int4Dequant<T>::consts(ss[col], ss[col + 8], z_g, z_g8);
-    };
-    // This lane's 4 fragment words (k steps 0..3 of k-tile j) of column tile nt: one 16-byte read.
-    auto tile_words = [&](int j, int nt) {
-      return *reinterpret_cast<const uint4*>(base + (nt * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
-    };
+    const StageView<T, N_TILES, K_STAGE, HAS_ZEROS> sv{base, reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes),
+                                                       xs + Tr::kXBytes + Tr::kSBytes};
+    auto group_consts = [&](int j, int kp, int nt) { return sv.group_consts(j, kp, nt, wn, g); };
+    auto tile_words = [&](int j, int nt) { return sv.tile_words(j, nt, wn, lane); };
     if constexpr (WGMMA) {
 #ifdef MARLIN_HAS_WGMMA
       // Warpgroup `wgrp` owns column tiles nt_base .. nt_base + kAccTiles - 1 over every k-tile of the stage.

@@ -20,6 +20,8 @@
 #include "../../common/ptx.cuh"
 #include "../../common/wgmma.cuh"
 #include "epilogue.cuh"
+#include "params.cuh"
+#include "stage_view.cuh"
 
 namespace marlin::dense {
 
@@ -106,7 +108,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
                           valid_tiles * kTileBytes, &full_bar[slot]);
           }
           for (int row = 0; row < 2 * valid_tiles; ++row) {  // k offsets 0 and 32 of each k-tile (groups >= 32)
-            const int grp = min((kt0 * kTileK + row * 32) >> p.group_shift, p.num_groups - 1);
+            const int grp = group_of(p, kt0 * kTileK + row * 32);
             bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + size_t(grp) * p.np + n0, valid_n * 128, &full_bar[slot]);
             if constexpr (HAS_ZEROS) {
               bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + size_t(grp) * p.np + n0, valid_n * 64, &full_bar[slot]);
@@ -143,25 +145,19 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
     mbar_wait(&full_bar[slot], (it / STAGES) & 1);
     const uint8_t* xs = smem + slot * Tr::kStageBytes;
     const uint8_t* ws = xs + Tr::kXBytes;
-    const uint16_t* ss = reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes);
-    const uint8_t* zs = ws + Tr::kWBytes + Tr::kSBytes;
+    const StageView<T, N_TILES, K_STAGE, HAS_ZEROS> sv{ws, reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes),
+                                                       ws + Tr::kWBytes + Tr::kSBytes};
 #pragma unroll
     for (int j = 0; j < K_STAGE; ++j) {
       if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
       uint4 wq[kAccTiles];
 #pragma unroll
-      for (int l = 0; l < kAccTiles; ++l) {
-        wq[l] = *reinterpret_cast<const uint4*>(ws + ((nt_base + l) * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
-      }
+      for (int l = 0; l < kAccTiles; ++l) wq[l] = sv.tile_words(j, nt_base + l, wn, lane);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
         GroupConsts gc[kAccTiles];
 #pragma unroll
-        for (int l = 0; l < kAccTiles; ++l) {
-          const int col = (j * 2 + kp) * Tr::kCtaN + (nt_base + l) * kTileN + wn * 16 + g;
-          const int z_g = HAS_ZEROS ? zs[col] : 8, z_g8 = HAS_ZEROS ? zs[col + 8] : 8;
-          gc[l] = Int4Dequant<T>::consts(ss[col], ss[col + 8], z_g, z_g8);
-        }
+        for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.group_consts(j, kp, nt_base + l, wn, g);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int b = 2 * kp + e;  // k16 step of the k-tile = A buffer
