@@ -2,8 +2,8 @@
  * Eager host overhead: N back-to-back `gemm()` calls through the public @marlin/dense TypeScript API on one stream,
  * one `await stream.sync()` at the end. Two clocks per batch: the launch loop alone (host time to issue N calls: what
  * one call costs the CPU, as long as the launch queue does not fill, which 200 calls of a few-us kernel do not) and the
- * loop plus the sync (wall time; the caller subtracts the graph-replayed kernel time of the same problem). Imported lazily by the CLI: a build without the
- * @marlin/dense API still runs every other measurement.
+ * loop plus the sync (wall time; the caller subtracts the graph-replayed kernel time of the same problem).
+ * Imported lazily by the CLI: a build without the @marlin/dense API still runs every other measurement.
  */
 // Stream and Tensor from @marlin/dense (its re-export of core's): the same classes its gemm() checks with instanceof.
 import { gemm, Stream, Tensor, uploadPacked } from '@marlin/dense';
