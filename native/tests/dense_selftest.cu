@@ -1,7 +1,9 @@
 // Native self-test of the dense kernel, independent of Node: packs random codes with the docs/format.md formulas
 // (written again here, independently of the TypeScript packer), runs marlin_dense_gemm for every configuration,
-// split count and feature, and compares with a float64 CPU reference of the same semantics.
+// split count and feature, and compares with a float64 CPU reference of the same semantics. The second run of every
+// case goes through a prepared plan (marlin_dense_plan_create / _launch) and must equal the first bit for bit.
 // Build + run (GPU host):  see tools/native-selftest.sh. Exit code 0 = all cases pass.
+#include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "marlin/dense.h"
+#include "marlin_dense_instances.inc"  // generated: X(id, wgmma, ws, ...) per compiled configuration
 
 #define CHECK_CUDA(x)                                                                        \
   do {                                                                                       \
@@ -176,7 +179,17 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
   CHECK_CUDA(cudaDeviceSynchronize());
   CHECK_CUDA(cudaMemcpy(y1.data(), dy, y1.size() * 2, cudaMemcpyDeviceToHost));
   CHECK_CUDA(cudaMemset(dy, 0xff, size_t(m) * n * 2));
-  if (st == MARLIN_OK) st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
+  if (st == MARLIN_OK) {  // the same problem through a prepared plan (x, y, bias given at launch)
+    marlin_dense_problem fixed = p;
+    fixed.x = nullptr;
+    fixed.y = nullptr;
+    fixed.bias = nullptr;
+    marlin_dense_plan* plan = nullptr;
+    st = marlin_dense_plan_create(&fixed, &l, &plan);
+    if (st == MARLIN_OK && marlin_dense_plan_workspace_bytes(plan) != wsb) st = MARLIN_E_WORKSPACE;
+    if (st == MARLIN_OK) st = marlin_dense_plan_launch(plan, p.x, p.y, p.bias, dws, wsb, nullptr);
+    marlin_dense_plan_destroy(plan);
+  }
   CHECK_CUDA(cudaDeviceSynchronize());
   CHECK_CUDA(cudaMemcpy(y2.data(), dy, y2.size() * 2, cudaMemcpyDeviceToHost));
   for (void* ptr : {dx, dw, ds, dz, dp, db, dy, dws}) CHECK_CUDA(cudaFree(ptr));
@@ -217,27 +230,47 @@ int profile(int argc, char** argv) {
 
 __global__ void empty_kernel() {}
 
-// `dense_selftest --launch-cost`: host time per call of marlin_dense_gemm (M = 1, K = N = 4096, config 0, 4 splits:
-// the benchmark's eager problem) against a bare launch of an empty kernel and two trivial runtime calls, all enqueued
-// on one stream without syncing inside the timed loop. Splits the eager gemm() host time into ours and CUDA's.
+// The first warp-specialised configuration of this build (-1 if none), from the generated instance list.
+int first_ws_config() {
+  int id = -1;
+#define MARLIN_SELFTEST_WS(ID, WG, WS, MT, NT, KS, ST) \
+  if (WS && id < 0) id = ID;
+  MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_SELFTEST_WS)
+#undef MARLIN_SELFTEST_WS
+  return id;
+}
+
+using LaunchKernelFn = CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                    CUstream, void**, void**);
+
+// `dense_selftest --launch-cost`: host time per call, all enqueued on one stream without syncing inside the timed
+// loop (best of 5 x 2000 calls), of:
+//   - two trivial runtime calls (cudaGetDevice, cudaGetLastError),
+//   - an empty kernel <<<256, 256>>> through the three launch APIs: <<<>>>, cudaLaunchKernel, and the driver's
+//     cuLaunchKernel with the CUfunction looked up once (what a prepared plan uses),
+//   - marlin_dense_gemm (validation + plan + launch per call) vs marlin_dense_plan_launch (plan made once) on the
+//     benchmark's eager problem (M = 1, K = N = 4096, config 0, 4 splits),
+//   - on sm_90, the same pair on the first warp-specialised config (M = 64; marlin_dense_gemm encodes the TMA
+//     descriptor per call, the plan only when x changes), and the plan with x alternating between two buffers.
+// Splits the eager gemm() host time into CUDA's launch, our C path, and (by difference with the bench) N-API + TS.
 int launch_cost() {
   constexpr int kCalls = 2000;
-  const int m = 1, n = 4096, k = 4096;
-  void *dx, *dw, *ds, *dy, *dws;
-  CHECK_CUDA(cudaMalloc(&dx, size_t(m) * k * 2));
+  const int n = 4096, k = 4096, m_max = 64;
+  void *dx, *dx2, *dw, *ds, *dy, *dws;
+  CHECK_CUDA(cudaMalloc(&dx, size_t(m_max) * k * 2));
+  CHECK_CUDA(cudaMalloc(&dx2, size_t(m_max) * k * 2));
   CHECK_CUDA(cudaMalloc(&dw, size_t(k) * n / 2));
   CHECK_CUDA(cudaMalloc(&ds, size_t(k / 128) * n * 2));
-  CHECK_CUDA(cudaMalloc(&dy, size_t(m) * n * 2));
+  CHECK_CUDA(cudaMalloc(&dy, size_t(m_max) * n * 2));
   CHECK_CUDA(cudaMemset(dw, 0, size_t(k) * n / 2));
   CHECK_CUDA(cudaMemset(ds, 0, size_t(k / 128) * n * 2));
-  CHECK_CUDA(cudaMemset(dx, 0, size_t(m) * k * 2));
+  CHECK_CUDA(cudaMemset(dx, 0, size_t(m_max) * k * 2));
+  CHECK_CUDA(cudaMemset(dx2, 0, size_t(m_max) * k * 2));
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const marlin_dense_problem p = dense_problem(MARLIN_FP16, m, n, k, n, k, 128, k, dx, dw, ds, dy);
-  marlin_dense_launch l{0, 4};
-  const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
-  CHECK_CUDA(cudaMalloc(&dws, wsb));
-  if (marlin_dense_workspace_init(dws, wsb, stream) != MARLIN_OK) return 1;
+  constexpr size_t kWorkspaceBytes = size_t(64) << 20;  // ample for every problem below
+  CHECK_CUDA(cudaMalloc(&dws, kWorkspaceBytes));
+  if (marlin_dense_workspace_init(dws, kWorkspaceBytes, stream) != MARLIN_OK) return 1;
   auto time_us = [&](auto&& body) {
     for (int i = 0; i < 50; ++i) body();
     cudaStreamSynchronize(stream);
@@ -251,15 +284,84 @@ int launch_cost() {
     }
     return best;
   };
-  int dev = 0;
+  int dev = 0, major = 0;
+  CHECK_CUDA(cudaGetDevice(&dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   const double get_device = time_us([&] { cudaGetDevice(&dev); });
   const double last_error = time_us([&] { (void)cudaGetLastError(); });
   const double empty = time_us([&] { empty_kernel<<<256, 256, 0, stream>>>(); });
-  const double gemm = time_us([&] { marlin_dense_gemm(&p, &l, dws, wsb, stream); });
-  std::printf("launch cost (host us per call, best of 5 x %d): cudaGetDevice %.3f, cudaGetLastError %.3f, "
-              "empty kernel <<<256,256>>> %.3f, marlin_dense_gemm (M=1 4096x4096, config 0, 4 splits) %.3f\n",
-              kCalls, get_device, last_error, empty, gemm);
-  return 0;
+  const void* empty_sym = reinterpret_cast<const void*>(&empty_kernel);
+  const double empty_rt = time_us([&] { cudaLaunchKernel(empty_sym, dim3(256), dim3(256), nullptr, 0, stream); });
+  double empty_drv = -1;
+  {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    cudaFunction_t fn = nullptr;
+    if (cudaGetDriverEntryPointByVersion("cuLaunchKernel", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess && cudaGetFuncBySymbol(&fn, empty_sym) == cudaSuccess) {
+      const auto launch = reinterpret_cast<LaunchKernelFn>(f);
+      empty_drv = time_us([&] {
+        launch(reinterpret_cast<CUfunction>(fn), 256, 1, 1, 256, 1, 1, 0, reinterpret_cast<CUstream>(stream),
+               nullptr, nullptr);
+      });
+    }
+  }
+  CHECK_CUDA(cudaGetLastError());
+
+  // Host time of marlin_dense_gemm and of a plan's launch for one problem; a failing status aborts the mode.
+  struct Pair {
+    double gemm = -1, plan = -1, plan_alternating = -1;
+  };
+  bool failed = false;
+  auto time_pair = [&](int m, int config, int splits) {
+    Pair r;
+    marlin_dense_problem p = dense_problem(MARLIN_FP16, m, n, k, n, k, 128, k, dx, dw, ds, dy);
+    const marlin_dense_launch l{config, splits};
+    if (marlin_dense_workspace_bytes(&p, &l) > kWorkspaceBytes) return r;
+    marlin_status st = marlin_dense_gemm(&p, &l, dws, kWorkspaceBytes, stream);
+    marlin_dense_plan* plan = nullptr;
+    if (st == MARLIN_OK) st = marlin_dense_plan_create(&p, &l, &plan);
+    if (st == MARLIN_OK) st = marlin_dense_plan_launch(plan, dx2, dy, nullptr, dws, kWorkspaceBytes, stream);
+    if (st != MARLIN_OK) {
+      std::printf("launch cost: config %d M=%d failed with status %d\n", config, m, int(st));
+      failed = true;
+      marlin_dense_plan_destroy(plan);
+      return r;
+    }
+    r.gemm = time_us([&] { marlin_dense_gemm(&p, &l, dws, kWorkspaceBytes, stream); });
+    r.plan = time_us([&] { marlin_dense_plan_launch(plan, dx, dy, nullptr, dws, kWorkspaceBytes, stream); });
+    int i = 0;
+    r.plan_alternating = time_us([&] {
+      marlin_dense_plan_launch(plan, (++i & 1) ? dx : dx2, dy, nullptr, dws, kWorkspaceBytes, stream);
+    });
+    marlin_dense_plan_destroy(plan);
+    CHECK_CUDA(cudaStreamSynchronize(stream));
+    return r;
+  };
+  const Pair decode = time_pair(1, 0, 4);
+  const int ws_config = first_ws_config();
+  Pair ws;
+  if (major >= 9 && ws_config >= 0) ws = time_pair(64, ws_config, 1);
+
+  std::printf("launch cost (host us per call, best of 5 x %d):\n", kCalls);
+  std::printf("  cudaGetDevice %.3f, cudaGetLastError %.3f\n", get_device, last_error);
+  std::printf("  empty kernel <<<256,256>>>: <<<>>> %.3f, cudaLaunchKernel %.3f, cuLaunchKernel (CUfunction) %.3f\n",
+              empty, empty_rt, empty_drv);
+  std::printf("  config 0 (M=1 4096x4096, 4 splits): marlin_dense_gemm %.3f, marlin_dense_plan_launch %.3f "
+              "(x alternating between 2 buffers: %.3f)\n",
+              decode.gemm, decode.plan, decode.plan_alternating);
+  if (ws.gemm >= 0) {
+    std::printf("  config %d (warp-specialised, M=64 4096x4096, 1 split): marlin_dense_gemm %.3f, "
+                "marlin_dense_plan_launch %.3f (x alternating between 2 buffers, TMA descriptor re-encoded: %.3f)\n",
+                ws_config, ws.gemm, ws.plan, ws.plan_alternating);
+  } else {
+    std::printf("  warp-specialised configs: not timed (%s)\n", major < 9 ? "not sm_90" : "none compiled");
+  }
+  std::printf("  C path over the empty <<<>>> launch: marlin_dense_gemm %+.3f, plan %+.3f\n", decode.gemm - empty,
+              decode.plan - empty);
+  for (void* ptr : {dx, dx2, dw, ds, dy, dws}) CHECK_CUDA(cudaFree(ptr));
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  return failed ? 1 : 0;
 }
 
 int main(int argc, char** argv) {

@@ -43,6 +43,30 @@ marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* s
 marlin_status marlin_dense_gemm(const marlin_dense_problem* p, const marlin_dense_launch* l, void* workspace,
                                 size_t workspace_bytes, void* stream /* cudaStream_t */);
 
+// ---- prepared launches ------------------------------------------------------------------------------------------
+// A plan fixes everything of a call except the activations, the output, the bias, the workspace and the stream:
+// the weight operands (w, scales, zeros, perm), the sizes and strides (m, n, k, lda, ldc), the dtype and the launch
+// (config, splits). marlin_dense_plan_create validates all of that once, resolves the kernel, its grid, block and
+// dynamic shared memory (and opts in to > 48 KB of it) and fills the kernel's parameter block; a launch then only
+// checks and patches in the per-call pointers. For the warp-specialised Hopper configs the plan caches the
+// activations' TMA descriptor, keyed by (activation pointer, lda): it is encoded again only when x moves.
+// The weight buffers must stay allocated while the plan is used (the plan holds their pointers, not the memory).
+// A plan belongs to the device that was current at creation; it may be launched from any host thread, but not from
+// two threads at once (the descriptor cache is not locked). marlin_dense_gemm is a plan made and launched per call.
+typedef struct marlin_dense_plan marlin_dense_plan;
+
+// p->x, p->y and p->bias are ignored (given per launch); everything else is validated as marlin_dense_gemm does.
+// On success *out owns a new plan (free it with marlin_dense_plan_destroy); on failure *out is NULL.
+marlin_status marlin_dense_plan_create(const marlin_dense_problem* p, const marlin_dense_launch* l,
+                                       marlin_dense_plan** out);
+// Workspace bytes a launch of this plan needs (marlin_dense_workspace_bytes of its problem and launch).
+size_t marlin_dense_plan_workspace_bytes(const marlin_dense_plan* plan);
+// Enqueues one GEMM y = x * W (+ bias) with the plan's shapes: x is m rows of lda elements, y m rows of ldc, bias
+// [n] or NULL. Same statuses as marlin_dense_gemm (MARLIN_E_MISALIGNED, MARLIN_E_WORKSPACE, MARLIN_E_CUDA, ...).
+marlin_status marlin_dense_plan_launch(marlin_dense_plan* plan, const void* x, void* y, const void* bias,
+                                       void* workspace, size_t workspace_bytes, void* stream /* cudaStream_t */);
+void marlin_dense_plan_destroy(marlin_dense_plan* plan);  // NULL is a no-op; enqueued launches are unaffected
+
 // Compiled configurations (mirrors kernel-table.json) so callers can check the binary agrees with the table.
 int32_t marlin_dense_config_count(void);
 // Fills mTile, nTiles, kTilesPerStage, stages for a config id; returns MARLIN_E_UNSUPPORTED for unknown ids.

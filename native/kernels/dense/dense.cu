@@ -1,10 +1,15 @@
 // C entry points of @marlin/dense (native/include/marlin/dense.h): validation, workspace layout, act-order gather,
-// and the launch of the configuration chosen by @marlin/core dispatch (ids from kernel-table.json).
+// and the launch of the configuration chosen by @marlin/core dispatch (ids from kernel-table.json). Every launch
+// goes through a plan (marlin_dense_plan): validation, kernel resolution and the parameter block once, per-call
+// pointers and the launch after; marlin_dense_gemm makes a plan on the stack per call.
 #include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "gemm_kernel.cuh"
 #include "gemm_ws_kernel.cuh"
@@ -69,20 +74,6 @@ __global__ void gather_columns(const uint16_t* __restrict__ x, int64_t lda, cons
   }
 }
 
-// The >48 KB dynamic smem opt-in is per function and device; remember it per device (up to 64 devices).
-template <typename Kernel>
-marlin_status opt_in_smem(Kernel kernel, int bytes, std::atomic<uint64_t>& opted_in) {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return record_cuda(cudaGetLastError());
-  const uint64_t bit = uint64_t(1) << (dev & 63);
-  if ((opted_in.load(std::memory_order_relaxed) & bit) == 0) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (e != cudaSuccess) return record_cuda(e);
-    opted_in.fetch_or(bit, std::memory_order_relaxed);
-  }
-  return MARLIN_OK;
-}
-
 // cuTensorMapEncodeTiled from the driver (the static runtime does not link libcuda; the entry point is looked up once).
 using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
                                    const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
@@ -115,55 +106,111 @@ marlin_status activation_tensor_map(const Params& prm, int m_tile, CUtensorMap* 
   return r == CUDA_SUCCESS ? MARLIN_OK : MARLIN_E_INVALID_ARGUMENT;
 }
 
+
+// cuLaunchKernel from the driver (looked up once, like cuTensorMapEncodeTiled). A plan launches its kernel through
+// it with the CUfunction resolved at plan creation: the runtime's launch path (cudaLaunchKernel, and <<<>>> on top
+// of it) looks the function up from the host stub on every call. MARLIN_DENSE_LAUNCH=runtime forces cudaLaunchKernel
+// (an A/B switch for host-time measurements; both launch the same function with the same parameters).
+using LaunchKernelFn = CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                    CUstream, void**, void**);
+LaunchKernelFn driver_launch() {
+  static const LaunchKernelFn fn = [] {
+    const char* mode = std::getenv("MARLIN_DENSE_LAUNCH");
+    if (mode != nullptr && std::strcmp(mode, "runtime") == 0) return LaunchKernelFn(nullptr);
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuLaunchKernel", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      return LaunchKernelFn(nullptr);
+    }
+    return reinterpret_cast<LaunchKernelFn>(f);
+  }();
+  return fn;
+}
+
+// One kernel instance, resolved for one device: its host stub (for cudaLaunchKernel), its function in the device's
+// primary context, the block size and the dynamic shared memory it is launched with.
+struct KernelRef {
+  const void* symbol = nullptr;
+  cudaFunction_t fn = nullptr;
+  int device = -1;
+  unsigned block = 0, smem = 0;
+  bool ws = false;
+};
+
+constexpr int kMaxDevices = 64;
+
+// The >48 KB dynamic smem opt-in and the function lookup are per function and device: done once per device (up to
+// 64 devices; beyond that every plan creation does them again) and remembered in `fns`.
+template <typename Kernel>
+marlin_status resolve_function(Kernel kernel, int smem, int dev, std::atomic<cudaFunction_t>* fns,
+                               cudaFunction_t* out) {
+  const bool cached = dev >= 0 && dev < kMaxDevices;
+  cudaFunction_t f = cached ? fns[dev].load(std::memory_order_acquire) : nullptr;
+  if (f == nullptr) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess) e = cudaGetFuncBySymbol(&f, reinterpret_cast<const void*>(kernel));
+    if (e != cudaSuccess) return record_cuda(e);
+    if (cached) fns[dev].store(f, std::memory_order_release);
+  }
+  *out = f;
+  return MARLIN_OK;
+}
+
 template <typename T, bool WG, bool WS, int MT, int NT, int KS, int ST, bool Z>
-marlin_status launch_kernel(const Params& prm, cudaStream_t stream) {
-  const int grid = prm.m_blocks * prm.n_blocks * prm.splits;
-  static std::atomic<uint64_t> opted_in{0};
+marlin_status resolve_kernel(int dev, KernelRef* k) {
+  if constexpr (WG) {  // the hopper family exists only as sm_90a SASS
+    int major = 0;
+    if (const cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev); e != cudaSuccess)
+      return record_cuda(e);
+    if (major < 9) return MARLIN_E_UNSUPPORTED;
+  }
+  static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
+  k->device = dev;
   if constexpr (WS) {
     using Tr = WsTraits<MT, NT, KS, ST>;
     auto kernel = gemm_w4a16_ws<T, MT, NT, KS, ST, Z>;
-    if (const marlin_status s = opt_in_smem(kernel, Tr::kSmemBytes, opted_in); s != MARLIN_OK) return s;
-    CUtensorMap x_map;
-    if (const marlin_status s = activation_tensor_map(prm, MT, &x_map); s != MARLIN_OK) return s;
-    kernel<<<grid, kWsThreads, Tr::kSmemBytes, stream>>>(prm, x_map);
+    k->symbol = reinterpret_cast<const void*>(kernel);
+    k->block = kWsThreads;
+    k->smem = Tr::kSmemBytes;
+    k->ws = true;
+    return resolve_function(kernel, Tr::kSmemBytes, dev, fns, &k->fn);
   } else {
     using Tr = Traits<MT, NT, KS, ST>;
     auto kernel = gemm_w4a16<T, MT, NT, KS, ST, Z, WG>;
-    if (const marlin_status s = opt_in_smem(kernel, Tr::kSmemBytes, opted_in); s != MARLIN_OK) return s;
-    kernel<<<grid, kThreads, Tr::kSmemBytes, stream>>>(prm);
+    k->symbol = reinterpret_cast<const void*>(kernel);
+    k->block = kThreads;
+    k->smem = Tr::kSmemBytes;
+    k->ws = false;
+    return resolve_function(kernel, Tr::kSmemBytes, dev, fns, &k->fn);
   }
-  return record_cuda(cudaGetLastError());
 }
+
+using ResolveFn = marlin_status (*)(int dev, KernelRef* k);
 
 template <bool WG, bool WS, int MT, int NT, int KS, int ST>
-marlin_status launch_config(const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
-  if (WG) {  // the hopper family exists only as sm_90a SASS
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-      return record_cuda(cudaGetLastError());
-    if (major < 9) return MARLIN_E_UNSUPPORTED;
-  }
+ResolveFn resolver_for(marlin_dtype dtype, bool zeros) {
   if (dtype == MARLIN_FP16) {
-    return zeros ? launch_kernel<half, WG, WS, MT, NT, KS, ST, true>(prm, stream)
-                 : launch_kernel<half, WG, WS, MT, NT, KS, ST, false>(prm, stream);
+    return zeros ? &resolve_kernel<half, WG, WS, MT, NT, KS, ST, true> : &resolve_kernel<half, WG, WS, MT, NT, KS, ST, false>;
   }
-  return zeros ? launch_kernel<__nv_bfloat16, WG, WS, MT, NT, KS, ST, true>(prm, stream)
-               : launch_kernel<__nv_bfloat16, WG, WS, MT, NT, KS, ST, false>(prm, stream);
+  return zeros ? &resolve_kernel<__nv_bfloat16, WG, WS, MT, NT, KS, ST, true>
+               : &resolve_kernel<__nv_bfloat16, WG, WS, MT, NT, KS, ST, false>;
 }
 
-marlin_status launch_by_id(int id, const Params& prm, marlin_dtype dtype, bool zeros, cudaStream_t stream) {
+ResolveFn resolver_by_id(int id, marlin_dtype dtype, bool zeros) {
   switch (id) {
-#define MARLIN_CONFIG_LAUNCH(ID, WG, WS, MT, NT, KS, ST) \
-  case ID:                                               \
-    return launch_config<WG, WS, MT, NT, KS, ST>(prm, dtype, zeros, stream);
-    MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_LAUNCH)
-#undef MARLIN_CONFIG_LAUNCH
+#define MARLIN_CONFIG_RESOLVER(ID, WG, WS, MT, NT, KS, ST) \
+  case ID:                                                 \
+    return resolver_for<WG, WS, MT, NT, KS, ST>(dtype, zeros);
+    MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_RESOLVER)
+#undef MARLIN_CONFIG_RESOLVER
     default:
-      return MARLIN_E_UNSUPPORTED;
+      return nullptr;
   }
 }
 
-marlin_status validate(const marlin_dense_problem& p, const marlin_dense_launch& l, const ConfigInfo& c) {
+// Everything of a call that does not depend on x, y, bias, workspace or stream.
+marlin_status validate_fixed(const marlin_dense_problem& p, const marlin_dense_launch& l, const ConfigInfo& c) {
   if (p.dtype != MARLIN_FP16 && p.dtype != MARLIN_BF16) return MARLIN_E_INVALID_ARGUMENT;
   if (p.bits != 4) return MARLIN_E_UNSUPPORTED;
   if (p.m < 1 || p.n < 16 || p.k < 16 || p.n % 16 != 0 || p.k % 16 != 0) return MARLIN_E_INVALID_ARGUMENT;
@@ -171,10 +218,9 @@ marlin_status validate(const marlin_dense_problem& p, const marlin_dense_launch&
   const bool per_channel = p.group_size == p.k;
   if (!per_channel && p.group_size != 32 && p.group_size != 64 && p.group_size != 128) return MARLIN_E_UNSUPPORTED;
   if (p.lda < p.k || p.ldc < p.n || p.lda % 8 != 0 || p.ldc % 8 != 0) return MARLIN_E_MISALIGNED;
-  if (!p.x || !p.w || !p.scales || !p.y) return MARLIN_E_INVALID_ARGUMENT;
-  if (!aligned16(p.x) || !aligned16(p.w) || !aligned16(p.scales) || !aligned16(p.y)) return MARLIN_E_MISALIGNED;
+  if (!p.w || !p.scales) return MARLIN_E_INVALID_ARGUMENT;
+  if (!aligned16(p.w) || !aligned16(p.scales)) return MARLIN_E_MISALIGNED;
   if (p.zeros && !aligned16(p.zeros)) return MARLIN_E_MISALIGNED;
-  if (p.bias && (reinterpret_cast<uintptr_t>(p.bias) & 1)) return MARLIN_E_MISALIGNED;
   if (l.splits < 1 || l.splits > 64) return MARLIN_E_INVALID_ARGUMENT;
   const long long tiles = 1LL * ceil_div(p.m, c.m_tile) * ceil_div(p.n_padded, 64 * c.n_tiles);
   if (l.splits > 1 && tiles > kCounterCapacity) return MARLIN_E_UNSUPPORTED;
@@ -187,48 +233,51 @@ marlin_status validate(const marlin_dense_problem& p, const marlin_dense_launch&
 
 using namespace marlin::dense;
 
-extern "C" size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, const marlin_dense_launch* l) {
-  ConfigInfo c;
-  if (!p || !l || !config_info(l->config_id, &c)) return 0;
-  return layout_of(*p, *l, c).total;
-}
+struct marlin_dense_plan {
+  // The activations' TMA descriptor of the last launch (warp-specialised configs), valid for (map_x, map_lda).
+  CUtensorMap x_map;  // CUtensorMap carries its own (64-byte or larger) alignment
+  const void* map_x;
+  int64_t map_lda;
+  bool map_valid;
+  marlin_dense_problem problem;  // x, y, bias unused
+  marlin_dense_launch launch;
+  ConfigInfo config;
+  WorkspaceLayout layout;
+  ResolveFn resolve;
+  KernelRef kernel;  // resolved for kernel.device
+  unsigned grid;
+  Params prm;        // complete but for x, lda (act-order: the gathered copy), y, bias, partials, counters
+};
 
-extern "C" marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream) {
-  if (!workspace || bytes < kCounterBytes) return MARLIN_E_WORKSPACE;
-  return record_cuda(cudaMemsetAsync(workspace, 0, kCounterBytes, static_cast<cudaStream_t>(stream)));
-}
+namespace {
 
-extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const marlin_dense_launch* lp,
-                                           void* workspace, size_t workspace_bytes, void* stream_ptr) {
-  if (!pp || !lp) return MARLIN_E_INVALID_ARGUMENT;
-  const marlin_dense_problem& p = *pp;
-  const marlin_dense_launch& l = *lp;
+marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, const marlin_dense_launch& l) {
   ConfigInfo c;
   if (!config_info(l.config_id, &c)) return MARLIN_E_UNSUPPORTED;
-  if (const marlin_status s = validate(p, l, c); s != MARLIN_OK) return s;
-  const WorkspaceLayout wl = layout_of(p, l, c);
-  if (!workspace || workspace_bytes < wl.total || !aligned16(workspace)) return MARLIN_E_WORKSPACE;
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  uint8_t* ws = static_cast<uint8_t*>(workspace);
+  if (const marlin_status s = validate_fixed(p, l, c); s != MARLIN_OK) return s;
+  pl.map_x = nullptr;
+  pl.map_lda = 0;
+  pl.map_valid = false;
+  pl.problem = p;
+  pl.problem.x = nullptr;
+  pl.problem.y = nullptr;
+  pl.problem.bias = nullptr;
+  pl.launch = l;
+  pl.config = c;
+  pl.layout = layout_of(p, l, c);
+  pl.resolve = resolver_by_id(l.config_id, p.dtype, p.zeros != nullptr);
+  if (pl.resolve == nullptr) return MARLIN_E_UNSUPPORTED;
+  int dev = 0;
+  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return record_cuda(e);
+  if (const marlin_status s = pl.resolve(dev, &pl.kernel); s != MARLIN_OK) return s;
 
-  Params prm{};
-  prm.x = static_cast<const int4*>(p.x);
+  Params& prm = pl.prm;
+  prm = Params{};
   prm.lda = p.lda;
-  if (p.perm) {  // act-order: gather x[:, perm] into the workspace, then run on contiguous groups
-    uint16_t* xp = reinterpret_cast<uint16_t*>(ws + wl.xperm_offset);
-    gather_columns<<<p.m, 256, 0, stream>>>(static_cast<const uint16_t*>(p.x), p.lda, p.perm, xp, p.k);
-    if (const marlin_status s = record_cuda(cudaGetLastError()); s != MARLIN_OK) return s;
-    prm.x = reinterpret_cast<const int4*>(xp);
-    prm.lda = p.k;
-  }
   prm.w = static_cast<const int4*>(p.w);
   prm.scales = static_cast<const uint16_t*>(p.scales);
   prm.zeros = p.zeros;
-  prm.bias = static_cast<const uint16_t*>(p.bias);
-  prm.y = static_cast<uint16_t*>(p.y);
   prm.ldc = p.ldc;
-  prm.partials = reinterpret_cast<float*>(ws + wl.partials_offset);
-  prm.counters = reinterpret_cast<uint32_t*>(ws);
   prm.m = p.m;
   prm.n = p.n;
   prm.k = p.k;
@@ -245,8 +294,111 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const
   // Re-derive splits so that none is empty: 10 stages asked in 4 splits give 3 stages per split and 4 splits
   // (3,3,3,1); 9 stages in 4 splits give 3 per split and only 3 splits.
   prm.splits = ceil_div(prm.stages_total, prm.stages_per_split);
-  return launch_by_id(l.config_id, prm, p.dtype, p.zeros != nullptr, stream);
+  pl.grid = unsigned(prm.m_blocks * prm.n_blocks * prm.splits);
+  return MARLIN_OK;
 }
+
+marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cudaStream_t stream) {
+  const LaunchKernelFn drv = driver_launch();
+  if (drv != nullptr && k.fn != nullptr) {
+    const CUresult r = drv(reinterpret_cast<CUfunction>(k.fn), grid, 1, 1, k.block, 1, 1, k.smem,
+                           reinterpret_cast<CUstream>(stream), args, nullptr);
+    if (r == CUDA_SUCCESS) return MARLIN_OK;
+    // No current context on this host thread (the runtime makes the primary context current lazily): let the
+    // runtime launch it. Any other driver error is reported as is (driver and runtime error numbers agree).
+    if (r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
+  }
+  return record_cuda(cudaLaunchKernel(k.symbol, dim3(grid), dim3(k.block), args, k.smem, stream));
+}
+
+marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const void* bias, void* workspace,
+                          size_t workspace_bytes, cudaStream_t stream) {
+  if (!x || !y) return MARLIN_E_INVALID_ARGUMENT;
+  if (!aligned16(x) || !aligned16(y)) return MARLIN_E_MISALIGNED;
+  if (bias && (reinterpret_cast<uintptr_t>(bias) & 1)) return MARLIN_E_MISALIGNED;
+  if (!workspace || workspace_bytes < pl.layout.total || !aligned16(workspace)) return MARLIN_E_WORKSPACE;
+  int dev = 0;
+  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return record_cuda(e);
+  if (dev != pl.kernel.device) {  // launched with another current device than at creation: resolve for that one
+    KernelRef k;
+    if (const marlin_status s = pl.resolve(dev, &k); s != MARLIN_OK) return s;
+    pl.kernel = k;
+  }
+  const marlin_dense_problem& p = pl.problem;
+  uint8_t* ws = static_cast<uint8_t*>(workspace);
+  Params& prm = pl.prm;
+  prm.x = static_cast<const int4*>(x);
+  prm.lda = p.lda;
+  if (p.perm) {  // act-order: gather x[:, perm] into the workspace, then run on contiguous groups
+    uint16_t* xp = reinterpret_cast<uint16_t*>(ws + pl.layout.xperm_offset);
+    gather_columns<<<p.m, 256, 0, stream>>>(static_cast<const uint16_t*>(x), p.lda, p.perm, xp, p.k);
+    if (const marlin_status s = record_cuda(cudaGetLastError()); s != MARLIN_OK) return s;
+    prm.x = reinterpret_cast<const int4*>(xp);
+    prm.lda = p.k;
+  }
+  prm.bias = static_cast<const uint16_t*>(bias);
+  prm.y = static_cast<uint16_t*>(y);
+  prm.partials = reinterpret_cast<float*>(ws + pl.layout.partials_offset);
+  prm.counters = reinterpret_cast<uint32_t*>(ws);
+  void* args[2] = {&prm, &pl.x_map};
+  if (pl.kernel.ws && !(pl.map_valid && pl.map_x == prm.x && pl.map_lda == prm.lda)) {
+    pl.map_valid = false;
+    if (const marlin_status s = activation_tensor_map(prm, pl.config.m_tile, &pl.x_map); s != MARLIN_OK) return s;
+    pl.map_x = prm.x;
+    pl.map_lda = prm.lda;
+    pl.map_valid = true;
+  }
+  // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
+  return launch_resolved(pl.kernel, pl.grid, args, stream);
+}
+
+}  // namespace
+
+extern "C" size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, const marlin_dense_launch* l) {
+  ConfigInfo c;
+  if (!p || !l || !config_info(l->config_id, &c)) return 0;
+  return layout_of(*p, *l, c).total;
+}
+
+extern "C" marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream) {
+  if (!workspace || bytes < kCounterBytes) return MARLIN_E_WORKSPACE;
+  return record_cuda(cudaMemsetAsync(workspace, 0, kCounterBytes, static_cast<cudaStream_t>(stream)));
+}
+
+extern "C" marlin_status marlin_dense_gemm(const marlin_dense_problem* pp, const marlin_dense_launch* lp,
+                                           void* workspace, size_t workspace_bytes, void* stream) {
+  if (!pp || !lp) return MARLIN_E_INVALID_ARGUMENT;
+  marlin_dense_plan pl;
+  if (const marlin_status s = plan_init(pl, *pp, *lp); s != MARLIN_OK) return s;
+  return plan_launch(pl, pp->x, pp->y, pp->bias, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" marlin_status marlin_dense_plan_create(const marlin_dense_problem* p, const marlin_dense_launch* l,
+                                                  marlin_dense_plan** out) {
+  if (!out) return MARLIN_E_INVALID_ARGUMENT;
+  *out = nullptr;
+  if (!p || !l) return MARLIN_E_INVALID_ARGUMENT;
+  auto* pl = new (std::nothrow) marlin_dense_plan;
+  if (pl == nullptr) return MARLIN_E_INVALID_ARGUMENT;  // NOTE: host out-of-memory for ~1 KB; no better status
+  if (const marlin_status s = plan_init(*pl, *p, *l); s != MARLIN_OK) {
+    delete pl;
+    return s;
+  }
+  *out = pl;
+  return MARLIN_OK;
+}
+
+extern "C" size_t marlin_dense_plan_workspace_bytes(const marlin_dense_plan* plan) {
+  return plan != nullptr ? plan->layout.total : 0;
+}
+
+extern "C" marlin_status marlin_dense_plan_launch(marlin_dense_plan* plan, const void* x, void* y, const void* bias,
+                                                  void* workspace, size_t workspace_bytes, void* stream) {
+  if (!plan) return MARLIN_E_INVALID_ARGUMENT;
+  return plan_launch(*plan, x, y, bias, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" void marlin_dense_plan_destroy(marlin_dense_plan* plan) { delete plan; }
 
 extern "C" int32_t marlin_dense_config_count(void) {
   int32_t n = 0;

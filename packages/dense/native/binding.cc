@@ -1,8 +1,13 @@
 // @marlin/dense addon entry: the shared runtime exports plus the W4A16 GEMM (native/include/marlin/dense.h).
 // Thin by design: validation with typed messages happens in TypeScript (src/gemm.ts) before anything reaches here;
 // this file only unwraps handles and maps marlin_status to coded JS errors.
+// Two call paths: gemm() (every operand and the problem numbers per call) and the prepared plans planCreate /
+// planBind / planLaunch / planDestroy (weight operands, sizes and launch fixed once; per call only x, out, bias).
 #include <napi.h>
 
+#include <atomic>
+
+#include "handles.h"
 #include "marlin/dense.h"
 #include "marlin_napi.h"
 #ifdef MARLIN_WITH_BENCH
@@ -71,6 +76,205 @@ void Gemm(const Napi::CallbackInfo& info) {
   Check(info.Env(), marlin_dense_gemm(&p, &l, ws->ptr, ws->bytes, UnwrapStream(env, info[8])), "marlin_dense_gemm");
 }
 
+// ---- prepared plans -----------------------------------------------------------------------------------------------
+
+// Type tag of a plan handle ("marlin-dplan-v1-" in ASCII). Plans never cross addons: the tag only has to tell them
+// apart from every other External.
+const napi_type_tag kPlanTag = {0x6d61726c696e2d64ULL, 0x706c616e2d76312dULL};
+
+std::atomic<int64_t> g_live_plans{0};
+
+// A marlin_dense_plan plus the JS handles of the buffers it points into. The weight operands (qweight, scales,
+// zeros, perm) are fixed at creation; the workspace and the stream are bound by planBind and change only when the
+// caller moves the plan to another stream or the stream's workspace is reallocated. Every handle is held by a strong
+// reference, so its header outlives the plan; a launch checks that none was released since (a freed buffer throws
+// MARLIN_E_DISPOSED, never reaches the kernel).
+struct PlanHolder {
+  static constexpr int kOperands = 4;
+  marlin_dense_plan* plan = nullptr;  // NULL once destroyed
+  napi_ref operand_refs[kOperands] = {};
+  marlin_buffer_header* operands[kOperands] = {};
+  napi_ref ws_ref = nullptr;
+  marlin_buffer_header* ws = nullptr;
+  napi_ref stream_ref = nullptr;
+  marlin_napi::StreamHandle* stream = nullptr;  // NULL: the legacy default stream
+};
+constexpr const char* kOperandNames[PlanHolder::kOperands] = {"w.qweight", "w.scales", "w.zeros", "w.perm"};
+
+void DeleteRef(napi_env env, napi_ref* ref) {
+  if (*ref != nullptr) napi_delete_reference(env, *ref);
+  *ref = nullptr;
+}
+
+napi_ref NewRef(napi_env env, napi_value v) {
+  napi_ref ref = nullptr;
+  if (napi_create_reference(env, v, 1, &ref) != napi_ok) {
+    throw CodedError(env, "MARLIN_E_VALUE", "gemm plan: could not reference an operand handle.");
+  }
+  return ref;
+}
+
+void UnbindWorkspace(napi_env env, PlanHolder* h) {
+  DeleteRef(env, &h->ws_ref);
+  DeleteRef(env, &h->stream_ref);
+  h->ws = nullptr;
+  h->stream = nullptr;
+}
+
+// Frees the native plan and drops every reference (idempotent). Enqueued launches are unaffected.
+void DestroyPlan(napi_env env, PlanHolder* h) {
+  if (h->plan == nullptr) return;
+  marlin_dense_plan_destroy(h->plan);
+  h->plan = nullptr;
+  g_live_plans.fetch_sub(1);
+  for (int i = 0; i < PlanHolder::kOperands; ++i) {
+    DeleteRef(env, &h->operand_refs[i]);
+    h->operands[i] = nullptr;
+  }
+  UnbindWorkspace(env, h);
+}
+
+PlanHolder* UnwrapPlan(napi_env env, napi_value v) {
+  napi_valuetype type;
+  bool ok = false;
+  void* data = nullptr;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_external ||
+      napi_check_object_type_tag(env, v, &kPlanTag, &ok) != napi_ok || !ok ||
+      napi_get_value_external(env, v, &data) != napi_ok) {
+    throw CodedError(env, "MARLIN_E_DISPOSED", "plan is not a @marlin/dense gemm plan handle.");
+  }
+  auto* h = static_cast<PlanHolder*>(data);
+  if (h->plan == nullptr) {
+    throw CodedError(env, "MARLIN_E_DISPOSED",
+                     "the gemm plan was already destroyed (its weight was disposed). Fix: upload the weight again.");
+  }
+  return h;
+}
+
+// planCreate(qweight, scales, zeros|null, perm|null, params: Int32Array) -> plan handle. params as for gemm();
+// the problem's x, y and bias are given per launch. Validates, resolves the kernel and builds its parameters once.
+Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  marlin_dense_problem p{};
+  marlin_dense_launch l{};
+  FillProblem(ArgParams(env, info[4]), &p, &l);
+  marlin_buffer_header* hdr[PlanHolder::kOperands] = {
+      UnwrapBuffer(env, info[0], kOperandNames[0]), UnwrapBuffer(env, info[1], kOperandNames[1]),
+      UnwrapOptionalBuffer(env, info[2], kOperandNames[2]), UnwrapOptionalBuffer(env, info[3], kOperandNames[3])};
+  p.w = hdr[0]->ptr;
+  p.scales = hdr[1]->ptr;
+  p.zeros = hdr[2] != nullptr ? static_cast<const uint8_t*>(hdr[2]->ptr) : nullptr;
+  p.perm = hdr[3] != nullptr ? static_cast<const int32_t*>(hdr[3]->ptr) : nullptr;
+  marlin_dense_plan* plan = nullptr;
+  Check(info.Env(), marlin_dense_plan_create(&p, &l, &plan), "marlin_dense_plan_create");
+  auto* h = new PlanHolder{};
+  h->plan = plan;
+  g_live_plans.fetch_add(1);
+  try {
+    for (int i = 0; i < PlanHolder::kOperands; ++i) {
+      if (hdr[i] == nullptr) continue;
+      h->operand_refs[i] = NewRef(env, info[i]);
+      h->operands[i] = hdr[i];
+    }
+  } catch (...) {
+    DestroyPlan(env, h);
+    delete h;
+    throw;
+  }
+  // Safety net only: the TS plan cache destroys plans explicitly (weight dispose, cache eviction).
+  auto ext = Napi::External<PlanHolder>::New(info.Env(), h, [](Napi::Env e, PlanHolder* ph) {
+    DestroyPlan(e, ph);
+    delete ph;
+  });
+  ext.TypeTag(&kPlanTag);
+  return ext;
+}
+
+// planBind(plan, workspace, stream|null): the workspace (sized for the plan) and stream of the next launches.
+void PlanBind(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  PlanHolder* h = UnwrapPlan(env, info[0]);
+  marlin_buffer_header* ws = UnwrapBuffer(env, info[1], "workspace");
+  if (ws->bytes < marlin_dense_plan_workspace_bytes(h->plan)) {
+    Check(info.Env(), MARLIN_E_WORKSPACE, "planBind");
+  }
+  napi_valuetype type;
+  napi_typeof(env, info[2], &type);
+  marlin_napi::StreamHandle* stream = nullptr;
+  if (type != napi_null && type != napi_undefined) stream = marlin_napi::UnwrapStreamHandle(env, info[2]);
+  napi_ref ws_ref = NewRef(env, info[1]);
+  napi_ref stream_ref = nullptr;
+  if (stream != nullptr) {
+    try {
+      stream_ref = NewRef(env, info[2]);
+    } catch (...) {
+      DeleteRef(env, &ws_ref);
+      throw;
+    }
+  }
+  UnbindWorkspace(env, h);
+  h->ws_ref = ws_ref;
+  h->ws = ws;
+  h->stream_ref = stream_ref;
+  h->stream = stream;
+}
+
+// planLaunch(plan, x, out, bias|null): enqueues one GEMM with the plan's weight, sizes, workspace and stream.
+void PlanLaunch(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  PlanHolder* h = UnwrapPlan(env, info[0]);
+  for (int i = 0; i < PlanHolder::kOperands; ++i) {
+    const marlin_buffer_header* o = h->operands[i];
+    if (o != nullptr && o->ptr == nullptr && o->bytes != 0) {
+      throw CodedError(env, "MARLIN_E_DISPOSED",
+                       std::string(kOperandNames[i]) +
+                           " was already freed. Fix: do not use a weight after dispose() (upload it again).");
+    }
+  }
+  if (h->ws == nullptr) throw CodedError(env, "MARLIN_E_VALUE", "planLaunch: no workspace bound (call planBind).");
+  if (h->ws->ptr == nullptr) {
+    throw CodedError(env, "MARLIN_E_DISPOSED", "workspace was already freed. Fix: bind the stream's current workspace.");
+  }
+  void* stream = nullptr;
+  if (h->stream != nullptr) {
+    stream = h->stream->stream;
+    if (stream == nullptr) {
+      throw CodedError(env, "MARLIN_E_DISPOSED", "stream was already destroyed. Fix: do not use a Stream after dispose().");
+    }
+  }
+  const void* x = UnwrapBuffer(env, info[1], "x")->ptr;
+  void* y = UnwrapBuffer(env, info[2], "out")->ptr;
+  const marlin_buffer_header* bias = UnwrapOptionalBuffer(env, info[3], "bias");
+  Check(info.Env(),
+        marlin_dense_plan_launch(h->plan, x, y, bias != nullptr ? bias->ptr : nullptr, h->ws->ptr, h->ws->bytes, stream),
+        "marlin_dense_plan_launch");
+}
+
+// planDestroy(plan): frees the native plan and releases its references now (idempotent; the finalizer is the net).
+void PlanDestroy(const Napi::CallbackInfo& info) {
+  napi_env env = info.Env();
+  napi_valuetype type;
+  bool ok = false;
+  void* data = nullptr;
+  if (napi_typeof(env, info[0], &type) != napi_ok || type != napi_external ||
+      napi_check_object_type_tag(env, info[0], &kPlanTag, &ok) != napi_ok || !ok ||
+      napi_get_value_external(env, info[0], &data) != napi_ok) {
+    throw CodedError(env, "MARLIN_E_DISPOSED", "planDestroy: not a @marlin/dense gemm plan handle.");
+  }
+  DestroyPlan(env, static_cast<PlanHolder*>(data));
+}
+
+// planWorkspaceBytes(plan) -> workspace bytes a launch of the plan needs.
+Napi::Value PlanWorkspaceBytes(const Napi::CallbackInfo& info) {
+  PlanHolder* h = UnwrapPlan(info.Env(), info[0]);
+  return Napi::Number::New(info.Env(), static_cast<double>(marlin_dense_plan_workspace_bytes(h->plan)));
+}
+
+// livePlans() -> native plans created and not yet destroyed (for leak tests).
+Napi::Value LivePlans(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_live_plans.load()));
+}
+
 // workspaceBytes(params) -> bytes the native side needs for this problem and launch.
 Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
   const int32_t* a = ArgParams(info.Env(), info[0]);
@@ -112,6 +316,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("workspaceInit", Napi::Function::New(env, WorkspaceInit, "workspaceInit"));
   exports.Set("configCount", Napi::Function::New(env, ConfigCount, "configCount"));
   exports.Set("configInfo", Napi::Function::New(env, ConfigInfo, "configInfo"));
+  exports.Set("planCreate", Napi::Function::New(env, PlanCreate, "planCreate"));
+  exports.Set("planBind", Napi::Function::New(env, PlanBind, "planBind"));
+  exports.Set("planLaunch", Napi::Function::New(env, PlanLaunch, "planLaunch"));
+  exports.Set("planDestroy", Napi::Function::New(env, PlanDestroy, "planDestroy"));
+  exports.Set("planWorkspaceBytes", Napi::Function::New(env, PlanWorkspaceBytes, "planWorkspaceBytes"));
+  exports.Set("livePlans", Napi::Function::New(env, LivePlans, "livePlans"));
   exports.Set("addon", Napi::String::New(env, "marlin_dense"));
 #ifdef MARLIN_WITH_BENCH
   marlin_register_bench(env, exports);

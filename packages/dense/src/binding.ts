@@ -4,6 +4,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeviceError, ErrorCode, type NativeBuffer, type NativeRuntime, type NativeStream } from '@marlin/core';
 
+declare const planBrand: unique symbol;
+/** Opaque handle of a prepared native gemm plan (a tagged Napi::External; see planCreate). */
+export type NativeGemmPlan = { readonly [planBrand]: true };
+
 /** The @marlin/dense exports on top of the shared runtime (packages/dense/native/binding.cc). */
 export interface DenseAddon extends NativeRuntime {
   /** Enqueues one GEMM; `params` follows the GemmParam layout. Returns at once. */
@@ -19,6 +23,27 @@ export interface DenseAddon extends NativeRuntime {
     stream: NativeStream | null,
     params: Int32Array,
   ): void;
+  /**
+   * A prepared launch: validates the problem in `params` (GemmParam layout) with these weight operands once and
+   * resolves the kernel, grid and parameter block. Holds references to the weight handles; throws the coded errors
+   * of gemm for bad input.
+   */
+  planCreate(
+    qweight: NativeBuffer,
+    scales: NativeBuffer,
+    zeros: NativeBuffer | null,
+    perm: NativeBuffer | null,
+    params: Int32Array,
+  ): NativeGemmPlan;
+  /** Binds the workspace (at least planWorkspaceBytes) and stream that the plan's next launches use. */
+  planBind(plan: NativeGemmPlan, workspace: NativeBuffer, stream: NativeStream | null): void;
+  /** Enqueues one GEMM with the plan: x [M, lda], out [M, N], bias [N] or null. Returns at once. */
+  planLaunch(plan: NativeGemmPlan, x: NativeBuffer, out: NativeBuffer, bias: NativeBuffer | null): void;
+  /** Frees the native plan and drops its references (idempotent). */
+  planDestroy(plan: NativeGemmPlan): void;
+  planWorkspaceBytes(plan: NativeGemmPlan): number;
+  /** Native plans created and not yet destroyed. */
+  livePlans(): number;
   /** Workspace bytes the native side needs for the problem and launch in `params`. */
   workspaceBytes(params: Int32Array): number;
   /** Zeroes the arrival counters of a fresh workspace. */

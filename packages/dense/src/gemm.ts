@@ -11,6 +11,7 @@ import {
   fromNativeError,
   type HalfDtype,
   KERNEL_TABLE,
+  loadedRuntimes,
   MarlinError,
   type PackedWeight,
   referenceGemm,
@@ -22,9 +23,9 @@ import {
   UnsupportedError,
   ValueError,
 } from '@marlin/core';
-import { type DenseAddon, GemmParam } from './binding.js';
+import { type DenseAddon, GemmParam, type NativeGemmPlan } from './binding.js';
 import { denseAddon } from './runtime.js';
-import { DevicePackedWeight, type PackedWeightMeta } from './weights.js';
+import { DevicePackedWeight, type PackedWeightMeta, setWeightDisposeHook } from './weights.js';
 
 /** Metadata gemm validation reads from a tensor (a Tensor satisfies it). */
 export interface TensorMeta {
@@ -230,17 +231,70 @@ export function validateGemm(
 
 // ---- launch plan cache -------------------------------------------------------------------------------------------
 
-interface Plan {
+/** What gemm launches for a problem: the kernel configuration, split-K and workspace bytes. */
+export interface GemmPlanInfo {
   readonly configId: number;
   readonly splits: number;
   readonly workspaceBytes: number;
 }
 
+/**
+ * A prepared launch for one weight and one (M, lda, config): the dispatch choice plus, after the first launch, the
+ * native plan (weight operands, sizes and kernel fixed and validated once; per call only x, out and bias cross into
+ * the addon) and the workspace / stream bound to it.
+ */
+interface PreparedPlan extends GemmPlanInfo {
+  readonly addon: DenseAddon;
+  readonly M: number;
+  readonly N: number;
+  readonly lda: number;
+  readonly dtype: HalfDtype;
+  native: NativeGemmPlan | null;
+  /** The workspace bound to `native`, valid while not disposed (a grown workspace disposes the old one). */
+  boundWs: Tensor<'u8'> | null;
+  /** The stream bound with it (undefined: the default stream). */
+  boundStream: Stream | undefined;
+}
+
+type PlanKey = number | string;
+
 const MAX_PLANS_PER_WEIGHT = 128;
-const plans = new WeakMap<DevicePackedWeight, Map<number, Plan>>();
+const plans = new WeakMap<DevicePackedWeight, Map<PlanKey, PreparedPlan>>();
 const deviceInfos = new Map<number, DeviceInfo>();
 // NOTE: one params array reused by every call: gemm is synchronous on the JS thread, so no call can observe another's.
 const params = new Int32Array(GemmParam.count);
+
+/** The cache key of a plan: M alone for the common call (dispatch's choice, lda = K), else every input that matters. */
+export function planKey(M: number, lda: number, K: number, config?: GemmConfig): PlanKey {
+  if (config === undefined && lda === K) return M;
+  return `${M}:${lda}:${config?.configId ?? '-'}:${config?.splits ?? '-'}`;
+}
+
+function releasePlan(p: PreparedPlan): void {
+  const native = p.native;
+  p.native = null;
+  p.boundWs = null;
+  p.boundStream = undefined;
+  if (native === null) return;
+  try {
+    p.addon.planDestroy(native);
+  } catch {
+    // Idempotent on the native side; a handle that cannot be destroyed now is released by its finalizer.
+  }
+}
+
+function releasePlans(byKey: Map<PlanKey, PreparedPlan>): void {
+  for (const p of byKey.values()) releasePlan(p);
+  byKey.clear();
+}
+
+// A disposed weight's native plans go with it (they hold references to its buffers).
+setWeightDisposeHook((w) => {
+  const byKey = plans.get(w);
+  if (byKey === undefined) return;
+  plans.delete(w);
+  releasePlans(byKey);
+});
 
 function deviceInfoOf(addon: DenseAddon, device: number): DeviceInfo {
   let d = deviceInfos.get(device);
@@ -257,11 +311,18 @@ function deviceInfoOf(addon: DenseAddon, device: number): DeviceInfo {
   return d;
 }
 
-function fillParams(v: ValidatedGemm, w: DevicePackedWeight, configId: number, splits: number): void {
+interface ParamsProblem {
+  readonly dtype: HalfDtype;
+  readonly M: number;
+  readonly N: number;
+  readonly lda: number;
+}
+
+function fillParams(v: ParamsProblem, w: DevicePackedWeight, configId: number, splits: number): void {
   params[GemmParam.dtype] = v.dtype === 'bf16' ? 1 : 0;
   params[GemmParam.m] = v.M;
   params[GemmParam.n] = v.N;
-  params[GemmParam.k] = v.K;
+  params[GemmParam.k] = w.K;
   params[GemmParam.nPadded] = w.Np;
   params[GemmParam.kPadded] = w.Kp;
   params[GemmParam.bits] = w.bits;
@@ -273,12 +334,16 @@ function fillParams(v: ValidatedGemm, w: DevicePackedWeight, configId: number, s
   params[GemmParam.hasPerm] = w.actOrder ? 1 : 0;
 }
 
-function planFor(addon: DenseAddon, v: ValidatedGemm, w: DevicePackedWeight, config: GemmConfig | undefined): Plan {
-  let byM = plans.get(w);
-  if (config === undefined && byM !== undefined) {
-    const hit = byM.get(v.M);
-    if (hit !== undefined) return hit;
-  }
+function planFor(
+  addon: DenseAddon,
+  v: ValidatedGemm,
+  w: DevicePackedWeight,
+  config: GemmConfig | undefined,
+): PreparedPlan {
+  const key = planKey(v.M, v.lda, w.K, config);
+  let byKey = plans.get(w);
+  const hit = byKey?.get(key);
+  if (hit !== undefined) return hit;
   const problem = {
     M: v.M,
     N: v.N,
@@ -300,16 +365,26 @@ function planFor(addon: DenseAddon, v: ValidatedGemm, w: DevicePackedWeight, con
   // The native size is what the kernel reads; core's is the documented formula. Take the larger (the GPU suite
   // checks they agree).
   const bytes = Math.max(coreWorkspaceBytes(problem, chosen), addon.workspaceBytes(params));
-  const plan: Plan = { configId: choice.configId, splits, workspaceBytes: bytes };
-  if (config === undefined) {
-    if (byM === undefined) {
-      byM = new Map();
-      plans.set(w, byM);
-    } else if (byM.size >= MAX_PLANS_PER_WEIGHT) {
-      byM.clear();
-    }
-    byM.set(v.M, plan);
+  const plan: PreparedPlan = {
+    configId: choice.configId,
+    splits,
+    workspaceBytes: bytes,
+    addon,
+    M: v.M,
+    N: v.N,
+    lda: v.lda,
+    dtype: v.dtype,
+    native: null,
+    boundWs: null,
+    boundStream: undefined,
+  };
+  if (byKey === undefined) {
+    byKey = new Map();
+    plans.set(w, byKey);
+  } else if (byKey.size >= MAX_PLANS_PER_WEIGHT) {
+    releasePlans(byKey);
   }
+  byKey.set(key, plan);
   return plan;
 }
 
@@ -317,10 +392,20 @@ function planFor(addon: DenseAddon, v: ValidatedGemm, w: DevicePackedWeight, con
  * Describes the launch gemm would use for x's M on this weight (config id, split-K, workspace bytes), for logs and
  * benchmarks. Needs the GPU (device properties).
  */
-export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): Plan {
+export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): GemmPlanInfo {
   const addon = denseAddon(w.device);
   const v = validateGemm({ shape: [M, w.K], dtype: w.scaleDtype, device: w.device, disposed: false }, w, { config });
-  return planFor(addon, v, w, config);
+  const p = planFor(addon, v, w, config);
+  return { configId: p.configId, splits: p.splits, workspaceBytes: p.workspaceBytes };
+}
+
+/**
+ * Native plans (prepared launches) alive in the loaded @marlin/dense addon: one per weight and distinct M (and lda or
+ * forced config) that gemm ran, until the weight is disposed. 0 when the addon is not loaded. For leak tests.
+ */
+export function livePlans(): number {
+  const rt = loadedRuntimes().find((r) => r.addon === 'marlin_dense') as DenseAddon | undefined;
+  return rt === undefined ? 0 : rt.livePlans();
 }
 
 // ---- per-stream workspace ----------------------------------------------------------------------------------------
@@ -363,6 +448,8 @@ function workspaceFor(addon: DenseAddon, bytes: number, device: number, stream: 
   return fresh;
 }
 
+const NO_OPTIONS: GemmOptions = Object.freeze({});
+
 // ---- gemm --------------------------------------------------------------------------------------------------------
 
 /**
@@ -388,7 +475,7 @@ export function gemm(x: HostMatrix, w: PackedWeight | DevicePackedWeight, option
 export function gemm(
   x: Tensor | HostMatrix,
   w: DevicePackedWeight | PackedWeight,
-  options: GemmOptions | CpuGemmOptions = {},
+  options: GemmOptions | CpuGemmOptions = NO_OPTIONS,
 ): Tensor | HostMatrix {
   if (options.device === 'cpu') return gemmCpu(x as HostMatrix, w, options as CpuGemmOptions);
   const o = options as GemmOptions;
@@ -398,33 +485,100 @@ export function gemm(
       fix: 'upload the packed weight with uploadPacked(packed), or pass { device: "cpu" } for the CPU reference.',
     });
   }
-  if (o.bias !== undefined && !(o.bias instanceof Tensor)) throw foreignTensorError('gemm: bias');
-  if (o.out !== undefined && !(o.out instanceof Tensor)) throw foreignTensorError('gemm: out');
-  const addon = denseAddon(x.device);
-  const v = validateGemm(x, w, o);
-  const out = o.out ?? Tensor.empty([v.M, v.N], v.dtype, { device: x.device });
-  if (v.M === 0) return out;
-  const plan = planFor(addon, v, w, o.config);
-  const ws = workspaceFor(addon, plan.workspaceBytes, x.device, o.stream);
-  fillParams(v, w, plan.configId, plan.splits);
+  const bias = o.bias;
+  const outArg = o.out;
+  if (bias !== undefined && !(bias instanceof Tensor)) throw foreignTensorError('gemm: bias');
+  if (outArg !== undefined && !(outArg instanceof Tensor)) throw foreignTensorError('gemm: out');
+  // Hot path: the common form of a valid call (quickAccept) with a plan cached for this weight and M skips the
+  // addon lookup, validateGemm and dispatch. Anything else takes the full path, which throws the typed errors.
+  let plan: PreparedPlan | undefined;
+  if (o.config === undefined && o.lda === undefined && quickAccept(x, w, bias, outArg)) {
+    plan = plans.get(w)?.get(x.shape[0] as number);
+  }
+  let out = outArg;
+  if (plan === undefined) {
+    const addon = denseAddon(x.device);
+    const v = validateGemm(x, w, o);
+    out ??= Tensor.empty([v.M, v.N], v.dtype, { device: x.device });
+    if (v.M === 0) return out;
+    try {
+      plan = planFor(addon, v, w, o.config);
+    } catch (e) {
+      if (outArg === undefined) out.dispose();
+      throw fromNativeError(e);
+    }
+  } else {
+    out ??= Tensor.empty([plan.M, plan.N], plan.dtype, { device: x.device });
+  }
   try {
-    addon.gemm(
-      x.nativeHandle(),
+    launch(plan, x, w, o.stream, bias, out);
+  } catch (e) {
+    if (outArg === undefined) out.dispose();
+    throw fromNativeError(e);
+  }
+  return out;
+}
+
+/**
+ * Whether a gemm call may reuse a cached plan without validateGemm: true only for the common form of a valid call
+ * (live operands; x [M, K] with K a multiple of 8, in the weight's dtype, on its device; bias [N] or [1, N] and out
+ * [M, N] in that dtype and device; out not x). Every call it refuses goes through validateGemm, which throws the
+ * typed error or accepts the rarer valid forms, so quickAccept(x, w, bias, out) implies that validateGemm(x, w,
+ * { bias, out }) passes with lda = K.
+ * @internal exported for tests
+ */
+export function quickAccept(
+  x: TensorMeta,
+  w: PackedWeightMeta,
+  bias: TensorMeta | undefined,
+  out: TensorMeta | undefined,
+): boolean {
+  if (w.disposed || x.disposed || w.bits !== 4 || x.dtype !== w.scaleDtype || x.device !== w.device) return false;
+  const s = x.shape;
+  if (s.length !== 2 || s[1] !== w.K || (w.K & 7) !== 0) return false;
+  if (bias !== undefined) {
+    if (bias.disposed || bias.dtype !== x.dtype || bias.device !== x.device) return false;
+    const b = bias.shape;
+    if (b.length === 1 ? b[0] !== w.N : b.length !== 2 || b[0] !== 1 || b[1] !== w.N) return false;
+  }
+  if (out !== undefined) {
+    if (out.disposed || out.dtype !== x.dtype || out.device !== x.device || out === x) return false;
+    const o = out.shape;
+    if (o.length !== 2 || o[0] !== s[0] || o[1] !== w.N) return false;
+  }
+  return true;
+}
+
+/** Enqueues the plan: creates its native plan on first use, (re)binds the stream's workspace when it changed. */
+function launch(
+  p: PreparedPlan,
+  x: Tensor,
+  w: DevicePackedWeight,
+  stream: Stream | undefined,
+  bias: Tensor | undefined,
+  out: Tensor,
+): void {
+  const addon = p.addon;
+  let native = p.native;
+  if (native === null) {
+    fillParams(p, w, p.configId, p.splits);
+    native = addon.planCreate(
       w.qweight.nativeHandle(),
       w.scales.nativeHandle(),
       w.zeros === null ? null : w.zeros.nativeHandle(),
       w.perm === null ? null : w.perm.nativeHandle(),
-      o.bias === undefined ? null : o.bias.nativeHandle(),
-      out.nativeHandle(),
-      ws.nativeHandle(),
-      o.stream === undefined ? null : o.stream.native(),
       params,
     );
-  } catch (e) {
-    if (o.out === undefined) out.dispose();
-    throw fromNativeError(e);
+    p.native = native;
   }
-  return out;
+  const bound = p.boundWs;
+  if (bound === null || bound.disposed || p.boundStream !== stream) {
+    const ws = workspaceFor(addon, p.workspaceBytes, w.device, stream);
+    addon.planBind(native, ws.nativeHandle(), stream === undefined ? null : stream.native());
+    p.boundWs = ws;
+    p.boundStream = stream;
+  }
+  addon.planLaunch(native, x.nativeHandle(), out.nativeHandle(), bias === undefined ? null : bias.nativeHandle());
 }
 
 function gemmCpu(x: HostMatrix, w: PackedWeight | DevicePackedWeight, o: CpuGemmOptions): HostMatrix {

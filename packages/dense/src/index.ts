@@ -14,15 +14,18 @@ export {
   type LoadAttempt,
   type LoadedBinary,
   loadDenseBinary,
+  type NativeGemmPlan,
   noBinaryError,
 } from './binding.js';
 export {
   type CpuGemmOptions,
   type GemmConfig,
   type GemmOptions,
+  type GemmPlanInfo,
   gemm,
   gemmPlan,
   type HostMatrix,
+  livePlans,
   type TensorMeta,
   type ValidatedGemm,
   validateGemm,

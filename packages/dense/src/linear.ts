@@ -52,9 +52,13 @@ export class Linear implements Disposable {
   readonly outFeatures: number;
   readonly dtype: HalfDtype;
 
+  /** The GPU options of a forward() without options, built once (no object per call on the hot path). */
+  readonly #plainOptions: GemmOptions;
+
   private constructor(weight: DevicePackedWeight, bias: Tensor | null) {
     this.weight = weight;
     this.bias = bias;
+    this.#plainOptions = Object.freeze(bias === null ? {} : { bias });
     this.inFeatures = weight.K;
     this.outFeatures = weight.N;
     this.dtype = weight.scaleDtype;
@@ -124,8 +128,9 @@ export class Linear implements Disposable {
   forward(x: HostMatrix, options: Omit<CpuGemmOptions, 'bias'>): HostMatrix;
   forward(
     x: Tensor | HostMatrix,
-    options: Omit<GemmOptions, 'bias'> | Omit<CpuGemmOptions, 'bias'> = {},
+    options?: Omit<GemmOptions, 'bias'> | Omit<CpuGemmOptions, 'bias'>,
   ): Tensor | HostMatrix {
+    if (options === undefined) return gemm(x as Tensor, this.weight, this.#plainOptions);
     if (options.device === 'cpu') {
       const bias = this.bias === null ? undefined : (this.bias.toHostSync() as Uint16Array);
       return gemm(x as HostMatrix, this.weight, { ...(options as CpuGemmOptions), bias });

@@ -21,6 +21,17 @@ export interface UploadOptions {
   readonly stream?: Stream;
 }
 
+/** Called by dispose() before the tensors are freed (gemm's plan cache releases its native plans there). */
+let disposeHook: ((w: DevicePackedWeight) => void) | null = null;
+
+/**
+ * Sets the hook DevicePackedWeight.dispose() calls first.
+ * @internal
+ */
+export function setWeightDisposeHook(hook: (w: DevicePackedWeight) => void): void {
+  disposeHook = hook;
+}
+
 /**
  * A packed weight in device memory: qweight / scales / zeros / perm tensors plus the format metadata. Owns its
  * tensors; dispose() frees them.
@@ -116,6 +127,7 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    disposeHook?.(this);
     this.qweight.dispose();
     this.scales.dispose();
     this.zeros?.dispose();

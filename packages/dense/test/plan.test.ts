@@ -1,0 +1,127 @@
+import { MarlinError } from '@marlin/core';
+import { describe, expect, it } from 'vitest';
+import { planKey, quickAccept } from '../src/gemm.js';
+import { type PackedWeightMeta, type TensorMeta, validateGemm } from '../src/index.js';
+
+// The gemm hot path (a cached plan) skips validateGemm when quickAccept says the call has the common valid form.
+// These tests hold it to that: quickAccept must never accept what validateGemm rejects (or accepts with another
+// meaning, e.g. another lda), so every bad input still reaches validateGemm and its typed error.
+
+const w: PackedWeightMeta = {
+  bits: 4,
+  K: 128,
+  N: 80,
+  Kp: 128,
+  Np: 128,
+  groupSize: 32,
+  numGroups: 4,
+  scaleDtype: 'fp16',
+  hasZeros: false,
+  actOrder: false,
+  device: 0,
+  disposed: false,
+};
+const t = (shape: number[], dtype = 'fp16', more: Partial<TensorMeta> = {}): TensorMeta => ({
+  shape,
+  dtype,
+  device: 0,
+  disposed: false,
+  ...more,
+});
+
+function validates(x: TensorMeta, weight: PackedWeightMeta, bias?: TensorMeta, out?: TensorMeta): boolean {
+  try {
+    const v = validateGemm(x, weight, { bias, out });
+    return v.lda === weight.K && v.M === x.shape[0];
+  } catch (e) {
+    if (e instanceof MarlinError) return false;
+    throw e;
+  }
+}
+
+describe('quickAccept: the hot path never skips a check validateGemm would fail', () => {
+  it('accepts the common valid calls', () => {
+    expect(quickAccept(t([5, 128]), w, undefined, undefined)).toBe(true);
+    expect(quickAccept(t([1, 128]), w, t([80]), t([1, 80]))).toBe(true);
+    expect(quickAccept(t([7, 128]), w, t([1, 80]), undefined)).toBe(true);
+    expect(quickAccept(t([3, 128], 'bf16'), { ...w, scaleDtype: 'bf16' }, undefined, t([3, 80], 'bf16'))).toBe(true);
+  });
+
+  it('refuses out === x (validateGemm names it)', () => {
+    const x = t([80, 128]);
+    expect(quickAccept(x, { ...w, K: 128, N: 128 }, undefined, x)).toBe(false);
+  });
+
+  // Every operand varied one property at a time, and in pairs: quickAccept(...) must imply validateGemm passes.
+  const xs: TensorMeta[] = [
+    t([5, 128]),
+    t([0, 128]),
+    t([5, 64]),
+    t([5, 136]),
+    t([1, 5, 128]),
+    t([640]),
+    t([5, 128], 'bf16'),
+    t([5, 128], 'f32'),
+    t([5, 128], 'u8'),
+    t([5, 128], 'fp16', { disposed: true }),
+    t([5, 128], 'fp16', { device: 1 }),
+  ];
+  const weights: PackedWeightMeta[] = [
+    w,
+    { ...w, disposed: true },
+    { ...w, bits: 8 as 4 },
+    { ...w, scaleDtype: 'bf16' },
+    { ...w, device: 1 },
+    { ...w, K: 132, Kp: 192 },
+  ];
+  const biases: (TensorMeta | undefined)[] = [
+    undefined,
+    t([80]),
+    t([1, 80]),
+    t([2, 40]),
+    t([64]),
+    t([80, 1]),
+    t([1, 1, 80]),
+    t([80], 'bf16'),
+    t([80], 'fp16', { disposed: true }),
+    t([80], 'fp16', { device: 1 }),
+  ];
+  const outs: (TensorMeta | undefined)[] = [
+    undefined,
+    t([5, 80]),
+    t([5, 64]),
+    t([4, 80]),
+    t([400]),
+    t([5, 80], 'bf16'),
+    t([5, 80], 'fp16', { disposed: true }),
+    t([5, 80], 'fp16', { device: 1 }),
+  ];
+
+  it(`implies validateGemm passes with lda = K, over ${xs.length * weights.length * biases.length * outs.length} combinations`, () => {
+    let accepted = 0;
+    for (const x of xs)
+      for (const weight of weights)
+        for (const bias of biases)
+          for (const out of outs) {
+            if (!quickAccept(x, weight, bias, out)) continue;
+            accepted++;
+            expect(validates(x, weight, bias, out), JSON.stringify({ x, weight, bias, out })).toBe(true);
+          }
+    expect(accepted).toBeGreaterThan(10);
+  });
+});
+
+describe('planKey', () => {
+  it('is M alone for the common call and distinct for lda and forced configs', () => {
+    expect(planKey(8, 4096, 4096)).toBe(8);
+    const keys = new Set([
+      planKey(8, 4096, 4096),
+      planKey(8, 4104, 4096),
+      planKey(8, 4096, 4096, { configId: 0 }),
+      planKey(8, 4096, 4096, { configId: 0, splits: 2 }),
+      planKey(8, 4096, 4096, { configId: 1 }),
+      planKey(9, 4096, 4096),
+    ]);
+    expect(keys.size).toBe(6);
+  });
+});

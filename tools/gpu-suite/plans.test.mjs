@@ -1,0 +1,258 @@
+// Prepared launches (v8a): gemm() caches a native plan per weight and M (weight operands, sizes, kernel and, on the
+// warp-specialised configs, the activations' TMA descriptor fixed once; per call only x, out, bias and the bound
+// workspace / stream). A reused plan must compute exactly what a fresh one does, whatever x, out, stream or
+// workspace the later calls bring; a disposed operand must throw the typed error; disposing frees everything.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
+
+const gate = requireGpu(test);
+const skip = gate.skip;
+
+function bitsEqual(a, b, what) {
+  assert.equal(a.length, b.length, `${what}: lengths differ`);
+  for (let i = 0; i < a.length; i++)
+    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
+}
+
+/** y = x · W with a weight uploaded just for this call: a fresh plan (nothing cached from other calls). */
+async function freshResult(packed, xBits, shape, dtype, options = {}) {
+  const w = m.uploadPacked(packed);
+  const x = m.Tensor.from(xBits, shape, dtype);
+  const b = options.bias ? m.Tensor.from(options.bias, [packed.N], dtype) : undefined;
+  try {
+    const y = m.gemm(x, w, { bias: b, lda: options.lda, config: options.config });
+    const bits = await y.toHost();
+    y.dispose();
+    return bits;
+  } finally {
+    for (const t of [w, x, b]) t?.dispose();
+  }
+}
+
+// Every configuration the device can run (the hopper family, warp-specialised rows included, on sm_90 only).
+function runnableConfigs() {
+  const sm90 = gate.probe.devices[0].major === 9;
+  return m.KERNEL_TABLE.filter((c) => c.kernel !== 'hopper' || sm90);
+}
+
+describe('prepared plans: reuse', { skip }, () => {
+  for (const spec of [
+    { M: 1, N: 4096, K: 4096, dtype: 'fp16', actOrder: false, bias: false },
+    { M: 8, N: 2048, K: 3584, dtype: 'bf16', actOrder: true, bias: true },
+    { M: 64, N: 4096, K: 4096, dtype: 'fp16', actOrder: false, bias: true }, // warp-specialised on sm_90
+    { M: 200, N: 1024, K: 4096, dtype: 'bf16', actOrder: true, bias: false },
+  ]) {
+    const { M, N, K, dtype, actOrder } = spec;
+    test(`M=${M} N=${N} K=${K} ${dtype}${actOrder ? ' act-order' : ''}${spec.bias ? ' bias' : ''}: a plan reused with other x / out / streams equals a fresh call`, async () => {
+      const packed = m.pack(makeWeight({ K, N, groupSize: 128, dtype, sym: false, actOrder, seed: 101 + M }));
+      const xa = makeX({ M, K, dtype, seed: 201 + M });
+      const xb = makeX({ M, K, dtype, seed: 301 + M });
+      const biasBits = spec.bias ? makeBias({ N, dtype, seed: 401 + M }) : undefined;
+      const refA = await freshResult(packed, xa, [M, K], dtype, { bias: biasBits });
+      const refB = await freshResult(packed, xb, [M, K], dtype, { bias: biasBits });
+
+      const w = m.uploadPacked(packed);
+      const b = biasBits ? m.Tensor.from(biasBits, [N], dtype) : undefined;
+      const ta = m.Tensor.from(xa, [M, K], dtype);
+      const tb = m.Tensor.from(xb, [M, K], dtype);
+      const s1 = m.Stream.create();
+      const s2 = m.Stream.create();
+      const outs = Array.from({ length: 4 }, () => m.Tensor.empty([M, N], dtype));
+      try {
+        const plansBefore = m.livePlans();
+        // One plan, four calls: x alternates (the TMA descriptor is re-encoded), out changes, the stream changes
+        // (workspace rebound), and the default stream comes back.
+        for (const o of outs) o.fillBytes(0xff);
+        m.deviceSynchronize();
+        m.gemm(ta, w, { out: outs[0], bias: b });
+        m.gemm(tb, w, { out: outs[1], bias: b, stream: s1 });
+        m.gemm(ta, w, { out: outs[2], bias: b, stream: s2 });
+        m.gemm(tb, w, { out: outs[3], bias: b });
+        m.deviceSynchronize();
+        assert.equal(m.livePlans(), plansBefore + 1, 'the four calls share one native plan');
+        bitsEqual(await outs[0].toHost(), refA, 'x = a, default stream');
+        bitsEqual(await outs[1].toHost(), refB, 'x = b, stream 1');
+        bitsEqual(await outs[2].toHost(), refA, 'x = a, stream 2');
+        bitsEqual(await outs[3].toHost(), refB, 'x = b, default stream again');
+        // Allocated outputs (no out given) come from the cached plan too.
+        const y = m.gemm(tb, w, { bias: b, stream: s1 });
+        bitsEqual(await y.toHost(s1), refB, 'allocated output');
+        y.dispose();
+      } finally {
+        for (const r of [...outs, s1, s2, w, b, ta, tb]) r?.dispose();
+      }
+    });
+  }
+
+  test('every runnable configuration: plan reuse with alternating x and a strided x (lda) equals fresh calls', async () => {
+    const M = 48;
+    const N = 1024;
+    const K = 2048;
+    const lda = K + 64;
+    const packed = m.pack(makeWeight({ K, N, groupSize: 128, dtype: 'fp16', seed: 501 }));
+    const xa = makeX({ M, K, dtype: 'fp16', seed: 502 });
+    const xb = makeX({ M, K, dtype: 'fp16', seed: 503 });
+    const xs = makeX({ M, K, lda, dtype: 'fp16', seed: 504 });
+    const w = m.uploadPacked(packed);
+    const ta = m.Tensor.from(xa, [M, K], 'fp16');
+    const tb = m.Tensor.from(xb, [M, K], 'fp16');
+    const ts = m.Tensor.from(xs, [M, lda], 'fp16');
+    const y = m.Tensor.empty([M, N], 'fp16');
+    try {
+      for (const c of runnableConfigs()) {
+        const config = { configId: c.id, splits: 2 };
+        const refA = await freshResult(packed, xa, [M, K], 'fp16', { config });
+        const refB = await freshResult(packed, xb, [M, K], 'fp16', { config });
+        const refS = await freshResult(packed, xs, [M, lda], 'fp16', { config, lda });
+        for (const [t, ref, what, opts] of [
+          [ta, refA, 'a', {}],
+          [tb, refB, 'b', {}],
+          [ts, refS, 'strided', { lda }],
+          [ta, refA, 'a again', {}],
+        ]) {
+          y.fillBytes(0xff);
+          m.gemm(t, w, { out: y, config, ...opts });
+          bitsEqual(await y.toHost(), ref, `config ${c.id}: x = ${what}`);
+        }
+      }
+    } finally {
+      for (const r of [w, ta, tb, ts, y]) r.dispose();
+    }
+  });
+
+  test("a stream's workspace grown by another plan is rebound (the old one is freed), results unchanged", async () => {
+    const small = m.pack(makeWeight({ K: 1024, N: 512, groupSize: 128, dtype: 'fp16', actOrder: true, seed: 601 }));
+    const big = m.pack(makeWeight({ K: 4096, N: 4096, groupSize: 128, dtype: 'fp16', actOrder: true, seed: 602 }));
+    const xs = makeX({ M: 4, K: 1024, dtype: 'fp16', seed: 603 });
+    const xg = makeX({ M: 512, K: 4096, dtype: 'fp16', seed: 604 });
+    const refSmall = await freshResult(small, xs, [4, 1024], 'fp16');
+    const ws = m.uploadPacked(small);
+    const wg = m.uploadPacked(big);
+    const ts = m.Tensor.from(xs, [4, 1024], 'fp16');
+    const tg = m.Tensor.from(xg, [512, 4096], 'fp16');
+    const s = m.Stream.create();
+    try {
+      const y1 = m.gemm(ts, ws, { stream: s }); // small plan binds the stream's first workspace
+      const y2 = m.gemm(tg, wg, { stream: s }); // 512 x 4096 act-order: grows (replaces) the workspace
+      const y3 = m.gemm(ts, ws, { stream: s }); // the small plan must rebind, not use the freed one
+      bitsEqual(await y1.toHost(s), refSmall, 'before the growth');
+      bitsEqual(await y3.toHost(s), refSmall, 'after the growth');
+      for (const y of [y1, y2, y3]) y.dispose();
+    } finally {
+      for (const r of [s, ws, wg, ts, tg]) r.dispose();
+    }
+  });
+});
+
+describe('prepared plans: disposal', { skip }, () => {
+  test('a weight disposed after its plan was cached throws DisposedError (and never launches)', () => {
+    const packed = m.pack(makeWeight({ K: 512, N: 256, groupSize: 128, dtype: 'fp16', seed: 701 }));
+    const w = m.uploadPacked(packed);
+    const x = m.Tensor.from(makeX({ M: 4, K: 512, dtype: 'fp16', seed: 702 }), [4, 512], 'fp16');
+    const y = m.Tensor.empty([4, 256], 'fp16');
+    try {
+      m.gemm(x, w, { out: y }); // caches the plan
+      m.gemm(x, w, { out: y }); // hot path
+      w.dispose();
+      assert.throws(
+        () => m.gemm(x, w, { out: y }),
+        (e) => e instanceof m.DisposedError && e.code === 'MARLIN_E_DISPOSED' && /weight/.test(e.message),
+      );
+      m.deviceSynchronize();
+    } finally {
+      for (const r of [x, y]) r.dispose();
+    }
+  });
+
+  test('a weight tensor freed behind the weight (qweight.dispose()) is caught by the native plan: DisposedError', () => {
+    const packed = m.pack(makeWeight({ K: 512, N: 256, groupSize: 128, dtype: 'fp16', seed: 711 }));
+    const w = m.uploadPacked(packed);
+    const x = m.Tensor.from(makeX({ M: 4, K: 512, dtype: 'fp16', seed: 712 }), [4, 512], 'fp16');
+    const y = m.Tensor.empty([4, 256], 'fp16');
+    try {
+      m.gemm(x, w, { out: y });
+      w.scales.dispose(); // not through w.dispose(): the TS weight still says live, the native header says freed
+      assert.throws(
+        () => m.gemm(x, w, { out: y }),
+        (e) => e instanceof m.DisposedError && e.code === 'MARLIN_E_DISPOSED' && /w\.scales/.test(e.message),
+      );
+      m.deviceSynchronize();
+    } finally {
+      for (const r of [w, x, y]) r.dispose();
+    }
+  });
+
+  test('x, out, bias or the stream disposed between cached calls throw DisposedError', () => {
+    const packed = m.pack(makeWeight({ K: 512, N: 256, groupSize: 128, dtype: 'fp16', seed: 721 }));
+    const w = m.uploadPacked(packed);
+    const mk = () => m.Tensor.from(makeX({ M: 4, K: 512, dtype: 'fp16', seed: 722 }), [4, 512], 'fp16');
+    const b = m.Tensor.from(makeBias({ N: 256, dtype: 'fp16', seed: 723 }), [256], 'fp16');
+    const y = m.Tensor.empty([4, 256], 'fp16');
+    const s = m.Stream.create();
+    try {
+      const x = mk();
+      m.gemm(x, w, { out: y, bias: b, stream: s });
+      x.dispose();
+      assert.throws(() => m.gemm(x, w, { out: y, bias: b, stream: s }), m.DisposedError, 'x');
+      const x2 = mk();
+      const y2 = m.Tensor.empty([4, 256], 'fp16');
+      m.gemm(x2, w, { out: y2, stream: s });
+      y2.dispose();
+      assert.throws(() => m.gemm(x2, w, { out: y2, stream: s }), m.DisposedError, 'out');
+      s.syncSync();
+      s.dispose();
+      assert.throws(() => m.gemm(x2, w, { out: y, stream: s }), m.DisposedError, 'stream');
+      const b2 = m.Tensor.from(makeBias({ N: 256, dtype: 'fp16', seed: 724 }), [256], 'fp16');
+      m.gemm(x2, w, { out: y, bias: b2 });
+      b2.dispose();
+      assert.throws(() => m.gemm(x2, w, { out: y, bias: b2 }), m.DisposedError, 'bias');
+      m.deviceSynchronize();
+      x2.dispose();
+    } finally {
+      for (const r of [w, b, y, s]) r.dispose();
+    }
+  });
+
+  test('disposing weights frees their native plans; 300 upload / gemm / dispose cycles leave memory and plans flat', () => {
+    const packed = m.pack(makeWeight({ K: 1024, N: 512, groupSize: 128, dtype: 'fp16', actOrder: true, seed: 801 }));
+    const x = {};
+    for (const M of [1, 8, 33, 64])
+      x[M] = m.Tensor.from(makeX({ M, K: 1024, dtype: 'fp16', seed: 800 + M }), [M, 1024], 'fp16');
+    const s = m.Stream.create();
+    try {
+      // Warm: the stream's workspace for the largest problem exists before the baseline.
+      const w0 = m.uploadPacked(packed);
+      for (const M of [1, 8, 33, 64]) m.gemm(x[M], w0, { stream: s }).dispose();
+      w0.dispose();
+      s.syncSync();
+      m.deviceSynchronize();
+      const plans0 = m.livePlans();
+      const mem0 = m.memory();
+      const free0 = m.memGetInfo().free;
+
+      const w1 = m.uploadPacked(packed);
+      for (const M of [1, 8, 33, 64]) m.gemm(x[M], w1, { stream: s }).dispose();
+      assert.equal(m.livePlans(), plans0 + 4, 'one native plan per M');
+      w1.dispose();
+      assert.equal(m.livePlans(), plans0, 'weight dispose destroys its plans');
+
+      for (let i = 0; i < 300; i++) {
+        const w = m.uploadPacked(packed);
+        const M = [1, 8, 33, 64][i % 4];
+        m.gemm(x[M], w, { stream: s }).dispose();
+        w.dispose();
+      }
+      s.syncSync();
+      m.deviceSynchronize();
+      const mem1 = m.memory();
+      assert.equal(m.livePlans(), plans0, 'native plans leaked');
+      assert.equal(mem1.liveTensors, mem0.liveTensors, 'live tensor count changed');
+      assert.equal(mem1.nativeLiveBytes, mem0.nativeLiveBytes, 'native live bytes changed');
+      assert.ok(free0 - m.memGetInfo().free <= 2 * 2 ** 20, 'free device memory dropped');
+    } finally {
+      s.dispose();
+      for (const t of Object.values(x)) t.dispose();
+    }
+  });
+});
