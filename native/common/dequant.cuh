@@ -1,6 +1,9 @@
 // INT4 -> fp16 / bf16 dequantization of one packed word (8 codes) into one mma A fragment (4 registers).
 // The word's nibble order is docs/format.md "INT4": nibble p holds (row g + 8(p&1), k 2t + ((p>>2)&1) + 8((p>>1)&1)).
-// Semantics (identical to the CPU reference): w = round_T((q - z) * s); (q - z) is exact in T, the product rounds once.
+// Two forms, both exact where the CPU reference is:
+//   apply()    w = round_T((q - z) * s): (q - z) is exact in T, the product rounds once (the reference's semantics).
+//   integers() (q - z) exact in T, unscaled: the kernel applies s in fp32 to the tensor-core partial sums of a whole
+//              scale group ("post-scaling", gemm_kernel.cuh), which is exact up to the fp32 accumulation.
 #pragma once
 #include "ptx.cuh"
 
@@ -9,12 +12,31 @@ namespace marlin {
 // Word i (k step i of a tile) of a lane's 16-byte read; i is a constant after unrolling, so this is a register pick.
 __device__ __forceinline__ uint32_t word_at(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
-// Per-lane constants for one group: the scale and the zero-point offset of the lane's two rows (g and g+8),
-// each broadcast to both halves of a 32-bit pair (scale bits x 0x10001). Built once per group, used for every word.
-struct GroupConsts {
-  uint32_t s_g, s_g8;      // scale pairs (s[g], s[g]) and (s[g+8], s[g+8])
-  uint32_t sub_g, sub_g8;  // dtype-specific zero-point offsets (see consts())
+// Per-lane zero-point offsets of one group for the lane's two rows (g and g+8), each broadcast to both halves of a
+// 32-bit pair; dtype-specific (see zero_consts()).
+struct ZeroConsts {
+  uint32_t sub_g, sub_g8;
 };
+
+// Per-lane constants for one group: the scales (bits x 0x10001 = the pair (s, s)) and the zero-point offsets.
+// Built once per group, used for every word.
+struct GroupConsts {
+  uint32_t s_g, s_g8;  // scale pairs (s[g], s[g]) and (s[g+8], s[g+8])
+  ZeroConsts z;
+};
+
+// fp16 / bf16 bits -> fp32 (exact).
+template <typename T>
+__device__ __forceinline__ float to_float(uint16_t bits);
+template <>
+__device__ __forceinline__ float to_float<half>(uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(uint16_t bits) { return __uint_as_float(uint32_t(bits) << 16); }
+
+template <typename T2>
+__device__ __forceinline__ uint32_t bits_of(const T2& v) { return *reinterpret_cast<const uint32_t*>(&v); }
+template <typename T2>
+__device__ __forceinline__ T2 pair_of(uint32_t bits) { return *reinterpret_cast<const T2*>(&bits); }
 
 template <typename T>
 struct Int4Dequant;
@@ -26,26 +48,34 @@ template <>
 struct Int4Dequant<half> {
   // Scale bits and integer zero points -> pairs, with integer ops only: fp16(1024 + z) = 0x6400 + z and
   // -fp16(64 + z) = 0xD400 + 16 z for 0 <= z < 64 (unit and 1/16 mantissa steps at those exponents).
-  static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
-    return {s_g * 0x10001u, s_g8 * 0x10001u, (0x6400u + z_g) * 0x10001u, (0xD400u + 16u * z_g8) * 0x10001u};
+  static __device__ __forceinline__ ZeroConsts zero_consts(int z_g, int z_g8) {
+    return {(0x6400u + z_g) * 0x10001u, (0xD400u + 16u * z_g8) * 0x10001u};
   }
-  static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
+  static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
+    return {s_g * 0x10001u, s_g8 * 0x10001u, zero_consts(z_g, z_g8)};
+  }
+  static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, __half2 (&o)[4]) {
     constexpr uint32_t LO = 0x000F000F, HI = 0x00F000F0, EXP = 0x64006400, SIXTEENTH = 0x2C002C00;
     const uint32_t q8 = q >> 8;
-    const uint32_t r[4] = {and_or(q, LO, EXP), and_or(q, HI, EXP), and_or(q8, LO, EXP), and_or(q8, HI, EXP)};
-    const __half2* h = reinterpret_cast<const __half2*>(r);
-    const __half2 sub_g = *reinterpret_cast<const __half2*>(&c.sub_g);
-    const __half2 sub_g8 = *reinterpret_cast<const __half2*>(&c.sub_g8);
-    const __half2 s_g = *reinterpret_cast<const __half2*>(&c.s_g);
-    const __half2 s_g8 = *reinterpret_cast<const __half2*>(&c.s_g8);
-    const __half2 inv16 = *reinterpret_cast<const __half2*>(&SIXTEENTH);
+    const __half2 sub_g = pair_of<__half2>(c.sub_g), sub_g8 = pair_of<__half2>(c.sub_g8);
+    const __half2 inv16 = pair_of<__half2>(SIXTEENTH);
+    o[0] = __hsub2(pair_of<__half2>(and_or(q, LO, EXP)), sub_g);            // rows g,   k 2t, 2t+1
+    o[1] = __hfma2(pair_of<__half2>(and_or(q, HI, EXP)), inv16, sub_g8);    // rows g+8, k 2t, 2t+1
+    o[2] = __hsub2(pair_of<__half2>(and_or(q8, LO, EXP)), sub_g);           // rows g,   k 2t+8, 2t+9
+    o[3] = __hfma2(pair_of<__half2>(and_or(q8, HI, EXP)), inv16, sub_g8);   // rows g+8, k 2t+8, 2t+9
+  }
+  static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, uint32_t (&a)[4]) {
     __half2 o[4];
-    o[0] = __hmul2_rn(__hsub2(h[0], sub_g), s_g);               // rows g,   k 2t, 2t+1
-    o[1] = __hmul2_rn(__hfma2(h[1], inv16, sub_g8), s_g8);      // rows g+8, k 2t, 2t+1
-    o[2] = __hmul2_rn(__hsub2(h[2], sub_g), s_g);               // rows g,   k 2t+8, 2t+9
-    o[3] = __hmul2_rn(__hfma2(h[3], inv16, sub_g8), s_g8);      // rows g+8, k 2t+8, 2t+9
+    integers(q, c, o);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = *reinterpret_cast<const uint32_t*>(&o[i]);
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(o[i]);
+  }
+  static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
+    __half2 o[4];
+    integers(q, c.z, o);
+    const __half2 s_g = pair_of<__half2>(c.s_g), s_g8 = pair_of<__half2>(c.s_g8);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));
   }
 };
 
@@ -54,25 +84,33 @@ struct Int4Dequant<half> {
 template <>
 struct Int4Dequant<__nv_bfloat16> {
   // bf16(128 + z) = 0x4300 + z for 0 <= z < 128 (unit mantissa step at that exponent).
+  static __device__ __forceinline__ ZeroConsts zero_consts(int z_g, int z_g8) {
+    return {(0x4300u + z_g) * 0x10001u, (0x4300u + z_g8) * 0x10001u};
+  }
   static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
-    return {s_g * 0x10001u, s_g8 * 0x10001u, (0x4300u + z_g) * 0x10001u, (0x4300u + z_g8) * 0x10001u};
+    return {s_g * 0x10001u, s_g8 * 0x10001u, zero_consts(z_g, z_g8)};
+  }
+  static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, __nv_bfloat162 (&o)[4]) {
+    constexpr uint32_t LO = 0x000F000F, EXP = 0x43004300;
+    using B2 = __nv_bfloat162;
+    const B2 sub_g = pair_of<B2>(c.sub_g), sub_g8 = pair_of<B2>(c.sub_g8);
+    o[0] = __hsub2(pair_of<B2>(and_or(q, LO, EXP)), sub_g);         // rows g,   k 2t, 2t+1     (nibbles 0, 4)
+    o[1] = __hsub2(pair_of<B2>(and_or(q >> 4, LO, EXP)), sub_g8);   // rows g+8, k 2t, 2t+1     (nibbles 1, 5)
+    o[2] = __hsub2(pair_of<B2>(and_or(q >> 8, LO, EXP)), sub_g);    // rows g,   k 2t+8, 2t+9   (nibbles 2, 6)
+    o[3] = __hsub2(pair_of<B2>(and_or(q >> 12, LO, EXP)), sub_g8);  // rows g+8, k 2t+8, 2t+9   (nibbles 3, 7)
+  }
+  static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, uint32_t (&a)[4]) {
+    __nv_bfloat162 o[4];
+    integers(q, c, o);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(o[i]);
   }
   static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
-    constexpr uint32_t LO = 0x000F000F, EXP = 0x43004300;
-    const uint32_t r[4] = {and_or(q, LO, EXP), and_or(q >> 4, LO, EXP), and_or(q >> 8, LO, EXP),
-                           and_or(q >> 12, LO, EXP)};
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(r);
-    const __nv_bfloat162 sub_g = *reinterpret_cast<const __nv_bfloat162*>(&c.sub_g);
-    const __nv_bfloat162 sub_g8 = *reinterpret_cast<const __nv_bfloat162*>(&c.sub_g8);
-    const __nv_bfloat162 s_g = *reinterpret_cast<const __nv_bfloat162*>(&c.s_g);
-    const __nv_bfloat162 s_g8 = *reinterpret_cast<const __nv_bfloat162*>(&c.s_g8);
     __nv_bfloat162 o[4];
-    o[0] = __hmul2_rn(__hsub2(h[0], sub_g), s_g);    // rows g,   k 2t, 2t+1     (nibbles 0, 4)
-    o[1] = __hmul2_rn(__hsub2(h[1], sub_g8), s_g8);  // rows g+8, k 2t, 2t+1     (nibbles 1, 5)
-    o[2] = __hmul2_rn(__hsub2(h[2], sub_g), s_g);    // rows g,   k 2t+8, 2t+9   (nibbles 2, 6)
-    o[3] = __hmul2_rn(__hsub2(h[3], sub_g8), s_g8);  // rows g+8, k 2t+8, 2t+9   (nibbles 3, 7)
+    integers(q, c.z, o);
+    const __nv_bfloat162 s_g = pair_of<__nv_bfloat162>(c.s_g), s_g8 = pair_of<__nv_bfloat162>(c.s_g8);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = *reinterpret_cast<const uint32_t*>(&o[i]);
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));
   }
 };
 

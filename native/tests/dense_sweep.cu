@@ -2,7 +2,7 @@
 // configuration that fits M and a range of split-K factors under the benchmark protocol (native/bench harness:
 // CUDA graphs, rotated weights past 4x L2), next to cuBLAS fp16. Prints the best choice per problem; the dispatch
 // heuristic in packages/core/src/dispatch/dispatch.ts is tuned from its output (docs/perf-notes.md).
-// Usage: dense_sweep [M,M,...] [fp16|bf16]
+// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...]   (default: every compiled config that fits M)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,9 +30,16 @@ int main(int argc, char** argv) {
   }
   const marlin_dtype dt = (argc > 2 && std::strcmp(argv[2], "bf16") == 0) ? MARLIN_BF16 : MARLIN_FP16;
   std::vector<int> configs;  // ids of kernel-table.json need not be contiguous
+  std::vector<bool> wanted(64, argc <= 3);
+  if (argc > 3) {
+    for (char* tok = std::strtok(argv[3], ","); tok; tok = std::strtok(nullptr, ",")) {
+      const int id = std::atoi(tok);
+      if (id >= 0 && id < 64) wanted[id] = true;
+    }
+  }
   for (int id = 0; id < 64; ++id) {
     int32_t info[4];
-    if (marlin_dense_config_info(id, info) == MARLIN_OK) configs.push_back(id);
+    if (wanted[id] && marlin_dense_config_info(id, info) == MARLIN_OK) configs.push_back(id);
   }
   int max_mt = 0;
   for (int id : configs) {

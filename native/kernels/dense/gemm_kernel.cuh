@@ -212,6 +212,11 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
 #pragma unroll
     for (int c = 0; c < Tr::kM8 * 4; ++c) acc[b][c] = 0.0f;
 
+  // Post-scaling (mma.sync family, v8): when every warp's k run of a stage lies in one scale group (groups of >= 128
+  // rows or per-channel: group_shift >= 7) and the block has few token rows (the fp32 rescale costs 4 FFMA per n8
+  // block per run, the saved hmul2 4 per packed word), weights stay exact integers and scales are applied in fp32.
+  const bool post_scale = !WGMMA && Tr::kM8 <= 2 && K_STAGE <= 4 && p.group_shift >= 7;
+
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
     const uint8_t* base = smem + slot * Tr::kStageBytes;
@@ -255,6 +260,57 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
       }
       wgmma_wait<0>();  // NOTE: this slot is refilled after the next __syncthreads
 #endif
+    } else if (post_scale) {
+      // Post-scaled path (v8): warp slice wk takes the contiguous k-tiles [wk * kRun, (wk + 1) * kRun) of the stage,
+      // which lie in one scale group (group >= 128 or per-channel; runs are <= 128 k and 128-aligned). The weights
+      // enter the tensor cores as exact integers (q - z) and the group's scale multiplies the run's fp32 partial sums
+      // once: 4 FFMA per n8 token block per run instead of 4 hmul2 per packed word.
+      constexpr int kRun = K_STAGE / 2;
+      float part[N_TILES][Tr::kM8 * 4];
+#pragma unroll
+      for (int nt = 0; nt < N_TILES; ++nt)
+#pragma unroll
+        for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
+      const int j0 = wk * kRun;
+      if (st * K_STAGE + j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
+#pragma unroll
+        for (int j = j0; j < j0 + kRun; ++j) {
+          if (st * K_STAGE + j >= p.k_tiles) break;
+          uint4 wq[N_TILES];
+#pragma unroll
+          for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = tile_words(j, nt);
+#pragma unroll
+          for (int kp = 0; kp < 2; ++kp) {
+            uint32_t a[N_TILES][2][4];
+#pragma unroll
+            for (int nt = 0; nt < N_TILES; ++nt) {
+              const ZeroConsts zc = sv.zero_consts(j, kp, nt, wn, g);
+              Int4Dequant<T>::integers(word_at(wq[nt], 2 * kp), zc, a[nt][0]);
+              Int4Dequant<T>::integers(word_at(wq[nt], 2 * kp + 1), zc, a[nt][1]);
+            }
+#pragma unroll
+            for (int m8 = 0; m8 < Tr::kM8; ++m8) {
+              uint32_t b[4];
+              const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
+              ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
+#pragma unroll
+              for (int nt = 0; nt < N_TILES; ++nt) {
+                float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&part[nt][m8 * 4]);
+                mma_16816<T>(c4, a[nt][0], b[0], b[1]);
+                mma_16816<T>(c4, a[nt][1], b[2], b[3]);
+              }
+            }
+          }
+        }
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
+          const float2 sc = sv.scales_f32(j0, nt, wn, g);
+#pragma unroll
+          for (int m8 = 0; m8 < Tr::kM8; ++m8)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] = fmaf(e < 2 ? sc.x : sc.y, part[nt][m8 * 4 + e], acc[nt][m8 * 4 + e]);
+        }
+      }
     } else {
 #pragma unroll
       for (int j = wk; j < K_STAGE; j += 2) {  // k-slice wk of the stage

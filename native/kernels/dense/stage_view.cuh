@@ -21,11 +21,29 @@ struct StageView {
     return *reinterpret_cast<const uint4*>(w + (nt * K_STAGE + j) * kTileBytes + (wn * 32 + lane) * 16);
   }
 
+  // Index of this lane's row g of column tile nt in the scale / zero-point rows of k-tile j, k offset 32 kp.
+  static __device__ __forceinline__ int lane_col(int j, int kp, int nt, int wn, int g) {
+    return (j * 2 + kp) * kCtaN + nt * kTileN + wn * 16 + g;
+  }
+
   // Dequant constants of this lane's rows (g, g + 8) of column tile nt, for k-tile j and k offset 32 kp.
   __device__ __forceinline__ GroupConsts group_consts(int j, int kp, int nt, int wn, int g) const {
-    const int col = (j * 2 + kp) * kCtaN + nt * kTileN + wn * 16 + g;
+    const int col = lane_col(j, kp, nt, wn, g);
     const int z_g = HAS_ZEROS ? z[col] : 8, z_g8 = HAS_ZEROS ? z[col + 8] : 8;
     return Int4Dequant<T>::consts(s[col], s[col + 8], z_g, z_g8);
+  }
+
+  // Zero-point offsets only (post-scaled path: the scales are applied in fp32 by scales_f32()).
+  __device__ __forceinline__ ZeroConsts zero_consts(int j, int kp, int nt, int wn, int g) const {
+    if constexpr (!HAS_ZEROS) return Int4Dequant<T>::zero_consts(8, 8);
+    const int col = lane_col(j, kp, nt, wn, g);
+    return Int4Dequant<T>::zero_consts(z[col], z[col + 8]);
+  }
+
+  // Scales of this lane's rows (g, g + 8) of column tile nt at k-tile j, as fp32.
+  __device__ __forceinline__ float2 scales_f32(int j, int nt, int wn, int g) const {
+    const int col = lane_col(j, 0, nt, wn, g);
+    return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));
   }
 };
 
