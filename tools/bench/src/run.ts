@@ -51,12 +51,17 @@ export interface Problem {
   readonly dtype: BenchDtype;
 }
 
-/** The problems of a run in protocol order: fp16 then bf16, each model, each M, each layer. */
+/**
+ * The problems of a run in protocol order: M ascending, then each model, fp16 then bf16, each layer. M outermost keeps
+ * every memory-bound row away from the heavy large-M rows: the GPU runs memory/issue-bound kernels slower for seconds
+ * after compute-heavy work (clocks recovering), which made the bf16 decode rows of a dtype-outermost order (run after
+ * the fp16 M = 4096 rows) read 4-12% slower than the same kernels in a sweep (H200, c972a4e).
+ */
 export function problems(o: Pick<BenchOptions, 'dtypes' | 'models' | 'mValues'>): Problem[] {
   const out: Problem[] = [];
-  for (const dtype of o.dtypes) {
+  for (const M of o.mValues) {
     for (const model of o.models) {
-      for (const M of o.mValues) {
+      for (const dtype of o.dtypes) {
         for (const shape of MODELS[model].layers) out.push({ model, shape, M, dtype });
       }
     }
@@ -143,11 +148,10 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
   for (const [i, p] of list.entries()) {
     const tag = `[${String(i + 1).padStart(width)}/${list.length}] ${label(p)}`;
     try {
-      // Settle: each (model, dtype) series starts right after the heaviest work of the run (the 8192^3 cuBLAS rate or
-      // the previous series' M = 4096 rows), and the GPU ran the next memory-bound kernels slower for seconds (H100,
-      // 2026-11-24: 70B M=1 227 us vs 197 us at M=2 with the same config; H200, 2026-11-30: the 8B bf16 series, which
-      // follows the 70B fp16 M = 4096 rows, read 1.13-1.26x / 1.07x / 1.04x of fp16 at M = 1 / 2 / 4 with one discarded
-      // run). The first M of each series is re-measured until two runs agree (settle), and those runs are discarded.
+      // Settle: the first M runs right after the heaviest work of the run (the 8192^3 cuBLAS rate), and the GPU runs
+      // the next memory-bound kernels slower for seconds (H100, 2026-11-24: 70B M=1 227 us vs 197 us at M=2 with the
+      // same config). Every problem of the first M is re-measured until two runs agree (settle), and those runs are
+      // discarded; later M follow lighter work only (see problems()).
       if (p.M === o.mValues[0]) settle(() => measure(p, o, deps.native, device, ceilings, false, cublasCache).ours.us);
       const row = measure(p, o, deps.native, device, ceilings, env.cublas.available, cublasCache);
       rows.push(row);

@@ -17,12 +17,17 @@ const deps = (
 });
 
 describe('problem list', () => {
-  it('runs fp16 then bf16, each model, each M, each layer', () => {
+  it('runs M ascending, then each model, fp16 then bf16, each layer', () => {
     const list = problems(opts([]));
     expect(list).toHaveLength(2 * 2 * 12 * 4);
     expect(list[0]).toMatchObject({ dtype: 'fp16', model: '8b', M: 1 });
     expect(list[0]!.shape.layer).toBe('qkv');
+    expect(list[4]).toMatchObject({ dtype: 'bf16', model: '8b', M: 1 });
+    expect(list[8]).toMatchObject({ dtype: 'fp16', model: '70b', M: 1 });
+    expect(list[16]).toMatchObject({ dtype: 'fp16', model: '8b', M: 2 });
     expect(list[list.length - 1]).toMatchObject({ dtype: 'bf16', model: '70b', M: 4096 });
+    // No row follows a larger M: memory-bound rows never run right after compute-heavy ones.
+    for (let i = 1; i < list.length; i++) expect(list[i]!.M).toBeGreaterThanOrEqual(list[i - 1]!.M);
   });
 });
 
@@ -35,8 +40,8 @@ describe('runBench with a fake addon', () => {
     expect(r.rows).toHaveLength(2 * perDtype);
     expect(native.cublasCalls).toHaveLength(perDtype);
     expect(native.cublasCalls.every((c) => c.dtype === 'fp16')).toBe(true);
-    // Settle: the first M of every (model, dtype) series runs until two untimed runs agree (2 with a steady fake)
-    // before its recorded run.
+    // Settle: every problem of the first M runs until two untimed runs agree (2 with a steady fake) before its
+    // recorded run.
     expect(native.gemmCalls).toHaveLength(2 * perDtype + 2 * 2 * 4 * 2);
     expect(native.gemmCalls.filter((c) => c.M === 1)).toHaveLength(2 * 2 * 4 * 3);
     expect(r.blocks).toHaveLength(2 * 2 * 7);
