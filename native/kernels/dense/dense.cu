@@ -11,14 +11,21 @@
 #include <cstring>
 #include <new>
 
+#include "../../common/int4_codec.cuh"
 #include "gemm_kernel.cuh"
 #include "gemm_ws_kernel.cuh"
 #include "marlin/dense.h"
 #include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, wgmma, ws, mTile, nTiles, kStage, stages)
+#include "problem_list.cuh"
 #include "../../runtime/cuda_status.h"
 
 namespace marlin::dense {
 namespace {
+
+// What this addon is a variant of the shared kernels for: INT4 weights (W4A16), one GEMM per launch.
+template <typename T>
+using Codec = Int4Codec<T>;
+using Problem = SingleProblem;
 
 constexpr size_t kAlign = 256;
 size_t round_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
@@ -168,16 +175,16 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
   static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
   k->device = dev;
   if constexpr (WS) {
-    using Tr = WsTraits<MT, NT, KS, ST>;
-    auto kernel = gemm_w4a16_ws<T, MT, NT, KS, ST, Z>;
+    using Tr = WsTraits<Codec<T>, MT, NT, KS, ST>;
+    auto kernel = gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z>;
     k->symbol = reinterpret_cast<const void*>(kernel);
     k->block = kWsThreads;
     k->smem = Tr::kSmemBytes;
     k->ws = true;
     return resolve_function(kernel, Tr::kSmemBytes, dev, fns, &k->fn);
   } else {
-    using Tr = Traits<MT, NT, KS, ST>;
-    auto kernel = gemm_w4a16<T, MT, NT, KS, ST, Z, WG>;
+    using Tr = Traits<Codec<T>, MT, NT, KS, ST>;
+    auto kernel = gemm_a16<Codec<T>, Problem, MT, NT, KS, ST, Z, WG>;
     k->symbol = reinterpret_cast<const void*>(kernel);
     k->block = kThreads;
     k->smem = Tr::kSmemBytes;

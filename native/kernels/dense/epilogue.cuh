@@ -12,35 +12,14 @@
 // arrival counter; the last block to arrive sums all partials in split order 0..S-1 (deterministic, independent of
 // arrival order), resets the counter to 0 (no host zeroing, graph-replay safe), and stores the output.
 #pragma once
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <stdint.h>
 
-#include <type_traits>
-
+#include "../../common/act_dtype.cuh"
 #include "params.cuh"
 
 namespace marlin::dense {
 
 constexpr int kOwnerThreads = 128;  // threads of one owner group (one warpgroup)
-
-template <typename T>
-__device__ __forceinline__ float to_float(uint16_t bits) {
-  if constexpr (std::is_same_v<T, half>) {
-    return __half2float(__ushort_as_half(bits));
-  } else {
-    return __bfloat162float(__ushort_as_bfloat16(bits));
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ uint16_t to_bits(float v) {
-  if constexpr (std::is_same_v<T, half>) {
-    return __half_as_ushort(__float2half_rn(v));
-  } else {
-    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
-  }
-}
 
 // Output staging row stride in elements (+16 B against bank conflicts) and the staged tile's bytes.
 template <int M_TILE, int N_TILES>
@@ -54,9 +33,9 @@ struct OutTile {
 // after publishing their partial (they store nothing). `os` = shared memory for the staged output tile
 // (OutTile::kBytes, free of pipeline data); `last_arrival` = a __shared__ int of the kernel (NOTE: not a static
 // __shared__ in this function: its CAN_OWN = true and false instantiations would each get their own variable, and
-// the consumers would never see the producer thread's write).
-template <typename T, int M_TILE, int N_TILES, int ACC_TILES, int THREADS, bool CAN_OWN>
-__device__ __forceinline__ void finish_tile(const Params& p, const BlockCoords& bc, float (&acc)[ACC_TILES][M_TILE / 2],
+// the consumers would never see the producer thread's write). `bc` = the block's place (problem_list.cuh Coords).
+template <typename T, int M_TILE, int N_TILES, int ACC_TILES, int THREADS, bool CAN_OWN, typename Coords>
+__device__ __forceinline__ void finish_tile(const Params& p, const Coords& bc, float (&acc)[ACC_TILES][M_TILE / 2],
                                             bool owns, int nt_base, int htid, uint16_t* os, int& last_arrival) {
   constexpr int kM8 = M_TILE / 8;
   const int tid = threadIdx.x;
@@ -65,7 +44,7 @@ __device__ __forceinline__ void finish_tile(const Params& p, const BlockCoords& 
 
   // Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written by the owning thread.
   if (p.splits > 1) {
-    const int tile_id = bc.m_block + p.m_blocks * bc.n_block;
+    const int tile_id = bc.output_tile(p);
     constexpr int kTileFloats = M_TILE * N_TILES * kTileN;
     float* mine = p.partials + (size_t(tile_id) * p.splits + bc.split) * kTileFloats;
     if (CAN_OWN && owns) {

@@ -1,4 +1,4 @@
-// W4A16 GEMM with the dequantized weights on the tensor cores' row side and tokens on the column side (the operand
+// Weight-only quantized GEMM (16-bit activations) with the dequantized weights on the tensor cores' row side and tokens on the column side (the operand
 // swap: M = 1 wastes 7/8 of an n8 column instead of 15/16 of an m16 row). Two MMA families share everything but the
 // inner product (template flag WGMMA):
 //   "ampere" (WGMMA = false): mma.sync.m16n8k16, weights = 16-row A per warp, tokens = n8 B from ldmatrix.
@@ -18,9 +18,13 @@
 //            on an mbarrier; on sm_80 16-byte cp.async from a per-thread plan computed once. Activations, scales and
 //            zero points: cp.async on both (activations zero-filled past M and K).
 // Cross-block (split-K) reduction and epilogue: epilogue.cuh (shared with the warp-specialised kernel).
+//
+// Policies (template parameters), so that other weight formats and grouped launches are variants of this kernel:
+//   Codec    the weight format: tile bytes, a lane's words, dequantization (native/common/codec.cuh; Int4Codec today)
+//   Problem  which GEMM and which block of it a CTA computes (problem_list.cuh; SingleProblem today)
 #pragma once
 #include "../../common/bulk_copy.cuh"
-#include "../../common/dequant.cuh"
+#include "../../common/codec.cuh"
 #include "../../common/ptx.cuh"
 #include "../../common/wgmma.cuh"
 #include "epilogue.cuh"
@@ -31,12 +35,12 @@ namespace marlin::dense {
 
 constexpr int kThreads = 256;
 
-template <int M_TILE, int N_TILES, int K_STAGE, int STAGES>
+template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES>
 struct Traits {
   static constexpr int kM8 = M_TILE / 8;                 // n8 token blocks per tile
   static constexpr int kCtaN = N_TILES * kTileN;         // output columns per block
   static constexpr int kXRowChunks = K_STAGE * 8;        // 16-byte chunks per activation row in a stage
-  static constexpr int kWBytes = K_STAGE * N_TILES * kTileBytes;
+  static constexpr int kWBytes = K_STAGE * N_TILES * Codec::kTileBytes;
   static constexpr int kXBytes = M_TILE * kXRowChunks * 16;
   static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // scale rows for k offsets 0 and 32 of each k-tile
   static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
@@ -78,10 +82,12 @@ __device__ __forceinline__ int x_chunk_offset(int r, int c) {
 #define MARLIN_MIN_BLOCKS(...) (__VA_ARGS__)
 #endif
 
-template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS, bool WGMMA>
-__global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
-    gemm_w4a16(const Params p) {
-  using Tr = Traits<M_TILE, N_TILES, K_STAGE, STAGES>;
+template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS, bool WGMMA>
+__global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
+    gemm_a16(const typename Problem::Args args) {
+  using T = typename Codec::Act;
+  using Tr = Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>;
+  using Stage = StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>;
 #ifndef MARLIN_HAS_WGMMA
   if constexpr (WGMMA) __trap();  // NOTE: the host never launches the hopper family below sm_90a
 #endif
@@ -92,7 +98,8 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
   const int wn = warp & 3, wk = warp >> 2;
   const int g = lane >> 2;
 
-  const BlockCoords bc(p);
+  const auto bc = Problem::coords(args);
+  const Params& p = Problem::gemm(args, bc);
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;  // first 64-column tile of this block
   const int n0 = tile0 * kTileN;
@@ -109,17 +116,19 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
   __syncthreads();
 #else
   // Per-thread weight-chunk plan, fixed for the whole K loop: source advances by K_STAGE tiles per stage.
-  constexpr int kWChunks = N_TILES * K_STAGE * 128, kWIters = (kWChunks + kThreads - 1) / kThreads;
+  constexpr int kTileChunks = Codec::kTileBytes / 16, kTileChunkShift = __builtin_ctz(kTileChunks);
+  static_assert(kTileChunks == 1 << kTileChunkShift, "a tile is a power of two of 16-byte chunks");
+  constexpr int kWChunks = N_TILES * K_STAGE * kTileChunks, kWIters = (kWChunks + kThreads - 1) / kThreads;
   const int4* w_src[kWIters];
   uint32_t w_dst[kWIters];
   int w_j[kWIters];
   bool w_ok[kWIters];
 #pragma unroll
   for (int r = 0; r < kWIters; ++r) {
-    const int i = tid + r * kThreads, c = i & 127, jt = i >> 7, nt = jt / K_STAGE, j = jt % K_STAGE;
+    const int i = tid + r * kThreads, c = i & (kTileChunks - 1), jt = i >> kTileChunkShift, nt = jt / K_STAGE, j = jt % K_STAGE;
     w_ok[r] = i < kWChunks && tile0 + nt < n_tiles_total;
-    w_src[r] = p.w + (size_t(tile0 + nt) * p.k_tiles + j) * 128 + c;
-    w_dst[r] = (nt * K_STAGE + j) * kTileBytes + c * 16;
+    w_src[r] = p.w + (size_t(tile0 + nt) * p.k_tiles + j) * kTileChunks + c;
+    w_dst[r] = (nt * K_STAGE + j) * Codec::kTileBytes + c * 16;
     w_j[r] = j;
   }
 #endif
@@ -150,17 +159,17 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
 #ifdef MARLIN_HAS_BULK_COPY
     if (tid == 0) {
       const int valid_n = min(N_TILES, n_tiles_total - tile0);
-      const uint32_t bytes = uint32_t(valid_tiles) * kTileBytes;
+      const uint32_t bytes = uint32_t(valid_tiles) * Codec::kTileBytes;
       mbar_arrive_expect_tx(&full_bar[slot], bytes * valid_n);
       for (int nt = 0; nt < valid_n; ++nt) {
-        bulk_copy_g2s(base + nt * K_STAGE * kTileBytes, p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * 128, bytes,
-                      &full_bar[slot]);
+        bulk_copy_g2s(base + nt * K_STAGE * Codec::kTileBytes,
+                      p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16), bytes, &full_bar[slot]);
       }
     }
 #else
 #pragma unroll
     for (int r = 0; r < kWIters; ++r) {
-      if (w_ok[r] && w_j[r] < valid_tiles) cp_async16(base + w_dst[r], w_src[r] + size_t(kt0) * 128);
+      if (w_ok[r] && w_j[r] < valid_tiles) cp_async16(base + w_dst[r], w_src[r] + size_t(kt0) * kTileChunks);
     }
 #endif
     uint8_t* xs = base + Tr::kWBytes;
@@ -215,14 +224,14 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
   // Post-scaling (mma.sync family, v8): when every warp's k run of a stage lies in one scale group (groups of >= 128
   // rows or per-channel: group_shift >= 7) and the block has few token rows (the fp32 rescale costs 4 FFMA per n8
   // block per run, the saved hmul2 4 per packed word), weights stay exact integers and scales are applied in fp32.
-  const bool post_scale = !WGMMA && Tr::kM8 <= 2 && K_STAGE <= 4 && p.group_shift >= 7;
+  // Only for codecs whose unscaled weights are exact in T (Codec::kExactUnscaled).
+  const bool post_scale = Codec::kExactUnscaled && !WGMMA && Tr::kM8 <= 2 && K_STAGE <= 4 && p.group_shift >= 7;
 
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
     const uint8_t* base = smem + slot * Tr::kStageBytes;
     const uint8_t* xs = base + Tr::kWBytes;
-    const StageView<T, N_TILES, K_STAGE, HAS_ZEROS> sv{base, reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes),
-                                                       xs + Tr::kXBytes + Tr::kSBytes};
+    const Stage sv{base, reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes), xs + Tr::kXBytes + Tr::kSBytes};
     auto group_consts = [&](int j, int kp, int nt) { return sv.group_consts(j, kp, nt, wn, g); };
     auto tile_words = [&](int j, int nt) { return sv.tile_words(j, nt, wn, lane); };
     if constexpr (WGMMA) {
@@ -233,18 +242,18 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
 #pragma unroll
       for (int j = 0; j < K_STAGE; ++j) {
         if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
-        uint4 wq[kAccTiles];
+        typename Codec::LaneWords wq[kAccTiles];
 #pragma unroll
         for (int l = 0; l < kAccTiles; ++l) wq[l] = tile_words(j, nt_base + l);
 #pragma unroll
         for (int kp = 0; kp < 2; ++kp) {
-          GroupConsts gc[kAccTiles];
+          typename Codec::Consts gc[kAccTiles];
 #pragma unroll
           for (int l = 0; l < kAccTiles; ++l) gc[l] = group_consts(j, kp, nt_base + l);
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
 #pragma unroll
-            for (int l = 0; l < kAccTiles; ++l) Int4Dequant<T>::apply(word_at(wq[l], 2 * kp + e), gc[l], a[e][l]);
+            for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], 2 * kp + e, gc[l], a[e][l]);
             wgmma_fence();  // the A fragments were just written
             const int ks = j * 4 + kp * 2 + e;  // k step within the stage: core-matrix chunk columns 2 ks, 2 ks + 1
             // K-major core matrices: LBO = next 8 k (one chunk column = M_TILE/8 cores), SBO = next 8 tokens.
@@ -261,61 +270,63 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
       wgmma_wait<0>();  // NOTE: this slot is refilled after the next __syncthreads
 #endif
     } else if (post_scale) {
-      // Post-scaled path (v8): warp slice wk takes the contiguous k-tiles [wk * kRun, (wk + 1) * kRun) of the stage,
-      // which lie in one scale group (group >= 128 or per-channel; runs are <= 128 k and 128-aligned). The weights
-      // enter the tensor cores as exact integers (q - z) and the group's scale multiplies the run's fp32 partial sums
-      // once: 4 FFMA per n8 token block per run instead of 4 hmul2 per packed word.
-      constexpr int kRun = K_STAGE / 2;
-      float part[N_TILES][Tr::kM8 * 4];
+      if constexpr (Codec::kExactUnscaled) {  // compiled only for codecs that provide unscaled()
+        // Post-scaled path (v8): warp slice wk takes the contiguous k-tiles [wk * kRun, (wk + 1) * kRun) of the stage,
+        // which lie in one scale group (group >= 128 or per-channel; runs are <= 128 k and 128-aligned). The weights
+        // enter the tensor cores as exact integers (q - z) and the group's scale multiplies the run's fp32 partial sums
+        // once: 4 FFMA per n8 token block per run instead of 4 hmul2 per packed word.
+        constexpr int kRun = K_STAGE / 2;
+        float part[N_TILES][Tr::kM8 * 4];
 #pragma unroll
-      for (int nt = 0; nt < N_TILES; ++nt)
+        for (int nt = 0; nt < N_TILES; ++nt)
 #pragma unroll
-        for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
-      const int j0 = wk * kRun;
-      if (st * K_STAGE + j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
+          for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
+        const int j0 = wk * kRun;
+        if (st * K_STAGE + j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
 #pragma unroll
-        for (int j = j0; j < j0 + kRun; ++j) {
-          if (st * K_STAGE + j >= p.k_tiles) break;
-          uint4 wq[N_TILES];
+          for (int j = j0; j < j0 + kRun; ++j) {
+            if (st * K_STAGE + j >= p.k_tiles) break;
+            typename Codec::LaneWords wq[N_TILES];
 #pragma unroll
-          for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = tile_words(j, nt);
+            for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = tile_words(j, nt);
 #pragma unroll
-          for (int kp = 0; kp < 2; ++kp) {
-            uint32_t a[N_TILES][2][4];
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; ++nt) {
-              const ZeroConsts zc = sv.zero_consts(j, kp, nt, wn, g);
-              Int4Dequant<T>::integers(word_at(wq[nt], 2 * kp), zc, a[nt][0]);
-              Int4Dequant<T>::integers(word_at(wq[nt], 2 * kp + 1), zc, a[nt][1]);
-            }
-#pragma unroll
-            for (int m8 = 0; m8 < Tr::kM8; ++m8) {
-              uint32_t b[4];
-              const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
-              ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
+            for (int kp = 0; kp < 2; ++kp) {
+              uint32_t a[N_TILES][2][4];
 #pragma unroll
               for (int nt = 0; nt < N_TILES; ++nt) {
-                float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&part[nt][m8 * 4]);
-                mma_16816<T>(c4, a[nt][0], b[0], b[1]);
-                mma_16816<T>(c4, a[nt][1], b[2], b[3]);
+                const typename Codec::Offsets zc = sv.zero_consts(j, kp, nt, wn, g);
+                Codec::unscaled(wq[nt], 2 * kp, zc, a[nt][0]);
+                Codec::unscaled(wq[nt], 2 * kp + 1, zc, a[nt][1]);
+              }
+#pragma unroll
+              for (int m8 = 0; m8 < Tr::kM8; ++m8) {
+                uint32_t b[4];
+                const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
+                ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
+#pragma unroll
+                for (int nt = 0; nt < N_TILES; ++nt) {
+                  float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&part[nt][m8 * 4]);
+                  mma_16816<T>(c4, a[nt][0], b[0], b[1]);
+                  mma_16816<T>(c4, a[nt][1], b[2], b[3]);
+                }
               }
             }
           }
-        }
 #pragma unroll
-        for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
-          const float2 sc = sv.scales_f32(j0, nt, wn, g);
+          for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
+            const float2 sc = sv.scales_f32(j0, nt, wn, g);
 #pragma unroll
-          for (int m8 = 0; m8 < Tr::kM8; ++m8)
+            for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] = fmaf(e < 2 ? sc.x : sc.y, part[nt][m8 * 4 + e], acc[nt][m8 * 4 + e]);
+              for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] = fmaf(e < 2 ? sc.x : sc.y, part[nt][m8 * 4 + e], acc[nt][m8 * 4 + e]);
+          }
         }
       }
     } else {
 #pragma unroll
       for (int j = wk; j < K_STAGE; j += 2) {  // k-slice wk of the stage
         if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
-        uint4 wq[N_TILES];
+        typename Codec::LaneWords wq[N_TILES];
 #pragma unroll
         for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = tile_words(j, nt);
 #pragma unroll
@@ -323,9 +334,9 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<M_TILE, N_T
           uint32_t a[N_TILES][2][4];
 #pragma unroll
           for (int nt = 0; nt < N_TILES; ++nt) {  // dequant + scale, once per weight, reused by every token block
-            const GroupConsts gc = group_consts(j, kp, nt);
-            Int4Dequant<T>::apply(word_at(wq[nt], 2 * kp), gc, a[nt][0]);
-            Int4Dequant<T>::apply(word_at(wq[nt], 2 * kp + 1), gc, a[nt][1]);
+            const typename Codec::Consts gc = group_consts(j, kp, nt);
+            Codec::fragment(wq[nt], 2 * kp, gc, a[nt][0]);
+            Codec::fragment(wq[nt], 2 * kp + 1, gc, a[nt][1]);
           }
 #pragma unroll
           for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps

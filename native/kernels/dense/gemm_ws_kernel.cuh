@@ -1,4 +1,4 @@
-// W4A16 GEMM, warp-specialised Hopper variant (sm_90a only; kernel-table rows with "warpSpecialized": true).
+// Weight-only quantized GEMM (16-bit activations), warp-specialised Hopper variant (sm_90a only; kernel-table rows with "warpSpecialized": true).
 //
 // Same work partition, packed format, dequant, MMA mapping and epilogue as the "hopper" family of gemm_kernel.cuh
 // (weights = wgmma A from registers, 64 rows per column tile; tokens = wgmma N from shared memory), but the block is
@@ -12,11 +12,12 @@
 //   warpgroups 1, 2 (consumers, 232 registers): wait "full", dequantize + wgmma their column tiles, and release the
 //     slot on its "empty" mbarrier (one arrival per consumer warp) as soon as the slot's last wgmma has retired.
 // No __syncthreads in the main loop: the producer runs up to STAGES stages ahead of the slower consumer.
+// The weight format (Codec) and the problem list (Problem) are template policies, as in gemm_kernel.cuh.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the type only; the tensor map is encoded on the host through the driver entry point)
 
 #include "../../common/bulk_copy.cuh"
-#include "../../common/dequant.cuh"
+#include "../../common/codec.cuh"
 #include "../../common/ptx.cuh"
 #include "../../common/wgmma.cuh"
 #include "epilogue.cuh"
@@ -29,13 +30,13 @@ constexpr int kWsThreads = 384;        // 1 producer + 2 consumer warpgroups
 constexpr int kWsProducerRegs = 40;    // 128 x 40 + 256 x 232 = 64,512 <= 65,536 registers per SM
 constexpr int kWsConsumerRegs = 232;
 
-template <int M_TILE, int N_TILES, int K_STAGE, int STAGES>
+template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES>
 struct WsTraits {
   static constexpr int kM8 = M_TILE / 8;
   static constexpr int kCtaN = N_TILES * kTileN;
   static constexpr int kXTileBytes = M_TILE * 128;  // one k-tile of activations: M_TILE rows of 64 k (128 B, swizzled)
   static constexpr int kXBytes = K_STAGE * kXTileBytes;
-  static constexpr int kWBytes = K_STAGE * N_TILES * kTileBytes;
+  static constexpr int kWBytes = K_STAGE * N_TILES * Codec::kTileBytes;
   static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // scale rows for k offsets 0 and 32 of each k-tile
   static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
   // Stages start on 1024-byte boundaries: the 128-byte swizzle pattern repeats every 8 rows (1024 B) and the wgmma
@@ -52,12 +53,14 @@ struct WsTraits {
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
 };
 
-template <typename T, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS>
-__global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, const __grid_constant__ CUtensorMap x_map) {
+template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS>
+__global__ void __launch_bounds__(kWsThreads, 1)
+    gemm_a16_ws(const typename Problem::Args args, const __grid_constant__ CUtensorMap x_map) {
 #ifndef MARLIN_HAS_WGMMA
   __trap();  // NOTE: the host never launches this kernel below sm_90a
 #else
-  using Tr = WsTraits<M_TILE, N_TILES, K_STAGE, STAGES>;
+  using T = typename Codec::Act;
+  using Tr = WsTraits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>;
   constexpr int kAccTiles = Tr::kAccTiles;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
@@ -66,7 +69,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
   __shared__ int last_arrival;                         // split-K: this block reduces the tile (epilogue.cuh)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
-  const BlockCoords bc(p);
+  const auto bc = Problem::coords(args);
+  const Params& p = Problem::gemm(args, bc);
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;
   const int n0 = tile0 * kTileN;
@@ -98,14 +102,15 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
           uint8_t* zs = ss + Tr::kSBytes;
           const int kt0 = (st_begin + it) * K_STAGE;
           const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-          const uint32_t per_tile = Tr::kXTileBytes + valid_n * (kTileBytes + 2 * 128 + (HAS_ZEROS ? 2 * 64 : 0));
+          const uint32_t per_tile = Tr::kXTileBytes + valid_n * (Codec::kTileBytes + 2 * 128 + (HAS_ZEROS ? 2 * 64 : 0));
           mbar_arrive_expect_tx(&full_bar[slot], per_tile * valid_tiles);
           for (int j = 0; j < valid_tiles; ++j) {
             tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
           }
           for (int nt = 0; nt < valid_n; ++nt) {
-            bulk_copy_g2s(ws + nt * K_STAGE * kTileBytes, p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * 128,
-                          valid_tiles * kTileBytes, &full_bar[slot]);
+            bulk_copy_g2s(ws + nt * K_STAGE * Codec::kTileBytes,
+                          p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16),
+                          valid_tiles * Codec::kTileBytes, &full_bar[slot]);
           }
           for (int row = 0; row < 2 * valid_tiles; ++row) {  // k offsets 0 and 32 of each k-tile (groups >= 32)
             const int grp = group_of(p, kt0 * kTileK + row * 32);
@@ -145,24 +150,24 @@ __global__ void __launch_bounds__(kWsThreads, 1) gemm_w4a16_ws(const Params p, c
     mbar_wait(&full_bar[slot], (it / STAGES) & 1);
     const uint8_t* xs = smem + slot * Tr::kStageBytes;
     const uint8_t* ws = xs + Tr::kXBytes;
-    const StageView<T, N_TILES, K_STAGE, HAS_ZEROS> sv{ws, reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes),
-                                                       ws + Tr::kWBytes + Tr::kSBytes};
+    const StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS> sv{ws, reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes),
+                                                           ws + Tr::kWBytes + Tr::kSBytes};
 #pragma unroll
     for (int j = 0; j < K_STAGE; ++j) {
       if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
-      uint4 wq[kAccTiles];
+      typename Codec::LaneWords wq[kAccTiles];
 #pragma unroll
       for (int l = 0; l < kAccTiles; ++l) wq[l] = sv.tile_words(j, nt_base + l, wn, lane);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
-        GroupConsts gc[kAccTiles];
+        typename Codec::Consts gc[kAccTiles];
 #pragma unroll
         for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.group_consts(j, kp, nt_base + l, wn, g);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int b = 2 * kp + e;  // k16 step of the k-tile = A buffer
 #pragma unroll
-          for (int l = 0; l < kAccTiles; ++l) Int4Dequant<T>::apply(word_at(wq[l], b), gc[l], a[b][l]);
+          for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], b, gc[l], a[b][l]);
           wgmma_fence();  // the A fragments were just written
           // k16 step b of k-tile j: 32 B into each swizzled 128-byte token row.
           const uint64_t desc = smem_desc_sw128(xs + j * Tr::kXTileBytes + b * 32);

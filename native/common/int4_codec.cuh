@@ -1,10 +1,14 @@
-// INT4 -> fp16 / bf16 dequantization of one packed word (8 codes) into one mma A fragment (4 registers).
-// The word's nibble order is docs/format.md "INT4": nibble p holds (row g + 8(p&1), k 2t + ((p>>2)&1) + 8((p>>1)&1)).
-// Two forms, both exact where the CPU reference is:
+// The INT4 weight codec (docs/format.md "INT4"): one packed word (8 codes) per lane per k16 step -> one mma A
+// fragment (4 registers). The word's nibble order is docs/format.md "INT4": nibble p holds (row g + 8(p&1),
+// k 2t + ((p>>2)&1) + 8((p>>1)&1)). Two forms, both exact where the CPU reference is:
 //   apply()    w = round_T((q - z) * s): (q - z) is exact in T, the product rounds once (the reference's semantics).
 //   integers() (q - z) exact in T, unscaled: the kernel applies s in fp32 to the tensor-core partial sums of a whole
 //              scale group ("post-scaling", gemm_kernel.cuh), which is exact up to the fp32 accumulation.
+// Int4Dequant<T> is the per-dtype bit arithmetic; Int4Codec<T> presents it to the kernels through the codec contract
+// of codec.cuh.
 #pragma once
+#include "act_dtype.cuh"
+#include "codec.cuh"
 #include "ptx.cuh"
 
 namespace marlin {
@@ -24,19 +28,6 @@ struct GroupConsts {
   uint32_t s_g, s_g8;  // scale pairs (s[g], s[g]) and (s[g+8], s[g+8])
   ZeroConsts z;
 };
-
-// fp16 / bf16 bits -> fp32 (exact).
-template <typename T>
-__device__ __forceinline__ float to_float(uint16_t bits);
-template <>
-__device__ __forceinline__ float to_float<half>(uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(uint16_t bits) { return __uint_as_float(uint32_t(bits) << 16); }
-
-template <typename T2>
-__device__ __forceinline__ uint32_t bits_of(const T2& v) { return *reinterpret_cast<const uint32_t*>(&v); }
-template <typename T2>
-__device__ __forceinline__ T2 pair_of(uint32_t bits) { return *reinterpret_cast<const T2*>(&bits); }
 
 template <typename T>
 struct Int4Dequant;
@@ -111,6 +102,36 @@ struct Int4Dequant<__nv_bfloat16> {
     const __nv_bfloat162 s_g = pair_of<__nv_bfloat162>(c.s_g), s_g8 = pair_of<__nv_bfloat162>(c.s_g8);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));
+  }
+};
+
+// The codec contract (codec.cuh) for INT4: a lane's 4 words of a 2048-byte tile are one 16-byte read (docs/format.md
+// "Inside a tile"), word i = k16 step i.
+template <typename T>
+struct Int4Codec {
+  using Act = T;
+  static constexpr int kBits = 4;
+  static constexpr int kTileBytes = 2048;
+  static constexpr int kWordsPerStep = 1;
+  static constexpr bool kZeroPoints = true;
+  static constexpr int kDefaultZero = 8;  // uint4b8 (GPTQ / vLLM symmetric)
+  static constexpr bool kExactUnscaled = true;
+  using LaneWords = uint4;
+  using Consts = GroupConsts;
+  using Offsets = ZeroConsts;
+
+  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* tile, int wn, int lane) {
+    return *reinterpret_cast<const uint4*>(tile + (wn * 32 + lane) * 16);
+  }
+  static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
+    return Int4Dequant<T>::consts(s_g, s_g8, z_g, z_g8);
+  }
+  static __device__ __forceinline__ Offsets offsets(int z_g, int z_g8) { return Int4Dequant<T>::zero_consts(z_g, z_g8); }
+  static __device__ __forceinline__ void fragment(const LaneWords& w, int step, const Consts& c, uint32_t (&a)[4]) {
+    Int4Dequant<T>::apply(word_at(w, step), c, a);
+  }
+  static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets& c, uint32_t (&a)[4]) {
+    Int4Dequant<T>::integers(word_at(w, step), c, a);
   }
 };
 

@@ -1,0 +1,52 @@
+// The weight-codec contract: how a packed weight format becomes tensor-core A fragments. The dense kernels
+// (native/kernels/dense/) take the codec as a template parameter and never name a format; the pipeline, the MMA
+// families, the split-K reduction and the epilogue are the same for every codec. One codec per header
+// (int4_codec.cuh today); docs/kernel-design.md "Adding a weight format" lists what a new one changes besides itself.
+//
+// A codec is a struct, normally a template on the activation dtype T, with:
+//
+//   using Act = T                       dtype the fragments are built in (half or __nv_bfloat16)
+//   kBits                               bits per weight
+//   kTileBytes                          bytes of one kernel tile, 64 columns x 64 k (= 512 kBits). The stage layout,
+//                                       the weight copies and the shared-memory size follow from it; the tiles of a
+//                                       64-column block must be contiguous along k in global memory.
+//   kWordsPerStep                       32-bit words a lane holds per k16 step (= kBits / 4: a lane's share of a
+//                                       16 x 16 A fragment is 8 weights)
+//   kZeroPoints                         the format has integer zero points (uint8 rows next to the scale rows)
+//   kDefaultZero                        the zero point of a checkpoint without zero points (INT4: 8, uint4b8)
+//   kExactUnscaled                      unscaled() exists and gives the weights exactly, without the scale, so the
+//                                       kernel may apply the scale in fp32 to a whole scale group's partial sums
+//                                       ("post-scaling", gemm_kernel.cuh); false: the kernel never takes that path
+//   LaneWords                           a lane's words of one tile: 4 k16 steps x kWordsPerStep
+//   Consts                              per-lane constants of one scale group for the lane's rows g and g + 8
+//                                       (scales, zero-point offsets, whatever fragment() needs), built once per group
+//   Offsets                             the zero-point part of Consts alone (only with kExactUnscaled)
+//
+//   static LaneWords lane_words(const uint8_t* tile, int wn, int lane)      read from a tile in shared memory; wn =
+//                                                                           the warp's 16-column slot of the tile
+//   static Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8)    from the 16-bit scales (T bits) and zero
+//                                                                           points (kDefaultZero without zeros)
+//   static Offsets offsets(int z_g, int z_g8)                               (only with kExactUnscaled)
+//   static void fragment(const LaneWords&, int step, const Consts&, uint32_t (&a)[4])
+//                                       A fragment of k16 step `step` (0..3, a constant after unrolling):
+//                                       w = round_T((q - z) * s), the semantics of docs/format.md and the reference
+//   static void unscaled(const LaneWords&, int step, const Offsets&, uint32_t (&a)[4])
+//                                       the same fragment without the scale, exact in T (only with kExactUnscaled)
+//
+// Every entry point is __device__ __forceinline__: the codec is a compile-time policy and costs nothing by itself.
+#pragma once
+#include <stdint.h>
+
+namespace marlin {
+
+// Compile-time checks of the contract's arithmetic; the dense kernels assert it for the codec they are built with.
+template <typename C>
+constexpr bool check_codec() {
+  static_assert(C::kTileBytes == 512 * C::kBits, "a kernel tile is 64 x 64 weights");
+  static_assert(C::kWordsPerStep * 4 == C::kBits, "a lane holds 8 weights of each k16 step");
+  static_assert(sizeof(typename C::LaneWords) == 4 * C::kWordsPerStep * 4, "LaneWords = 4 k16 steps of a lane");
+  static_assert(C::kTileBytes % 16 == 0, "tiles are copied in 16-byte chunks");
+  return true;
+}
+
+}  // namespace marlin
