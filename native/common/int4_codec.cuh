@@ -1,11 +1,11 @@
 // The INT4 weight codec (docs/format.md "INT4"): one packed word (8 codes) per lane per k16 step -> one mma A
 // fragment (4 registers). The word's nibble order is docs/format.md "INT4": nibble p holds (row g + 8(p&1),
 // k 2t + ((p>>2)&1) + 8((p>>1)&1)). Two forms, both exact where the CPU reference is:
-//   apply()    w = round_T((q - z) * s): (q - z) is exact in T, the product rounds once (the reference's semantics).
-//   integers() (q - z) exact in T, unscaled: the kernel applies s in fp32 to the tensor-core partial sums of a whole
-//              scale group ("post-scaling", gemm_kernel.cuh), which is exact up to the fp32 accumulation.
-// Int4Dequant<T> is the per-dtype bit arithmetic; Int4Codec<T> presents it to the kernels through the codec contract
-// of codec.cuh.
+//   fragment() w = round_T((q - z) * s): (q - z) is exact in T, the product rounds once (the reference's semantics).
+//   unscaled() (q - z) exact in T: the kernel applies s in fp32 to the tensor-core partial sums of a whole scale
+//              group ("post-scaling", gemm_kernel.cuh), which is exact up to the fp32 accumulation.
+// Int4Dequant<T> is the per-dtype bit arithmetic (zero-point offsets, q - z as pairs); Int4Codec<T> builds the
+// fragments from it and presents them to the kernels through the codec contract of codec.cuh.
 #pragma once
 #include "act_dtype.cuh"
 #include "codec.cuh"
@@ -37,13 +37,10 @@ struct Int4Dequant;
 // sub_g8 = -(64 + z_g8) (added by the fma). Every intermediate is an exact small integer.
 template <>
 struct Int4Dequant<half> {
-  // Scale bits and integer zero points -> pairs, with integer ops only: fp16(1024 + z) = 0x6400 + z and
+  // Integer zero points -> offset pairs, with integer ops only: fp16(1024 + z) = 0x6400 + z and
   // -fp16(64 + z) = 0xD400 + 16 z for 0 <= z < 64 (unit and 1/16 mantissa steps at those exponents).
   static __device__ __forceinline__ ZeroConsts zero_consts(int z_g, int z_g8) {
     return {(0x6400u + z_g) * 0x10001u, (0xD400u + 16u * z_g8) * 0x10001u};
-  }
-  static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
-    return {s_g * 0x10001u, s_g8 * 0x10001u, zero_consts(z_g, z_g8)};
   }
   static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, __half2 (&o)[4]) {
     constexpr uint32_t LO = 0x000F000F, HI = 0x00F000F0, EXP = 0x64006400, SIXTEENTH = 0x2C002C00;
@@ -55,19 +52,6 @@ struct Int4Dequant<half> {
     o[2] = __hsub2(pair_of<__half2>(and_or(q8, LO, EXP)), sub_g);           // rows g,   k 2t+8, 2t+9
     o[3] = __hfma2(pair_of<__half2>(and_or(q8, HI, EXP)), inv16, sub_g8);   // rows g+8, k 2t+8, 2t+9
   }
-  static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, uint32_t (&a)[4]) {
-    __half2 o[4];
-    integers(q, c, o);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = bits_of(o[i]);
-  }
-  static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
-    __half2 o[4];
-    integers(q, c.z, o);
-    const __half2 s_g = pair_of<__half2>(c.s_g), s_g8 = pair_of<__half2>(c.s_g8);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));
-  }
 };
 
 // bf16: the 7-bit mantissa cannot hold 16 q, so every nibble is shifted down to bits 0..3 and ORed with the exponent
@@ -78,9 +62,6 @@ struct Int4Dequant<__nv_bfloat16> {
   static __device__ __forceinline__ ZeroConsts zero_consts(int z_g, int z_g8) {
     return {(0x4300u + z_g) * 0x10001u, (0x4300u + z_g8) * 0x10001u};
   }
-  static __device__ __forceinline__ GroupConsts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
-    return {s_g * 0x10001u, s_g8 * 0x10001u, zero_consts(z_g, z_g8)};
-  }
   static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, __nv_bfloat162 (&o)[4]) {
     constexpr uint32_t LO = 0x000F000F, EXP = 0x43004300;
     using B2 = __nv_bfloat162;
@@ -89,19 +70,6 @@ struct Int4Dequant<__nv_bfloat16> {
     o[1] = __hsub2(pair_of<B2>(and_or(q >> 4, LO, EXP)), sub_g8);   // rows g+8, k 2t, 2t+1     (nibbles 1, 5)
     o[2] = __hsub2(pair_of<B2>(and_or(q >> 8, LO, EXP)), sub_g);    // rows g,   k 2t+8, 2t+9   (nibbles 2, 6)
     o[3] = __hsub2(pair_of<B2>(and_or(q >> 12, LO, EXP)), sub_g8);  // rows g+8, k 2t+8, 2t+9   (nibbles 3, 7)
-  }
-  static __device__ __forceinline__ void integers(uint32_t q, const ZeroConsts& c, uint32_t (&a)[4]) {
-    __nv_bfloat162 o[4];
-    integers(q, c, o);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = bits_of(o[i]);
-  }
-  static __device__ __forceinline__ void apply(uint32_t q, const GroupConsts& c, uint32_t (&a)[4]) {
-    __nv_bfloat162 o[4];
-    integers(q, c.z, o);
-    const __nv_bfloat162 s_g = pair_of<__nv_bfloat162>(c.s_g), s_g8 = pair_of<__nv_bfloat162>(c.s_g8);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));
   }
 };
 
@@ -123,15 +91,25 @@ struct Int4Codec {
   static __device__ __forceinline__ LaneWords lane_words(const uint8_t* tile, int wn, int lane) {
     return *reinterpret_cast<const uint4*>(tile + (wn * 32 + lane) * 16);
   }
+  // Scales broadcast to both halves of a pair (bits x 0x10001 = (s, s)).
   static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
-    return Int4Dequant<T>::consts(s_g, s_g8, z_g, z_g8);
+    return {s_g * 0x10001u, s_g8 * 0x10001u, Int4Dequant<T>::zero_consts(z_g, z_g8)};
   }
-  static __device__ __forceinline__ Offsets offsets(int z_g, int z_g8) { return Int4Dequant<T>::zero_consts(z_g, z_g8); }
+  static __device__ __forceinline__ Offsets offsets(int z_g, int z_g8) {
+    return Int4Dequant<T>::zero_consts(z_g, z_g8);
+  }
   static __device__ __forceinline__ void fragment(const LaneWords& w, int step, const Consts& c, uint32_t (&a)[4]) {
-    Int4Dequant<T>::apply(word_at(w, step), c, a);
+    pair_t<T> o[4];
+    Int4Dequant<T>::integers(word_at(w, step), c.z, o);
+    const pair_t<T> s_g = pair_of<pair_t<T>>(c.s_g), s_g8 = pair_of<pair_t<T>>(c.s_g8);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));  // a1, a3: rows g + 8
   }
   static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets& c, uint32_t (&a)[4]) {
-    Int4Dequant<T>::integers(word_at(w, step), c, a);
+    pair_t<T> o[4];
+    Int4Dequant<T>::integers(word_at(w, step), c, o);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(o[i]);
   }
 };
 

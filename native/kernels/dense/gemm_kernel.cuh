@@ -1,6 +1,6 @@
-// Weight-only quantized GEMM (16-bit activations) with the dequantized weights on the tensor cores' row side and tokens on the column side (the operand
-// swap: M = 1 wastes 7/8 of an n8 column instead of 15/16 of an m16 row). Two MMA families share everything but the
-// inner product (template flag WGMMA):
+// Weight-only quantized GEMM (16-bit activations) with the dequantized weights on the tensor cores' row side and
+// tokens on the column side (the operand swap: M = 1 wastes 7/8 of an n8 column instead of 15/16 of an m16 row). Two
+// MMA families share everything but the inner product (template flag WGMMA):
 //   "ampere" (WGMMA = false): mma.sync.m16n8k16, weights = 16-row A per warp, tokens = n8 B from ldmatrix.
 //                             Built for sm_80 (Ampere/Ada) and sm_90a (where it can be forced as the fallback).
 //   "hopper" (WGMMA = true):  wgmma.m64nMk16 (sm_90a only): the 4 warps of a warpgroup hold the 64 weight rows of a
@@ -82,8 +82,10 @@ __device__ __forceinline__ int x_chunk_offset(int r, int c) {
 #define MARLIN_MIN_BLOCKS(...) (__VA_ARGS__)
 #endif
 
-template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS, bool WGMMA>
-__global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
+template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS,
+          bool WGMMA>
+__global__ void __launch_bounds__(kThreads,
+                                  MARLIN_MIN_BLOCKS(Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
     gemm_a16(const typename Problem::Args args) {
   using T = typename Codec::Act;
   using Tr = Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>;
@@ -125,7 +127,8 @@ __global__ void __launch_bounds__(kThreads, MARLIN_MIN_BLOCKS(Traits<Codec, M_TI
   bool w_ok[kWIters];
 #pragma unroll
   for (int r = 0; r < kWIters; ++r) {
-    const int i = tid + r * kThreads, c = i & (kTileChunks - 1), jt = i >> kTileChunkShift, nt = jt / K_STAGE, j = jt % K_STAGE;
+    const int i = tid + r * kThreads, c = i & (kTileChunks - 1), jt = i >> kTileChunkShift;
+    const int nt = jt / K_STAGE, j = jt % K_STAGE;
     w_ok[r] = i < kWChunks && tile0 + nt < n_tiles_total;
     w_src[r] = p.w + (size_t(tile0 + nt) * p.k_tiles + j) * kTileChunks + c;
     w_dst[r] = (nt * K_STAGE + j) * Codec::kTileBytes + c * 16;

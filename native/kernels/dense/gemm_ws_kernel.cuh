@@ -1,4 +1,5 @@
-// Weight-only quantized GEMM (16-bit activations), warp-specialised Hopper variant (sm_90a only; kernel-table rows with "warpSpecialized": true).
+// Weight-only quantized GEMM (16-bit activations), warp-specialised Hopper variant (sm_90a only; kernel-table rows
+// with "warpSpecialized": true).
 //
 // Same work partition, packed format, dequant, MMA mapping and epilogue as the "hopper" family of gemm_kernel.cuh
 // (weights = wgmma A from registers, 64 rows per column tile; tokens = wgmma N from shared memory), but the block is
@@ -102,7 +103,8 @@ __global__ void __launch_bounds__(kWsThreads, 1)
           uint8_t* zs = ss + Tr::kSBytes;
           const int kt0 = (st_begin + it) * K_STAGE;
           const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-          const uint32_t per_tile = Tr::kXTileBytes + valid_n * (Codec::kTileBytes + 2 * 128 + (HAS_ZEROS ? 2 * 64 : 0));
+          const uint32_t per_tile =
+              Tr::kXTileBytes + valid_n * (Codec::kTileBytes + 2 * 128 + (HAS_ZEROS ? 2 * 64 : 0));
           mbar_arrive_expect_tx(&full_bar[slot], per_tile * valid_tiles);
           for (int j = 0; j < valid_tiles; ++j) {
             tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
