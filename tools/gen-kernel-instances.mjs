@@ -31,6 +31,8 @@ for (const e of rows) {
   ids.add(e.id);
   if (e.warpSpecialized !== undefined && (typeof e.warpSpecialized !== 'boolean' || e.kernel !== 'hopper'))
     throw new Error(`kernel-table.json: entry ${e.id}: warpSpecialized is a boolean of hopper rows only`);
+  if (e.blocksPerSm !== undefined && (e.warpSpecialized !== true || ![1, 2].includes(e.blocksPerSm)))
+    throw new Error(`kernel-table.json: entry ${e.id}: blocksPerSm is 1 or 2, on warp-specialised rows only`);
   if (typeof e.why !== 'string' || e.why.length === 0)
     throw new Error(`kernel-table.json: entry ${e.id} must say why it exists`);
 }
@@ -40,11 +42,11 @@ const lines = [
   '#pragma once',
   `#define MARLIN_DENSE_TABLE_VERSION ${table.formatVersion}`,
   '// X(id, wgmma, ws, mTile, nTiles, kTilesPerStage, stages): wgmma = true for the sm_90a "hopper" family,',
-  '// ws = true for its warp-specialised kernel (gemm_ws_kernel.cuh)',
+  '// ws = resident blocks per SM (1 or 2) of its warp-specialised kernel (gemm_ws_kernel.cuh), 0 for the others',
   '#define MARLIN_DENSE_FOR_EACH_CONFIG(X) \\',
   ...rows.map(
     (e) =>
-      `  X(${e.id}, ${families[e.kernel]}, ${e.warpSpecialized === true}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
+      `  X(${e.id}, ${families[e.kernel]}, ${e.warpSpecialized === true ? (e.blocksPerSm ?? 1) : 0}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}) \\`,
   ),
   '',
   '',

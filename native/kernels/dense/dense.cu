@@ -15,7 +15,7 @@
 #include "gemm_kernel.cuh"
 #include "gemm_ws_kernel.cuh"
 #include "marlin/dense.h"
-#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, wgmma, ws, mTile, nTiles, kStage, stages)
+#include "marlin_dense_instances.inc"  // generated: MARLIN_DENSE_FOR_EACH_CONFIG(X), X(id, wgmma, ws, mTile, nTiles, kStage, stages); ws = blocks per SM of a warp-specialised row, 0 otherwise
 #include "problem_list.cuh"
 #include "../../runtime/cuda_status.h"
 
@@ -42,7 +42,7 @@ bool config_info(int id, ConfigInfo* out) {
   switch (id) {
 #define MARLIN_CONFIG_CASE(ID, WG, WS, MT, NT, KS, ST) \
   case ID:                                             \
-    *out = {WG, WS, MT, NT, KS, ST};                   \
+    *out = {WG, WS != 0, MT, NT, KS, ST};              \
     return true;
     MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_CONFIG_CASE)
 #undef MARLIN_CONFIG_CASE
@@ -164,7 +164,7 @@ marlin_status resolve_function(Kernel kernel, int smem, int dev, std::atomic<cud
   return MARLIN_OK;
 }
 
-template <typename T, bool WG, bool WS, int MT, int NT, int KS, int ST, bool Z>
+template <typename T, bool WG, int WS, int MT, int NT, int KS, int ST, bool Z>
 marlin_status resolve_kernel(int dev, KernelRef* k) {
   if constexpr (WG) {  // the hopper family exists only as sm_90a SASS
     int major = 0;
@@ -175,8 +175,8 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
   static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
   k->device = dev;
   if constexpr (WS) {
-    using Tr = WsTraits<Codec<T>, MT, NT, KS, ST>;
-    auto kernel = gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z>;
+    using Tr = WsTraits<Codec<T>, MT, NT, KS, ST, WS>;
+    auto kernel = gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z, WS>;
     k->symbol = reinterpret_cast<const void*>(kernel);
     k->block = kWsThreads;
     k->smem = Tr::kSmemBytes;
@@ -195,7 +195,7 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
 
 using ResolveFn = marlin_status (*)(int dev, KernelRef* k);
 
-template <bool WG, bool WS, int MT, int NT, int KS, int ST>
+template <bool WG, int WS, int MT, int NT, int KS, int ST>
 ResolveFn resolver_for(marlin_dtype dtype, bool zeros) {
   if (dtype == MARLIN_FP16) {
     return zeros ? &resolve_kernel<half, WG, WS, MT, NT, KS, ST, true> : &resolve_kernel<half, WG, WS, MT, NT, KS, ST, false>;

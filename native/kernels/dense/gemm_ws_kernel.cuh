@@ -4,7 +4,7 @@
 // Same work partition, packed format, dequant, MMA mapping and epilogue as the "hopper" family of gemm_kernel.cuh
 // (weights = wgmma A from registers, 64 rows per column tile; tokens = wgmma N from shared memory), but the block is
 // split by role (docs/kernel-design.md "Warp-specialised pipeline"):
-//   warpgroup 0 (producer, 40 registers after setmaxnreg): one elected thread issues every copy of a stage
+//   warpgroup 0 (producer, 40 registers after setmaxnreg; consumers 232, or 96 with 2 blocks per SM: WsRegs): one elected thread issues every copy of a stage
 //     - activations: one TMA 2D tensor copy per k-tile (box 64 k x M_TILE tokens, 128-byte swizzle, zero fill past M
 //       and K), straight into the layout the wgmma descriptor reads (no per-thread cp.async address math);
 //     - weights: one 1D bulk copy per column tile (contiguous along K in the packed format);
@@ -27,11 +27,27 @@
 
 namespace marlin::dense {
 
-constexpr int kWsThreads = 384;        // 1 producer + 2 consumer warpgroups
-constexpr int kWsProducerRegs = 40;    // 128 x 40 + 256 x 232 = 64,512 <= 65,536 registers per SM
-constexpr int kWsConsumerRegs = 232;
+constexpr int kWsThreads = 384;  // 1 producer + 2 consumer warpgroups
 
-template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES>
+// Register split between the roles (setmaxnreg) for BLOCKS resident blocks per SM. A block starts with the launch
+// bound's per-thread count (65,536 / (384 x BLOCKS), rounded down to 8) and the two roles redistribute that pool:
+//   1 block:  168 at entry, pool 64,512: producer 40, consumers 232 (128 x 40 + 256 x 232 = 64,512).
+//   2 blocks:  80 at entry, pool 30,720: producer 40, consumers 96 (128 x 40 + 256 x 96 = 29,696; a 24-register
+//             producer spilled 4-12 B). For small token tiles (M <= 64), whose accumulators are small: twice the
+//             consumer warps per scheduler to hide the dequant -> wgmma -> wait latency that bounds them
+//             (perf-notes v8c), and twice the slots per wave.
+template <int BLOCKS>
+struct WsRegs;
+template <>
+struct WsRegs<1> {
+  static constexpr int kProducer = 40, kConsumer = 232;
+};
+template <>
+struct WsRegs<2> {
+  static constexpr int kProducer = 40, kConsumer = 96;
+};
+
+template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES, int BLOCKS = 1>
 struct WsTraits {
   static constexpr int kM8 = M_TILE / 8;
   static constexpr int kCtaN = N_TILES * kTileN;
@@ -52,16 +68,17 @@ struct WsTraits {
   static_assert(M_TILE % 8 == 0 && M_TILE >= 8 && M_TILE <= 256, "wgmma N and the TMA box are 8..256 tokens");
   static_assert(N_TILES % 2 == 0, "the two consumer warpgroups split the column tiles");
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
+  static_assert(BLOCKS == 1 || BLOCKS * (kSmemBytes + 1024) <= 228 * 1024, "BLOCKS blocks do not fit one SM's 228 KB");
 };
 
-template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS>
-__global__ void __launch_bounds__(kWsThreads, 1)
+template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS, int BLOCKS>
+__global__ void __launch_bounds__(kWsThreads, BLOCKS)
     gemm_a16_ws(const typename Problem::Args args, const __grid_constant__ CUtensorMap x_map) {
 #ifndef MARLIN_HAS_WGMMA
   __trap();  // NOTE: the host never launches this kernel below sm_90a
 #else
   using T = typename Codec::Act;
-  using Tr = WsTraits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>;
+  using Tr = WsTraits<Codec, M_TILE, N_TILES, K_STAGE, STAGES, BLOCKS>;
   constexpr int kAccTiles = Tr::kAccTiles;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
@@ -90,7 +107,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
 
   if (wg == 0) {
     // ---------------- producer ----------------
-    setmaxnreg_dec<kWsProducerRegs>();
+    setmaxnreg_dec<WsRegs<BLOCKS>::kProducer>();
     if (warp == 0) {
       const int valid_n = min(N_TILES, n_tiles_total - tile0);
       for (int it = 0; it < n_stages; ++it) {
@@ -133,7 +150,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
   }
 
   // ---------------- consumers ----------------
-  setmaxnreg_inc<kWsConsumerRegs>();
+  setmaxnreg_inc<WsRegs<BLOCKS>::kConsumer>();
   const int ctid = tid - 128, cw = ctid >> 7, htid = ctid & 127;  // consumer warpgroup 0/1, thread within it
   const int wn = (htid >> 5) & 3, g = (lane >> 2);
   const int nt_base = cw * kAccTiles;

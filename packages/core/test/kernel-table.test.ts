@@ -30,7 +30,8 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
     const lines = [...text.matchAll(/^ {2}X\((.*)\) \\$/gm)].map((m) => m[1].split(', '));
     expect(lines.map((l) => Number(l[0]))).toEqual(tableJson.dense.map((r) => r.id));
     for (const [i, row] of tableJson.dense.entries()) {
-      const ws = (row as { warpSpecialized?: boolean }).warpSpecialized === true;
+      const r = row as { warpSpecialized?: boolean; blocksPerSm?: number };
+      const ws = r.warpSpecialized === true ? (r.blocksPerSm ?? 1) : 0; // blocks per SM of a warp-specialised row
       expect(lines[i]).toEqual([
         String(row.id),
         String(row.kernel === 'hopper'),
@@ -50,6 +51,8 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
     expect(bad([{ ...base, kernel: 'hopper', warpSpecialized: 'yes' }])).toThrow(/warpSpecialized/);
     expect(bad([base, base])).toThrow(/duplicate id/);
     expect(bad([{ ...base, why: '' }])).toThrow(/must say why/);
+    expect(bad([{ ...base, blocksPerSm: 2 }])).toThrow(/blocksPerSm is 1 or 2, on warp-specialised rows only/);
+    expect(bad([{ ...base, kernel: 'hopper', warpSpecialized: true, blocksPerSm: 3 }])).toThrow(/blocksPerSm/);
   });
 
   it('keeps every warp-specialised row buildable: hopper, even nTiles, mTile <= 256, <= 227 KiB of shared memory', () => {

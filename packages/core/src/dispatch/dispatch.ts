@@ -42,6 +42,11 @@ export interface KernelConfig {
    * warpgroups doing dequant + wgmma, full/empty mbarrier pipeline; native/kernels/dense/gemm_ws_kernel.cuh).
    */
   readonly warpSpecialized?: boolean;
+  /**
+   * Warp-specialised rows only: resident blocks per SM the kernel is built for (1 default, or 2: launch bound of 2
+   * blocks, registers split 40 / 96 between producer and consumers; gemm_ws_kernel.cuh WsRegs).
+   */
+  readonly blocksPerSm?: number;
   /** Why this configuration exists. */
   readonly why: string;
 }
@@ -123,8 +128,10 @@ const BLOCK_FIXED_COST_KTILES = 16;
  * ones use up to 255 registers (1 block). Shared memory may allow fewer.
  */
 function maxBlocksPerSm(config: KernelConfig, cc: number): number {
-  // Warp-specialised: 384 threads whose consumers take 232 registers each (setmaxnreg) fill the register file.
-  if (config.warpSpecialized === true || config.mTile > 32) return 1;
+  // Warp-specialised: 384 threads whose consumers take 232 registers each (setmaxnreg) fill the register file, unless
+  // the row is built for 2 blocks per SM (96-register consumers).
+  if (config.warpSpecialized === true) return config.blocksPerSm ?? 1;
+  if (config.mTile > 32) return 1;
   return config.mTile <= 16 && cc >= 90 ? 3 : 2;
 }
 const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
