@@ -344,13 +344,16 @@ suite('dispatch', () => {
     expect(dispatch(problem({ M: 512 }), DEVICES.H100, { force: 'ampere' }).config.kernel).toBe('ampere');
   });
 
-  it('runs the warp-specialised hopper rows from M = 17 on sm_90, one 384-thread block per SM', () => {
+  it('runs the warp-specialised hopper rows from M = 17 on sm_90: two 384-thread blocks per SM up to M = 64, one beyond', () => {
     for (const M of [17, 32, 33, 64, 65, 128, 4096]) {
       const c = dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100);
       expect(c.config.warpSpecialized, `M = ${M}`).toBe(true);
       expect(c.config.mTile).toBe(M <= 32 ? 32 : M <= 64 ? 64 : 128);
-      expect(c.blocksPerSm).toBe(1);
-      expect(c.slots).toBe(DEVICES.H100.smCount);
+      // v8c: the 2-block rows (15, 17) replace the 1-block ones (12, 11) at M <= 64.
+      const perSm = M <= 64 ? 2 : 1;
+      expect(c.config.blocksPerSm ?? 1).toBe(perSm);
+      expect(c.blocksPerSm).toBe(perSm);
+      expect(c.slots).toBe(DEVICES.H100.smCount * perSm);
     }
     // Column width by the cost model (v7 sweep, H200): 128-column blocks for the small 8B layers at M = 128, the
     // 256-column blocks and no split-K for 70B gate_up at M = 128 and 256 (2 splits measured 1.3x slower at 256).
