@@ -22,8 +22,9 @@
 //                                       (scales, zero-point offsets, whatever fragment() needs), built once per group
 //   Offsets                             the zero-point part of Consts alone (only with kExactUnscaled)
 //
-//   static LaneWords lane_words(const uint8_t* tile, int wn, int lane)      read from a tile in shared memory; wn =
-//                                                                           the warp's 16-column slot of the tile
+//   static int lane_offset(int wn, int lane)    byte offset of a lane's words in a tile (shared memory); wn = the
+//                                               warp's 16-column slot of the tile
+//   static LaneWords lane_words(const uint8_t* at)                          read them at tile + lane_offset(wn, lane)
 //   static Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8)    from the 16-bit scales (T bits) and zero
 //                                                                           points (kDefaultZero without zeros)
 //   static Offsets offsets(int z_g, int z_g8)                               (only with kExactUnscaled)

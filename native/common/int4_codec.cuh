@@ -88,9 +88,8 @@ struct Int4Codec {
   using Consts = GroupConsts;
   using Offsets = ZeroConsts;
 
-  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* tile, int wn, int lane) {
-    return *reinterpret_cast<const uint4*>(tile + (wn * 32 + lane) * 16);
-  }
+  static __device__ __forceinline__ int lane_offset(int wn, int lane) { return (wn * 32 + lane) * 16; }
+  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at) { return *reinterpret_cast<const uint4*>(at); }
   // Scales broadcast to both halves of a pair (bits x 0x10001 = (s, s)).
   static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
     return {s_g * 0x10001u, s_g8 * 0x10001u, Int4Dequant<T>::zero_consts(z_g, z_g8)};

@@ -60,6 +60,13 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// v, opaque to the optimiser: an empty asm that "modifies" it, so ptxas keeps the value in a register from here on
+// instead of recomputing it from its inputs (loop-invariant lane offsets; see StageView::run_lane).
+__device__ __forceinline__ uint32_t opaque(uint32_t v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+
 // (a & b) | c in one instruction (LUT 0xEA). Forced through PTX because the compiler does not always fuse the
 // AND/OR pair of the dequant into one lop3. PTX ISA 9.7.8.7 lop3.
 __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {

@@ -230,6 +230,17 @@ __global__ void __launch_bounds__(kThreads,
   // Only for codecs whose unscaled weights are exact in T (Codec::kExactUnscaled).
   const bool post_scale = Codec::kExactUnscaled && !WGMMA && Tr::kM8 <= 2 && K_STAGE <= 4 && p.group_shift >= 7;
 
+  // Post-scaled path: this lane's offsets for its k run (k-tiles [wk kRun, (wk + 1) kRun) of every stage), computed once
+  // (StageView::run_lane). Activations: the ldmatrix row r = m8 * 8 + (lane & 7) and chunk c = j * 8 + kp * 4 +
+  // (lane >> 3) of k-tile j = j0 + jj; the XOR swizzle touches only c's low 3 bits, where j * 8 is 0, so the offset is
+  // ps_x[kp] + m8 * (8 rows) + jj * 128 bytes.
+  constexpr int kRun = K_STAGE / 2;
+  const int ps_j0 = wk * kRun;
+  const auto ps_lane = Stage::run_lane(ps_j0, wn, lane, g);
+  const uint32_t ps_x[2] = {
+      opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + (lane >> 3)))),
+      opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + 4 + (lane >> 3))))};
+
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
     const uint8_t* base = smem + slot * Tr::kStageBytes;
@@ -278,34 +289,31 @@ __global__ void __launch_bounds__(kThreads,
         // which lie in one scale group (group >= 128 or per-channel; runs are <= 128 k and 128-aligned). The weights
         // enter the tensor cores as exact integers (q - z) and the group's scale multiplies the run's fp32 partial sums
         // once: 4 FFMA per n8 token block per run instead of 4 hmul2 per packed word.
-        constexpr int kRun = K_STAGE / 2;
         float part[N_TILES][Tr::kM8 * 4];
 #pragma unroll
         for (int nt = 0; nt < N_TILES; ++nt)
 #pragma unroll
           for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
-        const int j0 = wk * kRun;
-        if (st * K_STAGE + j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
+        if (st * K_STAGE + ps_j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
 #pragma unroll
-          for (int j = j0; j < j0 + kRun; ++j) {
-            if (st * K_STAGE + j >= p.k_tiles) break;
+          for (int jj = 0; jj < kRun; ++jj) {
+            if (st * K_STAGE + ps_j0 + jj >= p.k_tiles) break;
             typename Codec::LaneWords wq[N_TILES];
 #pragma unroll
-            for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = tile_words(j, nt);
+            for (int nt = 0; nt < N_TILES; ++nt) wq[nt] = sv.run_words(ps_lane, jj, nt);
 #pragma unroll
             for (int kp = 0; kp < 2; ++kp) {
               uint32_t a[N_TILES][2][4];
 #pragma unroll
               for (int nt = 0; nt < N_TILES; ++nt) {
-                const typename Codec::Offsets zc = sv.zero_consts(j, kp, nt, wn, g);
+                const typename Codec::Offsets zc = sv.run_zero_consts(ps_lane, jj, kp, nt);
                 Codec::unscaled(wq[nt], 2 * kp, zc, a[nt][0]);
                 Codec::unscaled(wq[nt], 2 * kp + 1, zc, a[nt][1]);
               }
 #pragma unroll
               for (int m8 = 0; m8 < Tr::kM8; ++m8) {
                 uint32_t b[4];
-                const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
-                ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
+                ldmatrix_x4(b, xs + ps_x[kp] + (m8 * 8 * Tr::kXRowChunks + jj * 8) * 16);
 #pragma unroll
                 for (int nt = 0; nt < N_TILES; ++nt) {
                   float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&part[nt][m8 * 4]);
@@ -317,7 +325,7 @@ __global__ void __launch_bounds__(kThreads,
           }
 #pragma unroll
           for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
-            const float2 sc = sv.scales_f32(j0, nt, wn, g);
+            const float2 sc = sv.run_scales_f32(ps_lane, nt);
 #pragma unroll
             for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll

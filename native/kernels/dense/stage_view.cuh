@@ -23,7 +23,7 @@ struct StageView {
   // This lane's words (all k16 steps) of k-tile j, column tile nt. `wn` = the warp's 16-column slot within the tile
   // (warp index within its group of 4).
   __device__ __forceinline__ typename Codec::LaneWords tile_words(int j, int nt, int wn, int lane) const {
-    return Codec::lane_words(w + (nt * K_STAGE + j) * Codec::kTileBytes, wn, lane);
+    return Codec::lane_words(w + (nt * K_STAGE + j) * Codec::kTileBytes + Codec::lane_offset(wn, lane));
   }
 
   // Index of this lane's row g of column tile nt in the scale / zero-point rows of k-tile j, k offset 32 kp.
@@ -43,6 +43,30 @@ struct StageView {
     if constexpr (!HAS_ZEROS) return Codec::offsets(Codec::kDefaultZero, Codec::kDefaultZero);
     const int col = lane_col(j, kp, nt, wn, g);
     return Codec::offsets(z[col], z[col + 8]);
+  }
+
+  // A lane's offsets for a k run that starts at k-tile j0, computed once per kernel rather than per stage (v8d: rebuilt
+  // from the thread index in every stage they cost ~30 of the ~240 instructions of a config 0 stage in SASS). opaque()
+  // keeps ptxas from rematerialising them.
+  struct RunLane {
+    uint32_t w;  // byte offset of the lane's words of k-tile j0, column tile 0
+    int col;     // index of the lane's row g, column tile 0, in the scale / zero-point row of k-tile j0, k offset 0
+  };
+  static __device__ __forceinline__ RunLane run_lane(int j0, int wn, int lane, int g) {
+    return {opaque(uint32_t(j0 * Codec::kTileBytes + Codec::lane_offset(wn, lane))), int(opaque(lane_col(j0, 0, 0, wn, g)))};
+  }
+  // The same reads as tile_words / zero_consts / scales_f32 for k-tile j0 + jj of the run.
+  __device__ __forceinline__ typename Codec::LaneWords run_words(const RunLane& r, int jj, int nt) const {
+    return Codec::lane_words(w + r.w + (nt * K_STAGE + jj) * Codec::kTileBytes);
+  }
+  __device__ __forceinline__ typename Codec::Offsets run_zero_consts(const RunLane& r, int jj, int kp, int nt) const {
+    if constexpr (!HAS_ZEROS) return Codec::offsets(Codec::kDefaultZero, Codec::kDefaultZero);
+    const int col = r.col + (jj * 2 + kp) * kCtaN + nt * kTileN;
+    return Codec::offsets(z[col], z[col + 8]);
+  }
+  __device__ __forceinline__ float2 run_scales_f32(const RunLane& r, int nt) const {
+    const int col = r.col + nt * kTileN;
+    return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));
   }
 
   // Scales of this lane's rows (g, g + 8) of column tile nt at k-tile j, as fp32.
