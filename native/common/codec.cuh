@@ -33,12 +33,6 @@
 //                                       w = round_T((q - z) * s), the semantics of docs/format.md and the reference
 //   static void unscaled(const LaneWords&, int step, const Offsets&, uint32_t (&a)[4])
 //                                       the same fragment without the scale, exact in T (only with kExactUnscaled)
-//   kBiased (with kExactUnscaled)       biased() exists: the fragment holds bias(z) - z + q, i.e. the weights plus a
-//                                       per-row constant, exact in T, with no per-word subtraction; the post-scaled
-//                                       path subtracts bias(z) * sum_k x in fp32 (activation sums from an MMA with
-//                                       A = ones()). Only where that cancellation is cheap in fp32 (INT4: bf16 only)
-//   static void biased(const LaneWords&, int step, uint32_t (&a)[4])   static float bias(int z)
-//   static uint32_t ones()              the T pair (1, 1)
 //
 // Every entry point is __device__ __forceinline__: the codec is a compile-time policy and costs nothing by itself.
 #pragma once

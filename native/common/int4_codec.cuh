@@ -71,15 +71,6 @@ struct Int4Dequant<__nv_bfloat16> {
     o[2] = __hsub2(pair_of<B2>(and_or(q >> 8, LO, EXP)), sub_g);    // rows g,   k 2t+8, 2t+9   (nibbles 2, 6)
     o[3] = __hsub2(pair_of<B2>(and_or(q >> 12, LO, EXP)), sub_g8);  // rows g+8, k 2t+8, 2t+9   (nibbles 3, 7)
   }
-  // The same pairs without the subtraction: (128 + q, 128 + q'), exact in bf16 (<= 143 < 256).
-  static __device__ __forceinline__ void biased(uint32_t q, uint32_t (&a)[4]) {
-    constexpr uint32_t LO = 0x000F000F, EXP = 0x43004300;
-    a[0] = and_or(q, LO, EXP);
-    a[1] = and_or(q >> 4, LO, EXP);
-    a[2] = and_or(q >> 8, LO, EXP);
-    a[3] = and_or(q >> 12, LO, EXP);
-  }
-  static constexpr float kBias = 128.0f;
 };
 
 // The codec contract (codec.cuh) for INT4: a lane's 4 words of a 2048-byte tile are one 16-byte read (docs/format.md
@@ -93,10 +84,6 @@ struct Int4Codec {
   static constexpr bool kZeroPoints = true;
   static constexpr int kDefaultZero = 8;  // uint4b8 (GPTQ / vLLM symmetric)
   static constexpr bool kExactUnscaled = true;
-  // bf16 only: biased() skips the zero-point subtraction (4 HSUB2 per word of a decode loop of ~12 instructions per
-  // word); the kernel subtracts (kBias + z) * sum_k x in fp32 instead (v8e). Not for fp16: its pairs are 1024 + q, and
-  // 1024 * sum x against sum x (q - z) would cost ~7 of fp32's 24 bits per scale group; bf16's 128 + q costs ~4.
-  static constexpr bool kBiased = std::is_same_v<T, __nv_bfloat16>;
   using LaneWords = uint4;
   using Consts = GroupConsts;
   using Offsets = ZeroConsts;
@@ -117,13 +104,6 @@ struct Int4Codec {
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));  // a1, a3: rows g + 8
   }
-  // Biased form (kBiased): fragment registers hold kBias + q exactly; row r's sum over a group then needs
-  // - bias(z_r) * sum_k x added in fp32. ones(): the T pair (1, 1), the A operand that sums activations on the MMA.
-  static __device__ __forceinline__ void biased(const LaneWords& w, int step, uint32_t (&a)[4]) {
-    Int4Dequant<T>::biased(word_at(w, step), a);
-  }
-  static __device__ __forceinline__ float bias(int z) { return Int4Dequant<T>::kBias + float(z); }
-  static __device__ __forceinline__ uint32_t ones() { return std::is_same_v<T, half> ? 0x3C003C00u : 0x3F803F80u; }
   static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets& c, uint32_t (&a)[4]) {
     pair_t<T> o[4];
     Int4Dequant<T>::integers(word_at(w, step), c, o);

@@ -236,13 +236,6 @@ __global__ void __launch_bounds__(kThreads,
   // ps_x[kp] + m8 * (8 rows) + jj * 128 bytes.
   constexpr int kRun = K_STAGE / 2;
   const int ps_j0 = wk * kRun;
-  // Biased codecs (bf16, v8e) skip the per-word zero-point subtraction. Not on sm_80 for 16-token blocks: the extra
-  // activation sums push config 1 past its 128-register cap there (12-16 B of spills).
-#ifdef MARLIN_HAS_BULK_COPY
-  constexpr bool kUseBias = Codec::kBiased;
-#else
-  constexpr bool kUseBias = Codec::kBiased && Tr::kM8 == 1;
-#endif
   const auto ps_lane = Stage::run_lane(ps_j0, wn, lane, g);
   const uint32_t ps_x[2] = {
       opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + (lane >> 3)))),
@@ -301,11 +294,6 @@ __global__ void __launch_bounds__(kThreads,
         for (int nt = 0; nt < N_TILES; ++nt)
 #pragma unroll
           for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
-        float xsum[Tr::kM8][4];  // biased codecs: the run's activation sums (C fragment of ones x X)
-#pragma unroll
-        for (int m8 = 0; m8 < Tr::kM8; ++m8)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) xsum[m8][e] = 0.0f;
         if (st * K_STAGE + ps_j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
 #pragma unroll
           for (int jj = 0; jj < kRun; ++jj) {
@@ -318,24 +306,14 @@ __global__ void __launch_bounds__(kThreads,
               uint32_t a[N_TILES][2][4];
 #pragma unroll
               for (int nt = 0; nt < N_TILES; ++nt) {
-                if constexpr (kUseBias) {
-                  Codec::biased(wq[nt], 2 * kp, a[nt][0]);
-                  Codec::biased(wq[nt], 2 * kp + 1, a[nt][1]);
-                } else {
-                  const typename Codec::Offsets zc = sv.run_zero_consts(ps_lane, jj, kp, nt);
-                  Codec::unscaled(wq[nt], 2 * kp, zc, a[nt][0]);
-                  Codec::unscaled(wq[nt], 2 * kp + 1, zc, a[nt][1]);
-                }
+                const typename Codec::Offsets zc = sv.run_zero_consts(ps_lane, jj, kp, nt);
+                Codec::unscaled(wq[nt], 2 * kp, zc, a[nt][0]);
+                Codec::unscaled(wq[nt], 2 * kp + 1, zc, a[nt][1]);
               }
 #pragma unroll
               for (int m8 = 0; m8 < Tr::kM8; ++m8) {
                 uint32_t b[4];
                 ldmatrix_x4(b, xs + ps_x[kp] + (m8 * 8 * Tr::kXRowChunks + jj * 8) * 16);
-                if constexpr (kUseBias) {  // ones x X: every C row gets sum_k x of tokens 2t, 2t + 1
-                  const uint32_t one[4] = {Codec::ones(), Codec::ones(), Codec::ones(), Codec::ones()};
-                  mma_16816<T>(xsum[m8], one, b[0], b[1]);
-                  mma_16816<T>(xsum[m8], one, b[2], b[3]);
-                }
 #pragma unroll
                 for (int nt = 0; nt < N_TILES; ++nt) {
                   float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&part[nt][m8 * 4]);
@@ -348,14 +326,6 @@ __global__ void __launch_bounds__(kThreads,
 #pragma unroll
           for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
             const float2 sc = sv.run_scales_f32(ps_lane, nt);
-            if constexpr (kUseBias) {  // part holds sum x (bias + q): subtract (bias + z) sum x first
-              const int2 zr = sv.run_zeros(ps_lane, nt);
-              const float off_g = Codec::bias(zr.x), off_g8 = Codec::bias(zr.y);
-#pragma unroll
-              for (int m8 = 0; m8 < Tr::kM8; ++m8)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) part[nt][m8 * 4 + e] = fmaf(-(e < 2 ? off_g : off_g8), xsum[m8][e], part[nt][m8 * 4 + e]);
-            }
 #pragma unroll
             for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll

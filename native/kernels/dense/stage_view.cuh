@@ -64,12 +64,6 @@ struct StageView {
     const int col = r.col + (jj * 2 + kp) * kCtaN + nt * kTileN;
     return Codec::offsets(z[col], z[col + 8]);
   }
-  // Zero points of the lane's rows (g, g + 8) for the run (kDefaultZero without zero points).
-  __device__ __forceinline__ int2 run_zeros(const RunLane& r, int nt) const {
-    if constexpr (!HAS_ZEROS) return make_int2(Codec::kDefaultZero, Codec::kDefaultZero);
-    const int col = r.col + nt * kTileN;
-    return make_int2(z[col], z[col + 8]);
-  }
   __device__ __forceinline__ float2 run_scales_f32(const RunLane& r, int nt) const {
     const int col = r.col + nt * kTileN;
     return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));
