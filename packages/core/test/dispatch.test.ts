@@ -369,6 +369,11 @@ suite('dispatch', () => {
     expect(describe(dispatch(problem({ M: 128, K: 4096, N: 4096 }), DEVICES.H100))).toMatch(
       /128-column blocks\) is cheaper than config 10/,
     );
+    // describe() shows the warp-specialised stage (1024-aligned) and the alignment on top of the pipeline.
+    const ws64 = dispatch(problem({ M: 64, K: 8192, N: 8192 }), DEVICES.H100);
+    expect(describe(ws64)).toContain(
+      '4 stages x 26624 B (1024 B more for alignment / the epilogue tile) = 105.0 KiB per block',
+    );
     // Forcing an all-threads hopper row by id still works (tuning sweeps), with its own occupancy model.
     const old = dispatch(problem({ M: 32, K: 8192, N: 8192 }), DEVICES.H100, { configId: 9 });
     expect(old.config.warpSpecialized).toBeUndefined();

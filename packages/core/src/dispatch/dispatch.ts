@@ -141,22 +141,23 @@ export const KERNEL_TABLE: readonly KernelConfig[] = (kernelTableJson as { dense
 
 /** Shared memory per block (bytes) of `config`, per the formula at the top of this file. */
 export function smemBytes(config: KernelConfig, _hasZeros: boolean): number {
-  const { nTiles, kTilesPerStage: kts, mTile, stages } = config;
-  const weights = nTiles * kts * 2048;
-  const activations = mTile * kts * 64 * 2;
-  const scales = nTiles * kts * 2 * 64 * 2;
-  // NOTE: the native stage always reserves the zero-point rows (one stage layout per config, with or without zeros).
-  const zeros = nTiles * kts * 2 * 64;
+  const { nTiles, mTile, stages } = config;
   const outTile = mTile * (nTiles * 64 + 8) * 2;
-  if (config.warpSpecialized === true) {
-    // WsTraits: stages on 1024-byte boundaries (128-byte swizzle atoms) + 1024 B to align the dynamic base.
-    const stage = Math.ceil((weights + activations + scales + zeros) / 1024) * 1024;
-    return Math.max(stages * stage, outTile) + 1024;
-  }
-  const pipeline = stages * (weights + activations + scales + zeros);
+  const pipeline = stages * stageBytes(config);
+  if (config.warpSpecialized === true) return Math.max(pipeline, outTile) + 1024; // + 1024 B to align the dynamic base
   // The epilogue reuses the pipeline's memory: k-slice partials (128 threads x fragments) + the staged output tile.
   const epilogue = 128 * (mTile / 8) * nTiles * 16 + outTile;
   return Math.max(pipeline, epilogue);
+}
+
+/**
+ * Shared memory of one pipeline stage: weights + activations + scale rows + zero-point rows (always reserved: one
+ * stage layout per config); warp-specialised stages start on 1024-byte boundaries (128-byte swizzle atoms, WsTraits).
+ */
+export function stageBytes(config: KernelConfig): number {
+  const { nTiles, kTilesPerStage: kts, mTile } = config;
+  const bytes = nTiles * kts * 2048 + mTile * kts * 64 * 2 + nTiles * kts * 2 * 64 * 2 + nTiles * kts * 2 * 64;
+  return config.warpSpecialized === true ? Math.ceil(bytes / 1024) * 1024 : bytes;
 }
 
 /** Compute capability (major * 10 + minor) of a device description; `DeviceError` ARCH_TOO_OLD below 8.0. */
@@ -484,10 +485,15 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
 
 function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelChoice, 'reasons'>): string[] {
   const cfg = c.config;
-  const perStage = c.smemBytes / cfg.stages;
+  const perStage = stageBytes(cfg);
+  const pipeline = cfg.stages * perStage;
+  const extra =
+    c.smemBytes === pipeline
+      ? ''
+      : ` (${c.smemBytes - pipeline} B more for ${cfg.warpSpecialized === true ? 'alignment / the epilogue tile' : 'the epilogue'})`;
   const tiles = c.mBlocks * c.nBlocks;
   const out = [
-    `Shared memory: ${cfg.stages} stages x ${perStage} B = ${kib(c.smemBytes)} per block (device allows ${kib(device.maxSharedMemoryPerBlock)}), so ${c.blocksPerSm} block(s) per SM -> ${c.slots} slots on ${device.smCount} SMs.`,
+    `Shared memory: ${cfg.stages} stages x ${perStage} B${extra} = ${kib(c.smemBytes)} per block (device allows ${kib(device.maxSharedMemoryPerBlock)}), so ${c.blocksPerSm} block(s) per SM -> ${c.slots} slots on ${device.smCount} SMs.`,
     `Output tiles: mBlocks = ceil(${problem.M} / ${cfg.mTile}) = ${c.mBlocks}, nBlocks = ceil(${paddedN(problem.N)} / ${64 * cfg.nTiles}) = ${c.nBlocks} -> ${tiles} tiles.`,
   ];
   if (c.splits === 1) {
