@@ -241,6 +241,18 @@ __global__ void __launch_bounds__(kThreads,
       opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + (lane >> 3)))),
       opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + 4 + (lane >> 3))))};
 
+  // mma.sync family: one k32 slab (two k16 steps) of token block m8 for every column tile: fragments a[nt][step]
+  // against the B fragments of one ldmatrix.x4 (b0, b1: step 0; b2, b3: step 1), accumulated into d[nt][m8 block].
+  auto mma_slab = [](float (&d)[N_TILES][Tr::kM8 * 4], int m8, const uint32_t (&a)[N_TILES][2][4],
+                     const uint32_t (&b)[4]) {
+#pragma unroll
+    for (int nt = 0; nt < N_TILES; ++nt) {
+      float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&d[nt][m8 * 4]);
+      mma_16816<T>(c4, a[nt][0], b[0], b[1]);
+      mma_16816<T>(c4, a[nt][1], b[2], b[3]);
+    }
+  };
+
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
     const uint8_t* base = smem + slot * Tr::kStageBytes;
@@ -314,12 +326,7 @@ __global__ void __launch_bounds__(kThreads,
               for (int m8 = 0; m8 < Tr::kM8; ++m8) {
                 uint32_t b[4];
                 ldmatrix_x4(b, xs + ps_x[kp] + (m8 * 8 * Tr::kXRowChunks + jj * 8) * 16);
-#pragma unroll
-                for (int nt = 0; nt < N_TILES; ++nt) {
-                  float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&part[nt][m8 * 4]);
-                  mma_16816<T>(c4, a[nt][0], b[0], b[1]);
-                  mma_16816<T>(c4, a[nt][1], b[2], b[3]);
-                }
+                mma_slab(part, m8, a, b);
               }
             }
           }
@@ -354,12 +361,7 @@ __global__ void __launch_bounds__(kThreads,
             uint32_t b[4];
             const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
             ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; ++nt) {
-              float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&acc[nt][m8 * 4]);
-              mma_16816<T>(c4, a[nt][0], b[0], b[1]);
-              mma_16816<T>(c4, a[nt][1], b[2], b[3]);
-            }
+            mma_slab(acc, m8, a, b);
           }
         }
       }

@@ -38,13 +38,6 @@ struct StageView {
     return Codec::consts(s[col], s[col + 8], z_g, z_g8);
   }
 
-  // Zero-point offsets only (post-scaled path: the scales are applied in fp32 by scales_f32()).
-  __device__ __forceinline__ typename Codec::Offsets zero_consts(int j, int kp, int nt, int wn, int g) const {
-    if constexpr (!HAS_ZEROS) return Codec::offsets(Codec::kDefaultZero, Codec::kDefaultZero);
-    const int col = lane_col(j, kp, nt, wn, g);
-    return Codec::offsets(z[col], z[col + 8]);
-  }
-
   // A lane's offsets for a k run that starts at k-tile j0, computed once per kernel rather than per stage (v8d: rebuilt
   // from the thread index in every stage they cost ~30 of the ~240 instructions of a config 0 stage in SASS). opaque()
   // keeps ptxas from rematerialising them.
@@ -55,7 +48,8 @@ struct StageView {
   static __device__ __forceinline__ RunLane run_lane(int j0, int wn, int lane, int g) {
     return {opaque(uint32_t(j0 * Codec::kTileBytes + Codec::lane_offset(wn, lane))), int(opaque(lane_col(j0, 0, 0, wn, g)))};
   }
-  // The same reads as tile_words / zero_consts / scales_f32 for k-tile j0 + jj of the run.
+  // The post-scaled path's reads for k-tile j0 + jj of the run: the lane's words (as tile_words), the zero-point
+  // offsets alone and the scales as fp32 (the scale is applied to the run's fp32 partial sums).
   __device__ __forceinline__ typename Codec::LaneWords run_words(const RunLane& r, int jj, int nt) const {
     return Codec::lane_words(w + r.w + (nt * K_STAGE + jj) * Codec::kTileBytes);
   }
@@ -66,12 +60,6 @@ struct StageView {
   }
   __device__ __forceinline__ float2 run_scales_f32(const RunLane& r, int nt) const {
     const int col = r.col + nt * kTileN;
-    return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));
-  }
-
-  // Scales of this lane's rows (g, g + 8) of column tile nt at k-tile j, as fp32.
-  __device__ __forceinline__ float2 scales_f32(int j, int nt, int wn, int g) const {
-    const int col = lane_col(j, 0, nt, wn, g);
     return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));
   }
 };
