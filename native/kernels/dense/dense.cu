@@ -81,20 +81,25 @@ __global__ void gather_columns(const uint16_t* __restrict__ x, int64_t lda, cons
   }
 }
 
-// cuTensorMapEncodeTiled from the driver (the static runtime does not link libcuda; the entry point is looked up once).
+// A driver API function (the static runtime does not link libcuda), as of the CUDA 12.0 ABI; nullptr if the driver
+// does not provide it. Callers look each one up once.
+template <typename Fn>
+Fn driver_entry_point(const char* name) {
+  void* f = nullptr;
+  cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+  if (cudaGetDriverEntryPointByVersion(name, &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+      q != cudaDriverEntryPointSuccess) {
+    return nullptr;
+  }
+  return reinterpret_cast<Fn>(f);
+}
+
+// cuTensorMapEncodeTiled from the driver (looked up once).
 using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
                                    const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 EncodeTiledFn encode_tiled() {
-  static const EncodeTiledFn fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      return EncodeTiledFn(nullptr);
-    }
-    return reinterpret_cast<EncodeTiledFn>(f);
-  }();
+  static const EncodeTiledFn fn = driver_entry_point<EncodeTiledFn>("cuTensorMapEncodeTiled");
   return fn;
 }
 
@@ -124,13 +129,7 @@ LaunchKernelFn driver_launch() {
   static const LaunchKernelFn fn = [] {
     const char* mode = std::getenv("MARLIN_DENSE_LAUNCH");
     if (mode != nullptr && std::strcmp(mode, "runtime") == 0) return LaunchKernelFn(nullptr);
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    if (cudaGetDriverEntryPointByVersion("cuLaunchKernel", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      return LaunchKernelFn(nullptr);
-    }
-    return reinterpret_cast<LaunchKernelFn>(f);
+    return driver_entry_point<LaunchKernelFn>("cuLaunchKernel");
   }();
   return fn;
 }
@@ -241,11 +240,11 @@ marlin_status validate_fixed(const marlin_dense_problem& p, const marlin_dense_l
 using namespace marlin::dense;
 
 struct marlin_dense_plan {
-  // The activations' TMA descriptor of the last launch (warp-specialised configs), valid for (map_x, map_lda).
+  // The activations' TMA descriptor of the last launch (warp-specialised configs), valid for (map_x, map_lda);
+  // map_x == nullptr: none yet (launches never pass a null x).
   CUtensorMap x_map;  // CUtensorMap carries its own (64-byte or larger) alignment
   const void* map_x;
   int64_t map_lda;
-  bool map_valid;
   marlin_dense_problem problem;  // x, y, bias unused
   marlin_dense_launch launch;
   ConfigInfo config;
@@ -264,7 +263,6 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   if (const marlin_status s = validate_fixed(p, l, c); s != MARLIN_OK) return s;
   pl.map_x = nullptr;
   pl.map_lda = 0;
-  pl.map_valid = false;
   pl.problem = p;
   pl.problem.x = nullptr;
   pl.problem.y = nullptr;
@@ -348,12 +346,11 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
   prm.partials = reinterpret_cast<float*>(ws + pl.layout.partials_offset);
   prm.counters = reinterpret_cast<uint32_t*>(ws);
   void* args[2] = {&prm, &pl.x_map};
-  if (pl.kernel.ws && !(pl.map_valid && pl.map_x == prm.x && pl.map_lda == prm.lda)) {
-    pl.map_valid = false;
+  if (pl.kernel.ws && !(pl.map_x == prm.x && pl.map_lda == prm.lda)) {
+    pl.map_x = nullptr;  // invalid until the new descriptor is encoded
     if (const marlin_status s = activation_tensor_map(prm, pl.config.m_tile, &pl.x_map); s != MARLIN_OK) return s;
     pl.map_x = prm.x;
     pl.map_lda = prm.lda;
-    pl.map_valid = true;
   }
   // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
   return launch_resolved(pl.kernel, pl.grid, args, stream);
