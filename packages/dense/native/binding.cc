@@ -1,8 +1,8 @@
 // @marlin/dense addon entry: the shared runtime exports plus the W4A16 GEMM (native/include/marlin/dense.h).
 // Thin by design: validation with typed messages happens in TypeScript (src/gemm.ts) before anything reaches here;
 // this file only unwraps handles and maps marlin_status to coded JS errors.
-// Two call paths: gemm() (every operand and the problem numbers per call) and the prepared plans planCreate /
-// planBind / planLaunch / planDestroy (weight operands, sizes and launch fixed once; per call only x, out, bias).
+// A GEMM runs through a prepared plan: planCreate / planBind / planLaunch / planDestroy (weight operands, sizes and
+// launch fixed once; per call only x, out, bias).
 #include <napi.h>
 
 #include <atomic>
@@ -22,7 +22,7 @@ using marlin_napi::UnwrapBuffer;
 using marlin_napi::UnwrapOptionalBuffer;
 using marlin_napi::UnwrapStream;
 
-// Layout of the Int32Array of problem numbers passed by src/native.ts (GEMM_PARAMS there mirrors it).
+// Layout of the Int32Array of problem numbers passed by src/binding.ts (GemmParam there mirrors it).
 enum Param : int {
   kDtype, kM, kN, kK, kNPadded, kKPadded, kBits, kGroupSize, kLda, kLdc, kConfigId, kSplits, kHasPerm, kParamCount
 };
@@ -53,27 +53,6 @@ void FillProblem(const int32_t* a, marlin_dense_problem* p, marlin_dense_launch*
   p->ldc = a[kLdc];
   l->config_id = a[kConfigId];
   l->splits = a[kSplits];
-}
-
-// gemm(x, w, scales, zeros|null, perm|null, bias|null, y, workspace, stream|null, params: Int32Array)
-// Enqueues one GEMM on the stream and returns at once (a launch takes microseconds).
-void Gemm(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
-  marlin_dense_problem p{};
-  marlin_dense_launch l{};
-  FillProblem(ArgParams(env, info[9]), &p, &l);
-  p.x = UnwrapBuffer(env, info[0], "x")->ptr;
-  p.w = UnwrapBuffer(env, info[1], "w.qweight")->ptr;
-  p.scales = UnwrapBuffer(env, info[2], "w.scales")->ptr;
-  const marlin_buffer_header* zeros = UnwrapOptionalBuffer(env, info[3], "w.zeros");
-  const marlin_buffer_header* perm = UnwrapOptionalBuffer(env, info[4], "w.perm");
-  const marlin_buffer_header* bias = UnwrapOptionalBuffer(env, info[5], "bias");
-  p.zeros = zeros != nullptr ? static_cast<const uint8_t*>(zeros->ptr) : nullptr;
-  p.perm = perm != nullptr ? static_cast<const int32_t*>(perm->ptr) : nullptr;
-  p.bias = bias != nullptr ? bias->ptr : nullptr;
-  p.y = UnwrapBuffer(env, info[6], "out")->ptr;
-  const marlin_buffer_header* ws = UnwrapBuffer(env, info[7], "workspace");
-  Check(info.Env(), marlin_dense_gemm(&p, &l, ws->ptr, ws->bytes, UnwrapStream(env, info[8])), "marlin_dense_gemm");
 }
 
 // ---- prepared plans -----------------------------------------------------------------------------------------------
@@ -134,16 +113,22 @@ void DestroyPlan(napi_env env, PlanHolder* h) {
   UnbindWorkspace(env, h);
 }
 
-PlanHolder* UnwrapPlan(napi_env env, napi_value v) {
+// The holder behind a plan handle, destroyed or not; `what` names the caller in the error for anything else.
+PlanHolder* PlanHolderOf(napi_env env, napi_value v, const char* what) {
   napi_valuetype type;
   bool ok = false;
   void* data = nullptr;
   if (napi_typeof(env, v, &type) != napi_ok || type != napi_external ||
       napi_check_object_type_tag(env, v, &kPlanTag, &ok) != napi_ok || !ok ||
       napi_get_value_external(env, v, &data) != napi_ok) {
-    throw CodedError(env, "MARLIN_E_DISPOSED", "plan is not a @marlin/dense gemm plan handle.");
+    throw CodedError(env, "MARLIN_E_DISPOSED", std::string(what) + " is not a @marlin/dense gemm plan handle.");
   }
-  auto* h = static_cast<PlanHolder*>(data);
+  return static_cast<PlanHolder*>(data);
+}
+
+// A live plan (throws MARLIN_E_DISPOSED once destroyed).
+PlanHolder* UnwrapPlan(napi_env env, napi_value v) {
+  PlanHolder* h = PlanHolderOf(env, v, "plan");
   if (h->plan == nullptr) {
     throw CodedError(env, "MARLIN_E_DISPOSED",
                      "the gemm plan was already destroyed (its weight was disposed). Fix: upload the weight again.");
@@ -151,8 +136,8 @@ PlanHolder* UnwrapPlan(napi_env env, napi_value v) {
   return h;
 }
 
-// planCreate(qweight, scales, zeros|null, perm|null, params: Int32Array) -> plan handle. params as for gemm();
-// the problem's x, y and bias are given per launch. Validates, resolves the kernel and builds its parameters once.
+// planCreate(qweight, scales, zeros|null, perm|null, params: Int32Array) -> plan handle (params: the Param layout
+// above); the problem's x, y and bias are given per launch. Validates, resolves the kernel and builds its parameters once.
 Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
   marlin_dense_problem p{};
@@ -253,15 +238,7 @@ void PlanLaunch(const Napi::CallbackInfo& info) {
 // planDestroy(plan): frees the native plan and releases its references now (idempotent; the finalizer is the net).
 void PlanDestroy(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
-  napi_valuetype type;
-  bool ok = false;
-  void* data = nullptr;
-  if (napi_typeof(env, info[0], &type) != napi_ok || type != napi_external ||
-      napi_check_object_type_tag(env, info[0], &kPlanTag, &ok) != napi_ok || !ok ||
-      napi_get_value_external(env, info[0], &data) != napi_ok) {
-    throw CodedError(env, "MARLIN_E_DISPOSED", "planDestroy: not a @marlin/dense gemm plan handle.");
-  }
-  DestroyPlan(env, static_cast<PlanHolder*>(data));
+  DestroyPlan(env, PlanHolderOf(env, info[0], "planDestroy: the argument"));
 }
 
 // planWorkspaceBytes(plan) -> workspace bytes a launch of the plan needs.
@@ -311,7 +288,6 @@ Napi::Value ConfigInfo(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   marlin_napi::RegisterRuntime(env, exports);
-  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   exports.Set("workspaceBytes", Napi::Function::New(env, WorkspaceBytes, "workspaceBytes"));
   exports.Set("workspaceInit", Napi::Function::New(env, WorkspaceInit, "workspaceInit"));
   exports.Set("configCount", Napi::Function::New(env, ConfigCount, "configCount"));

@@ -10,23 +10,10 @@ export type NativeGemmPlan = { readonly [planBrand]: true };
 
 /** The @marlin/dense exports on top of the shared runtime (packages/dense/native/binding.cc). */
 export interface DenseAddon extends NativeRuntime {
-  /** Enqueues one GEMM; `params` follows the GemmParam layout. Returns at once. */
-  gemm(
-    x: NativeBuffer,
-    qweight: NativeBuffer,
-    scales: NativeBuffer,
-    zeros: NativeBuffer | null,
-    perm: NativeBuffer | null,
-    bias: NativeBuffer | null,
-    y: NativeBuffer,
-    workspace: NativeBuffer,
-    stream: NativeStream | null,
-    params: Int32Array,
-  ): void;
   /**
    * A prepared launch: validates the problem in `params` (GemmParam layout) with these weight operands once and
-   * resolves the kernel, grid and parameter block. Holds references to the weight handles; throws the coded errors
-   * of gemm for bad input.
+   * resolves the kernel, grid and parameter block. Holds references to the weight handles; throws coded errors
+   * (marlin_status) for bad input.
    */
   planCreate(
     qweight: NativeBuffer,
@@ -159,8 +146,8 @@ export function loadDenseBinary(paths: readonly string[] = candidatePaths()): Lo
   for (const path of paths) {
     try {
       const addon = require(path) as DenseAddon;
-      if (typeof addon.gemm !== 'function' || typeof addon.probe !== 'function') {
-        attempts.push({ path, error: 'loaded, but it is not a @marlin/dense addon (no gemm/probe export)' });
+      if (typeof addon.planLaunch !== 'function' || typeof addon.probe !== 'function') {
+        attempts.push({ path, error: 'loaded, but it is not a @marlin/dense addon (no planLaunch/probe export)' });
         continue;
       }
       attempts.push({ path, error: null });
