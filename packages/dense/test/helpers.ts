@@ -1,5 +1,5 @@
 import { type PackedWeight, pack, quantizeRtn } from '@marlin/core';
-import { probe } from '../src/index.js';
+import { type PackedWeightMeta, probe, type TensorMeta } from '../src/index.js';
 
 /** Whether this machine can run GPU tests, and why not. MARLIN_REQUIRE_GPU=1 turns "no GPU" into a failure. */
 export function gpuAvailability(): { readonly ok: boolean; readonly reason: string } {
@@ -38,3 +38,28 @@ export function smallPacked(
   });
   return pack(q.weight);
 }
+
+/** Weight metadata of a small fp16 INT4 problem (K 128, N 80, g32) for validation tests that need no GPU. */
+export const metaWeight: PackedWeightMeta = {
+  bits: 4,
+  K: 128,
+  N: 80,
+  Kp: 128,
+  Np: 128,
+  groupSize: 32,
+  numGroups: 4,
+  scaleDtype: 'fp16',
+  hasZeros: false,
+  actOrder: false,
+  device: 0,
+  disposed: false,
+};
+
+/** Tensor metadata (live, device 0) for validation tests. */
+export const metaTensor = (shape: number[], dtype = 'fp16', more: Partial<TensorMeta> = {}): TensorMeta => ({
+  shape,
+  dtype,
+  device: 0,
+  disposed: false,
+  ...more,
+});

@@ -2,32 +2,11 @@ import { MarlinError } from '@marlin/core';
 import { describe, expect, it } from 'vitest';
 import { planKey, quickAccept } from '../src/gemm.js';
 import { type PackedWeightMeta, type TensorMeta, validateGemm } from '../src/index.js';
+import { metaTensor as t, metaWeight as w } from './helpers.js';
 
 // The gemm hot path (a cached plan) skips validateGemm when quickAccept says the call has the common valid form.
 // These tests hold it to that: quickAccept must never accept what validateGemm rejects (or accepts with another
 // meaning, e.g. another lda), so every bad input still reaches validateGemm and its typed error.
-
-const w: PackedWeightMeta = {
-  bits: 4,
-  K: 128,
-  N: 80,
-  Kp: 128,
-  Np: 128,
-  groupSize: 32,
-  numGroups: 4,
-  scaleDtype: 'fp16',
-  hasZeros: false,
-  actOrder: false,
-  device: 0,
-  disposed: false,
-};
-const t = (shape: number[], dtype = 'fp16', more: Partial<TensorMeta> = {}): TensorMeta => ({
-  shape,
-  dtype,
-  device: 0,
-  disposed: false,
-  ...more,
-});
 
 function validates(x: TensorMeta, weight: PackedWeightMeta, bias?: TensorMeta, out?: TensorMeta): boolean {
   try {

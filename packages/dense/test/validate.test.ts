@@ -9,30 +9,8 @@ import {
   toHalfBits,
 } from '@marlin/core';
 import { describe, expect, it } from 'vitest';
-import { gemm, type PackedWeightMeta, type TensorMeta, validateGemm } from '../src/index.js';
-import { randoms, smallPacked } from './helpers.js';
-
-const w: PackedWeightMeta = {
-  bits: 4,
-  K: 128,
-  N: 80,
-  Kp: 128,
-  Np: 128,
-  groupSize: 32,
-  numGroups: 4,
-  scaleDtype: 'fp16',
-  hasZeros: false,
-  actOrder: false,
-  device: 0,
-  disposed: false,
-};
-const t = (shape: number[], dtype = 'fp16', more: Partial<TensorMeta> = {}): TensorMeta => ({
-  shape,
-  dtype,
-  device: 0,
-  disposed: false,
-  ...more,
-});
+import { gemm, validateGemm } from '../src/index.js';
+import { randoms, smallPacked, metaTensor as t, metaWeight as w } from './helpers.js';
 
 function codeOf(fn: () => unknown): { code: string; message: string; error: unknown } {
   try {
