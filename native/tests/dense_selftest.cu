@@ -94,7 +94,8 @@ std::vector<uint32_t> pack_int4(const std::vector<uint8_t>& q, int k, int n, int
   return out;
 }
 
-bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
+// check = false (profile runs): skip the f64 reference; NaN and run-to-run equality are still checked.
+bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true) {
   const int m = c.m, n = c.n, k = c.k, g = c.group;
   const int np = (n + 63) / 64 * 64, kp = (k + 63) / 64 * 64, groups = (k + g - 1) / g;
   const int64_t lda = k + c.lda_pad;
@@ -128,7 +129,7 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
       wdq[size_t(kk) * n + j] = bits_to_float(float_to_bits(float(q[size_t(kk) * n + j] - z) * s, c.dt), c.dt);
     }
   std::vector<double> ref(size_t(m) * n, 0.0);
-  for (int i = 0; i < m; ++i) {
+  for (int i = 0; check && i < m; ++i) {
     double* r = &ref[size_t(i) * n];
     for (int kk = 0; kk < k; ++kk) {
       const double xv = bits_to_float(x[size_t(i) * lda + perm[kk]], c.dt);
@@ -207,7 +208,7 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
   const bool same = std::memcmp(y1.data(), y2.data(), y1.size() * 2) == 0;
   const double rel = std::sqrt(num / std::max(den, 1e-30));
   const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // output rounding to T dominates: 2^-11 / 2^-8 relative
-  const bool ok = st == MARLIN_OK && !nan && same && rel < tol;
+  const bool ok = st == MARLIN_OK && !nan && same && (!check || rel < tol);
   if (!ok || verbose)
     std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
                 ok ? "ok  " : "FAIL", c.dt == MARLIN_FP16 ? "fp16" : "bf16", m, n, k, g, c.zeros, c.act_order, c.bias,
@@ -217,14 +218,16 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
 
 }  // namespace
 
-// `dense_selftest --profile M N K config splits`: one eager problem run 5 times, for ncu / compute-sanitizer.
+// `dense_selftest --profile M N K config splits [nocheck]`: one problem run eagerly twice (two kernel launches each:
+// gemm and the prepared plan), for ncu / compute-sanitizer; `nocheck` skips the f64 CPU reference (large shapes).
 int profile(int argc, char** argv) {
   if (argc < 7) return 2;
+  const bool check = !(argc > 7 && std::strcmp(argv[7], "nocheck") == 0);
   std::mt19937 rng(99);
   Case c{MARLIN_FP16, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), 128, false, false, false,
          std::atoi(argv[5]), std::atoi(argv[6]), 0};
   bool ok = true;
-  for (int i = 0; i < 2; ++i) ok = run_case(c, rng, true) && ok;
+  for (int i = 0; i < 2; ++i) ok = run_case(c, rng, true, check) && ok;
   return ok ? 0 : 1;
 }
 
