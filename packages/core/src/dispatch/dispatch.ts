@@ -117,11 +117,23 @@ export interface KernelChoice {
 
 /** Shared memory the kernel reserves per block on sm_80+ (on top of the dynamic allocation). */
 const RESERVED_SMEM_PER_BLOCK = 1024;
-const MAX_SPLITS = 16;
-// Measured on H100 (docs/perf-notes.md, v2 sweep): splits shorter than 16 k-tiles (4 stages) lose to fewer, longer
-// ones, and every block pays a fixed start-up cost of about 16 k-tiles' streaming time (pipeline fill + epilogue).
-const MIN_KTILES_PER_SPLIT = 16;
-const BLOCK_FIXED_COST_KTILES = 16;
+/**
+ * How split-K is costed for one kernel family: candidate splits 2 .. min(maxSplits, kTiles / minKTilesPerSplit), each
+ * block paying `fixedKTiles` k-tiles of start-up (pipeline fill + epilogue) and, for warp-specialised rows, the fp32
+ * partial round trip (`reduceKTiles`).
+ */
+interface SplitModel {
+  readonly maxSplits: number;
+  readonly minKTilesPerSplit: number;
+  readonly fixedKTiles: number;
+}
+// Ampere rows, measured on H100 (docs/perf-notes.md, v2 sweep): splits shorter than 16 k-tiles (4 stages) lose to
+// fewer, longer ones, and every block pays a fixed start-up cost of about 16 k-tiles' streaming time.
+const AMPERE_SPLITS: SplitModel = { maxSplits: 16, minKTilesPerSplit: 16, fixedKTiles: 16 };
+// Warp-specialised rows, refitted (perf-notes v9b) to the H200 sweeps of 26d6cf2 (configs 10/13/15/17, M = 32-1024,
+// the 8 Llama layers, splits 1-8) after the split-K reduction stopped serialising its loads: 8 splits of 8 k-tiles
+// now win small layers (8B o_proj at M = 32), and a block's start-up is ~4 k-tiles of its own (longer) k-tile time.
+const WS_SPLITS: SplitModel = { maxSplits: 8, minKTilesPerSplit: 8, fixedKTiles: 4 };
 /**
  * Resident blocks per SM the native kernel is built for (Traits::kMinBlocks in gemm_kernel.cuh): token tiles <= 16 cap
  * registers for 3 blocks on sm_90 (2 on sm_8x, whose cp.async weight plan needs more registers), <= 32 for 2, larger
@@ -318,23 +330,24 @@ function splitPlan(
   kTilesPerStage: number,
   tiles: number,
   slots: number,
+  model: SplitModel,
   reduceCost: (splits: number) => number,
 ): SplitPlan {
   const per = Math.ceil(Math.ceil(kTiles / requested) / kTilesPerStage) * kTilesPerStage;
   const splits = Math.ceil(kTiles / per);
   const waves = Math.ceil((tiles * splits) / slots);
-  return { splits, kTilesPerSplit: per, cost: waves * (per + BLOCK_FIXED_COST_KTILES + reduceCost(splits)) };
+  return { splits, kTilesPerSplit: per, cost: waves * (per + model.fixedKTiles + reduceCost(splits)) };
 }
 
-// Warp-specialised (hopper) cost model, fitted to the v7 H200 sweeps of configs 10-13 at M = 32-4096 on the 8 Llama
-// layers (docs/perf-notes.md v7): summed over every layer and M, dispatch's picks cost 0.15% more than the sweep's
-// best per-layer picks; the worst single layer (8B o_proj, M = 32-64, where 8 splits of 8 k-tiles would win) 1.23x.
+// Warp-specialised (hopper) cost model, fitted to the H200 sweeps of 26d6cf2 (configs 10/13/15/17, M = 32-1024, the 8
+// Llama layers; docs/perf-notes.md v9b): summed over every layer and M, dispatch's picks cost 0.5% more than the
+// sweep's best per-layer picks; the worst single layer (8B qkv at M = 32: 8 splits, 4 measured 11% faster) 1.11x.
 /** Sustained tensor rate of one SM (75% of the ~4096 fp16 FLOP/clk dense peak). */
 const TENSOR_FLOP_PER_CLK_SM = 3072;
 /** L2 -> SM bytes per clock one SM sustains when every SM streams (weights + activation tiles). */
 const L2_BYTES_PER_CLK_SM = 20;
 /** fp32 partial bytes per clock of the split-K round trip (the last block reads every split's tile alone). */
-const REDUCE_BYTES_PER_CLK = 20;
+const REDUCE_BYTES_PER_CLK = 60;
 
 /**
  * Clocks one block of a warp-specialised configuration spends per k-tile: its wgmma work at the sustained tensor rate
@@ -357,11 +370,12 @@ function reduceKTiles(config: KernelConfig, splits: number): number {
 
 /**
  * Split-K heuristic. Without split-K, mBlocks * nBlocks output tiles may leave SMs idle (decode: M = 1). Each
- * candidate split count s (1 .. 16, each range >= 16 k-tiles) costs waves(s) * (kTilesPerSplit(s) + 16), waves =
- * ceil(blocks / slots), 16 = the fixed start-up cost of a block in k-tiles; the cheapest wins, ties go to fewer splits
- * (less fp32 partial traffic).
+ * candidate split count s (1 .. model.maxSplits, each range >= model.minKTilesPerSplit k-tiles) costs
+ * waves(s) * (kTilesPerSplit(s) + model.fixedKTiles + reduce(s)), waves = ceil(blocks / slots); the cheapest wins,
+ * ties go to fewer splits (less fp32 partial traffic). Ampere rows: 16 splits, 16 k-tiles, 16 fixed, no reduce term;
+ * warp-specialised rows: WS_SPLITS and reduceKTiles.
  *
- * Worked example (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
+ * Worked example, ampere (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
  * nTiles 2, kTilesPerStage 4, stages 4):
  *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) = 94,208 B -> 2 blocks per SM -> 264 slots; mBlocks = 1, nBlocks = 8192 / 128 = 64 tiles; kTiles = 8192 / 64 = 128 -> <= 8 splits.
  *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks, 1 x 48;
@@ -372,16 +386,21 @@ function chooseSplits(
   kTilesPerStage: number,
   tiles: number,
   slots: number,
+  model: SplitModel,
   reduceCost: (splits: number) => number = () => 0,
 ): SplitPlan {
   // NOTE: also when tiles >= slots: a last partial wave can cost more than splitting.
-  let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots, reduceCost);
-  const maxSplits = Math.min(MAX_SPLITS, Math.max(1, Math.floor(kTiles / MIN_KTILES_PER_SPLIT)));
+  let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots, model, reduceCost);
+  const maxSplits = Math.min(model.maxSplits, Math.max(1, Math.floor(kTiles / model.minKTilesPerSplit)));
   for (let s = 2; s <= maxSplits; s++) {
-    const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots, reduceCost);
+    const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots, model, reduceCost);
     if (plan.cost < best.cost) best = plan;
   }
   return best;
+}
+
+function splitModel(config: KernelConfig): SplitModel {
+  return config.warpSpecialized === true ? WS_SPLITS : AMPERE_SPLITS;
 }
 
 interface LaunchPlan {
@@ -419,6 +438,7 @@ function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config
     config.kTilesPerStage,
     mBlocks * nBlocks,
     device.smCount * Math.min(blocksPerSm, 2),
+    splitModel(config),
     ws ? (splits) => reduceKTiles(config, splits) : undefined,
   );
   const clocks = ws ? plan.cost * kTileClocks(config) : plan.cost;
@@ -499,8 +519,8 @@ function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelC
   if (c.splits === 1) {
     out.push(
       tiles >= c.slots
-        ? `No split-K: ${tiles} tiles already fill the ${c.slots} slots, and splitting would not shorten the run (waves x (k-tiles + ${BLOCK_FIXED_COST_KTILES})); each block walks all ${c.kTiles} k-tiles.`
-        : `No split-K: splitting the ${c.kTiles} k-tiles would not shorten the longest wave (at least ${MIN_KTILES_PER_SPLIT} k-tiles per split).`,
+        ? `No split-K: ${tiles} tiles already fill the ${c.slots} slots, and splitting would not shorten the run (waves x (k-tiles + ${splitModel(cfg).fixedKTiles})); each block walks all ${c.kTiles} k-tiles.`
+        : `No split-K: splitting the ${c.kTiles} k-tiles would not shorten the longest wave (at least ${splitModel(cfg).minKTilesPerSplit} k-tiles per split).`,
     );
   } else {
     const last = c.kTiles - (c.splits - 1) * c.kTilesPerSplit;
