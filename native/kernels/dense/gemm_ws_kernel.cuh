@@ -8,7 +8,7 @@
 //     - activations: one TMA 2D tensor copy per k-tile (box 64 k x M_TILE tokens, 128-byte swizzle, zero fill past M
 //       and K), straight into the layout the wgmma descriptor reads (no per-thread cp.async address math);
 //     - weights: one 1D bulk copy per column tile (contiguous along K in the packed format);
-//     - scale and zero-point rows: one 1D bulk copy per (k-tile, 32-row half) row;
+//     - scale and zero-point rows: one 1D bulk copy per distinct scale group of the stage;
 //     all completing on the slot's "full" mbarrier (expected transaction bytes).
 //   warpgroups 1, 2 (consumers, 232 registers): wait "full", dequantize + wgmma their column tiles, and release the
 //     slot on its "empty" mbarrier (one arrival per consumer warp) as soon as the slot's last wgmma has retired.
@@ -54,7 +54,7 @@ struct WsTraits {
   static constexpr int kXTileBytes = M_TILE * 128;  // one k-tile of activations: M_TILE rows of 64 k (128 B, swizzled)
   static constexpr int kXBytes = K_STAGE * kXTileBytes;
   static constexpr int kWBytes = K_STAGE * N_TILES * Codec::kTileBytes;
-  static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // scale rows for k offsets 0 and 32 of each k-tile
+  static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // room for a scale row per 32-row k offset (groups >= 32)
   static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
   // Stages start on 1024-byte boundaries: the 128-byte swizzle pattern repeats every 8 rows (1024 B) and the wgmma
   // descriptor assumes tiles aligned to it (base offset 0).
@@ -120,9 +120,12 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
           uint8_t* zs = ss + Tr::kSBytes;
           const int kt0 = (st_begin + it) * K_STAGE;
           const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-          const uint32_t per_tile =
-              Tr::kXTileBytes + valid_n * (Codec::kTileBytes + 2 * 128 + (HAS_ZEROS ? 2 * 64 : 0));
-          mbar_arrive_expect_tx(&full_bar[slot], per_tile * valid_tiles);
+          // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per
+          // 32-row k offset: with group 128 one copy instead of four (perf-notes v9d).
+          const int g_first = group_of(p, kt0 * kTileK);
+          const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
+          mbar_arrive_expect_tx(&full_bar[slot], valid_tiles * (Tr::kXTileBytes + valid_n * Codec::kTileBytes) +
+                                                     g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
           for (int j = 0; j < valid_tiles; ++j) {
             tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
           }
@@ -131,11 +134,11 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
                           p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16),
                           valid_tiles * Codec::kTileBytes, &full_bar[slot]);
           }
-          for (int row = 0; row < 2 * valid_tiles; ++row) {  // k offsets 0 and 32 of each k-tile (groups >= 32)
-            const int grp = group_of(p, kt0 * kTileK + row * 32);
-            bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + size_t(grp) * p.np + n0, valid_n * 128, &full_bar[slot]);
+          for (int row = 0; row < g_rows; ++row) {
+            const size_t grp = g_first + row;
+            bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + grp * p.np + n0, valid_n * 128, &full_bar[slot]);
             if constexpr (HAS_ZEROS) {
-              bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + size_t(grp) * p.np + n0, valid_n * 64, &full_bar[slot]);
+              bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + grp * p.np + n0, valid_n * 64, &full_bar[slot]);
             }
           }
         }
@@ -171,6 +174,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     const uint8_t* ws = xs + Tr::kXBytes;
     const StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS> sv{ws, reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes),
                                                            ws + Tr::kWBytes + Tr::kSBytes};
+    const int g_first = group_of(p, st * K_STAGE * kTileK);  // the producer's first scale row of this stage
 #pragma unroll
     for (int j = 0; j < K_STAGE; ++j) {
       if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
@@ -179,9 +183,10 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
       for (int l = 0; l < kAccTiles; ++l) wq[l] = sv.tile_words(j, nt_base + l, wn, lane);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
+        const int row = group_of(p, (st * K_STAGE + j) * kTileK + kp * 32) - g_first;
         typename Codec::Consts gc[kAccTiles];
 #pragma unroll
-        for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.group_consts(j, kp, nt_base + l, wn, g);
+        for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.row_consts(row, nt_base + l, wn, g);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int b = 2 * kp + e;  // k16 step of the k-tile = A buffer

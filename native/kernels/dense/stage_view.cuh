@@ -33,7 +33,12 @@ struct StageView {
 
   // Dequant constants of this lane's rows (g, g + 8) of column tile nt, for k-tile j and k offset 32 kp.
   __device__ __forceinline__ typename Codec::Consts group_consts(int j, int kp, int nt, int wn, int g) const {
-    const int col = lane_col(j, kp, nt, wn, g);
+    return row_consts(j * 2 + kp, nt, wn, g);
+  }
+  // The same from scale / zero-point row `row` of the stage, for a producer that stores one row per distinct group
+  // (the warp-specialised kernel) instead of one per k offset.
+  __device__ __forceinline__ typename Codec::Consts row_consts(int row, int nt, int wn, int g) const {
+    const int col = row * kCtaN + nt * kTileN + wn * 16 + g;
     const int z_g = HAS_ZEROS ? z[col] : Codec::kDefaultZero, z_g8 = HAS_ZEROS ? z[col + 8] : Codec::kDefaultZero;
     return Codec::consts(s[col], s[col + 8], z_g, z_g8);
   }
