@@ -94,16 +94,16 @@ function expectedSplits(
   slots: number,
   ws?: { mTile: number; nTiles: number },
 ): { splits: number; per: number } {
-  // Ampere rows: <= 16 splits of >= 16 k-tiles, 16 k-tiles of start-up per block. Warp-specialised rows (v9b): <= 8
-  // splits of >= 8 k-tiles, 4 k-tiles of start-up, + the fp32 partial round trip at 60 B/clk.
+  // Ampere rows: <= 16 splits of >= 16 k-tiles, 16 k-tiles of start-up per block. Warp-specialised rows (v9e): <= 8
+  // splits of >= 8 k-tiles, 4 k-tiles of start-up, + the fp32 partial round trip at 30 B/clk; L2 at 24 B/clk.
   const [maxSplits, minPer, fixed] = ws ? [8, 8, 4] : [16, 16, 16];
   const kClk = ws
-    ? Math.max((2 * ws.mTile * ws.nTiles * 4096) / 3072, (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 20)
+    ? Math.max((2 * ws.mTile * ws.nTiles * 4096) / 3072, (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 24)
     : 1;
   const plan = (s: number) => {
     const per = Math.ceil(Math.ceil(kTiles / s) / kts) * kts;
     const real = Math.ceil(kTiles / per);
-    const reduce = ws && real > 1 ? ((1 + real) * ws.mTile * ws.nTiles * 256) / 60 / kClk : 0;
+    const reduce = ws && real > 1 ? ((1 + real) * ws.mTile * ws.nTiles * 256) / 30 / kClk : 0;
     return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * (per + fixed + reduce) };
   };
   let best = plan(1);
@@ -358,17 +358,17 @@ suite('dispatch', () => {
       expect(c.blocksPerSm).toBe(perSm);
       expect(c.slots).toBe(DEVICES.H100.smCount * perSm);
     }
-    // Column width and splits by the cost model, each the sweep's best or within 1% of it (v9b sweep, H200, 26d6cf2):
-    // 8B o_proj at M = 32: 8 splits (11.3 us; 4 splits 14.1); at M = 128: 128-column blocks, 4 splits (16.9 us);
-    // 70B gate_up: 256 columns, no split at M = 128 (193.8 us), 2 splits at M = 256 (443.9 vs 459-464 us unsplit).
+    // Column width and splits by the cost model, each the sweep's best or within 1% of it (v9e sweep, H200, 4e005bc):
+    // 8B down at M = 32: 8 splits (20.4 us; 4 splits 31.0); at M = 128: 128-column blocks, 4 splits (32.3 us; the
+    // 256-column config 10 at best 37.2); 70B gate_up: 256 columns, no split at M = 128 (188.8 us) and 256 (429.6).
     const pick = (M: number, K: number, N: number) => {
       const c = dispatch(problem({ M, K, N }), DEVICES.H100);
       return [c.config.nTiles, c.splits];
     };
-    expect(pick(32, 4096, 4096)).toEqual([4, 8]);
-    expect(pick(128, 4096, 4096)).toEqual([2, 4]);
+    expect(pick(32, 14336, 4096)).toEqual([4, 8]);
+    expect(pick(128, 14336, 4096)).toEqual([2, 4]);
     expect(pick(128, 8192, 57344)).toEqual([4, 1]);
-    expect(pick(256, 8192, 57344)).toEqual([4, 2]);
+    expect(pick(256, 8192, 57344)).toEqual([4, 1]);
     expect(pick(4096, 8192, 8192)).toEqual([4, 1]);
     expect(describe(dispatch(problem({ M: 128, K: 4096, N: 4096 }), DEVICES.H100))).toMatch(
       /128-column blocks\) is cheaper than config 10/,

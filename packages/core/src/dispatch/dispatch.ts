@@ -130,9 +130,10 @@ interface SplitModel {
 // Ampere rows, measured on H100 (docs/perf-notes.md, v2 sweep): splits shorter than 16 k-tiles (4 stages) lose to
 // fewer, longer ones, and every block pays a fixed start-up cost of about 16 k-tiles' streaming time.
 const AMPERE_SPLITS: SplitModel = { maxSplits: 16, minKTilesPerSplit: 16, fixedKTiles: 16 };
-// Warp-specialised rows, refitted (perf-notes v9b) to the H200 sweeps of 26d6cf2 (configs 10/13/15/17, M = 32-1024,
-// the 8 Llama layers, splits 1-8) after the split-K reduction stopped serialising its loads: 8 splits of 8 k-tiles
-// now win small layers (8B o_proj at M = 32), and a block's start-up is ~4 k-tiles of its own (longer) k-tile time.
+// Warp-specialised rows, refitted (perf-notes v9b, v9e) to the H200 sweeps of 4e005bc (configs 10/13/15/17, M = 32-1024,
+// the 8 Llama layers, splits 1-8) after the split-K reduction stopped serialising its loads (v9a) and the producer
+// stopped copying duplicate scale rows (v9d): splits of 8 k-tiles can win small layers, and a block's start-up is ~4
+// k-tiles of its own (longer) k-tile time.
 const WS_SPLITS: SplitModel = { maxSplits: 8, minKTilesPerSplit: 8, fixedKTiles: 4 };
 /**
  * Resident blocks per SM the native kernel is built for (Traits::kMinBlocks in gemm_kernel.cuh): token tiles <= 16 cap
@@ -339,20 +340,20 @@ function splitPlan(
   return { splits, kTilesPerSplit: per, cost: waves * (per + model.fixedKTiles + reduceCost(splits)) };
 }
 
-// Warp-specialised (hopper) cost model, fitted to the H200 sweeps of 26d6cf2 (configs 10/13/15/17, M = 32-1024, the 8
-// Llama layers; docs/perf-notes.md v9b): summed over every layer and M, dispatch's picks cost 0.5% more than the
-// sweep's best per-layer picks; the worst single layer (8B qkv at M = 32: 8 splits, 4 measured 11% faster) 1.11x.
+// Warp-specialised (hopper) cost model, fitted to the H200 sweeps of 4e005bc (configs 10/13/15/17, M = 32-1024, the 8
+// Llama layers; docs/perf-notes.md v9e): summed over every layer and M, dispatch's picks cost 0.5% more than the
+// sweep's best per-layer picks; the worst single layer (8B o_proj at M = 32: 4 splits, 8 measured 15% faster) 1.17x.
 /** Sustained tensor rate of one SM (75% of the ~4096 fp16 FLOP/clk dense peak). */
 const TENSOR_FLOP_PER_CLK_SM = 3072;
 /** L2 -> SM bytes per clock one SM sustains when every SM streams (weights + activation tiles). */
-const L2_BYTES_PER_CLK_SM = 20;
+const L2_BYTES_PER_CLK_SM = 24;
 /** fp32 partial bytes per clock of the split-K round trip (the last block reads every split's tile alone). */
-const REDUCE_BYTES_PER_CLK = 60;
+const REDUCE_BYTES_PER_CLK = 30;
 
 /**
  * Clocks one block of a warp-specialised configuration spends per k-tile: its wgmma work at the sustained tensor rate
  * or its weight + activation + scale bytes at the L2 rate, whichever is slower. 128-token x 256-column blocks are
- * tensor-bound (1365 clk), 128 x 128 ones L2-bound (1024 clk for half the work): why the wide block wins on big layers.
+ * tensor-bound (1365 clk), 128 x 128 ones L2-bound (869 clk for half the work): why the wide block wins on big layers.
  */
 export function kTileClocks(config: KernelConfig): number {
   const { mTile, nTiles } = config;
