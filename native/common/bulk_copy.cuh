@@ -71,6 +71,16 @@ __device__ __forceinline__ void tma_load_2d(void* smem, const void* tensor_map, 
       "l"(tensor_map), "r"(c0), "r"(c1), "r"(b)
       : "memory");
 }
+
+// 3D tiled tensor copy, as tma_load_2d with a third coordinate c2 (outermost).
+__device__ __forceinline__ void tma_load_3d(void* smem, const void* tensor_map, int c0, int c1, int c2, uint64_t* bar) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t b = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(s),
+      "l"(tensor_map), "r"(c0), "r"(c1), "r"(c2), "r"(b)
+      : "memory");
+}
 #endif
 
 }  // namespace marlin

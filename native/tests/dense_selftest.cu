@@ -396,11 +396,15 @@ int main(int argc, char** argv) {
   }
   cases.push_back({MARLIN_FP16, 4, 4096, 14784, 128, false, false, true, 0, 16, 0});
   // Every configuration on ragged edges: a partial last column block (320 = 4 tiles + 1), K = 1104 (a partial last
-  // k-tile and stage), M off every tile boundary, strided rows, zero points, act-order, split-K.
+  // k-tile and stage) and 1088 (a partial last stage of whole k-tiles), M off every tile boundary, strided rows, zero
+  // points, act-order, split-K.
   for (int cfg : configs)
     for (marlin_dtype dt : {MARLIN_FP16, MARLIN_BF16}) {
       cases.push_back({dt, 77, 320, 1104, 16 * 69, true, false, true, cfg, 1, 24});
       cases.push_back({dt, 131, 320, 1104, 64, true, true, false, cfg, 2, 0});
+      // K = 1088: whole k-tiles but an odd count (17), so the last stage of a 2-k-tile config is partial; on the
+      // warp-specialised configs this is the 3D activation box (K % 64 == 0) reading zeros past K.
+      cases.push_back({dt, 45, 320, 1088, 32, true, false, true, cfg, 3, 8});
     }
   int fails = 0;
   for (const Case& c : cases) fails += run_case(c, rng, verbose) ? 0 : 1;

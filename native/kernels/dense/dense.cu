@@ -103,21 +103,25 @@ EncodeTiledFn encode_tiled() {
   return fn;
 }
 
-// Tensor map of the activations for the warp-specialised kernel: 2D (K innermost, M rows of lda elements), boxes of
-// 64 k x m_tile rows landing in the 128-byte-swizzled layout its wgmma descriptors read; out-of-range elements read 0.
-marlin_status activation_tensor_map(const Params& prm, int m_tile, CUtensorMap* map) {
+// Tensor map of the activations for the warp-specialised kernel, boxes landing in the 128-byte-swizzled layout its
+// wgmma descriptors read (one m_tile x 128-byte block per k-tile); out-of-range elements read 0.
+//   K % 64 == 0: 3D (64 k innermost, M rows of lda elements, K / 64 k-tiles 128 B apart), one box of
+//     64 k x m_tile rows x k_stage k-tiles per stage: one copy instead of k_stage (perf-notes v9f);
+//   otherwise 2D (K innermost, M rows), boxes of 64 k x m_tile rows, one per k-tile: zero fill past K needs K as a
+//     dimension of its own. gemm_ws_kernel.cuh derives the same choice from p.k (ws_x_box3()).
+marlin_status activation_tensor_map(const Params& prm, int m_tile, int k_stage, CUtensorMap* map) {
   const EncodeTiledFn encode = encode_tiled();
   if (encode == nullptr) return MARLIN_E_UNSUPPORTED;  // NOTE: a driver without tensor maps predates sm_90 support
-  const cuuint64_t dims[2] = {cuuint64_t(prm.k), cuuint64_t(prm.m)};
-  const cuuint64_t strides[1] = {cuuint64_t(prm.lda) * 2};
-  const cuuint32_t box[2] = {cuuint32_t(kTileK), cuuint32_t(m_tile)};
-  const cuuint32_t elem_strides[2] = {1, 1};
-  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<int4*>(prm.x), dims, strides, box,
-                            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+  const bool box3 = ws_x_box3(prm);
+  const cuuint64_t dims[3] = {cuuint64_t(box3 ? kTileK : prm.k), cuuint64_t(prm.m), cuuint64_t(prm.k / kTileK)};
+  const cuuint64_t strides[2] = {cuuint64_t(prm.lda) * 2, cuuint64_t(kTileK) * 2};
+  const cuuint32_t box[3] = {cuuint32_t(kTileK), cuuint32_t(m_tile), cuuint32_t(k_stage)};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, box3 ? 3 : 2, const_cast<int4*>(prm.x), dims, strides,
+                            box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? MARLIN_OK : MARLIN_E_INVALID_ARGUMENT;
 }
-
 
 // cuLaunchKernel from the driver (looked up once, like cuTensorMapEncodeTiled). A plan launches its kernel through
 // it with the CUfunction resolved at plan creation: the runtime's launch path (cudaLaunchKernel, and <<<>>> on top
@@ -348,7 +352,7 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
   void* args[2] = {&prm, &pl.x_map};
   if (pl.kernel.ws && !(pl.map_x == prm.x && pl.map_lda == prm.lda)) {
     pl.map_x = nullptr;  // invalid until the new descriptor is encoded
-    if (const marlin_status s = activation_tensor_map(prm, pl.config.m_tile, &pl.x_map); s != MARLIN_OK) return s;
+    if (const marlin_status s = activation_tensor_map(prm, pl.config.m_tile, pl.config.k_stage, &pl.x_map); s != MARLIN_OK) return s;
     pl.map_x = prm.x;
     pl.map_lda = prm.lda;
   }

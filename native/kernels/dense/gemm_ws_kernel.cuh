@@ -5,8 +5,9 @@
 // (weights = wgmma A from registers, 64 rows per column tile; tokens = wgmma N from shared memory), but the block is
 // split by role (docs/kernel-design.md "Warp-specialised pipeline"):
 //   warpgroup 0 (producer, 40 registers after setmaxnreg; consumers 232, or 96 with 2 blocks per SM: WsRegs): one elected thread issues every copy of a stage
-//     - activations: one TMA 2D tensor copy per k-tile (box 64 k x M_TILE tokens, 128-byte swizzle, zero fill past M
-//       and K), straight into the layout the wgmma descriptor reads (no per-thread cp.async address math);
+//     - activations: one TMA 3D tensor copy per stage (box 64 k x M_TILE tokens x K_STAGE k-tiles; one 2D copy per
+//       k-tile when K % 64 != 0), 128-byte swizzle, zero fill past M and K, straight into the layout the wgmma
+//       descriptor reads (no per-thread cp.async address math);
 //     - weights: one 1D bulk copy per column tile (contiguous along K in the packed format);
 //     - scale and zero-point rows: one 1D bulk copy per distinct scale group of the stage;
 //     all completing on the slot's "full" mbarrier (expected transaction bytes).
@@ -124,10 +125,18 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
           // 32-row k offset: with group 128 one copy instead of four (perf-notes v9d).
           const int g_first = group_of(p, kt0 * kTileK);
           const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
-          mbar_arrive_expect_tx(&full_bar[slot], valid_tiles * (Tr::kXTileBytes + valid_n * Codec::kTileBytes) +
+          // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and
+          // count in the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
+          const bool box3 = ws_x_box3(p);
+          mbar_arrive_expect_tx(&full_bar[slot], (box3 ? K_STAGE : valid_tiles) * Tr::kXTileBytes +
+                                                     valid_tiles * valid_n * Codec::kTileBytes +
                                                      g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
-          for (int j = 0; j < valid_tiles; ++j) {
-            tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
+          if (box3) {
+            tma_load_3d(base, &x_map, 0, m0, kt0, &full_bar[slot]);
+          } else {
+            for (int j = 0; j < valid_tiles; ++j) {
+              tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
+            }
           }
           for (int nt = 0; nt < valid_n; ++nt) {
             bulk_copy_g2s(ws + nt * K_STAGE * Codec::kTileBytes,
