@@ -352,7 +352,7 @@ suite('dispatch', () => {
       const c = dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100);
       expect(c.config.warpSpecialized, `M = ${M}`).toBe(true);
       expect(c.config.mTile).toBe(M <= 32 ? 32 : M <= 64 ? 64 : 128);
-      // v8c: the 2-block rows (15, 17) replace the 1-block ones (12, 11) at M <= 64.
+      // v8c: the 2-block rows (15, 17; 19 since v9g) replace the 1-block ones (12, 11) at M <= 64.
       const perSm = M <= 64 ? 2 : 1;
       expect(c.config.blocksPerSm ?? 1).toBe(perSm);
       expect(c.blocksPerSm).toBe(perSm);
@@ -376,7 +376,7 @@ suite('dispatch', () => {
     // describe() shows the warp-specialised stage (1024-aligned) and the alignment on top of the pipeline.
     const ws64 = dispatch(problem({ M: 64, K: 8192, N: 8192 }), DEVICES.H100);
     expect(describe(ws64)).toContain(
-      '4 stages x 26624 B (1024 B more for alignment / the epilogue tile) = 105.0 KiB per block',
+      '2 stages x 52224 B (1024 B more for alignment / the epilogue tile) = 103.0 KiB per block',
     );
     // Forcing an all-threads hopper row by id still works (tuning sweeps), with its own occupancy model.
     const old = dispatch(problem({ M: 32, K: 8192, N: 8192 }), DEVICES.H100, { configId: 9 });
