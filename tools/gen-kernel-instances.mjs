@@ -33,6 +33,12 @@ for (const e of rows) {
     throw new Error(`kernel-table.json: entry ${e.id}: warpSpecialized is a boolean of hopper rows only`);
   if (e.blocksPerSm !== undefined && (e.warpSpecialized !== true || ![1, 2].includes(e.blocksPerSm)))
     throw new Error(`kernel-table.json: entry ${e.id}: blocksPerSm is 1 or 2, on warp-specialised rows only`);
+  for (const f of ['minM', 'maxM']) {
+    if (e[f] !== undefined && (!Number.isInteger(e[f]) || e[f] < 1))
+      throw new Error(`kernel-table.json: entry ${e.id}: ${f} is a positive integer (dispatch's M range of the row)`);
+  }
+  if (e.minM !== undefined && e.maxM !== undefined && e.minM > e.maxM)
+    throw new Error(`kernel-table.json: entry ${e.id}: minM > maxM`);
   if (typeof e.why !== 'string' || e.why.length === 0)
     throw new Error(`kernel-table.json: entry ${e.id} must say why it exists`);
 }

@@ -64,8 +64,14 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
       expect(c.mTile % 8 === 0 && c.mTile <= 256).toBe(true); // wgmma N and the TMA box height
       expect(smemBytes(c, true)).toBeLessThanOrEqual(227 * 1024);
     }
-    // Dispatch's column-width choice needs distinct (mTile, nTiles) among the rows it may pick.
-    const keys = ws.filter((c) => !isExperimental(c)).map((c) => `${c.mTile}x${c.nTiles}`);
-    expect(new Set(keys).size).toBe(keys.length);
+    // Dispatch's column-width choice needs distinct (mTile, nTiles) among the rows it may pick for any one M: rows
+    // of the same tile shape must have disjoint M ranges (minM / maxM).
+    const picked = ws.filter((c) => !isExperimental(c));
+    for (const a of picked)
+      for (const b of picked) {
+        if (a.id >= b.id || a.mTile !== b.mTile || a.nTiles !== b.nTiles) continue;
+        const overlap = Math.max(a.minM ?? 1, b.minM ?? 1) <= Math.min(a.maxM ?? Infinity, b.maxM ?? Infinity);
+        expect(overlap, `rows ${a.id} and ${b.id}`).toBe(false);
+      }
   });
 });

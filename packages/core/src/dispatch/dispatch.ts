@@ -47,6 +47,12 @@ export interface KernelConfig {
    * blocks, registers split 40 / 96 between producer and consumers; gemm_ws_kernel.cuh WsRegs).
    */
   readonly blocksPerSm?: number;
+  /**
+   * The M range dispatch uses the row for (default: any M). Rows of the same tile shape that differ in their pipeline
+   * (e.g. 10 and 20: 2 k-tiles x 4 stages vs 4 x 2) are told apart by M, which the cost model does not see.
+   */
+  readonly minM?: number;
+  readonly maxM?: number;
   /** Why this configuration exists. */
   readonly why: string;
 }
@@ -247,6 +253,11 @@ function defaultFamily(M: number, cc: number): KernelFamily {
   return cc === 90 && M >= HOPPER_MIN_M && hasHopper ? 'hopper' : 'ampere';
 }
 
+/** Whether dispatch may pick `config` for M tokens (its minM / maxM). */
+function inMRange(config: KernelConfig, M: number): boolean {
+  return M >= (config.minM ?? 1) && M <= (config.maxM ?? Number.POSITIVE_INFINITY);
+}
+
 /** Candidate rows of one family, sorted by mTile then id (so equal mTiles resolve to the lowest id). */
 function familyConfigs(force: KernelFamily | undefined, cc: number, M: number): KernelConfig[] {
   const family = force ?? defaultFamily(M, cc);
@@ -255,7 +266,7 @@ function familyConfigs(force: KernelFamily | undefined, cc: number, M: number): 
       fix: "drop force or use force: 'ampere'.",
     });
   }
-  const configs = KERNEL_TABLE.filter((c) => c.kernel === family && !isExperimental(c));
+  const configs = KERNEL_TABLE.filter((c) => c.kernel === family && !isExperimental(c) && inMRange(c, M));
   if (configs.length === 0) {
     throw new UnsupportedError(`kernel-table.json has no '${family}' configuration in this build.`, {
       fix: "use force: 'ampere' (or omit force); the hopper path is not compiled yet.",
@@ -470,6 +481,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
         c.warpSpecialized === true &&
         c.mTile === first.mTile &&
         !isExperimental(c) &&
+        inMRange(c, problem.M) &&
         fitsDevice(c, problem.hasZeros, device),
     );
     for (const alt of alternatives) {
