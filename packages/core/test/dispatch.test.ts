@@ -168,6 +168,9 @@ suite('dispatch', () => {
       expect(c.config.mTile).toBe(expected.mTile);
       if (c.configId !== expected.id) expect(c.config.warpSpecialized).toBe(true);
       expect(c.config.why.startsWith('EXPERIMENT')).toBe(false);
+      expect(M >= (c.config.minM ?? 1) && M <= (c.config.maxM ?? Infinity), `M = ${M}, config ${c.configId}`).toBe(
+        true,
+      );
       const text = describe(c);
       expect(text).toContain(`M = ${M}`);
       expect(text).toContain(`config ${expected.id}`);
@@ -372,6 +375,9 @@ suite('dispatch', () => {
     expect(pick(128, 8192, 57344)).toEqual([4, 1]);
     expect(pick(256, 8192, 57344)).toEqual([4, 1]);
     expect(pick(4096, 8192, 8192)).toEqual([4, 1]);
+    // v9i: the 128-token tiles switch to 4-k-tile stages (rows 20 / 21) from M = 256, by the rows' minM / maxM.
+    const stageDepth = (M: number) => dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100).config.kTilesPerStage;
+    expect([stageDepth(65), stageDepth(255), stageDepth(256), stageDepth(16384)]).toEqual([2, 2, 4, 4]);
     expect(describe(dispatch(problem({ M: 128, K: 4096, N: 4096 }), DEVICES.H100))).toMatch(
       /128-column blocks\) is cheaper than config 10/,
     );

@@ -44,7 +44,7 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
     }
   });
 
-  it('rejects warpSpecialized outside hopper rows, non-boolean values and duplicate ids', () => {
+  it('rejects warpSpecialized outside hopper rows, non-boolean values, duplicate ids and bad M ranges', () => {
     const base = tableJson.dense[0];
     const bad = (rows: unknown[]) => () => generate({ formatVersion: 1, dense: rows });
     expect(bad([{ ...base, warpSpecialized: true }])).toThrow(/warpSpecialized is a boolean of hopper rows only/);
@@ -53,6 +53,10 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
     expect(bad([{ ...base, why: '' }])).toThrow(/must say why/);
     expect(bad([{ ...base, blocksPerSm: 2 }])).toThrow(/blocksPerSm is 1 or 2, on warp-specialised rows only/);
     expect(bad([{ ...base, kernel: 'hopper', warpSpecialized: true, blocksPerSm: 3 }])).toThrow(/blocksPerSm/);
+    expect(bad([{ ...base, minM: 0 }])).toThrow(/minM is a positive integer/);
+    expect(bad([{ ...base, maxM: 2.5 }])).toThrow(/maxM is a positive integer/);
+    expect(bad([{ ...base, minM: 256, maxM: 255 }])).toThrow(/minM > maxM/);
+    expect(bad([{ ...base, minM: 1, maxM: 16 }])).not.toThrow();
   });
 
   it('keeps every warp-specialised row buildable: hopper, even nTiles, mTile <= 256, <= 227 KiB of shared memory', () => {
