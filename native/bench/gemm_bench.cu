@@ -116,6 +116,7 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   p.ldc = ldc;
   ctx.launch.config_id = a->config_id;
   ctx.launch.splits = a->splits;
+  ctx.launch.flags = a->serial != 0 ? MARLIN_DENSE_LAUNCH_SERIAL : 0u;
   const size_t ws_bytes = marlin_dense_workspace_bytes(&p, &ctx.launch);
 
   int32_t rotations = 0;

@@ -177,6 +177,7 @@ Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
   a.calls = IntOpt(env, o, fn, "calls", false, 0);
   a.replays = IntOpt(env, o, fn, "replays", false, 0);
+  a.serial = BoolOpt(o, "serial", false) ? 1 : 0;
   marlin_bench_gemm_result r{};
   Check(env, marlin_bench_dense_gemm(&a, &r), fn);
   return TimingObject(env, r);

@@ -2,7 +2,9 @@
 // configuration that fits M and a range of split-K factors under the benchmark protocol (native/bench harness:
 // CUDA graphs, rotated weights past 4x L2), next to cuBLAS fp16. Prints the best choice per problem; the dispatch
 // heuristic in packages/core/src/dispatch/dispatch.ts is tuned from its output (docs/perf-notes.md).
-// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...]   (default: every compiled config that fits M)
+// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...|all] [overlap|serial]
+//   (default: every compiled config that fits M; launches overlapping the previous call, the library's default;
+//   "serial": MARLIN_DENSE_LAUNCH_SERIAL, each call waits for the previous one)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,7 +33,9 @@ int main(int argc, char** argv) {
   const marlin_dtype dt = (argc > 2 && std::strcmp(argv[2], "bf16") == 0) ? MARLIN_BF16 : MARLIN_FP16;
   std::vector<int> configs;  // ids of kernel-table.json need not be contiguous
   std::vector<bool> wanted(64, argc <= 3);
-  if (argc > 3) {
+  if (argc > 3 && std::strcmp(argv[3], "all") == 0) wanted.assign(64, true);
+  const int serial = argc > 4 && std::strcmp(argv[4], "serial") == 0 ? 1 : 0;
+  if (argc > 3 && std::strcmp(argv[3], "all") != 0) {
     for (char* tok = std::strtok(argv[3], ","); tok; tok = std::strtok(nullptr, ",")) {
       const int id = std::atoi(tok);
       if (id >= 0 && id < 64) wanted[id] = true;
@@ -70,7 +74,7 @@ int main(int argc, char** argv) {
         const bool big = m > max_mt && mt >= max_mt / 2;
         if (!fits && !big) continue;
         for (int sp : split_options) {
-          marlin_bench_dense_args da{dt, m, s.n, s.k, 128, 0, cfg, sp, 11, 0, 0};
+          marlin_bench_dense_args da{dt, m, s.n, s.k, 128, 0, cfg, sp, 11, 0, 0, serial};
           marlin_bench_gemm_result r{};
           if (marlin_bench_dense_gemm(&da, &r) != MARLIN_OK) {
             std::printf("dense failed cfg=%d splits=%d: %s\n", cfg, sp, marlin_bench_last_error());

@@ -126,6 +126,8 @@ typedef struct marlin_bench_dense_args {
   int32_t config_id, splits;  // from @marlin/core dispatch
   uint64_t seed;
   int32_t calls, replays;     // 0 = defaults of marlin_bench_time_graph
+  int32_t serial;             // 1: MARLIN_DENSE_LAUNCH_SERIAL (each call waits for the previous one to complete
+                              // before any block starts); 0: the default launch (overlaps the previous call on sm_90+)
 } marlin_bench_dense_args;
 
 // Builds `rotations` random packed INT4 weights (docs/format.md: Np/64 * Kp/64 tiles of 2048 bytes, scales [G][Np]

@@ -29,9 +29,18 @@ typedef struct marlin_dense_problem {
   void* y;                // m x n output
 } marlin_dense_problem;
 
+// Launch flags (marlin_dense_launch.flags; 0 = the defaults).
+//   MARLIN_DENSE_LAUNCH_SERIAL: no programmatic dependent launch. By default, on sm_90 and newer, a GEMM is launched
+//     so that its blocks may start while the previous kernel of the stream is still running: they load the first
+//     stages' weights, scales and zero points, then wait for that kernel to complete before they read x, bias or the
+//     workspace or write y. The weight operands are therefore read possibly before the previous kernel of the stream
+//     has finished: pass this flag when that kernel (not a copy) writes them. Ignored below sm_90.
+#define MARLIN_DENSE_LAUNCH_SERIAL 1u
+
 typedef struct marlin_dense_launch {
   int32_t config_id;      // row of kernel-table.json (chosen by @marlin/core dispatch)
   int32_t splits;         // split-K factor >= 1 (1 = no cross-block reduction)
+  uint32_t flags;         // MARLIN_DENSE_LAUNCH_* bits; unknown bits are rejected (MARLIN_E_INVALID_ARGUMENT)
 } marlin_dense_launch;
 
 // Bytes of workspace a call needs (fp32 split-K partials, arrival counters, permuted activations).

@@ -146,6 +146,7 @@ struct KernelRef {
   int device = -1;
   unsigned block = 0, smem = 0;
   bool ws = false;
+  bool overlap_capable = false;  // sm_90+: programmatic dependent launch exists
 };
 
 constexpr int kMaxDevices = 64;
@@ -169,14 +170,13 @@ marlin_status resolve_function(Kernel kernel, int smem, int dev, std::atomic<cud
 
 template <typename T, bool WG, int WS, int MT, int NT, int KS, int ST, bool Z>
 marlin_status resolve_kernel(int dev, KernelRef* k) {
-  if constexpr (WG) {  // the hopper family exists only as sm_90a SASS
-    int major = 0;
-    if (const cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev); e != cudaSuccess)
-      return record_cuda(e);
-    if (major < 9) return MARLIN_E_UNSUPPORTED;
-  }
+  int major = 0;
+  if (const cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev); e != cudaSuccess)
+    return record_cuda(e);
+  if (WG && major < 9) return MARLIN_E_UNSUPPORTED;  // the hopper family exists only as sm_90a SASS
   static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
   k->device = dev;
+  k->overlap_capable = major >= 9;
   if constexpr (WS) {
     using Tr = WsTraits<Codec<T>, MT, NT, KS, ST, WS>;
     auto kernel = gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z, WS>;
@@ -232,6 +232,7 @@ marlin_status validate_fixed(const marlin_dense_problem& p, const marlin_dense_l
   if (!aligned16(p.w) || !aligned16(p.scales)) return MARLIN_E_MISALIGNED;
   if (p.zeros && !aligned16(p.zeros)) return MARLIN_E_MISALIGNED;
   if (l.splits < 1 || l.splits > 64) return MARLIN_E_INVALID_ARGUMENT;
+  if ((l.flags & ~MARLIN_DENSE_LAUNCH_SERIAL) != 0) return MARLIN_E_INVALID_ARGUMENT;
   const long long tiles = 1LL * ceil_div(p.m, c.m_tile) * ceil_div(p.n_padded, 64 * c.n_tiles);
   if (l.splits > 1 && tiles > kCounterCapacity) return MARLIN_E_UNSUPPORTED;
   if (1LL * tiles * l.splits > 0x7fffffffLL) return MARLIN_E_UNSUPPORTED;
@@ -307,17 +308,59 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   return MARLIN_OK;
 }
 
-marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cudaStream_t stream) {
-  const LaunchKernelFn drv = driver_launch();
-  if (drv != nullptr && k.fn != nullptr) {
-    const CUresult r = drv(reinterpret_cast<CUfunction>(k.fn), grid, 1, 1, k.block, 1, 1, k.smem,
-                           reinterpret_cast<CUstream>(stream), args, nullptr);
+// cuLaunchKernelEx (launch attributes), looked up once; nullptr under MARLIN_DENSE_LAUNCH=runtime, like cuLaunchKernel.
+using LaunchKernelExFn = CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**);
+LaunchKernelExFn driver_launch_ex() {
+  static const LaunchKernelExFn fn =
+      driver_launch() == nullptr ? nullptr : driver_entry_point<LaunchKernelExFn>("cuLaunchKernelEx");
+  return fn;
+}
+
+// Launches one kernel instance. `overlap`: with programmatic stream serialisation (sm_90+), so that its blocks may
+// start during the previous kernel's tail (docs/kernel-design.md "Overlapping consecutive launches"); the kernels wait
+// for that kernel's completion (griddepcontrol.wait) before touching anything but the weight operands.
+marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cudaStream_t stream, bool overlap) {
+  overlap = overlap && k.overlap_capable;
+  CUresult r = CUDA_ERROR_NOT_FOUND;
+  if (k.fn != nullptr) {
+    if (overlap) {
+      if (const LaunchKernelExFn drv = driver_launch_ex(); drv != nullptr) {
+        CUlaunchAttribute attr{};
+        attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        CUlaunchConfig cfg{};
+        cfg.gridDimX = grid;
+        cfg.gridDimY = cfg.gridDimZ = 1;
+        cfg.blockDimX = k.block;
+        cfg.blockDimY = cfg.blockDimZ = 1;
+        cfg.sharedMemBytes = k.smem;
+        cfg.hStream = reinterpret_cast<CUstream>(stream);
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        r = drv(&cfg, reinterpret_cast<CUfunction>(k.fn), args, nullptr);
+      }
+    } else if (const LaunchKernelFn drv = driver_launch(); drv != nullptr) {
+      r = drv(reinterpret_cast<CUfunction>(k.fn), grid, 1, 1, k.block, 1, 1, k.smem, reinterpret_cast<CUstream>(stream),
+              args, nullptr);
+    }
     if (r == CUDA_SUCCESS) return MARLIN_OK;
-    // No current context on this host thread (the runtime makes the primary context current lazily): let the
-    // runtime launch it. Any other driver error is reported as is (driver and runtime error numbers agree).
-    if (r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
+    // Not found (MARLIN_DENSE_LAUNCH=runtime), or no current context on this host thread (the runtime makes the
+    // primary context current lazily): let the runtime launch it. Any other driver error is reported as is (driver
+    // and runtime error numbers agree).
+    if (r != CUDA_ERROR_NOT_FOUND && r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
   }
-  return record_cuda(cudaLaunchKernel(k.symbol, dim3(grid), dim3(k.block), args, k.smem, stream));
+  if (!overlap) return record_cuda(cudaLaunchKernel(k.symbol, dim3(grid), dim3(k.block), args, k.smem, stream));
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(k.block);
+  cfg.dynamicSmemBytes = k.smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return record_cuda(cudaLaunchKernelExC(&cfg, k.symbol, args));
 }
 
 marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const void* bias, void* workspace,
@@ -357,7 +400,7 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
     pl.map_lda = prm.lda;
   }
   // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
-  return launch_resolved(pl.kernel, pl.grid, args, stream);
+  return launch_resolved(pl.kernel, pl.grid, args, stream, (pl.launch.flags & MARLIN_DENSE_LAUNCH_SERIAL) == 0);
 }
 
 }  // namespace

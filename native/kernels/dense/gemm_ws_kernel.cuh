@@ -111,45 +111,67 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     setmaxnreg_dec<WsRegs<BLOCKS>::kProducer>();
     if (warp == 0) {
       const int valid_n = min(N_TILES, n_tiles_total - tile0);
-      for (int it = 0; it < n_stages; ++it) {
+      const bool box3 = ws_x_box3(p);
+      // A stage's copies in two parts: its constants (weights, scale and zero-point rows; with the slot's expected
+      // transaction bytes for the whole stage), which may be issued before grid_dependency_wait(), and its
+      // activations, which may not (programmatic dependent launch, ptx.cuh).
+      auto issue_constants = [&](int it) {
         const int slot = it % STAGES;
-        if (it >= STAGES) mbar_wait(&empty_bar[slot], ((it / STAGES) - 1) & 1);  // consumers released the slot
-        if (lane == 0) {
-          uint8_t* base = smem + slot * Tr::kStageBytes;
-          uint8_t* ws = base + Tr::kXBytes;
-          uint8_t* ss = ws + Tr::kWBytes;
-          uint8_t* zs = ss + Tr::kSBytes;
-          const int kt0 = (st_begin + it) * K_STAGE;
+        uint8_t* ws = smem + slot * Tr::kStageBytes + Tr::kXBytes;
+        uint8_t* ss = ws + Tr::kWBytes;
+        uint8_t* zs = ss + Tr::kSBytes;
+        const int kt0 = (st_begin + it) * K_STAGE;
+        const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
+        // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per
+        // 32-row k offset: with group 128 one copy instead of four (perf-notes v9d).
+        const int g_first = group_of(p, kt0 * kTileK);
+        const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
+        // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and
+        // count in the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
+        mbar_arrive_expect_tx(&full_bar[slot], (box3 ? K_STAGE : valid_tiles) * Tr::kXTileBytes +
+                                                   valid_tiles * valid_n * Codec::kTileBytes +
+                                                   g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
+        for (int nt = 0; nt < valid_n; ++nt) {
+          bulk_copy_g2s(ws + nt * K_STAGE * Codec::kTileBytes,
+                        p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16),
+                        valid_tiles * Codec::kTileBytes, &full_bar[slot]);
+        }
+        for (int row = 0; row < g_rows; ++row) {
+          const size_t grp = g_first + row;
+          bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + grp * p.np + n0, valid_n * 128, &full_bar[slot]);
+          if constexpr (HAS_ZEROS) {
+            bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + grp * p.np + n0, valid_n * 64, &full_bar[slot]);
+          }
+        }
+      };
+      auto issue_activations = [&](int it) {
+        const int slot = it % STAGES;
+        uint8_t* base = smem + slot * Tr::kStageBytes;
+        const int kt0 = (st_begin + it) * K_STAGE;
+        if (box3) {
+          tma_load_3d(base, &x_map, 0, m0, kt0, &full_bar[slot]);
+        } else {
           const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-          // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per
-          // 32-row k offset: with group 128 one copy instead of four (perf-notes v9d).
-          const int g_first = group_of(p, kt0 * kTileK);
-          const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
-          // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and
-          // count in the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
-          const bool box3 = ws_x_box3(p);
-          mbar_arrive_expect_tx(&full_bar[slot], (box3 ? K_STAGE : valid_tiles) * Tr::kXTileBytes +
-                                                     valid_tiles * valid_n * Codec::kTileBytes +
-                                                     g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
-          if (box3) {
-            tma_load_3d(base, &x_map, 0, m0, kt0, &full_bar[slot]);
-          } else {
-            for (int j = 0; j < valid_tiles; ++j) {
-              tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
-            }
+          for (int j = 0; j < valid_tiles; ++j) {
+            tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
           }
-          for (int nt = 0; nt < valid_n; ++nt) {
-            bulk_copy_g2s(ws + nt * K_STAGE * Codec::kTileBytes,
-                          p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16),
-                          valid_tiles * Codec::kTileBytes, &full_bar[slot]);
-          }
-          for (int row = 0; row < g_rows; ++row) {
-            const size_t grp = g_first + row;
-            bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + grp * p.np + n0, valid_n * 128, &full_bar[slot]);
-            if constexpr (HAS_ZEROS) {
-              bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + grp * p.np + n0, valid_n * 64, &full_bar[slot]);
-            }
-          }
+        }
+      };
+      // Every slot starts free: the first min(STAGES, n_stages) stages' constants go out at once, then the wait for
+      // the previous kernel of the stream (a no-op unless this launch overlaps it), then their activations.
+      const int prefetched = min(STAGES, n_stages);
+      if (lane == 0) {
+        for (int it = 0; it < prefetched; ++it) issue_constants(it);
+        grid_dependents_launch();
+        grid_dependency_wait();
+        for (int it = 0; it < prefetched; ++it) issue_activations(it);
+      }
+      __syncwarp();
+      for (int it = prefetched; it < n_stages; ++it) {
+        mbar_wait(&empty_bar[it % STAGES], ((it / STAGES) - 1) & 1);  // consumers released the slot
+        if (lane == 0) {
+          issue_constants(it);
+          issue_activations(it);
         }
         __syncwarp();
       }

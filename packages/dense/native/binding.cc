@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <string>
 
 #include "handles.h"
 #include "marlin/dense.h"
@@ -24,7 +25,8 @@ using marlin_napi::UnwrapStream;
 
 // Layout of the Int32Array of problem numbers passed by src/binding.ts (GemmParam there mirrors it).
 enum Param : int {
-  kDtype, kM, kN, kK, kNPadded, kKPadded, kBits, kGroupSize, kLda, kLdc, kConfigId, kSplits, kHasPerm, kParamCount
+  kDtype, kM, kN, kK, kNPadded, kKPadded, kBits, kGroupSize, kLda, kLdc, kConfigId, kSplits, kHasPerm, kFlags,
+  kParamCount
 };
 
 const int32_t* ArgParams(napi_env env, napi_value v) {
@@ -35,7 +37,8 @@ const int32_t* ArgParams(napi_env env, napi_value v) {
   napi_is_typedarray(env, v, &is_ta);
   if (is_ta) napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr);
   if (!is_ta || type != napi_int32_array || length < kParamCount) {
-    throw CodedError(env, "MARLIN_E_VALUE", "gemm params must be an Int32Array of at least 13 numbers.");
+    throw CodedError(env, "MARLIN_E_VALUE",
+                     "gemm params must be an Int32Array of at least " + std::to_string(kParamCount) + " numbers.");
   }
   return static_cast<const int32_t*>(data);
 }
@@ -53,6 +56,7 @@ void FillProblem(const int32_t* a, marlin_dense_problem* p, marlin_dense_launch*
   p->ldc = a[kLdc];
   l->config_id = a[kConfigId];
   l->splits = a[kSplits];
+  l->flags = static_cast<uint32_t>(a[kFlags]);
 }
 
 // ---- prepared plans -----------------------------------------------------------------------------------------------

@@ -55,8 +55,12 @@ export const GemmParam = {
   configId: 10,
   splits: 11,
   hasPerm: 12,
-  count: 13,
+  flags: 13,
+  count: 14,
 } as const;
+
+/** GemmParam.flags bit: launch without programmatic dependent launch (MARLIN_DENSE_LAUNCH_SERIAL in dense.h). */
+export const LAUNCH_SERIAL = 1;
 
 /** Requirements recorded in package.json "config" (what the loader's messages quote). */
 const REQUIRED_GLIBC = '2.34';

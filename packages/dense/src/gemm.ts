@@ -23,7 +23,7 @@ import {
   UnsupportedError,
   ValueError,
 } from '@marlin/core';
-import { type DenseAddon, GemmParam, type NativeGemmPlan } from './binding.js';
+import { type DenseAddon, GemmParam, LAUNCH_SERIAL, type NativeGemmPlan } from './binding.js';
 import { denseAddon } from './runtime.js';
 import { DevicePackedWeight, type PackedWeightMeta, setWeightDisposeHook } from './weights.js';
 
@@ -58,6 +58,14 @@ export interface GemmOptions {
    * read). Must be >= K and a multiple of 8 (16-byte aligned rows).
    */
   readonly lda?: number;
+  /**
+   * Whether the kernel may start while the previous kernel on the stream is still running (programmatic dependent
+   * launch, sm_90 and newer; ignored below). Default true: its blocks load the first weights during that kernel's
+   * tail, then wait for it to finish before they read x, bias or the workspace or write out, so the result is the
+   * same either way. Pass false when the kernel enqueued right before this call (not a copy) writes this weight's
+   * buffers: with overlap they may be read before that kernel is done.
+   */
+  readonly overlap?: boolean;
   readonly device?: 'gpu';
 }
 
@@ -109,6 +117,7 @@ export function validateGemm(
     readonly out?: TensorMeta;
     readonly lda?: number;
     readonly config?: GemmConfig;
+    readonly overlap?: boolean;
   } = {},
 ): ValidatedGemm {
   if (w.disposed) {
@@ -226,6 +235,11 @@ export function validateGemm(
       });
     }
   }
+  if (options.overlap !== undefined && typeof options.overlap !== 'boolean') {
+    throw new ValueError(`gemm: overlap = ${String(options.overlap)} must be true or false.`, {
+      fix: 'omit it (overlap with the previous kernel where the GPU supports it) or pass false.',
+    });
+  }
   return { dtype, M, N, K: w.K, lda };
 }
 
@@ -244,6 +258,8 @@ export interface GemmPlanInfo {
  * the addon) and the workspace / stream bound to it.
  */
 interface PreparedPlan extends GemmPlanInfo {
+  /** Launched with MARLIN_DENSE_LAUNCH_SERIAL (gemm's `overlap: false`). */
+  readonly serial: boolean;
   readonly addon: DenseAddon;
   readonly M: number;
   readonly N: number;
@@ -265,9 +281,9 @@ const deviceInfos = new Map<number, DeviceInfo>();
 const params = new Int32Array(GemmParam.count);
 
 /** The cache key of a plan: M alone for the common call (dispatch's choice, lda = K), else every input that matters. */
-export function planKey(M: number, lda: number, K: number, config?: GemmConfig): PlanKey {
-  if (config === undefined && lda === K) return M;
-  return `${M}:${lda}:${config?.configId ?? '-'}:${config?.splits ?? '-'}`;
+export function planKey(M: number, lda: number, K: number, config?: GemmConfig, serial = false): PlanKey {
+  if (config === undefined && lda === K && !serial) return M;
+  return `${M}:${lda}:${config?.configId ?? '-'}:${config?.splits ?? '-'}${serial ? ':serial' : ''}`;
 }
 
 function releasePlan(p: PreparedPlan): void {
@@ -318,7 +334,7 @@ interface ParamsProblem {
   readonly lda: number;
 }
 
-function fillParams(v: ParamsProblem, w: DevicePackedWeight, configId: number, splits: number): void {
+function fillParams(v: ParamsProblem, w: DevicePackedWeight, configId: number, splits: number, serial: boolean): void {
   params[GemmParam.dtype] = v.dtype === 'bf16' ? 1 : 0;
   params[GemmParam.m] = v.M;
   params[GemmParam.n] = v.N;
@@ -332,6 +348,7 @@ function fillParams(v: ParamsProblem, w: DevicePackedWeight, configId: number, s
   params[GemmParam.configId] = configId;
   params[GemmParam.splits] = splits;
   params[GemmParam.hasPerm] = w.actOrder ? 1 : 0;
+  params[GemmParam.flags] = serial ? LAUNCH_SERIAL : 0;
 }
 
 function planFor(
@@ -339,8 +356,9 @@ function planFor(
   v: ValidatedGemm,
   w: DevicePackedWeight,
   config: GemmConfig | undefined,
+  serial: boolean,
 ): PreparedPlan {
-  const key = planKey(v.M, v.lda, w.K, config);
+  const key = planKey(v.M, v.lda, w.K, config, serial);
   let byKey = plans.get(w);
   const hit = byKey?.get(key);
   if (hit !== undefined) return hit;
@@ -361,13 +379,14 @@ function planFor(
   );
   const splits = config?.splits ?? choice.splits;
   const chosen = { ...choice, splits };
-  fillParams(v, w, choice.configId, splits);
+  fillParams(v, w, choice.configId, splits, serial);
   // The native size is what the kernel reads; core's is the documented formula. Take the larger (the GPU suite
   // checks they agree).
   const bytes = Math.max(coreWorkspaceBytes(problem, chosen), addon.workspaceBytes(params));
   const plan: PreparedPlan = {
     configId: choice.configId,
     splits,
+    serial,
     workspaceBytes: bytes,
     addon,
     M: v.M,
@@ -395,7 +414,7 @@ function planFor(
 export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): GemmPlanInfo {
   const addon = denseAddon(w.device);
   const v = validateGemm({ shape: [M, w.K], dtype: w.scaleDtype, device: w.device, disposed: false }, w, { config });
-  const p = planFor(addon, v, w, config);
+  const p = planFor(addon, v, w, config, false);
   return { configId: p.configId, splits: p.splits, workspaceBytes: p.workspaceBytes };
 }
 
@@ -492,7 +511,7 @@ export function gemm(
   // Hot path: the common form of a valid call (quickAccept) with a plan cached for this weight and M skips the
   // addon lookup, validateGemm and dispatch. Anything else takes the full path, which throws the typed errors.
   let plan: PreparedPlan | undefined;
-  if (o.config === undefined && o.lda === undefined && quickAccept(x, w, bias, outArg)) {
+  if (o.config === undefined && o.lda === undefined && o.overlap !== false && quickAccept(x, w, bias, outArg)) {
     plan = plans.get(w)?.get(x.shape[0] as number);
   }
   let out = outArg;
@@ -502,7 +521,7 @@ export function gemm(
     out ??= Tensor.empty([v.M, v.N], v.dtype, { device: x.device });
     if (v.M === 0) return out;
     try {
-      plan = planFor(addon, v, w, o.config);
+      plan = planFor(addon, v, w, o.config, o.overlap === false);
     } catch (e) {
       if (outArg === undefined) out.dispose();
       throw fromNativeError(e);
@@ -561,7 +580,7 @@ function launch(
   const addon = p.addon;
   let native = p.native;
   if (native === null) {
-    fillParams(p, w, p.configId, p.splits);
+    fillParams(p, w, p.configId, p.splits, p.serial);
     native = addon.planCreate(
       w.qweight.nativeHandle(),
       w.scales.nativeHandle(),

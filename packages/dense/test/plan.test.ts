@@ -91,7 +91,7 @@ describe('quickAccept: the hot path never skips a check validateGemm would fail'
 });
 
 describe('planKey', () => {
-  it('is M alone for the common call and distinct for lda and forced configs', () => {
+  it('is M alone for the common call and distinct for lda, forced configs and serial launches', () => {
     expect(planKey(8, 4096, 4096)).toBe(8);
     const keys = new Set([
       planKey(8, 4096, 4096),
@@ -100,7 +100,9 @@ describe('planKey', () => {
       planKey(8, 4096, 4096, { configId: 0, splits: 2 }),
       planKey(8, 4096, 4096, { configId: 1 }),
       planKey(9, 4096, 4096),
+      planKey(8, 4096, 4096, undefined, true),
+      planKey(8, 4096, 4096, { configId: 0 }, true),
     ]);
-    expect(keys.size).toBe(6);
+    expect(keys.size).toBe(8);
   });
 });

@@ -63,6 +63,12 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
       /config id 4 is not a compiled configuration \(ids 0, 1, 2, 3, /,
     ],
     ['bad splits', () => validateGemm(t([5, 128]), w, { config: { configId: 0, splits: 0 } }), ErrorCode.VALUE, />= 1/],
+    [
+      'overlap not a boolean',
+      () => validateGemm(t([5, 128]), w, { overlap: 'no' as unknown as boolean }),
+      ErrorCode.VALUE,
+      /overlap = no must be true or false/,
+    ],
   ];
   for (const [name, fn, code, pattern] of cases) {
     it(name, () => {

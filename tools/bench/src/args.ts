@@ -17,6 +17,8 @@ export interface BenchOptions {
   /** Sweep every table config too (implies sweepSplits). */
   readonly sweepConfigs: boolean;
   readonly replays: number;
+  /** Also time every row with serial launches (no overlap with the previous call; Row.serial). */
+  readonly serial: boolean;
   readonly eager: boolean;
   readonly eagerCalls: number;
   readonly help: boolean;
@@ -37,6 +39,8 @@ Options:
   --sweep-splits    also time every split-K factor for the dispatched config and report the best
   --sweep-configs   like --sweep-splits over every kernel-table config (slow: for tuning dispatch)
   --replays N       timed graph replays per problem (default 10, at least 7)
+  --no-serial       skip the second timing of every row with serial launches (each call waits for the previous
+                    one; by default a call may start during the previous call's tail on sm_90+)
   --eager-calls N   eager gemm() calls for the host-overhead measurement (default 200)
   --no-eager        skip the eager host-overhead measurement
   --json-only       no table and no SVG: print the result JSON on stdout (progress stays on stderr)
@@ -123,6 +127,7 @@ export function parseBenchArgs(
     sweepSplits: (v['sweep-splits'] ?? false) || (v['sweep-configs'] ?? false),
     sweepConfigs: v['sweep-configs'] ?? false,
     replays: parseIntOpt(v.replays, 'replays', 10, 7),
+    serial: !(v['no-serial'] ?? false),
     eager: !(v['no-eager'] ?? false),
     eagerCalls: parseIntOpt(v['eager-calls'], 'eager-calls', 200, 1),
     help: v.help ?? false,
@@ -143,6 +148,7 @@ function parse(argv: readonly string[]) {
       'sweep-splits': { type: 'boolean' },
       'sweep-configs': { type: 'boolean' },
       replays: { type: 'string' },
+      'no-serial': { type: 'boolean' },
       'eager-calls': { type: 'string' },
       'no-eager': { type: 'boolean' },
       'json-only': { type: 'boolean' },

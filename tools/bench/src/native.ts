@@ -75,6 +75,8 @@ export interface BenchGemmArgs {
   readonly seed?: number;
   readonly calls?: number;
   readonly replays?: number;
+  /** Launch with MARLIN_DENSE_LAUNCH_SERIAL: every call waits for the previous one (no programmatic overlap). */
+  readonly serial?: boolean;
 }
 
 export interface BenchCublasArgs {

@@ -152,7 +152,9 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
       // the next memory-bound kernels slower for seconds (H100, 2026-11-24: 70B M=1 227 us vs 197 us at M=2 with the
       // same config). Every problem of the first M is re-measured until two runs agree (settle), and those runs are
       // discarded; later M follow lighter work only (see problems()).
-      if (p.M === o.mValues[0]) settle(() => measure(p, o, deps.native, device, ceilings, false, cublasCache).ours.us);
+      if (p.M === o.mValues[0]) {
+        settle(() => measure(p, { ...o, serial: false }, deps.native, device, ceilings, false, cublasCache).ours.us);
+      }
       const row = measure(p, o, deps.native, device, ceilings, env.cublas.available, cublasCache);
       rows.push(row);
       deps.progress(
@@ -199,6 +201,7 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
       mValues: o.mValues,
       quick: o.quick,
       sweepSplits: o.sweepSplits,
+      serial: o.serial,
       groupSize: GROUP_SIZE,
     },
     rows,
@@ -237,7 +240,7 @@ function measure(
   const gp = gemmProblem({ M: p.M, N, K, groupSize: GROUP_SIZE, dtype: p.dtype, hasZeros: false });
   const launch = dispatchLaunch(gp, device);
   const seed = seedOf(p);
-  const run = (l: Launch): NativeTiming =>
+  const run = (l: Launch, serial = false): NativeTiming =>
     native.benchGemm({
       M: p.M,
       N,
@@ -249,8 +252,10 @@ function measure(
       splits: l.splits,
       seed,
       replays: o.replays,
+      serial,
     });
   const ours = timing(run(launch));
+  const serial = o.serial ? timing(run(launch, true)) : null;
 
   let sweep: SweepResult | null = null;
   if (o.sweepSplits) {
@@ -299,6 +304,7 @@ function measure(
       configId: launch.configId,
       splits: launch.splits,
       ours,
+      serial,
       cublas,
       sweep,
     },

@@ -66,7 +66,13 @@ export interface Row {
   readonly hasZeros: boolean;
   readonly configId: number;
   readonly splits: number;
+  /** Dispatched kernel, default launch: on sm_90+ each call may start during the previous call's tail (PDL). */
   readonly ours: Timing;
+  /**
+   * The same kernel launched serially (MARLIN_DENSE_LAUNCH_SERIAL): no block starts before the previous call has
+   * completed, as after a kernel that does not let dependents start early. null when not measured (--no-serial).
+   */
+  readonly serial: Timing | null;
   /** cuBLAS fp16 on the dequantized shape (fp16 even for bf16 rows: the protocol's baseline). */
   readonly cublas: Timing | null;
   readonly bytes: number;
@@ -90,6 +96,10 @@ export interface Block {
   readonly rooflineUs: number;
   readonly rooflinePct: number;
   readonly speedup: number | null;
+  /** Sum of the layers' serial launches (Row.serial); null when any was not measured. */
+  readonly ourSerialUs: number | null;
+  /** cublasUs / ourSerialUs. */
+  readonly serialSpeedup: number | null;
   /** Measured cuBLAS fp16 block time / INT4 roofline block time: the best speedup physics allows in this run. */
   readonly rooflineBoundSpeedup: number | null;
   readonly target: number;
@@ -150,6 +160,8 @@ export interface BenchResult {
     readonly mValues: readonly number[];
     readonly quick: boolean;
     readonly sweepSplits: boolean;
+    /** Whether every row was also timed with serial launches (Row.serial). */
+    readonly serial: boolean;
     readonly groupSize: number;
   };
   readonly rows: readonly Row[];
@@ -264,6 +276,7 @@ const resultCheck: Check = obj({
     mValues: arr(num({ integer: true, positive: true })),
     quick: bool,
     sweepSplits: bool,
+    serial: bool,
     groupSize: num({ integer: true, positive: true }),
   }),
   rows: arr(
@@ -279,6 +292,7 @@ const resultCheck: Check = obj({
       configId: num({ integer: true }),
       splits: num({ integer: true, positive: true }),
       ours: timing(false),
+      serial: timing(true),
       cublas: timing(true),
       bytes: num({ positive: true }),
       flops: num({ positive: true }),
@@ -309,6 +323,8 @@ const resultCheck: Check = obj({
       rooflineUs: num({ positive: true }),
       rooflinePct: num({ positive: true }),
       speedup: num({ positive: true, nullable: true }),
+      ourSerialUs: num({ positive: true, nullable: true }),
+      serialSpeedup: num({ positive: true, nullable: true }),
       rooflineBoundSpeedup: num({ positive: true, nullable: true }),
       target: num({ positive: true }),
       status: oneOf(['met', 'missed', 'n/a']),

@@ -32,6 +32,7 @@ export interface RowInput {
   readonly configId: number;
   readonly splits: number;
   readonly ours: Timing;
+  readonly serial: Timing | null;
   readonly cublas: Timing | null;
   readonly sweep: SweepResult | null;
 }
@@ -54,6 +55,7 @@ export function makeRow(r: RowInput, c: Ceilings): Row {
     configId: r.configId,
     splits: r.splits,
     ours: r.ours,
+    serial: r.serial,
     cublas: r.cublas,
     bytes,
     flops,
@@ -108,6 +110,7 @@ export function blockSums(rows: readonly Row[]): Block[] {
     const haveCublas = g.every((r) => r.cublas !== null);
     const cublasUs = haveCublas ? sum(g.map((r) => r.cublas!.us)) : null;
     const speedup = cublasUs !== null ? cublasUs / ourUs : null;
+    const ourSerialUs = g.every((r) => r.serial !== null) ? sum(g.map((r) => r.serial!.us)) : null;
     const rooflineBoundSpeedup = cublasUs !== null ? cublasUs / rooflineUs : null;
     const target = targetSpeedup(model, M);
     const rooflinePct = rooflinePercent(rooflineUs, ourUs);
@@ -121,6 +124,8 @@ export function blockSums(rows: readonly Row[]): Block[] {
       rooflineUs,
       rooflinePct,
       speedup,
+      ourSerialUs,
+      serialSpeedup: cublasUs !== null && ourSerialUs !== null ? cublasUs / ourSerialUs : null,
       rooflineBoundSpeedup,
       target,
       status,

@@ -30,6 +30,8 @@ export function rowsTable(r: BenchResult): string {
     'bound',
     'speedup',
   ];
+  const serial = r.options.serial;
+  if (serial) head.push('serial us', 'serial x');
   if (sweep) head.push('best cfg/split', 'best us', 'gain');
   const t = table(head, 4);
   for (const row of r.rows) {
@@ -47,6 +49,10 @@ export function rowsTable(r: BenchResult): string {
       row.bound,
       x(row.speedup),
     ];
+    if (serial) {
+      const s = row.serial;
+      cells.push(f(s?.us ?? null, 2), x(s !== null && row.cublas !== null ? row.cublas.us / s.us : null));
+    }
     if (sweep) {
       cells.push(
         row.sweep ? `${row.sweep.configId}/${row.sweep.splits}` : '-',
@@ -60,10 +66,9 @@ export function rowsTable(r: BenchResult): string {
 }
 
 export function blocksTable(r: BenchResult): string {
-  const t = table(
-    ['block', 'dtype', 'M', 'ours us', 'cuBLAS us', 'speedup', 'target', 'status', 'gap', 'roofline bound', '% roof'],
-    2,
-  );
+  const head = ['block', 'dtype', 'M', 'ours us', 'cuBLAS us', 'speedup', 'target', 'status', 'gap', 'roofline bound'];
+  head.push('% roof', 'serial us', 'serial x');
+  const t = table(head, 2);
   for (const b of r.blocks) {
     t.push([
       MODELS[b.model].name,
@@ -77,6 +82,8 @@ export function blocksTable(r: BenchResult): string {
       b.gap === null ? '-' : `${b.gap >= 0 ? '+' : ''}${b.gap.toFixed(2)}x`,
       x(b.rooflineBoundSpeedup),
       f(b.rooflinePct),
+      f(b.ourSerialUs, 2),
+      x(b.serialSpeedup),
     ]);
   }
   return t.toString();
@@ -104,7 +111,7 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
     '',
     rowsTable(r),
     '',
-    'Block sums (four layers), speedup over cuBLAS fp16:',
+    'Block sums (four layers), speedup over cuBLAS fp16 (serial: every call launched after the previous one completed):',
     blocksTable(r),
   );
   const judged = r.blocks.filter((b) => b.status !== 'n/a');

@@ -74,8 +74,9 @@ export class FakeNative implements BenchNative {
     const f =
       (a.dtype === 'bf16' ? (this.opts.bf16Factor ?? 1.02) : 1) *
       (1 + (this.opts.recovery?.(this.gemmCalls.length - 1) ?? 0));
-    // Larger split counts cost a little more in this model, so the dispatched choice usually stays best.
-    return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits) * f);
+    // Larger split counts cost a little more in this model, so the dispatched choice usually stays best; a serial
+    // launch pays the launch gap and pipeline fill that an overlapped one hides (2 us).
+    return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f);
   }
 
   benchCublas(a: BenchCublasArgs): NativeTiming {

@@ -42,8 +42,12 @@ describe('runBench with a fake addon', () => {
     expect(native.cublasCalls.every((c) => c.dtype === 'fp16')).toBe(true);
     // Settle: every problem of the first M runs until two untimed runs agree (2 with a steady fake) before its
     // recorded run.
-    expect(native.gemmCalls).toHaveLength(2 * perDtype + 2 * 2 * 4 * 2);
-    expect(native.gemmCalls.filter((c) => c.M === 1)).toHaveLength(2 * 2 * 4 * 3);
+    // Then every row is timed twice: default launch and serial launch.
+    expect(native.gemmCalls).toHaveLength(2 * 2 * perDtype + 2 * 2 * 4 * 2);
+    expect(native.gemmCalls.filter((c) => c.M === 1)).toHaveLength(2 * 2 * 4 * 4);
+    expect(native.gemmCalls.filter((c) => c.serial === true)).toHaveLength(2 * perDtype);
+    for (const row of r.rows) expect(row.serial!.us).toBeGreaterThan(row.ours.us);
+    for (const b of r.blocks) expect(b.serialSpeedup!).toBeLessThan(b.speedup!);
     expect(r.blocks).toHaveLength(2 * 2 * 7);
     expect(r.bf16Ratios).toHaveLength(2 * 7);
     expect(r.geomean.map((g) => g.dtype)).toEqual(['fp16', 'bf16']);
@@ -53,6 +57,19 @@ describe('runBench with a fake addon', () => {
     expect(r.env.computeCapability).toBe('9.0');
     // The launch comes from @marlin/core dispatch: small M gets the smallest token tile.
     expect(r.rows[0]!.configId).toBe(0);
+  });
+
+  it('skips the serial timings with --no-serial', async () => {
+    const native = new FakeNative();
+    const r = await runBench(
+      opts(['--m', '1,16', '--models', '8b', '--dtypes', 'fp16', '--no-eager', '--no-serial']),
+      deps(native),
+    );
+    expect(native.gemmCalls.some((c) => c.serial === true)).toBe(false);
+    expect(r.options.serial).toBe(false);
+    expect(r.rows.every((row) => row.serial === null)).toBe(true);
+    expect(r.blocks.every((b) => b.ourSerialUs === null && b.serialSpeedup === null)).toBe(true);
+    expect(validateBenchResult(r)).toEqual([]);
   });
 
   it('records a failing problem, keeps going, and leaves its block out', async () => {

@@ -15,7 +15,14 @@ import {
 const ceilings = { bandwidthGBs: 3000, fp16Tflops: 800 };
 const t = (us: number): Timing => ({ us, minUs: us, maxUs: us, rotations: 3, calls: 20, replays: 7 });
 
-function blockRows(model: '8b' | '70b', M: number, dtype: 'fp16' | 'bf16', ours: number[], cublas: number[]): Row[] {
+function blockRows(
+  model: '8b' | '70b',
+  M: number,
+  dtype: 'fp16' | 'bf16',
+  ours: number[],
+  cublas: number[],
+  serial?: number[],
+): Row[] {
   return MODELS[model].layers.map((shape, i) =>
     makeRow(
       {
@@ -28,6 +35,7 @@ function blockRows(model: '8b' | '70b', M: number, dtype: 'fp16' | 'bf16', ours:
         configId: 0,
         splits: 1,
         ours: t(ours[i]!),
+        serial: serial === undefined ? null : t(serial[i]!),
         cublas: t(cublas[i]!),
         sweep: null,
       },
@@ -63,6 +71,15 @@ describe('block sums and targets', () => {
     expect(b!.rooflineBoundSpeedup).toBeCloseTo(720 / b!.rooflineUs, 9);
   });
 
+  it('sums the serial launches next to the default ones, only when every layer has one', () => {
+    const [b] = blockSums(blockRows('70b', 1, 'fp16', [20, 10, 100, 50], [80, 40, 400, 200], [25, 12, 110, 53]));
+    expect(b!.ourSerialUs).toBe(200);
+    expect(b!.serialSpeedup).toBeCloseTo(720 / 200, 12);
+    const [none] = blockSums(blockRows('70b', 1, 'fp16', [20, 10, 100, 50], [80, 40, 400, 200]));
+    expect(none!.ourSerialUs).toBeNull();
+    expect(none!.serialSpeedup).toBeNull();
+  });
+
   it('marks a missed target with the gap and a measured limit', () => {
     const rows = blockRows('8b', 64, 'fp16', [10, 10, 10, 10], [20, 20, 20, 20]);
     const [b] = blockSums(rows);
@@ -89,6 +106,7 @@ describe('block sums and targets', () => {
             configId: 0,
             splits: 1,
             ours: t(1),
+            serial: null,
             cublas: t(1),
             sweep: null,
           },
