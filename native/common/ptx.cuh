@@ -81,8 +81,12 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
 // memory operations are visible; each thread calls it before its first access to memory an earlier kernel may write
 // or read (activations, output, bias, workspace). Weights, scales and zero points are read before it: they are the
 // layer's constants (docs/kernel-design.md "Overlapping consecutive launches"). PTX ISA griddepcontrol.
-__device__ __forceinline__ void grid_dependency_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MARLIN_HAS_GRID_DEPENDENCY 1
+#endif
+
+__device__ __forceinline__ void grid_dependency_wait() {
+#ifdef MARLIN_HAS_GRID_DEPENDENCY
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
@@ -90,7 +94,7 @@ __device__ __forceinline__ void grid_dependency_wait() {
 // Lets the next kernel of the stream (if launched with programmatic stream serialisation) be scheduled once every
 // block of this grid has issued this or exited: its blocks then take free SM slots and start their constant loads.
 __device__ __forceinline__ void grid_dependents_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef MARLIN_HAS_GRID_DEPENDENCY
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }

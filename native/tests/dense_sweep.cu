@@ -2,7 +2,7 @@
 // configuration that fits M and a range of split-K factors under the benchmark protocol (native/bench harness:
 // CUDA graphs, rotated weights past 4x L2), next to cuBLAS fp16. Prints the best choice per problem; the dispatch
 // heuristic in packages/core/src/dispatch/dispatch.ts is tuned from its output (docs/perf-notes.md).
-// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...|all] [overlap|serial]
+// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...|all] [overlap|serial]   or   dense_sweep --rows FILE
 //   (default: every compiled config that fits M; launches overlapping the previous call, the library's default;
 //   "serial": MARLIN_DENSE_LAUNCH_SERIAL, each call waits for the previous one)
 #include <cstdio>
@@ -24,7 +24,39 @@ const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},     
                          {"70b.gate_up", 8192, 57344}, {"70b.down", 28672, 8192}};
 }  // namespace
 
+// `dense_sweep --rows FILE`: times exactly the launches listed in FILE, one per line "M N K config splits" (e.g. the
+// dispatched choices of a bench JSON), each with the default (overlapping) launch and with MARLIN_DENSE_LAUNCH_SERIAL,
+// fp16, group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us".
+int time_rows(const char* path) {
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) {
+    std::printf("cannot open %s\n", path);
+    return 2;
+  }
+  int m, n, k, cfg, sp, bad = 0;
+  double sum[2] = {0, 0};
+  while (std::fscanf(f, "%d %d %d %d %d", &m, &n, &k, &cfg, &sp) == 5) {
+    double us[2] = {0, 0};
+    for (int serial : {0, 1}) {
+      marlin_bench_dense_args da{MARLIN_FP16, m, n, k, 128, 0, cfg, sp, 11, 0, 0, serial};
+      marlin_bench_gemm_result r{};
+      if (marlin_bench_dense_gemm(&da, &r) != MARLIN_OK) {
+        std::printf("dense failed m=%d n=%d k=%d cfg=%d splits=%d: %s\n", m, n, k, cfg, sp, marlin_bench_last_error());
+        ++bad;
+        continue;
+      }
+      us[serial] = r.timing.median_us;
+      sum[serial] += us[serial];
+    }
+    std::printf("%d %d %d %d %d %.2f %.2f\n", m, n, k, cfg, sp, us[0], us[1]);
+  }
+  std::fclose(f);
+  std::printf("sum %.2f %.2f\n", sum[0], sum[1]);
+  return bad == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::strcmp(argv[1], "--rows") == 0) return time_rows(argv[2]);
   std::vector<int> ms = {1, 16, 32, 64, 128, 256, 1024};
   if (argc > 1) {
     ms.clear();

@@ -42,9 +42,6 @@ __device__ __forceinline__ void finish_tile(const Params& p, const Coords& bc, f
   const int tid = threadIdx.x;
   const int lane = htid & 31, wn = htid >> 5, g = lane >> 2, t = lane & 3;
   const int n0 = bc.n_block * N_TILES * kTileN, m0 = bc.m_block * M_TILE;
-  // Workspace, bias and output belong to the stream's order: every thread waits for the previous kernel (returns at
-  // once when this launch does not overlap it, or when the thread already waited before its activation loads).
-  grid_dependency_wait();
 
   // Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written by the owning thread.
   if (p.splits > 1) {

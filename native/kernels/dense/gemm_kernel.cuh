@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads,
   }
 #endif
   // Per-thread activation plan, fixed for the whole K loop (v7e): compile-time trip counts and row pointers computed
-  // once. Written as `for (i = tid; i < N; i += kThreads)` inside the stage load, each cp.async cost ~50 instructions of
+  // once. Written as `for (i = tid; i < N; i += kThreads)` inside load_stage, each cp.async cost ~50 instructions of
   // loop control and 64-bit address math per stage (SASS of config 0), a large share of the issue-bound decode loop.
   constexpr int kXChunks = M_TILE * Tr::kXRowChunks, kXIters = (kXChunks + kThreads - 1) / kThreads;
   const int4* x_row[kXIters];  // row start of this chunk's token; nullptr past M (the chunk is zero-filled)
@@ -155,29 +155,44 @@ __global__ void __launch_bounds__(kThreads,
     x_dst[r] = x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(row, c);
     x_k[r] = c * 8;
   }
-  // A stage's loads in two parts: the layer's constants (weights, scale and zero-point rows), which may be issued
-  // before grid_dependency_wait(), and the activations, which may not (programmatic dependent launch, ptx.cuh).
-  auto load_constants = [&](int st, int slot) {
+  // One stage's loads. `constants`: the layer's constants (weights, scale and zero-point rows), which may be issued
+  // before grid_dependency_wait(); `activations`: the activations, which may not (programmatic dependent launch,
+  // ptx.cuh). Both parts in one function, in the order of the unsplit load (weights, activations, scales, zero points).
+  auto load_stage = [&](int st, int slot, bool constants, bool activations) {
     uint8_t* base = smem + slot * Tr::kStageBytes;
     const int kt0 = st * K_STAGE;
     const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
+    if (constants) {
 #ifdef MARLIN_HAS_BULK_COPY
-    if (tid == 0) {
-      const int valid_n = min(N_TILES, n_tiles_total - tile0);
-      const uint32_t bytes = uint32_t(valid_tiles) * Codec::kTileBytes;
-      mbar_arrive_expect_tx(&full_bar[slot], bytes * valid_n);
-      for (int nt = 0; nt < valid_n; ++nt) {
-        bulk_copy_g2s(base + nt * K_STAGE * Codec::kTileBytes,
-                      p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16), bytes, &full_bar[slot]);
+      if (tid == 0) {
+        const int valid_n = min(N_TILES, n_tiles_total - tile0);
+        const uint32_t bytes = uint32_t(valid_tiles) * Codec::kTileBytes;
+        mbar_arrive_expect_tx(&full_bar[slot], bytes * valid_n);
+        for (int nt = 0; nt < valid_n; ++nt) {
+          bulk_copy_g2s(base + nt * K_STAGE * Codec::kTileBytes,
+                        p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16), bytes, &full_bar[slot]);
+        }
       }
-    }
 #else
 #pragma unroll
-    for (int r = 0; r < kWIters; ++r) {
-      if (w_ok[r] && w_j[r] < valid_tiles) cp_async16(base + w_dst[r], w_src[r] + size_t(kt0) * kTileChunks);
-    }
+      for (int r = 0; r < kWIters; ++r) {
+        if (w_ok[r] && w_j[r] < valid_tiles) cp_async16(base + w_dst[r], w_src[r] + size_t(kt0) * kTileChunks);
+      }
 #endif
-    uint8_t* ss = base + Tr::kWBytes + Tr::kXBytes;
+    }
+    uint8_t* xs = base + Tr::kWBytes;
+    if (activations) {
+#pragma unroll
+      for (int r = 0; r < kXIters; ++r) {  // zero-filled past M and K
+        const int k = kt0 * kTileK + x_k[r];
+        const bool ok = x_row[r] != nullptr && k < p.k;
+        if (kXChunks % kThreads == 0 || tid + r * kThreads < kXChunks) {
+          cp_async16(xs + x_dst[r], ok ? x_row[r] + k / 8 : p.x, ok ? 16 : 0);
+        }
+      }
+    }
+    if (!constants) return;
+    uint8_t* ss = xs + Tr::kXBytes;
     constexpr int kSChunks = K_STAGE * 2 * N_TILES * 8;  // scale rows: 8 chunks per 64 columns
 #pragma unroll
     for (int r = 0; r < (kSChunks + kThreads - 1) / kThreads; ++r) {
@@ -199,18 +214,6 @@ __global__ void __launch_bounds__(kThreads,
           const int grp = group_of(p, kt0 * kTileK + row * 32);
           cp_async16(zs + row * Tr::kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
         }
-      }
-    }
-  };
-  auto load_activations = [&](int st, int slot) {
-    uint8_t* xs = smem + slot * Tr::kStageBytes + Tr::kWBytes;
-    const int kt0 = st * K_STAGE;
-#pragma unroll
-    for (int r = 0; r < kXIters; ++r) {  // zero-filled past M and K
-      const int k = kt0 * kTileK + x_k[r];
-      const bool ok = x_row[r] != nullptr && k < p.k;
-      if (kXChunks % kThreads == 0 || tid + r * kThreads < kXChunks) {
-        cp_async16(xs + x_dst[r], ok ? x_row[r] + k / 8 : p.x, ok ? 16 : 0);
       }
     }
   };
@@ -374,18 +377,22 @@ __global__ void __launch_bounds__(kThreads,
   };
 
   // ---- pipeline: STAGES-1 stages in flight while one is computed ----
-  // The first stages' constants go out before the wait for the previous kernel of the stream (a no-op unless this
-  // launch overlaps it), their activations after it. cp.async groups: group 0 = every prefetched constant + stage 0's
-  // activations, group s = stage s's activations, so "stage s has landed" is still "group s is complete".
+  // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
+  // overlaps it), its activations and the other stages after it: with every prefetched stage's constants first,
+  // stage 0's activations queued behind them and serial launches got 3.5% slower at M = 1 (perf-notes v10b). One
+  // cp.async group per stage as before, so "stage s has landed" is still "group s is complete".
+  // sm_80 has no dependent launch: its prologue stays unsplit (split, config 1 with zero points spilled 8-16 B there).
+#ifdef MARLIN_HAS_GRID_DEPENDENCY
+  constexpr bool kSplitStage0 = true;
+#else
+  constexpr bool kSplitStage0 = false;
+#endif
+  if (kSplitStage0 && n_stages > 0) load_stage(st_begin, 0, true, false);
+  grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
+  grid_dependency_wait();     // every thread: activations here, workspace / bias / output in finish_tile
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < n_stages) load_constants(st_begin + s, s);
-  }
-  grid_dependents_launch();
-  grid_dependency_wait();
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < n_stages) load_activations(st_begin + s, s);
+    if (s < n_stages) load_stage(st_begin + s, s, s > 0 || !kSplitStage0, true);
     cp_async_commit();
   }
   for (int it = 0; it < n_stages; ++it) {
@@ -398,10 +405,7 @@ __global__ void __launch_bounds__(kThreads,
     mbar_wait(&full_bar[it % STAGES], (it / STAGES) & 1);  // ...and for its bulk-copied weights
 #endif
     const int nxt = it + STAGES - 1;
-    if (nxt < n_stages) {  // refill the slot computed last iteration
-      load_constants(st_begin + nxt, nxt % STAGES);
-      load_activations(st_begin + nxt, nxt % STAGES);
-    }
+    if (nxt < n_stages) load_stage(st_begin + nxt, nxt % STAGES, true, true);  // refill the slot computed last iteration
     cp_async_commit();
     compute_stage(it % STAGES, st_begin + it);
   }

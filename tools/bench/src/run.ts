@@ -254,8 +254,10 @@ function measure(
       replays: o.replays,
       serial,
     });
-  const ours = timing(run(launch));
+  // Serial first: in A/B runs the second of two back-to-back timings of one problem read up to 2-4% slower at
+  // M >= 64 (perf-notes v10b), so this order can only understate what the default launch gains.
   const serial = o.serial ? timing(run(launch, true)) : null;
+  const ours = timing(run(launch));
 
   let sweep: SweepResult | null = null;
   if (o.sweepSplits) {
