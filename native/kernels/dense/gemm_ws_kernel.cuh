@@ -118,13 +118,14 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     setmaxnreg_dec<WsRegs<BLOCKS>::kProducer>();
     if (warp == 0) {
       const int valid_n = min(N_TILES, n_tiles_total - tile0);
-      const bool box3 = ws_x_box3(p);
-      // A stage's copies in two parts: its constants (weights, scale and zero-point rows; with the slot's expected
-      // transaction bytes for the whole stage), which may be issued before grid_dependency_wait(), and its
-      // activations, which may not (programmatic dependent launch, ptx.cuh).
-      auto issue_constants = [&](int it) {
+      // One stage's copies, in this order: the slot's expected transaction bytes (for the whole stage), the
+      // activations, the weights, the scale and zero-point rows. `constants` (weights, scales, zero points, and the
+      // arming of the slot) may be issued before grid_dependency_wait(); `activations` may not (programmatic
+      // dependent launch, ptx.cuh).
+      auto issue_stage = [&](int it, bool constants, bool activations) {
         const int slot = it % STAGES;
-        uint8_t* ws = smem + slot * Tr::kStageBytes + Tr::kXBytes;
+        uint8_t* base = smem + slot * Tr::kStageBytes;
+        uint8_t* ws = base + Tr::kXBytes;
         uint8_t* ss = ws + Tr::kWBytes;
         uint8_t* zs = ss + Tr::kSBytes;
         const int kt0 = (st_begin + it) * K_STAGE;
@@ -135,9 +136,22 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
         const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
         // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and
         // count in the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
-        mbar_arrive_expect_tx(&full_bar[slot], (box3 ? K_STAGE : valid_tiles) * Tr::kXTileBytes +
-                                                   valid_tiles * valid_n * Codec::kTileBytes +
-                                                   g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
+        const bool box3 = ws_x_box3(p);
+        if (constants) {
+          mbar_arrive_expect_tx(&full_bar[slot], (box3 ? K_STAGE : valid_tiles) * Tr::kXTileBytes +
+                                                     valid_tiles * valid_n * Codec::kTileBytes +
+                                                     g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
+        }
+        if (activations) {
+          if (box3) {
+            tma_load_3d(base, &x_map, 0, m0, kt0, &full_bar[slot]);
+          } else {
+            for (int j = 0; j < valid_tiles; ++j) {
+              tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
+            }
+          }
+        }
+        if (!constants) return;
         for (int nt = 0; nt < valid_n; ++nt) {
           bulk_copy_g2s(ws + nt * K_STAGE * Codec::kTileBytes,
                         p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16),
@@ -151,39 +165,18 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
           }
         }
       };
-      auto issue_activations = [&](int it) {
-        const int slot = it % STAGES;
-        uint8_t* base = smem + slot * Tr::kStageBytes;
-        const int kt0 = (st_begin + it) * K_STAGE;
-        if (box3) {
-          tma_load_3d(base, &x_map, 0, m0, kt0, &full_bar[slot]);
-        } else {
-          const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-          for (int j = 0; j < valid_tiles; ++j) {
-            tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
-          }
-        }
-      };
-      // Every slot starts free: the first min(STAGES, n_stages) stages go out at once, stage 0's constants before the
-      // wait for the previous kernel of the stream (a no-op unless this launch overlaps it), the rest after it.
-      const int prefetched = min(STAGES, n_stages);
+      // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
+      // overlaps it), everything else after it. Prefetching every free slot's constants first queued stage 0's
+      // activation box behind them (3-6% slower, perf-notes v10b); issuing each stage's constants before its
+      // activations was 2-3% slower at M >= 256 than this order (v10c).
       if (lane == 0) {
-        // Only stage 0's constants before the wait: with every free slot's constants first, stage 0's activation box
-        // queued behind them in the copy engine (3-6% slower serial launches, perf-notes v10b).
-        if (prefetched > 0) issue_constants(0);
+        if (n_stages > 0) issue_stage(0, true, false);
         grid_dependency_wait();
-        for (int it = 0; it < prefetched; ++it) {
-          if (it > 0) issue_constants(it);
-          issue_activations(it);
-        }
       }
       __syncwarp();
-      for (int it = prefetched; it < n_stages; ++it) {
-        mbar_wait(&empty_bar[it % STAGES], ((it / STAGES) - 1) & 1);  // consumers released the slot
-        if (lane == 0) {
-          issue_constants(it);
-          issue_activations(it);
-        }
+      for (int it = 0; it < n_stages; ++it) {
+        if (it >= STAGES) mbar_wait(&empty_bar[it % STAGES], ((it / STAGES) - 1) & 1);  // consumers released the slot
+        if (lane == 0) issue_stage(it, it > 0, true);
         __syncwarp();
       }
     }

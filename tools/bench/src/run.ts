@@ -154,6 +154,13 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRes
       // discarded; later M follow lighter work only (see problems()).
       if (p.M === o.mValues[0]) {
         settle(() => measure(p, { ...o, serial: false }, deps.native, device, ceilings, false, cublasCache).ours.us);
+        // cuBLAS too: its first M = 1 timing once read 5% slower than M = 2-8 (ba12e68, 70B block 416 vs 395 us).
+        if (env.cublas.available) {
+          const { K, N } = p.shape;
+          settle(
+            () => deps.native.benchCublas({ M: p.M, N, K, dtype: 'fp16', seed: seedOf(p), replays: o.replays }).us,
+          );
+        }
       }
       const row = measure(p, o, deps.native, device, ceilings, env.cublas.available, cublasCache);
       rows.push(row);
