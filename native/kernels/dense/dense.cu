@@ -177,22 +177,19 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
   static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
   k->device = dev;
   k->overlap_capable = major >= 9;
+  auto resolve = [&](auto kernel, unsigned block, unsigned smem, bool ws) {
+    k->symbol = reinterpret_cast<const void*>(kernel);
+    k->block = block;
+    k->smem = smem;
+    k->ws = ws;
+    return resolve_function(kernel, int(smem), dev, fns, &k->fn);
+  };
   if constexpr (WS) {
-    using Tr = WsTraits<Codec<T>, MT, NT, KS, ST, WS>;
-    auto kernel = gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z, WS>;
-    k->symbol = reinterpret_cast<const void*>(kernel);
-    k->block = kWsThreads;
-    k->smem = Tr::kSmemBytes;
-    k->ws = true;
-    return resolve_function(kernel, Tr::kSmemBytes, dev, fns, &k->fn);
+    return resolve(gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z, WS>, kWsThreads,
+                   WsTraits<Codec<T>, MT, NT, KS, ST, WS>::kSmemBytes, true);
   } else {
-    using Tr = Traits<Codec<T>, MT, NT, KS, ST>;
-    auto kernel = gemm_a16<Codec<T>, Problem, MT, NT, KS, ST, Z, WG>;
-    k->symbol = reinterpret_cast<const void*>(kernel);
-    k->block = kThreads;
-    k->smem = Tr::kSmemBytes;
-    k->ws = false;
-    return resolve_function(kernel, Tr::kSmemBytes, dev, fns, &k->fn);
+    return resolve(gemm_a16<Codec<T>, Problem, MT, NT, KS, ST, Z, WG>, kThreads, Traits<Codec<T>, MT, NT, KS, ST>::kSmemBytes,
+                   false);
   }
 }
 

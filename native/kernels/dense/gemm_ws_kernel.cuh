@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
         const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
         // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per
         // 32-row k offset: with group 128 one copy instead of four (perf-notes v9d).
-        const int g_first = group_of(p, kt0 * kTileK);
+        const int g_first = stage_first_group(p, kt0);
         const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
         // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and
         // count in the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     const uint8_t* ws = xs + Tr::kXBytes;
     const StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS> sv{ws, reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes),
                                                            ws + Tr::kWBytes + Tr::kSBytes};
-    const int g_first = group_of(p, st * K_STAGE * kTileK);  // the producer's first scale row of this stage
+    const int g_first = stage_first_group(p, st * K_STAGE);  // the producer's first scale row of this stage
 #pragma unroll
     for (int j = 0; j < K_STAGE; ++j) {
       if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage

@@ -94,9 +94,9 @@ function expectedSplits(
   slots: number,
   ws?: { mTile: number; nTiles: number },
 ): { splits: number; per: number } {
-  // Ampere rows: <= 16 splits of >= 16 k-tiles, 16 k-tiles of start-up per block. Warp-specialised rows (v9e): <= 8
+  // Ampere rows: <= 16 splits of >= 8 k-tiles, 16 k-tiles of start-up per block. Warp-specialised rows (v9e): <= 8
   // splits of >= 8 k-tiles, 4 k-tiles of start-up, + the fp32 partial round trip at 30 B/clk; L2 at 24 B/clk.
-  const [maxSplits, minPer, fixed] = ws ? [8, 8, 4] : [16, 16, 16];
+  const [maxSplits, minPer, fixed] = ws ? [8, 8, 4] : [16, 8, 16];
   const kClk = ws
     ? Math.max((2 * ws.mTile * ws.nTiles * 4096) / 3072, (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 24)
     : 1;
@@ -217,6 +217,24 @@ suite('dispatch', () => {
           expect([c.splits, c.kTilesPerSplit]).toEqual([plan.splits, plan.per]);
         }
       }
+    }
+  });
+
+  it('picks the measured-best split counts for the Llama decode layers (H200 sweep with overlapped launches, v10d)', () => {
+    // [K, N, splits]: 8B qkv, o, gate_up, down; 70B qkv, o, gate_up, down at M = 1 (config 0).
+    const best: [number, number, number][] = [
+      [4096, 6144, 4],
+      [4096, 4096, 8],
+      [4096, 28672, 1],
+      [14336, 4096, 8],
+      [8192, 10240, 3],
+      [8192, 8192, 4],
+      [8192, 57344, 1],
+      [28672, 8192, 4],
+    ];
+    for (const [K, N, splits] of best) {
+      const c = dispatch(problem({ M: 1, K, N }), DEVICES.H100);
+      expect([K, N, c.configId, c.splits]).toEqual([K, N, 0, splits]);
     }
   });
 

@@ -133,9 +133,11 @@ interface SplitModel {
   readonly minKTilesPerSplit: number;
   readonly fixedKTiles: number;
 }
-// Ampere rows, measured on H100 (docs/perf-notes.md, v2 sweep): splits shorter than 16 k-tiles (4 stages) lose to
-// fewer, longer ones, and every block pays a fixed start-up cost of about 16 k-tiles' streaming time.
-const AMPERE_SPLITS: SplitModel = { maxSplits: 16, minKTilesPerSplit: 16, fixedKTiles: 16 };
+// Ampere rows, measured on H100 (docs/perf-notes.md, v2 sweep): every block pays a fixed start-up cost of about 16
+// k-tiles' streaming time. Splits as short as 8 k-tiles (2 stages) since launches overlap the previous kernel on sm_90
+// (v10d: H200 sweep of 2cc801e, 8B o_proj 4096 x 4096: 8 splits 5.9 us vs 4 splits 7.3 at M = 1, 7.8 vs 8.4 at
+// M = 16; serial launches tie); the cost model picks the same splits as before for every other Llama layer.
+const AMPERE_SPLITS: SplitModel = { maxSplits: 16, minKTilesPerSplit: 8, fixedKTiles: 16 };
 // Warp-specialised rows, refitted (perf-notes v9b, v9e) to the H200 sweeps of 4e005bc (configs 10/13/15/17, M = 32-1024,
 // the 8 Llama layers, splits 1-8) after the split-K reduction stopped serialising its loads (v9a) and the producer
 // stopped copying duplicate scale rows (v9d): splits of 8 k-tiles can win small layers, and a block's start-up is ~4
@@ -384,7 +386,7 @@ function reduceKTiles(config: KernelConfig, splits: number): number {
  * Split-K heuristic. Without split-K, mBlocks * nBlocks output tiles may leave SMs idle (decode: M = 1). Each
  * candidate split count s (1 .. model.maxSplits, each range >= model.minKTilesPerSplit k-tiles) costs
  * waves(s) * (kTilesPerSplit(s) + model.fixedKTiles + reduce(s)), waves = ceil(blocks / slots); the cheapest wins,
- * ties go to fewer splits (less fp32 partial traffic). Ampere rows: 16 splits, 16 k-tiles, 16 fixed, no reduce term;
+ * ties go to fewer splits (less fp32 partial traffic). Ampere rows: 16 splits, 8 k-tiles, 16 fixed, no reduce term;
  * warp-specialised rows: WS_SPLITS and reduceKTiles.
  *
  * Worked example, ampere (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
