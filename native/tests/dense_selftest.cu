@@ -426,7 +426,7 @@ int launch_cost() {
 
   // Host time of marlin_dense_gemm and of a plan's launch for one problem; a failing status aborts the mode.
   struct Pair {
-    double gemm = -1, plan = -1, plan_alternating = -1;
+    double gemm = -1, plan = -1, plan_alternating = -1, plan_serial = -1;
   };
   bool failed = false;
   auto time_pair = [&](int m, int config, int splits) {
@@ -451,6 +451,13 @@ int launch_cost() {
       marlin_dense_plan_launch(plan, (++i & 1) ? dx : dx2, dy, nullptr, dws, kWorkspaceBytes, stream);
     });
     marlin_dense_plan_destroy(plan);
+    // The same plan launched serially: cuLaunchKernel instead of cuLaunchKernelEx with the dependent-launch attribute.
+    const marlin_dense_launch serial{config, splits, MARLIN_DENSE_LAUNCH_SERIAL};
+    plan = nullptr;
+    if (marlin_dense_plan_create(&p, &serial, &plan) == MARLIN_OK) {
+      r.plan_serial = time_us([&] { marlin_dense_plan_launch(plan, dx, dy, nullptr, dws, kWorkspaceBytes, stream); });
+    }
+    marlin_dense_plan_destroy(plan);
     CHECK_CUDA(cudaStreamSynchronize(stream));
     return r;
   };
@@ -466,6 +473,8 @@ int launch_cost() {
   std::printf("  config 0 (M=1 4096x4096, 4 splits): marlin_dense_gemm %.3f, marlin_dense_plan_launch %.3f "
               "(x alternating between 2 buffers: %.3f)\n",
               decode.gemm, decode.plan, decode.plan_alternating);
+  std::printf("  config 0 plan launched serially (MARLIN_DENSE_LAUNCH_SERIAL: cuLaunchKernel, no launch attribute): %.3f\n",
+              decode.plan_serial);
   if (ws.gemm >= 0) {
     std::printf("  config %d (warp-specialised, M=64 4096x4096, 1 split): marlin_dense_gemm %.3f, "
                 "marlin_dense_plan_launch %.3f (x alternating between 2 buffers, TMA descriptor re-encoded: %.3f)\n",

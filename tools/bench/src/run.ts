@@ -261,9 +261,6 @@ function measure(
       replays: o.replays,
       serial,
     });
-  // Serial first: in A/B runs the second of two back-to-back timings of one problem read up to 2-4% slower at
-  // M >= 64 (perf-notes v10b), so this order can only understate what the default launch gains.
-  const serial = o.serial ? timing(run(launch, true)) : null;
   const ours = timing(run(launch));
 
   let sweep: SweepResult | null = null;
@@ -301,6 +298,10 @@ function measure(
     }
     cublas = cublasCache.get(key) ?? null;
   }
+  // Serial launches last, so `ours` and cuBLAS keep the order of every earlier result file. At compute-heavy M the
+  // later of back-to-back timings of one problem reads slower (up to 5-10% on 70B gate_up at M = 64-128, perf-notes
+  // v10e), so the serial column overstates the gain of the default launch there; at M <= 16 the bias is < 0.5%.
+  const serial = o.serial ? timing(run(launch, true)) : null;
 
   return makeRow(
     {
