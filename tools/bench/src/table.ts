@@ -66,9 +66,24 @@ export function rowsTable(r: BenchResult): string {
 }
 
 export function blocksTable(r: BenchResult): string {
-  const head = ['block', 'dtype', 'M', 'ours us', 'cuBLAS us', 'speedup', 'target', 'status', 'gap', 'roofline bound'];
-  head.push('% roof', 'serial us', 'serial x');
-  const t = table(head, 2);
+  const t = table(
+    [
+      'block',
+      'dtype',
+      'M',
+      'ours us',
+      'cuBLAS us',
+      'speedup',
+      'target',
+      'status',
+      'gap',
+      'roofline bound',
+      '% roof',
+      'serial us',
+      'serial x',
+    ],
+    2,
+  );
   for (const b of r.blocks) {
     t.push([
       MODELS[b.model].name,
