@@ -45,6 +45,14 @@ uint16_t float_to_bits(float f, marlin_dtype dt) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
+// Compute capability major of the current device (the hopper family, and so MARLIN_E_UNSUPPORTED, below 9).
+int device_major() {
+  int dev = 0, major = 0;
+  CHECK_CUDA(cudaGetDevice(&dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  return major;
+}
+
 // An INT4 problem without zero points, act-order or bias (callers set those); ldc = n.
 marlin_dense_problem dense_problem(marlin_dtype dt, int m, int n, int k, int np, int kp, int group, int64_t lda,
                                    const void* x, const void* w, const void* scales, void* y) {
@@ -171,9 +179,7 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   }
   std::vector<uint16_t> y1(size_t(m) * n), y2(size_t(m) * n);
   marlin_status st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
-  int dev = 0, major = 0;
-  CHECK_CUDA(cudaGetDevice(&dev));
-  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  const int major = device_major();
   if (st == MARLIN_E_UNSUPPORTED && major < 9) {  // the hopper family runs on sm_90 only
     for (void* ptr : {dx, dw, ds, dz, dp, db, dy, dws}) CHECK_CUDA(cudaFree(ptr));
     if (verbose) std::printf("skip config %d: not for sm_%d0\n", c.config, major);
@@ -308,9 +314,7 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
   }
   CHECK_CUDA(cudaStreamDestroy(stream));
   for (void* ptr : {dw[0], dw[1], ds[0], ds[1], buf[0], buf[1], dws}) CHECK_CUDA(cudaFree(ptr));
-  int dev = 0, major = 0;
-  CHECK_CUDA(cudaGetDevice(&dev));
-  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  const int major = device_major();
   std::string desc;
   for (const auto& [cfg, sp] : links) desc += " " + std::to_string(cfg) + "/" + std::to_string(sp);
   if (st == MARLIN_E_UNSUPPORTED && major < 9) {
@@ -400,9 +404,8 @@ int launch_cost() {
     }
     return best;
   };
-  int dev = 0, major = 0;
-  CHECK_CUDA(cudaGetDevice(&dev));
-  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  int dev = 0;
+  const int major = device_major();
   const double get_device = time_us([&] { cudaGetDevice(&dev); });
   const double last_error = time_us([&] { (void)cudaGetLastError(); });
   const double empty = time_us([&] { empty_kernel<<<256, 256, 0, stream>>>(); });
@@ -451,7 +454,7 @@ int launch_cost() {
       marlin_dense_plan_launch(plan, (++i & 1) ? dx : dx2, dy, nullptr, dws, kWorkspaceBytes, stream);
     });
     marlin_dense_plan_destroy(plan);
-    // The same plan launched serially: cuLaunchKernel instead of cuLaunchKernelEx with the dependent-launch attribute.
+    // The same plan launched serially: cuLaunchKernelEx without the dependent-launch attribute.
     const marlin_dense_launch serial{config, splits, MARLIN_DENSE_LAUNCH_SERIAL};
     plan = nullptr;
     if (marlin_dense_plan_create(&p, &serial, &plan) == MARLIN_OK) {
@@ -473,7 +476,7 @@ int launch_cost() {
   std::printf("  config 0 (M=1 4096x4096, 4 splits): marlin_dense_gemm %.3f, marlin_dense_plan_launch %.3f "
               "(x alternating between 2 buffers: %.3f)\n",
               decode.gemm, decode.plan, decode.plan_alternating);
-  std::printf("  config 0 plan launched serially (MARLIN_DENSE_LAUNCH_SERIAL: cuLaunchKernel, no launch attribute): %.3f\n",
+  std::printf("  config 0 plan launched serially (MARLIN_DENSE_LAUNCH_SERIAL: no launch attribute): %.3f\n",
               decode.plan_serial);
   if (ws.gemm >= 0) {
     std::printf("  config %d (warp-specialised, M=64 4096x4096, 1 split): marlin_dense_gemm %.3f, "

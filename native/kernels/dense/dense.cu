@@ -123,17 +123,17 @@ marlin_status activation_tensor_map(const Params& prm, int m_tile, int k_stage, 
   return r == CUDA_SUCCESS ? MARLIN_OK : MARLIN_E_INVALID_ARGUMENT;
 }
 
-// cuLaunchKernel from the driver (looked up once, like cuTensorMapEncodeTiled). A plan launches its kernel through
-// it with the CUfunction resolved at plan creation: the runtime's launch path (cudaLaunchKernel, and <<<>>> on top
-// of it) looks the function up from the host stub on every call. MARLIN_DENSE_LAUNCH=runtime forces cudaLaunchKernel
-// (an A/B switch for host-time measurements; both launch the same function with the same parameters).
-using LaunchKernelFn = CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
-                                    CUstream, void**, void**);
-LaunchKernelFn driver_launch() {
-  static const LaunchKernelFn fn = [] {
+// cuLaunchKernelEx from the driver (looked up once, like cuTensorMapEncodeTiled). A plan launches its kernel through
+// it with the CUfunction resolved at plan creation: the runtime's launch path (cudaLaunchKernelExC, cudaLaunchKernel,
+// and <<<>>> on top of them) looks the function up from the host stub on every call. MARLIN_DENSE_LAUNCH=runtime
+// forces cudaLaunchKernelExC (an A/B switch for host-time measurements; both launch the same function with the same
+// parameters and launch attributes).
+using LaunchKernelExFn = CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**);
+LaunchKernelExFn driver_launch() {
+  static const LaunchKernelExFn fn = [] {
     const char* mode = std::getenv("MARLIN_DENSE_LAUNCH");
-    if (mode != nullptr && std::strcmp(mode, "runtime") == 0) return LaunchKernelFn(nullptr);
-    return driver_entry_point<LaunchKernelFn>("cuLaunchKernel");
+    if (mode != nullptr && std::strcmp(mode, "runtime") == 0) return LaunchKernelExFn(nullptr);
+    return driver_entry_point<LaunchKernelExFn>("cuLaunchKernelEx");
   }();
   return fn;
 }
@@ -305,48 +305,32 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   return MARLIN_OK;
 }
 
-// cuLaunchKernelEx (launch attributes), looked up once; nullptr under MARLIN_DENSE_LAUNCH=runtime, like cuLaunchKernel.
-using LaunchKernelExFn = CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**);
-LaunchKernelExFn driver_launch_ex() {
-  static const LaunchKernelExFn fn =
-      driver_launch() == nullptr ? nullptr : driver_entry_point<LaunchKernelExFn>("cuLaunchKernelEx");
-  return fn;
-}
-
 // Launches one kernel instance. `overlap`: with programmatic stream serialisation (sm_90+), so that its blocks may
 // start during the previous kernel's tail (docs/kernel-design.md "Overlapping consecutive launches"); the kernels wait
-// for that kernel's completion (griddepcontrol.wait) before touching anything but the weight operands.
+// for that kernel's completion (griddepcontrol.wait) before touching anything but the weight operands. Otherwise
+// the same launch without attributes.
 marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cudaStream_t stream, bool overlap) {
-  overlap = overlap && k.overlap_capable;
-  CUresult r = CUDA_ERROR_NOT_FOUND;
-  if (k.fn != nullptr) {
-    if (overlap) {
-      if (const LaunchKernelExFn drv = driver_launch_ex(); drv != nullptr) {
-        CUlaunchAttribute attr{};
-        attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attr.value.programmaticStreamSerializationAllowed = 1;
-        CUlaunchConfig cfg{};
-        cfg.gridDimX = grid;
-        cfg.gridDimY = cfg.gridDimZ = 1;
-        cfg.blockDimX = k.block;
-        cfg.blockDimY = cfg.blockDimZ = 1;
-        cfg.sharedMemBytes = k.smem;
-        cfg.hStream = reinterpret_cast<CUstream>(stream);
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
-        r = drv(&cfg, reinterpret_cast<CUfunction>(k.fn), args, nullptr);
-      }
-    } else if (const LaunchKernelFn drv = driver_launch(); drv != nullptr) {
-      r = drv(reinterpret_cast<CUfunction>(k.fn), grid, 1, 1, k.block, 1, 1, k.smem, reinterpret_cast<CUstream>(stream),
-              args, nullptr);
-    }
+  const unsigned num_attrs = overlap && k.overlap_capable ? 1 : 0;
+  const LaunchKernelExFn drv = driver_launch();
+  if (drv != nullptr && k.fn != nullptr) {
+    CUlaunchAttribute attr{};
+    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig cfg{};
+    cfg.gridDimX = grid;
+    cfg.gridDimY = cfg.gridDimZ = 1;
+    cfg.blockDimX = k.block;
+    cfg.blockDimY = cfg.blockDimZ = 1;
+    cfg.sharedMemBytes = k.smem;
+    cfg.hStream = reinterpret_cast<CUstream>(stream);
+    cfg.attrs = &attr;
+    cfg.numAttrs = num_attrs;
+    const CUresult r = drv(&cfg, reinterpret_cast<CUfunction>(k.fn), args, nullptr);
     if (r == CUDA_SUCCESS) return MARLIN_OK;
-    // Not found (MARLIN_DENSE_LAUNCH=runtime), or no current context on this host thread (the runtime makes the
-    // primary context current lazily): let the runtime launch it. Any other driver error is reported as is (driver
-    // and runtime error numbers agree).
-    if (r != CUDA_ERROR_NOT_FOUND && r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
+    // No current context on this host thread (the runtime makes the primary context current lazily): let the
+    // runtime launch it. Any other driver error is reported as is (driver and runtime error numbers agree).
+    if (r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
   }
-  if (!overlap) return record_cuda(cudaLaunchKernel(k.symbol, dim3(grid), dim3(k.block), args, k.smem, stream));
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr.val.programmaticStreamSerializationAllowed = 1;
@@ -356,7 +340,7 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cu
   cfg.dynamicSmemBytes = k.smem;
   cfg.stream = stream;
   cfg.attrs = &attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = num_attrs;
   return record_cuda(cudaLaunchKernelExC(&cfg, k.symbol, args));
 }
 
