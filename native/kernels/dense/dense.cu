@@ -146,6 +146,7 @@ struct KernelRef {
   int device = -1;
   unsigned block = 0, smem = 0;
   bool ws = false;
+  bool x_map = false;            // takes the activations' tensor map (warp-specialised, or mma.sync with producer warp)
   bool overlap_capable = false;  // sm_90+: programmatic dependent launch exists
 };
 
@@ -177,19 +178,24 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
   static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
   k->device = dev;
   k->overlap_capable = major >= 9;
-  auto resolve = [&](auto kernel, unsigned block, unsigned smem, bool ws) {
+  auto resolve = [&](auto kernel, unsigned block, unsigned smem, bool ws, bool x_map) {
     k->symbol = reinterpret_cast<const void*>(kernel);
     k->block = block;
     k->smem = smem;
     k->ws = ws;
+    k->x_map = x_map;
     return resolve_function(kernel, int(smem), dev, fns, &k->fn);
   };
   if constexpr (WS) {
     return resolve(gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z, WS>, kWsThreads,
-                   WsTraits<Codec<T>, MT, NT, KS, ST, WS>::kSmemBytes, true);
+                   WsTraits<Codec<T>, MT, NT, KS, ST, WS>::kSmemBytes, true, true);
   } else {
-    return resolve(gemm_a16<Codec<T>, Problem, MT, NT, KS, ST, Z, WG>, kThreads, Traits<Codec<T>, MT, NT, KS, ST>::kSmemBytes,
-                   false);
+    // The mma.sync family runs its sm_90a SASS on compute capability 9.x, compiled with the producer-warp pipeline
+    // (gemm_kernel.cuh kernel_uses_producer): one more warp, the TMA stage layout, the activations' tensor map.
+    using Tr = Traits<Codec<T>, MT, NT, KS, ST>;
+    const bool producer = !WG && major >= 9;
+    return resolve(gemm_a16<Codec<T>, Problem, MT, NT, KS, ST, Z, WG>, producer ? kThreads + kProducerThreads : kThreads,
+                   producer ? Tr::kTmaSmemBytes : Tr::kSmemBytes, false, producer);
   }
 }
 
@@ -374,7 +380,7 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
   prm.partials = reinterpret_cast<float*>(ws + pl.layout.partials_offset);
   prm.counters = reinterpret_cast<uint32_t*>(ws);
   void* args[2] = {&prm, &pl.x_map};
-  if (pl.kernel.ws && !(pl.map_x == prm.x && pl.map_lda == prm.lda)) {
+  if (pl.kernel.x_map && !(pl.map_x == prm.x && pl.map_lda == prm.lda)) {
     pl.map_x = nullptr;  // invalid until the new descriptor is encoded
     if (const marlin_status s = activation_tensor_map(prm, pl.config.m_tile, pl.config.k_stage, &pl.x_map); s != MARLIN_OK) return s;
     pl.map_x = prm.x;

@@ -30,10 +30,22 @@
 #include "epilogue.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
+#include "tma_stage.cuh"
 
 namespace marlin::dense {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;       // the 8 compute warps
+constexpr int kProducerThreads = 32;  // sm_90 mma.sync pipeline: + one copy-issuing warp (kernel_uses_producer)
+
+// Whether the mma.sync family (WGMMA = false) is compiled with the producer-warp pipeline: on sm_90 one extra warp
+// issues every copy of a stage through the copy engine (tma_stage.cuh) and the compute warps meet it only on
+// mbarriers; below sm_90 all threads issue cp.async and a stage ends with __syncthreads. The host mirrors this rule
+// (dense.cu resolve_kernel: compute capability >= 9) for the block size and shared memory.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr bool kArchHasProducerPipeline = true;
+#else
+constexpr bool kArchHasProducerPipeline = false;
+#endif
 
 template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES>
 struct Traits {
@@ -54,6 +66,14 @@ struct Traits {
   // warps hide the dequant's dependency chains. Three blocks cap registers at 80 per thread.
   static constexpr int kBlocksBySmem = (220 * 1024) / (kSmemBytes + 1024);
   static constexpr int kMinBlocks = M_TILE > 32 ? 1 : M_TILE <= 16 && kBlocksBySmem >= 3 ? 3 : kBlocksBySmem >= 2 ? 2 : 1;
+  // The producer-warp pipeline (sm_90, mma.sync): tma_stage.cuh's stage layout (activations first, 1024-byte aligned
+  // stages) and 1024 bytes to align the dynamic base.
+  using TmaLayout = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, false>;
+  static constexpr int kTmaPipeBytes = STAGES * TmaLayout::kBytes;
+  static constexpr int kTmaSmemBytes = (kTmaPipeBytes > kEpilogueBytes ? kTmaPipeBytes : kEpilogueBytes) + 1024;
+  static constexpr int kTmaBlocksBySmem = (220 * 1024) / (kTmaSmemBytes + 1024);
+  static constexpr int kTmaMinBlocks =
+      M_TILE > 32 ? 1 : M_TILE <= 16 && kTmaBlocksBySmem >= 3 ? 3 : kTmaBlocksBySmem >= 2 ? 2 : 1;
 
   static_assert(M_TILE % 8 == 0 && M_TILE >= 8, "tokens come in n8 blocks");
   static_assert(K_STAGE % 2 == 0, "two k-slices of warps share each stage");
@@ -61,7 +81,18 @@ struct Traits {
   static_assert(kXRowChunks >= 8, "the XOR swizzle permutes 8 chunks of a row");
   static_assert(kStageBytes % 16 == 0, "stages must stay 16-byte aligned");
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
+  static_assert(kTmaSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
 };
+
+// Block size and resident blocks of a gemm_a16 instance in the current compilation pass.
+template <bool WGMMA>
+__host__ __device__ constexpr bool kernel_uses_producer() {
+  return kArchHasProducerPipeline && !WGMMA;
+}
+template <bool WGMMA>
+__host__ __device__ constexpr int block_threads() {
+  return kernel_uses_producer<WGMMA>() ? kThreads + kProducerThreads : kThreads;
+}
 
 // Byte offset of 16-byte activation chunk c (8 k-values) of token row r inside a stage.
 //   mma.sync: row-major rows, chunk XOR-swizzled by (r & 7) so ldmatrix's 8 rows hit 8 different bank groups.
@@ -84,16 +115,23 @@ __device__ __forceinline__ int x_chunk_offset(int r, int c) {
 
 template <typename Codec, typename Problem, int M_TILE, int N_TILES, int K_STAGE, int STAGES, bool HAS_ZEROS,
           bool WGMMA>
-__global__ void __launch_bounds__(kThreads,
-                                  MARLIN_MIN_BLOCKS(Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
-    gemm_a16(const typename Problem::Args args) {
+__global__ void __launch_bounds__(block_threads<WGMMA>(),
+                                  kernel_uses_producer<WGMMA>()
+                                      ? Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>::kTmaMinBlocks
+                                      : MARLIN_MIN_BLOCKS(Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>::kMinBlocks))
+    gemm_a16(const typename Problem::Args args, const __grid_constant__ CUtensorMap x_map) {
   using T = typename Codec::Act;
   using Tr = Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>;
   using Stage = StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>;
+  using TL = typename Tr::TmaLayout;
+  constexpr bool kTma = kernel_uses_producer<WGMMA>();  // producer-warp pipeline, TmaLayout stages
+  constexpr int kBlockThreads = block_threads<WGMMA>();
 #ifndef MARLIN_HAS_WGMMA
   if constexpr (WGMMA) __trap();  // NOTE: the host never launches the hopper family below sm_90a
 #endif
-  extern __shared__ __align__(128) uint8_t smem[];
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  uint8_t* smem = smem_raw;
+  if constexpr (kTma) smem = align_1024(smem_raw);  // the 128-byte swizzle of the activation boxes
   __shared__ int last_arrival;  // split-K: this block reduces the tile (epilogue.cuh)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -111,9 +149,16 @@ __global__ void __launch_bounds__(kThreads,
 
   // ---- global -> shared: one stage = K_STAGE k-tiles of weights, activations, scale and zero-point rows ----
 #ifdef MARLIN_HAS_BULK_COPY
-  __shared__ __align__(8) uint64_t full_bar[STAGES];  // weights of slot s have landed (phase flips per use)
+  // full: the slot's bulk copies have landed (the weights; with the producer warp, the whole stage); phase flips per
+  // use. empty (producer warp only): the 8 compute warps are done with the slot.
+  __shared__ __align__(8) uint64_t full_bar[STAGES];
+  __shared__ __align__(8) uint64_t empty_bar[STAGES];
   if (tid == 0) {
-    for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);
+    for (int s = 0; s < STAGES; ++s) {
+      mbar_init(&full_bar[s], 1);
+      if constexpr (kTma) mbar_init(&empty_bar[s], kThreads / 32);
+    }
+    if constexpr (kTma) fence_mbarrier_init();
   }
   __syncthreads();
 #else
@@ -232,6 +277,15 @@ __global__ void __launch_bounds__(kThreads,
 #pragma unroll
     for (int c = 0; c < Tr::kM8 * 4; ++c) acc[b][c] = 0.0f;
 
+  // Where activation chunk c (8 k) of token row r sits in a stage, and the byte steps of one token row and one k-tile
+  // along the same chunk: the cp.async layouts (x_chunk_offset) or the producer pipeline's swizzled TMA boxes.
+  auto x_offset = [](int r, int c) {
+    if constexpr (kTma) return TL::x_chunk_offset(r, c);
+    else return x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c);
+  };
+  constexpr int kXRowStep = kTma ? 128 : Tr::kXRowChunks * 16;
+  constexpr int kXTileStep = kTma ? TL::kXTileBytes : 128;
+
   // Post-scaling (mma.sync family, v8): when every warp's k run of a stage lies in one scale group (groups of >= 128
   // rows or per-channel: group_shift >= 7) and the block has few token rows (the fp32 rescale costs 4 FFMA per n8
   // block per run, the saved hmul2 4 per packed word), weights stay exact integers and scales are applied in fp32.
@@ -245,9 +299,11 @@ __global__ void __launch_bounds__(kThreads,
   constexpr int kRun = K_STAGE / 2;
   const int ps_j0 = wk * kRun;
   const auto ps_lane = Stage::run_lane(ps_j0, wn, lane, g);
-  const uint32_t ps_x[2] = {
-      opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + (lane >> 3)))),
-      opaque(uint32_t(x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(lane & 7, ps_j0 * 8 + 4 + (lane >> 3))))};
+  // Producer pipeline: one scale / zero-point row per distinct group (tma_stage.cuh); the run's row is found per stage
+  // and added to the lane's column in row 0.
+  const int ps_col0 = int(opaque(uint32_t(Stage::lane_col(0, 0, 0, wn, g))));
+  const uint32_t ps_x[2] = {opaque(uint32_t(x_offset(lane & 7, ps_j0 * 8 + (lane >> 3)))),
+                            opaque(uint32_t(x_offset(lane & 7, ps_j0 * 8 + 4 + (lane >> 3))))};
 
   // mma.sync family: one k32 slab (two k16 steps) of token block m8 for every column tile: fragments a[nt][step]
   // against the B fragments of one ldmatrix.x4 (b0, b1: step 0; b2, b3: step 1), accumulated into d[nt][m8 block].
@@ -263,10 +319,19 @@ __global__ void __launch_bounds__(kThreads,
 
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
-    const uint8_t* base = smem + slot * Tr::kStageBytes;
-    const uint8_t* xs = base + Tr::kWBytes;
-    const Stage sv{base, reinterpret_cast<const uint16_t*>(xs + Tr::kXBytes), xs + Tr::kXBytes + Tr::kSBytes};
-    auto group_consts = [&](int j, int kp, int nt) { return sv.group_consts(j, kp, nt, wn, g); };
+    // Stage areas: cp.async layout [weights][activations][scales][zeros], producer layout [activations][weights]...
+    const uint8_t* base = smem + slot * (kTma ? TL::kBytes : Tr::kStageBytes);
+    const uint8_t* xs = kTma ? base : base + Tr::kWBytes;
+    const uint8_t* wts = kTma ? base + TL::kXBytes : base;
+    const uint8_t* scl = kTma ? wts + TL::kWBytes : xs + Tr::kXBytes;
+    static_assert(TL::kSBytes == Tr::kSBytes, "both layouts reserve the same scale rows");
+    const Stage sv{wts, reinterpret_cast<const uint16_t*>(scl), scl + Tr::kSBytes};
+    // Producer layout: scale rows per distinct group from the stage's first one (tma_stage.cuh); else per 32-k offset.
+    const int g_first = kTma ? stage_first_group(p, st * K_STAGE) : 0;
+    auto group_consts = [&](int j, int kp, int nt) {
+      if constexpr (kTma) return sv.row_consts(group_of(p, (st * K_STAGE + j) * kTileK + kp * 32) - g_first, nt, wn, g);
+      else return sv.group_consts(j, kp, nt, wn, g);
+    };
     auto tile_words = [&](int j, int nt) { return sv.tile_words(j, nt, wn, lane); };
     if constexpr (WGMMA) {
 #ifdef MARLIN_HAS_WGMMA
@@ -315,6 +380,9 @@ __global__ void __launch_bounds__(kThreads,
 #pragma unroll
           for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
         if (st * K_STAGE + ps_j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
+          // The run's scale / zero-point row: per k offset (cp.async layout) or per group (producer layout).
+          typename Stage::RunLane rl = ps_lane;
+          if constexpr (kTma) rl.col = ps_col0 + (group_of(p, (st * K_STAGE + ps_j0) * kTileK) - g_first) * Stage::kCtaN;
 #pragma unroll
           for (int jj = 0; jj < kRun; ++jj) {
             if (st * K_STAGE + ps_j0 + jj >= p.k_tiles) break;
@@ -326,21 +394,22 @@ __global__ void __launch_bounds__(kThreads,
               uint32_t a[N_TILES][2][4];
 #pragma unroll
               for (int nt = 0; nt < N_TILES; ++nt) {
-                const typename Codec::Offsets zc = sv.run_zero_consts(ps_lane, jj, kp, nt);
+                const typename Codec::Offsets zc =
+                    kTma ? sv.run_group_zero_consts(rl, nt) : sv.run_zero_consts(ps_lane, jj, kp, nt);
                 Codec::unscaled(wq[nt], 2 * kp, zc, a[nt][0]);
                 Codec::unscaled(wq[nt], 2 * kp + 1, zc, a[nt][1]);
               }
 #pragma unroll
               for (int m8 = 0; m8 < Tr::kM8; ++m8) {
                 uint32_t b[4];
-                ldmatrix_x4(b, xs + ps_x[kp] + (m8 * 8 * Tr::kXRowChunks + jj * 8) * 16);
+                ldmatrix_x4(b, xs + ps_x[kp] + m8 * 8 * kXRowStep + jj * kXTileStep);
                 mma_slab(part, m8, a, b);
               }
             }
           }
 #pragma unroll
           for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
-            const float2 sc = sv.run_scales_f32(ps_lane, nt);
+            const float2 sc = sv.run_scales_f32(rl, nt);
 #pragma unroll
             for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll
@@ -368,7 +437,7 @@ __global__ void __launch_bounds__(kThreads,
           for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps
             uint32_t b[4];
             const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
-            ldmatrix_x4(b, xs + x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c));
+            ldmatrix_x4(b, xs + x_offset(r, c));
             mma_slab(acc, m8, a, b);
           }
         }
@@ -376,41 +445,78 @@ __global__ void __launch_bounds__(kThreads,
     }
   };
 
-  // ---- pipeline: STAGES-1 stages in flight while one is computed ----
-  // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
-  // overlaps it), its activations and the other stages after it: with every prefetched stage's constants first,
-  // stage 0's activations queued behind them and serial launches got 3.5% slower at M = 1 (perf-notes v10b). One
-  // cp.async group per stage as before, so "stage s has landed" is still "group s is complete".
-  // sm_80 has no dependent launch: its prologue stays unsplit (split, config 1 with zero points spilled 8-16 B there).
-#ifdef MARLIN_HAS_GRID_DEPENDENCY
-  constexpr bool kSplitStage0 = true;
-#else
-  constexpr bool kSplitStage0 = false;
-#endif
-  if (kSplitStage0 && n_stages > 0) load_stage(st_begin, 0, true, false);
-  grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
-  grid_dependency_wait();     // every thread: activations here, workspace / bias / output in finish_tile
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < n_stages) load_stage(st_begin + s, s, s > 0 || !kSplitStage0, true);
-    cp_async_commit();
-  }
-  for (int it = 0; it < n_stages; ++it) {
-    cp_async_wait<STAGES - 2>();  // wait for stage `it`
-#ifdef MARLIN_HAS_WGMMA
-    if constexpr (WGMMA) fence_proxy_async_smem();  // cp.async wrote the activations; wgmma reads them (async proxy)
-#endif
-    __syncthreads();              // ...for every thread's copies, and every warp is done with slot (it-1)
+  // ---- pipeline: STAGES stages in flight (producer warp, sm_90) or STAGES-1 while one is computed (cp.async) ----
+  if constexpr (kTma) {
 #ifdef MARLIN_HAS_BULK_COPY
-    mbar_wait(&full_bar[it % STAGES], (it / STAGES) & 1);  // ...and for its bulk-copied weights
+    // ---- producer-warp pipeline (sm_90): warp 8 issues each stage's copies (tma_stage.cuh) as soon as the 8 compute
+    // warps have released its slot; the compute warps wait only for their data. No __syncthreads in the K loop: with
+    // one per stage, ncu (70B gate_up, M = 1) put 18% of the warps' stall samples on that barrier (perf-notes v11b).
+    using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;
+    grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
+    if (warp == kThreads / 32) {
+      // Stage 0's constants before the wait for the previous kernel of the stream (a no-op unless this launch
+      // overlaps it), its activations and every other stage after it (the order of v10b / v10c).
+      if (lane == 0) {
+        if (n_stages > 0) Copies::issue(p, &x_map, smem, &full_bar[0], st_begin, m0, tile0, true, false);
+        grid_dependency_wait();
+      }
+      __syncwarp();
+      for (int it = 0; it < n_stages; ++it) {
+        const int slot = it % STAGES;
+        if (it >= STAGES) mbar_wait(&empty_bar[slot], ((it / STAGES) - 1) & 1);  // compute warps released the slot
+        if (lane == 0) {
+          Copies::issue(p, &x_map, smem + slot * TL::kBytes, &full_bar[slot], st_begin + it, m0, tile0, it > 0, true);
+        }
+        __syncwarp();
+      }
+    } else {
+      grid_dependency_wait();  // workspace, bias and output are touched in finish_tile
+      for (int it = 0; it < n_stages; ++it) {
+        const int slot = it % STAGES;
+        mbar_wait(&full_bar[slot], (it / STAGES) & 1);
+        compute_stage(slot, st_begin + it);
+        __syncwarp();  // every lane's shared memory reads of the slot are done
+        if (lane == 0) mbar_arrive(&empty_bar[slot]);
+      }
+    }
+    __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on (no copy is in flight)
 #endif
-    const int nxt = it + STAGES - 1;
-    if (nxt < n_stages) load_stage(st_begin + nxt, nxt % STAGES, true, true);  // refill the slot computed last iteration
-    cp_async_commit();
-    compute_stage(it % STAGES, st_begin + it);
+  } else {
+    // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
+    // overlaps it), its activations and the other stages after it: with every prefetched stage's constants first,
+    // stage 0's activations queued behind them and serial launches got 3.5% slower at M = 1 (perf-notes v10b). One
+    // cp.async group per stage as before, so "stage s has landed" is still "group s is complete".
+    // sm_80 has no dependent launch: its prologue stays unsplit (split, config 1 with zero points spilled 8-16 B).
+#ifdef MARLIN_HAS_GRID_DEPENDENCY
+    constexpr bool kSplitStage0 = true;
+#else
+    constexpr bool kSplitStage0 = false;
+#endif
+    if (kSplitStage0 && n_stages > 0) load_stage(st_begin, 0, true, false);
+    grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
+    grid_dependency_wait();     // every thread: activations here, workspace / bias / output in finish_tile
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < n_stages) load_stage(st_begin + s, s, s > 0 || !kSplitStage0, true);
+      cp_async_commit();
+    }
+    for (int it = 0; it < n_stages; ++it) {
+      cp_async_wait<STAGES - 2>();  // wait for stage `it`
+#ifdef MARLIN_HAS_WGMMA
+      if constexpr (WGMMA) fence_proxy_async_smem();  // cp.async wrote the activations; wgmma reads them (async proxy)
+#endif
+      __syncthreads();              // ...for every thread's copies, and every warp is done with slot (it-1)
+#ifdef MARLIN_HAS_BULK_COPY
+      mbar_wait(&full_bar[it % STAGES], (it / STAGES) & 1);  // ...and for its bulk-copied weights
+#endif
+      const int nxt = it + STAGES - 1;
+      if (nxt < n_stages) load_stage(st_begin + nxt, nxt % STAGES, true, true);  // refill the slot computed last iteration
+      cp_async_commit();
+      compute_stage(it % STAGES, st_begin + it);
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on
   }
-  cp_async_wait<0>();
-  __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on
 
   // ---- k-slice reduction in shared memory (mma.sync family): slice 1 -> slice 0 ----
   float* red = reinterpret_cast<float*>(smem);
@@ -436,7 +542,7 @@ __global__ void __launch_bounds__(kThreads,
   }
 
   // ---- split-K reduction, bias, stores (epilogue.cuh) ----
-  finish_tile<T, M_TILE, N_TILES, kAccTiles, kThreads, true>(p, bc, acc, owns_output, nt_base, htid,
+  finish_tile<T, M_TILE, N_TILES, kAccTiles, kBlockThreads, true>(p, bc, acc, owns_output, nt_base, htid,
                                                              reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes), last_arrival);
 }
 

@@ -25,6 +25,7 @@
 #include "epilogue.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
+#include "tma_stage.cuh"
 
 namespace marlin::dense {
 
@@ -50,16 +51,16 @@ struct WsRegs<2> {
 
 template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES, int BLOCKS = 1>
 struct WsTraits {
+  // Stage layout and copies: tma_stage.cuh (shared with the mma.sync kernel's sm_90 pipeline); the size does not
+  // depend on HAS_ZEROS (zero-point rows are always reserved).
+  using Stage = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, false>;
   static constexpr int kM8 = M_TILE / 8;
   static constexpr int kCtaN = N_TILES * kTileN;
-  static constexpr int kXTileBytes = M_TILE * 128;  // one k-tile of activations: M_TILE rows of 64 k (128 B, swizzled)
-  static constexpr int kXBytes = K_STAGE * kXTileBytes;
-  static constexpr int kWBytes = K_STAGE * N_TILES * Codec::kTileBytes;
-  static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // room for a scale row per 32-row k offset (groups >= 32)
-  static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
-  // Stages start on 1024-byte boundaries: the 128-byte swizzle pattern repeats every 8 rows (1024 B) and the wgmma
-  // descriptor assumes tiles aligned to it (base offset 0).
-  static constexpr int kStageBytes = (kXBytes + kWBytes + kSBytes + kZBytes + 1023) / 1024 * 1024;
+  static constexpr int kXTileBytes = Stage::kXTileBytes;
+  static constexpr int kXBytes = Stage::kXBytes;
+  static constexpr int kWBytes = Stage::kWBytes;
+  static constexpr int kSBytes = Stage::kSBytes;
+  static constexpr int kStageBytes = Stage::kBytes;
   static constexpr int kPipeBytes = STAGES * kStageBytes;
   static constexpr int kEpilogueBytes = OutTile<M_TILE, N_TILES>::kBytes;
   // + 1024: the dynamic shared memory base is only 16-byte aligned; the kernel rounds it up.
@@ -82,7 +83,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
   using Tr = WsTraits<Codec, M_TILE, N_TILES, K_STAGE, STAGES, BLOCKS>;
   constexpr int kAccTiles = Tr::kAccTiles;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
+  uint8_t* smem = align_1024(smem_raw);
   __shared__ __align__(8) uint64_t full_bar[STAGES];   // slot's copies have landed (transaction bytes)
   __shared__ __align__(8) uint64_t empty_bar[STAGES];  // slot's wgmmas have retired (one arrival per consumer warp)
   __shared__ int last_arrival;                         // split-K: this block reduces the tile (epilogue.cuh)
@@ -92,8 +93,6 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
   const Params& p = Problem::gemm(args, bc);
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;
-  const int n0 = tile0 * kTileN;
-  const int n_tiles_total = p.np / kTileN;
   const int st_begin = bc.split * p.stages_per_split;
   const int n_stages = max(min(st_begin + p.stages_per_split, p.stages_total) - st_begin, 0);
 
@@ -117,53 +116,11 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     // ---------------- producer ----------------
     setmaxnreg_dec<WsRegs<BLOCKS>::kProducer>();
     if (warp == 0) {
-      const int valid_n = min(N_TILES, n_tiles_total - tile0);
-      // One stage's copies, in this order: the slot's expected transaction bytes (for the whole stage), the
-      // activations, the weights, the scale and zero-point rows. `constants` (weights, scales, zero points, and the
-      // arming of the slot) may be issued before grid_dependency_wait(); `activations` may not (programmatic
-      // dependent launch, ptx.cuh).
+      using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;
       auto issue_stage = [&](int it, bool constants, bool activations) {
         const int slot = it % STAGES;
-        uint8_t* base = smem + slot * Tr::kStageBytes;
-        uint8_t* ws = base + Tr::kXBytes;
-        uint8_t* ss = ws + Tr::kWBytes;
-        uint8_t* zs = ss + Tr::kSBytes;
-        const int kt0 = (st_begin + it) * K_STAGE;
-        const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-        // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per
-        // 32-row k offset: with group 128 one copy instead of four (perf-notes v9d).
-        const int g_first = stage_first_group(p, kt0);
-        const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
-        // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and
-        // count in the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
-        const bool box3 = ws_x_box3(p);
-        if (constants) {
-          mbar_arrive_expect_tx(&full_bar[slot], (box3 ? K_STAGE : valid_tiles) * Tr::kXTileBytes +
-                                                     valid_tiles * valid_n * Codec::kTileBytes +
-                                                     g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
-        }
-        if (activations) {
-          if (box3) {
-            tma_load_3d(base, &x_map, 0, m0, kt0, &full_bar[slot]);
-          } else {
-            for (int j = 0; j < valid_tiles; ++j) {
-              tma_load_2d(base + j * Tr::kXTileBytes, &x_map, (kt0 + j) * kTileK, m0, &full_bar[slot]);
-            }
-          }
-        }
-        if (!constants) return;
-        for (int nt = 0; nt < valid_n; ++nt) {
-          bulk_copy_g2s(ws + nt * K_STAGE * Codec::kTileBytes,
-                        p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16),
-                        valid_tiles * Codec::kTileBytes, &full_bar[slot]);
-        }
-        for (int row = 0; row < g_rows; ++row) {
-          const size_t grp = g_first + row;
-          bulk_copy_g2s(ss + row * Tr::kCtaN * 2, p.scales + grp * p.np + n0, valid_n * 128, &full_bar[slot]);
-          if constexpr (HAS_ZEROS) {
-            bulk_copy_g2s(zs + row * Tr::kCtaN, p.zeros + grp * p.np + n0, valid_n * 64, &full_bar[slot]);
-          }
-        }
+        Copies::issue(p, &x_map, smem + slot * Tr::kStageBytes, &full_bar[slot], st_begin + it, m0, tile0, constants,
+                      activations);
       };
       // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
       // overlaps it), everything else after it. Prefetching every free slot's constants first queued stage 0's

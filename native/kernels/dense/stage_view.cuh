@@ -63,6 +63,13 @@ struct StageView {
     const int col = r.col + (jj * 2 + kp) * kCtaN + nt * kTileN;
     return Codec::offsets(z[col], z[col + 8]);
   }
+  // The same for a layout with one row per distinct group (tma_stage.cuh): r.col already points into the run's row,
+  // which every k offset of the run shares.
+  __device__ __forceinline__ typename Codec::Offsets run_group_zero_consts(const RunLane& r, int nt) const {
+    if constexpr (!HAS_ZEROS) return Codec::offsets(Codec::kDefaultZero, Codec::kDefaultZero);
+    const int col = r.col + nt * kTileN;
+    return Codec::offsets(z[col], z[col + 8]);
+  }
   __device__ __forceinline__ float2 run_scales_f32(const RunLane& r, int nt) const {
     const int col = r.col + nt * kTileN;
     return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));

@@ -60,18 +60,22 @@ const problem = (o: Partial<GemmProblem>): GemmProblem => ({
  * reserves zero-point rows whether or not the weight has zeros; the epilogue reuses the pipeline's memory.
  */
 function expectedSmem(
-  c: { nTiles: number; kTilesPerStage: number; mTile: number; stages: number; warpSpecialized?: boolean },
+  c: { kernel: string; nTiles: number; kTilesPerStage: number; mTile: number; stages: number; warpSpecialized?: boolean },
   _zeros: boolean,
+  cc = 0,
 ): number {
   const perStage =
     c.nTiles * c.kTilesPerStage * 2048 +
     c.mTile * c.kTilesPerStage * 64 * 2 +
     c.nTiles * c.kTilesPerStage * 2 * 64 * 2 +
     c.nTiles * c.kTilesPerStage * 2 * 64;
+  const aligned = Math.ceil(perStage / 1024) * 1024;
   const out = c.mTile * (c.nTiles * 64 + 8) * 2;
   // Warp-specialised kernel: 1 KiB-aligned stages, no k-slice partials, +1 KiB to align the dynamic smem base.
-  if (c.warpSpecialized) return Math.max(c.stages * Math.ceil(perStage / 1024) * 1024, out) + 1024;
+  if (c.warpSpecialized) return Math.max(c.stages * aligned, out) + 1024;
   const reduce = 128 * (c.mTile / 8) * c.nTiles * 4 * 4;
+  // mma.sync rows on sm_90: the producer-warp pipeline's copy-engine stages, aligned the same way.
+  if (c.kernel === 'ampere' && cc >= 90) return Math.max(c.stages * aligned, reduce + out) + 1024;
   return Math.max(c.stages * perStage, reduce + out);
 }
 
@@ -120,6 +124,8 @@ suite('dispatch', () => {
     for (const c of tableJson.dense) {
       expect(smemBytes(c as never, false)).toBe(expectedSmem(c, false));
       expect(smemBytes(c as never, true)).toBe(expectedSmem(c, true));
+      expect(smemBytes(c as never, false, 90)).toBe(expectedSmem(c, false, 90));
+      expect(smemBytes(c as never, false, 86)).toBe(expectedSmem(c, false, 86));
     }
   });
 
@@ -182,7 +188,7 @@ suite('dispatch', () => {
     const c = dispatch(problem({ M: 1, K: 8192, N: 8192 }), DEVICES.H100);
     const row = AUTO[0];
     expect(c.configId).toBe(row.id);
-    const smem = expectedSmem(row, false);
+    const smem = expectedSmem(row, false, 90);
     expect(c.smemBytes).toBe(smem);
     const blocksPerSm = Math.min(
       row.mTile <= 16 ? 3 : row.mTile <= 32 ? 2 : 1,
@@ -195,7 +201,10 @@ suite('dispatch', () => {
     expect([c.mBlocks, c.nBlocks, c.splits, c.kTilesPerSplit]).toEqual([1, nBlocks, plan.splits, plan.per]);
     expect(c.gridBlocks).toBe(nBlocks * plan.splits);
     const text = describe(c);
-    expect(text).toContain(`${row.stages} stages x ${smem / row.stages} B = ${(smem / 1024).toFixed(1)} KiB per block`);
+    const perStage = (smem - 1024) / row.stages; // sm_90: 1 KiB-aligned stages + 1 KiB to align the base
+    expect(text).toContain(
+      `${row.stages} stages x ${perStage} B (1024 B more for alignment / the epilogue) = ${(smem / 1024).toFixed(1)} KiB per block`,
+    );
     expect(text).toContain(
       `Grid 1 x ${nBlocks} x ${plan.splits} = ${c.gridBlocks} blocks = ${(c.gridBlocks / c.slots).toFixed(2)} waves`,
     );

@@ -160,25 +160,40 @@ const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 8
 /** The kernel table (kernel-table.json `dense`), ids as in the file. */
 export const KERNEL_TABLE: readonly KernelConfig[] = (kernelTableJson as { dense: KernelConfig[] }).dense;
 
-/** Shared memory per block (bytes) of `config`, per the formula at the top of this file. */
-export function smemBytes(config: KernelConfig, _hasZeros: boolean): number {
+/**
+ * Whether `config` fills its stages through the copy engine on a device of compute capability `cc`
+ * (native/kernels/dense/tma_stage.cuh: 1024-byte aligned stages, + 1024 B to align the dynamic base): the
+ * warp-specialised rows always, the mma.sync ("ampere") rows on sm_90 (their producer-warp pipeline), cc 0 = unknown
+ * device (the cp.async layout).
+ */
+function tmaStages(config: KernelConfig, cc: number): boolean {
+  return config.warpSpecialized === true || (config.kernel === 'ampere' && cc >= 90);
+}
+
+/**
+ * Shared memory per block (bytes) of `config` on a device of compute capability `cc` (default: the sm_80 layout), per
+ * the formula at the top of this file.
+ */
+export function smemBytes(config: KernelConfig, _hasZeros: boolean, cc = 0): number {
   const { nTiles, mTile, stages } = config;
+  const tma = tmaStages(config, cc);
   const outTile = mTile * (nTiles * 64 + 8) * 2;
-  const pipeline = stages * stageBytes(config);
+  const pipeline = stages * stageBytes(config, cc);
   if (config.warpSpecialized === true) return Math.max(pipeline, outTile) + 1024; // + 1024 B to align the dynamic base
   // The epilogue reuses the pipeline's memory: k-slice partials (128 threads x fragments) + the staged output tile.
   const epilogue = 128 * (mTile / 8) * nTiles * 16 + outTile;
-  return Math.max(pipeline, epilogue);
+  return Math.max(pipeline, epilogue) + (tma ? 1024 : 0);
 }
 
 /**
  * Shared memory of one pipeline stage: weights + activations + scale rows + zero-point rows (always reserved: one
- * stage layout per config); warp-specialised stages start on 1024-byte boundaries (128-byte swizzle atoms, WsTraits).
+ * stage layout per config); stages filled by the copy engine (tmaStages) start on 1024-byte boundaries (128-byte
+ * swizzle atoms).
  */
-export function stageBytes(config: KernelConfig): number {
+export function stageBytes(config: KernelConfig, cc = 0): number {
   const { nTiles, kTilesPerStage: kts, mTile } = config;
   const bytes = nTiles * kts * 2048 + mTile * kts * 64 * 2 + nTiles * kts * 2 * 64 * 2 + nTiles * kts * 2 * 64;
-  return config.warpSpecialized === true ? Math.ceil(bytes / 1024) * 1024 : bytes;
+  return tmaStages(config, cc) ? Math.ceil(bytes / 1024) * 1024 : bytes;
 }
 
 /** Compute capability (major * 10 + minor) of a device description; `DeviceError` ARCH_TOO_OLD below 8.0. */
@@ -278,7 +293,7 @@ function familyConfigs(force: KernelFamily | undefined, cc: number, M: number): 
 }
 
 function fitsDevice(config: KernelConfig, hasZeros: boolean, device: DeviceInfo): boolean {
-  return smemBytes(config, hasZeros) <= device.maxSharedMemoryPerBlock;
+  return smemBytes(config, hasZeros, computeCapability(device)) <= device.maxSharedMemoryPerBlock;
 }
 
 function configById(id: number, problem: GemmProblem, device: DeviceInfo, reasons: string[]): KernelConfig {
@@ -290,7 +305,7 @@ function configById(id: number, problem: GemmProblem, device: DeviceInfo, reason
   }
   if (!fitsDevice(config, problem.hasZeros, device)) {
     throw new UnsupportedError(
-      `configId ${id} needs ${kib(smemBytes(config, problem.hasZeros))} of shared memory per block, the device allows ${kib(device.maxSharedMemoryPerBlock)}.`,
+      `configId ${id} needs ${kib(smemBytes(config, problem.hasZeros, computeCapability(device)))} of shared memory per block, the device allows ${kib(device.maxSharedMemoryPerBlock)}.`,
       { fix: 'omit configId to let dispatch choose a configuration that fits.' },
     );
   }
@@ -326,7 +341,7 @@ function chooseConfig(
     );
   }
   reasons.push(
-    `Config ${preferred.id} needs ${kib(smemBytes(preferred, hasZeros))} of shared memory, more than the device's ${kib(device.maxSharedMemoryPerBlock)} per block, so config ${fallback.id} (mTile ${fallback.mTile}) is used with more token blocks.`,
+    `Config ${preferred.id} needs ${kib(smemBytes(preferred, hasZeros, computeCapability(device)))} of shared memory, more than the device's ${kib(device.maxSharedMemoryPerBlock)} per block, so config ${fallback.id} (mTile ${fallback.mTile}) is used with more token blocks.`,
   );
   return fallback;
 }
@@ -391,7 +406,7 @@ function reduceKTiles(config: KernelConfig, splits: number): number {
  *
  * Worked example, ampere (M = 1, K = N = 8192, int4, H100: 132 SMs, 227 KiB smem per block; table row 0: mTile 8,
  * nTiles 2, kTilesPerStage 4, stages 4):
- *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) = 94,208 B -> 2 blocks per SM -> 264 slots; mBlocks = 1, nBlocks = 8192 / 128 = 64 tiles; kTiles = 8192 / 64 = 128 -> <= 8 splits.
+ *   config 0: smem = 4 stages x (16384 + 4096 + 2048 + 1024) + 1024 (sm_90 stage alignment) = 95,232 B -> 2 blocks per SM -> 264 slots; mBlocks = 1, nBlocks = 8192 / 128 = 64 tiles; kTiles = 8192 / 64 = 128 -> <= 8 splits.
  *   s = 1: 1 wave x (128 + 16) = 144;  s = 2: 1 x 80;  s = 3: 44-tile ranges, 1 x 60;  s = 4: 256 blocks, 1 x 48;
  *   s = 5: 28-tile ranges, 320 blocks, 2 x 44 = 88  -> splits = 4, grid 1 x 64 x 4 = 256 blocks.
  */
@@ -432,7 +447,7 @@ interface LaunchPlan {
 
 /** Occupancy, grid and split-K plan of `config` for `problem`. */
 function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config: KernelConfig): LaunchPlan {
-  const smem = smemBytes(config, problem.hasZeros);
+  const smem = smemBytes(config, problem.hasZeros, cc);
   const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
   const blocksPerSm = Math.max(
     1,
@@ -520,12 +535,13 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
 
 function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelChoice, 'reasons'>): string[] {
   const cfg = c.config;
-  const perStage = stageBytes(cfg);
+  const cc = computeCapability(device);
+  const perStage = stageBytes(cfg, cc);
   const pipeline = cfg.stages * perStage;
   const extra =
     c.smemBytes === pipeline
       ? ''
-      : ` (${c.smemBytes - pipeline} B more for ${cfg.warpSpecialized === true ? 'alignment / the epilogue tile' : 'the epilogue'})`;
+      : ` (${c.smemBytes - pipeline} B more for ${cfg.warpSpecialized === true ? 'alignment / the epilogue tile' : tmaStages(cfg, cc) ? 'alignment / the epilogue' : 'the epilogue'})`;
   const tiles = c.mBlocks * c.nBlocks;
   const out = [
     `Shared memory: ${cfg.stages} stages x ${perStage} B${extra} = ${kib(c.smemBytes)} per block (device allows ${kib(device.maxSharedMemoryPerBlock)}), so ${c.blocksPerSm} block(s) per SM -> ${c.slots} slots on ${device.smCount} SMs.`,
