@@ -24,9 +24,12 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes) : "memory");
 }
 
+// Shared-window address of a barrier, for loops that wait on / arrive at barriers by address: computed once, it
+// spares the generic -> shared conversion (a CTA-id read and address arithmetic in SASS) at every use.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
 // Spin until the phase with the given parity has completed. PTX ISA 9.7.13.15.16 mbarrier.try_wait.parity.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+__device__ __forceinline__ void mbar_wait(uint32_t a, uint32_t parity) {
   asm volatile(
       "{\n"
       ".reg .pred done;\n"
@@ -37,6 +40,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) { mbar_wait(smem_addr(bar), parity); }
 
 // Copy `bytes` (multiple of 16, both addresses 16-byte aligned) global -> shared; completion is reported to `bar` as
 // transaction bytes. PTX ISA 9.7.9.25.4.1 cp.async.bulk.
@@ -49,10 +53,10 @@ __device__ __forceinline__ void bulk_copy_g2s(void* smem, const void* gmem, uint
 }
 
 // Arrive once (no transaction bytes): a consumer warp releasing a pipeline slot. PTX ISA 9.7.13.15.13.
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+__device__ __forceinline__ void mbar_arrive(uint32_t a) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(a) : "memory");
 }
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) { mbar_arrive(smem_addr(bar)); }
 
 // Make freshly initialised barriers visible to the async proxy (TMA) before any copy completes on them.
 // PTX ISA 9.7.13.4.15 (fence.mbarrier_init).

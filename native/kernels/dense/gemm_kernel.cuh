@@ -299,9 +299,13 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   constexpr int kRun = K_STAGE / 2;
   const int ps_j0 = wk * kRun;
   const auto ps_lane = Stage::run_lane(ps_j0, wn, lane, g);
-  // Producer pipeline: one scale / zero-point row per distinct group (tma_stage.cuh); the run's row is found per stage
-  // and added to the lane's column in row 0.
-  const int ps_col0 = int(opaque(uint32_t(Stage::lane_col(0, 0, 0, wn, g))));
+  // Producer pipeline: one scale / zero-point row per distinct group from the stage's first (tma_stage.cuh). A run's
+  // group is the same row of every stage: stages start on a group boundary (K_STAGE * 64 is a multiple of 128, and
+  // post-scaling needs groups of 128 or per-channel), so the run starting ps_j0 k-tiles in lies in row
+  // (ps_j0 * 64) >> group_shift (0 per-channel). At a ragged end of K the row is only wrong for runs past K, which
+  // are skipped.
+  const typename Stage::RunLane ps_group_lane = {
+      ps_lane.w, int(opaque(uint32_t(Stage::lane_col(0, 0, 0, wn, g) + ((ps_j0 * kTileK) >> min(p.group_shift, 30)) * Stage::kCtaN)))};
   const uint32_t ps_x[2] = {opaque(uint32_t(x_offset(lane & 7, ps_j0 * 8 + (lane >> 3)))),
                             opaque(uint32_t(x_offset(lane & 7, ps_j0 * 8 + 4 + (lane >> 3))))};
 
@@ -327,10 +331,13 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     static_assert(TL::kSBytes == Tr::kSBytes, "both layouts reserve the same scale rows");
     const Stage sv{wts, reinterpret_cast<const uint16_t*>(scl), scl + Tr::kSBytes};
     // Producer layout: scale rows per distinct group from the stage's first one (tma_stage.cuh); else per 32-k offset.
-    const int g_first = kTma ? stage_first_group(p, st * K_STAGE) : 0;
     auto group_consts = [&](int j, int kp, int nt) {
-      if constexpr (kTma) return sv.row_consts(group_of(p, (st * K_STAGE + j) * kTileK + kp * 32) - g_first, nt, wn, g);
-      else return sv.group_consts(j, kp, nt, wn, g);
+      if constexpr (kTma) {
+        const int row = group_of(p, (st * K_STAGE + j) * kTileK + kp * 32) - stage_first_group(p, st * K_STAGE);
+        return sv.row_consts(row, nt, wn, g);
+      } else {
+        return sv.group_consts(j, kp, nt, wn, g);
+      }
     };
     auto tile_words = [&](int j, int nt) { return sv.tile_words(j, nt, wn, lane); };
     if constexpr (WGMMA) {
@@ -381,8 +388,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
           for (int c = 0; c < Tr::kM8 * 4; ++c) part[nt][c] = 0.0f;
         if (st * K_STAGE + ps_j0 < p.k_tiles) {  // partial last stage: this slice may have no k-tile at all
           // The run's scale / zero-point row: per k offset (cp.async layout) or per group (producer layout).
-          typename Stage::RunLane rl = ps_lane;
-          if constexpr (kTma) rl.col = ps_col0 + (group_of(p, (st * K_STAGE + ps_j0) * kTileK) - g_first) * Stage::kCtaN;
+          const typename Stage::RunLane& rl = kTma ? ps_group_lane : ps_lane;
 #pragma unroll
           for (int jj = 0; jj < kRun; ++jj) {
             if (st * K_STAGE + ps_j0 + jj >= p.k_tiles) break;
@@ -452,6 +458,9 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     // warps have released its slot; the compute warps wait only for their data. No __syncthreads in the K loop: with
     // one per stage, ncu (70B gate_up, M = 1) put 18% of the warps' stall samples on that barrier (perf-notes v11b).
     using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;
+    // Barrier addresses in the shared window, once (8 bytes per barrier): per use, the generic -> shared conversion
+    // cost a CTA-id read and address arithmetic in every stage (SASS, perf-notes v11d).
+    const uint32_t full0 = opaque(smem_addr(&full_bar[0])), empty0 = opaque(smem_addr(&empty_bar[0]));
     grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
     if (warp == kThreads / 32) {
       // Stage 0's constants before the wait for the previous kernel of the stream (a no-op unless this launch
@@ -463,7 +472,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
       __syncwarp();
       for (int it = 0; it < n_stages; ++it) {
         const int slot = it % STAGES;
-        if (it >= STAGES) mbar_wait(&empty_bar[slot], ((it / STAGES) - 1) & 1);  // compute warps released the slot
+        if (it >= STAGES) mbar_wait(empty0 + 8 * slot, ((it / STAGES) - 1) & 1);  // compute warps released the slot
         if (lane == 0) {
           Copies::issue(p, &x_map, smem + slot * TL::kBytes, &full_bar[slot], st_begin + it, m0, tile0, it > 0, true);
         }
@@ -473,10 +482,10 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
       grid_dependency_wait();  // workspace, bias and output are touched in finish_tile
       for (int it = 0; it < n_stages; ++it) {
         const int slot = it % STAGES;
-        mbar_wait(&full_bar[slot], (it / STAGES) & 1);
+        mbar_wait(full0 + 8 * slot, (it / STAGES) & 1);
         compute_stage(slot, st_begin + it);
         __syncwarp();  // every lane's shared memory reads of the slot are done
-        if (lane == 0) mbar_arrive(&empty_bar[slot]);
+        if (lane == 0) mbar_arrive(empty0 + 8 * slot);
       }
     }
     __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on (no copy is in flight)
