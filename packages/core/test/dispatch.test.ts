@@ -60,7 +60,14 @@ const problem = (o: Partial<GemmProblem>): GemmProblem => ({
  * reserves zero-point rows whether or not the weight has zeros; the epilogue reuses the pipeline's memory.
  */
 function expectedSmem(
-  c: { kernel: string; nTiles: number; kTilesPerStage: number; mTile: number; stages: number; warpSpecialized?: boolean },
+  c: {
+    kernel: string;
+    nTiles: number;
+    kTilesPerStage: number;
+    mTile: number;
+    stages: number;
+    warpSpecialized?: boolean;
+  },
   _zeros: boolean,
   cc = 0,
 ): number {
