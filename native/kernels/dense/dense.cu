@@ -103,16 +103,17 @@ EncodeTiledFn encode_tiled() {
   return fn;
 }
 
-// Tensor map of the activations for the warp-specialised kernel, boxes landing in the 128-byte-swizzled layout its
-// wgmma descriptors read (one m_tile x 128-byte block per k-tile); out-of-range elements read 0.
+// Tensor map of the activations for the copy-engine stages (tma_stage.cuh: the warp-specialised kernel and the
+// mma.sync rows on sm_90), boxes landing in the 128-byte-swizzled layout their wgmma descriptors / ldmatrix reads
+// expect (one m_tile x 128-byte block per k-tile); out-of-range elements read 0.
 //   K % 64 == 0: 3D (64 k innermost, M rows of lda elements, K / 64 k-tiles 128 B apart), one box of
 //     64 k x m_tile rows x k_stage k-tiles per stage: one copy instead of k_stage (perf-notes v9f);
 //   otherwise 2D (K innermost, M rows), boxes of 64 k x m_tile rows, one per k-tile: zero fill past K needs K as a
-//     dimension of its own. gemm_ws_kernel.cuh derives the same choice from p.k (ws_x_box3()).
+//     dimension of its own. tma_stage.cuh derives the same choice from p.k (x_box3()).
 marlin_status activation_tensor_map(const Params& prm, int m_tile, int k_stage, CUtensorMap* map) {
   const EncodeTiledFn encode = encode_tiled();
   if (encode == nullptr) return MARLIN_E_UNSUPPORTED;  // NOTE: a driver without tensor maps predates sm_90 support
-  const bool box3 = ws_x_box3(prm);
+  const bool box3 = x_box3(prm);
   const cuuint64_t dims[3] = {cuuint64_t(box3 ? kTileK : prm.k), cuuint64_t(prm.m), cuuint64_t(prm.k / kTileK)};
   const cuuint64_t strides[2] = {cuuint64_t(prm.lda) * 2, cuuint64_t(kTileK) * 2};
   const cuuint32_t box[3] = {cuuint32_t(kTileK), cuuint32_t(m_tile), cuuint32_t(k_stage)};

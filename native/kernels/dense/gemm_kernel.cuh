@@ -47,6 +47,12 @@ constexpr bool kArchHasProducerPipeline = true;
 constexpr bool kArchHasProducerPipeline = false;
 #endif
 
+// Resident blocks per SM a mma.sync row is built for (its __launch_bounds__ minimum) from the blocks its shared memory
+// allows: up to three where accumulators are small (see Traits), one for token tiles above 32.
+__host__ __device__ constexpr int resident_blocks(int m_tile, int blocks_by_smem) {
+  return m_tile > 32 ? 1 : m_tile <= 16 && blocks_by_smem >= 3 ? 3 : blocks_by_smem >= 2 ? 2 : 1;
+}
+
 template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES>
 struct Traits {
   static constexpr int kM8 = M_TILE / 8;                 // n8 token blocks per tile
@@ -65,15 +71,14 @@ struct Traits {
   // (ncu, 8B gate_up M=8: 0.55 issued warp-instructions per cycle per scheduler with 4 warps each), so more resident
   // warps hide the dequant's dependency chains. Three blocks cap registers at 80 per thread.
   static constexpr int kBlocksBySmem = (220 * 1024) / (kSmemBytes + 1024);
-  static constexpr int kMinBlocks = M_TILE > 32 ? 1 : M_TILE <= 16 && kBlocksBySmem >= 3 ? 3 : kBlocksBySmem >= 2 ? 2 : 1;
+  static constexpr int kMinBlocks = resident_blocks(M_TILE, kBlocksBySmem);
   // The producer-warp pipeline (sm_90, mma.sync): tma_stage.cuh's stage layout (activations first, 1024-byte aligned
   // stages) and 1024 bytes to align the dynamic base.
   using TmaLayout = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, false>;
   static constexpr int kTmaPipeBytes = STAGES * TmaLayout::kBytes;
   static constexpr int kTmaSmemBytes = (kTmaPipeBytes > kEpilogueBytes ? kTmaPipeBytes : kEpilogueBytes) + 1024;
   static constexpr int kTmaBlocksBySmem = (220 * 1024) / (kTmaSmemBytes + 1024);
-  static constexpr int kTmaMinBlocks =
-      M_TILE > 32 ? 1 : M_TILE <= 16 && kTmaBlocksBySmem >= 3 ? 3 : kTmaBlocksBySmem >= 2 ? 2 : 1;
+  static constexpr int kTmaMinBlocks = resident_blocks(M_TILE, kTmaBlocksBySmem);
 
   static_assert(M_TILE % 8 == 0 && M_TILE >= 8, "tokens come in n8 blocks");
   static_assert(K_STAGE % 2 == 0, "two k-slices of warps share each stage");
@@ -124,6 +129,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   using Tr = Traits<Codec, M_TILE, N_TILES, K_STAGE, STAGES>;
   using Stage = StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>;
   using TL = typename Tr::TmaLayout;
+  using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;  // the producer pipeline's copies and areas
   constexpr bool kTma = kernel_uses_producer<WGMMA>();  // producer-warp pipeline, TmaLayout stages
   constexpr int kBlockThreads = block_threads<WGMMA>();
 #ifndef MARLIN_HAS_WGMMA
@@ -323,13 +329,17 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
 
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
-    // Stage areas: cp.async layout [weights][activations][scales][zeros], producer layout [activations][weights]...
+    // Stage areas: cp.async layout [weights][activations][scales][zeros], producer layout tma_stage.cuh.
     const uint8_t* base = smem + slot * (kTma ? TL::kBytes : Tr::kStageBytes);
     const uint8_t* xs = kTma ? base : base + Tr::kWBytes;
-    const uint8_t* wts = kTma ? base + TL::kXBytes : base;
-    const uint8_t* scl = kTma ? wts + TL::kWBytes : xs + Tr::kXBytes;
-    static_assert(TL::kSBytes == Tr::kSBytes, "both layouts reserve the same scale rows");
-    const Stage sv{wts, reinterpret_cast<const uint16_t*>(scl), scl + Tr::kSBytes};
+    const Stage sv = [&] {
+      if constexpr (kTma) {
+        return Copies::view(base);
+      } else {
+        const uint8_t* scl = xs + Tr::kXBytes;
+        return Stage{base, reinterpret_cast<const uint16_t*>(scl), scl + Tr::kSBytes};
+      }
+    }();
     // Producer layout: scale rows per distinct group from the stage's first one (tma_stage.cuh); else per 32-k offset.
     auto group_consts = [&](int j, int kp, int nt) {
       if constexpr (kTma) {
@@ -457,7 +467,6 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     // ---- producer-warp pipeline (sm_90): warp 8 issues each stage's copies (tma_stage.cuh) as soon as the 8 compute
     // warps have released its slot; the compute warps wait only for their data. No __syncthreads in the K loop: with
     // one per stage, ncu (70B gate_up, M = 1) put 18% of the warps' stall samples on that barrier (perf-notes v11b).
-    using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;
     // Barrier addresses in the shared window, once (8 bytes per barrier): per use, the generic -> shared conversion
     // cost a CTA-id read and address arithmetic in every stage (SASS, perf-notes v11d).
     const uint32_t full0 = opaque(smem_addr(&full_bar[0])), empty0 = opaque(smem_addr(&empty_bar[0]));

@@ -163,9 +163,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     const int slot = it % STAGES, st = st_begin + it;
     mbar_wait(&full_bar[slot], (it / STAGES) & 1);
     const uint8_t* xs = smem + slot * Tr::kStageBytes;
-    const uint8_t* ws = xs + Tr::kXBytes;
-    const StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS> sv{ws, reinterpret_cast<const uint16_t*>(ws + Tr::kWBytes),
-                                                           ws + Tr::kWBytes + Tr::kSBytes};
+    const auto sv = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>::view(xs);
     const int g_first = stage_first_group(p, st * K_STAGE);  // the producer's first scale row of this stage
 #pragma unroll
     for (int j = 0; j < K_STAGE; ++j) {

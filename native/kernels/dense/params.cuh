@@ -34,12 +34,13 @@ struct Params {
 // group_shift 31); rows of the padded tail past K belong to the last group.
 __device__ __forceinline__ int group_of(const Params& p, int k) { return min(k >> p.group_shift, p.num_groups - 1); }
 
-// First scale / zero-point group of the stage that starts at k-tile kt0: the warp-specialised producer copies one row
-// per distinct group from this one on, and the consumers index their rows relative to it.
+// First scale / zero-point group of the stage that starts at k-tile kt0: a copy-engine producer (tma_stage.cuh) copies
+// one row per distinct group from this one on, and the compute warps index their rows relative to it.
 __device__ __forceinline__ int stage_first_group(const Params& p, int kt0) { return group_of(p, kt0 * kTileK); }
 
-// Warp-specialised kernel: whether the activations' tensor map is 3D (one copy per stage) or 2D (one per k-tile).
-// The host encodes the map and the kernel issues its copies from this one rule (dense.cu activation_tensor_map).
-__host__ __device__ __forceinline__ bool ws_x_box3(const Params& p) { return p.k % kTileK == 0; }
+// Copy-engine stages (tma_stage.cuh): whether the activations' tensor map is 3D (one copy per stage) or 2D (one per
+// k-tile). The host encodes the map and the kernels issue their copies from this one rule (dense.cu
+// activation_tensor_map).
+__host__ __device__ __forceinline__ bool x_box3(const Params& p) { return p.k % kTileK == 0; }
 
 }  // namespace marlin::dense

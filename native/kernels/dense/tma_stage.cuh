@@ -17,6 +17,7 @@
 
 #include "../../common/bulk_copy.cuh"
 #include "params.cuh"
+#include "stage_view.cuh"
 
 namespace marlin::dense {
 
@@ -28,7 +29,13 @@ struct TmaStage {
   static constexpr int kWBytes = K_STAGE * N_TILES * Codec::kTileBytes;
   static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // room for a scale row per 32-row k offset (groups >= 32)
   static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
-  static constexpr int kBytes = (kXBytes + kWBytes + kSBytes + kZBytes + 1023) / 1024 * 1024;
+  static constexpr int kWOffset = kXBytes, kSOffset = kWOffset + kWBytes, kZOffset = kSOffset + kSBytes;
+  static constexpr int kBytes = (kZOffset + kZBytes + 1023) / 1024 * 1024;
+
+  // The weight, scale and zero-point areas of the stage at `base`, as the compute warps read them (stage_view.cuh).
+  static __device__ __forceinline__ StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS> view(const uint8_t* base) {
+    return {base + kWOffset, reinterpret_cast<const uint16_t*>(base + kSOffset), base + kZOffset};
+  }
 
   // Byte offset of 16-byte activation chunk c (8 k-values; chunk c of k-tile c / 8) of token row r in the stage.
   static __device__ __forceinline__ int x_chunk_offset(int r, int c) {
@@ -47,9 +54,9 @@ struct TmaStage {
     const int n_tiles_total = p.np / kTileN;
     const int valid_n = min(N_TILES, n_tiles_total - tile0);
     const int n0 = tile0 * kTileN;
-    uint8_t* ws = base + kXBytes;
-    uint8_t* ss = ws + kWBytes;
-    uint8_t* zs = ss + kSBytes;
+    uint8_t* ws = base + kWOffset;
+    uint8_t* ss = base + kSOffset;
+    uint8_t* zs = base + kZOffset;
     const int kt0 = st * K_STAGE;
     const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
     // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per 32-row
@@ -57,8 +64,8 @@ struct TmaStage {
     const int g_first = stage_first_group(p, kt0);
     const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
     // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and count in
-    // the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (ws_x_box3).
-    const bool box3 = ws_x_box3(p);
+    // the transaction bytes), or one 2D box per k-tile when K is not a multiple of 64 (x_box3).
+    const bool box3 = x_box3(p);
     if (constants) {
       mbar_arrive_expect_tx(full, (box3 ? K_STAGE : valid_tiles) * kXTileBytes + valid_tiles * valid_n * Codec::kTileBytes +
                                       g_rows * valid_n * (128 + (HAS_ZEROS ? 64 : 0)));
