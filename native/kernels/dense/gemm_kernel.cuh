@@ -343,8 +343,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     // Producer layout: scale rows per distinct group from the stage's first one (tma_stage.cuh); else per 32-k offset.
     auto group_consts = [&](int j, int kp, int nt) {
       if constexpr (kTma) {
-        const int row = group_of(p, (st * K_STAGE + j) * kTileK + kp * 32) - stage_first_group(p, st * K_STAGE);
-        return sv.row_consts(row, nt, wn, g);
+        return sv.row_consts(Copies::group_row(p, j * kTileK + kp * 32, Copies::last_group_row(p, st)), nt, wn, g);
       } else {
         return sv.group_consts(j, kp, nt, wn, g);
       }

@@ -159,24 +159,38 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
   // groups stay in flight while the next step is dequantized (wait_group 2), so the tensor pipe does not idle on the
   // dequant's latency (v7b: wait_group 1 left it ~27% idle while the SM was active).
   uint32_t a[4][kAccTiles][4];
+  // Loop invariants computed once (v12b; SASS of config 15 at M = 32 rebuilt them in every stage: ~180 of a stage's
+  // ~420 instructions were thread-index, barrier-address, scale-row and descriptor arithmetic around 208 of dequant).
+  // The lane's word and scale / zero-point offsets for column tile nt_base of any stage (opaque, as run_lane),
+  // the barriers' shared addresses, and the low word of slot 0's activation descriptor.
+  using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;
+  using Lane = typename StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>::RunLane;
+  const auto lane0 = StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>::run_lane(0, wn, lane, g);
+  const Lane ln = {opaque(lane0.w + uint32_t(nt_base * K_STAGE * Codec::kTileBytes)),
+                   int(opaque(uint32_t(lane0.col + nt_base * kTileN)))};
+  const uint32_t full0 = opaque(smem_addr(&full_bar[0])), empty0 = opaque(smem_addr(&empty_bar[0]));
+  const uint32_t desc_lo0 = smem_desc_sw128_lo(smem);
+  int slot = 0, prev_slot = STAGES - 1;
+  uint32_t phase = 0;
   for (int it = 0; it < n_stages; ++it) {
-    const int slot = it % STAGES, st = st_begin + it;
-    mbar_wait(&full_bar[slot], (it / STAGES) & 1);
+    const int st = st_begin + it;
+    mbar_wait(full0 + 8 * slot, phase);
     const uint8_t* xs = smem + slot * Tr::kStageBytes;
-    const auto sv = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>::view(xs);
-    const int g_first = stage_first_group(p, st * K_STAGE);  // the producer's first scale row of this stage
+    const auto sv = Copies::view(xs);
+    const uint32_t desc_lo = desc_lo0 + uint32_t(slot * (Tr::kStageBytes >> 4));
+    const int last_row = Copies::last_group_row(p, st);  // the producer's rows of this stage end here
 #pragma unroll
     for (int j = 0; j < K_STAGE; ++j) {
       if (st * K_STAGE + j >= p.k_tiles) break;  // partial last stage
       typename Codec::LaneWords wq[kAccTiles];
 #pragma unroll
-      for (int l = 0; l < kAccTiles; ++l) wq[l] = sv.tile_words(j, nt_base + l, wn, lane);
+      for (int l = 0; l < kAccTiles; ++l) wq[l] = sv.run_words(ln, j, l);
 #pragma unroll
       for (int kp = 0; kp < 2; ++kp) {
-        const int row = group_of(p, (st * K_STAGE + j) * kTileK + kp * 32) - g_first;
+        const int row = Copies::group_row(p, j * kTileK + kp * 32, last_row);
         typename Codec::Consts gc[kAccTiles];
 #pragma unroll
-        for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.row_consts(row, nt_base + l, wn, g);
+        for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.lane_row_consts(ln, row, l);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int b = 2 * kp + e;  // k16 step of the k-tile = A buffer
@@ -184,7 +198,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
           for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], b, gc[l], a[b][l]);
           wgmma_fence();  // the A fragments were just written
           // k16 step b of k-tile j: 32 B into each swizzled 128-byte token row.
-          const uint64_t desc = smem_desc_sw128(xs + j * Tr::kXTileBytes + b * 32);
+          const uint64_t desc = sw128_desc(desc_lo + uint32_t((j * Tr::kXTileBytes + b * 32) >> 4));
 #pragma unroll
           for (int l = 0; l < kAccTiles; ++l) Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[b][l], desc);
           wgmma_commit();
@@ -193,10 +207,15 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
             // Second step of this stage: every group up to this stage's first has retired, so all of the previous
             // stage's wgmmas have: hand its slot back to the producer.
             __syncwarp();
-            if (lane == 0) mbar_arrive(&empty_bar[(it - 1) % STAGES]);
+            if (lane == 0) mbar_arrive(empty0 + 8 * prev_slot);
           }
         }
       }
+    }
+    prev_slot = slot;
+    if (++slot == STAGES) {
+      slot = 0;
+      phase ^= 1;
     }
   }
   wgmma_wait<0>();

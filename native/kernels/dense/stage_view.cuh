@@ -70,6 +70,13 @@ struct StageView {
     const int col = r.col + nt * kTileN;
     return Codec::offsets(z[col], z[col + 8]);
   }
+  // Dequant constants of the lane's rows of column tile nt from scale / zero-point row `row` (a layout with one row per
+  // distinct group, tma_stage.cuh), through offsets computed once (run_lane(0, ...)).
+  __device__ __forceinline__ typename Codec::Consts lane_row_consts(const RunLane& r, int row, int nt) const {
+    const int col = r.col + row * kCtaN + nt * kTileN;
+    const int z_g = HAS_ZEROS ? z[col] : Codec::kDefaultZero, z_g8 = HAS_ZEROS ? z[col + 8] : Codec::kDefaultZero;
+    return Codec::consts(s[col], s[col + 8], z_g, z_g8);
+  }
   __device__ __forceinline__ float2 run_scales_f32(const RunLane& r, int nt) const {
     const int col = r.col + nt * kTileN;
     return make_float2(to_float<T>(s[col]), to_float<T>(s[col + 8]));

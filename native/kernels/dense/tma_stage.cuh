@@ -37,6 +37,18 @@ struct TmaStage {
     return {base + kWOffset, reinterpret_cast<const uint16_t*>(base + kSOffset), base + kZOffset};
   }
 
+  // The scale / zero-point row of the stage that holds k offset `off` (elements from the stage's first k). Stages start
+  // on multiples of K_STAGE * 64 and groups are powers of two (or all of K), so a stage starts on a group boundary or
+  // lies inside one group: the row is off >> group_shift, capped at last_group_row() where K ends inside the stage
+  // (rows past K belong to the last group, group_of).
+  static_assert((K_STAGE & (K_STAGE - 1)) == 0, "group_row needs a power-of-two stage length");
+  static __device__ __forceinline__ int group_row(const Params& p, int off, int last_row) {
+    return min(off >> p.group_shift, last_row);
+  }
+  static __device__ __forceinline__ int last_group_row(const Params& p, int st) {
+    return p.num_groups - 1 - stage_first_group(p, st * K_STAGE);
+  }
+
   // Byte offset of 16-byte activation chunk c (8 k-values; chunk c of k-tile c / 8) of token row r in the stage.
   static __device__ __forceinline__ int x_chunk_offset(int r, int c) {
     return (c >> 3) * kXTileBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4);
