@@ -391,20 +391,24 @@ suite('dispatch', () => {
       const c = dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100);
       expect(c.config.warpSpecialized, `M = ${M}`).toBe(true);
       expect(c.config.mTile).toBe(M <= 32 ? 32 : M <= 64 ? 64 : 128);
-      // v8c: the 2-block rows (15, 17; 19 since v9g) replace the 1-block ones (12, 11) at M <= 64.
+      // v8c: the 2-block rows (15, 17; 19 since v9g, 16 beside 15 since v12d) replace the 1-block ones (12, 11) at M <= 64.
       const perSm = M <= 64 ? 2 : 1;
       expect(c.config.blocksPerSm ?? 1).toBe(perSm);
       expect(c.blocksPerSm).toBe(perSm);
       expect(c.slots).toBe(DEVICES.H100.smCount * perSm);
     }
-    // Column width and splits by the cost model, each the sweep's best or within 1% of it (v9e sweep, H200, 4e005bc):
-    // 8B down at M = 32: 8 splits (20.4 us; 4 splits 31.0); at M = 128: 128-column blocks, 4 splits (32.3 us; the
+    // Column width and splits by the cost model, each the sweep's best or within 1% of it (v9e sweep, H200, 4e005bc;
+    // M = 32 from the v12d A/B): 8B down at M = 32: 128-column blocks (row 16), 8 splits (18.8 us; 256 columns 19.1,
+    // 4 splits 31.0); 8B o at M = 32: row 16 with 8 splits (9.9 us; row 15 with 4, 11.7); 70B gate_up at M = 32:
+    // 256 columns, no split (95 us; row 16 at best 124); at M = 128: 128-column blocks, 4 splits (32.3 us; the
     // 256-column config 10 at best 37.2); 70B gate_up: 256 columns, no split at M = 128 (188.8 us) and 256 (429.6).
     const pick = (M: number, K: number, N: number) => {
       const c = dispatch(problem({ M, K, N }), DEVICES.H100);
       return [c.config.nTiles, c.splits];
     };
-    expect(pick(32, 14336, 4096)).toEqual([4, 8]);
+    expect(pick(32, 14336, 4096)).toEqual([2, 8]);
+    expect(pick(32, 4096, 4096)).toEqual([2, 8]);
+    expect(pick(32, 8192, 57344)).toEqual([4, 1]);
     expect(pick(128, 14336, 4096)).toEqual([2, 4]);
     expect(pick(128, 8192, 57344)).toEqual([4, 1]);
     expect(pick(256, 8192, 57344)).toEqual([4, 1]);
