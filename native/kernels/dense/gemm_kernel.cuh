@@ -27,6 +27,7 @@
 #include "../../common/codec.cuh"
 #include "../../common/ptx.cuh"
 #include "../../common/wgmma.cuh"
+#include "cp_async_stage.cuh"
 #include "epilogue.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
@@ -57,12 +58,9 @@ template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, int STAGES>
 struct Traits {
   static constexpr int kM8 = M_TILE / 8;                 // n8 token blocks per tile
   static constexpr int kCtaN = N_TILES * kTileN;         // output columns per block
-  static constexpr int kXRowChunks = K_STAGE * 8;        // 16-byte chunks per activation row in a stage
-  static constexpr int kWBytes = K_STAGE * N_TILES * Codec::kTileBytes;
-  static constexpr int kXBytes = M_TILE * kXRowChunks * 16;
-  static constexpr int kSBytes = K_STAGE * 2 * kCtaN * 2;  // scale rows for k offsets 0 and 32 of each k-tile
-  static constexpr int kZBytes = K_STAGE * 2 * kCtaN;      // zero-point rows (uint8), same rows
-  static constexpr int kStageBytes = kWBytes + kXBytes + kSBytes + kZBytes;
+  // The all-threads pipeline's stage layout (cp_async_stage.cuh; its size depends on neither HAS_ZEROS nor the family).
+  using CpLayout = CpAsyncStage<Codec, M_TILE, N_TILES, K_STAGE, false, false, kThreads>;
+  static constexpr int kStageBytes = CpLayout::kBytes;
   static constexpr int kPipeBytes = STAGES * kStageBytes;
   static constexpr int kReduceBytes = (kThreads / 2) * kM8 * N_TILES * 4 * 4;  // k-slice 1 partials
   static constexpr int kEpilogueBytes = kReduceBytes + OutTile<M_TILE, N_TILES>::kBytes;
@@ -83,8 +81,6 @@ struct Traits {
   static_assert(M_TILE % 8 == 0 && M_TILE >= 8, "tokens come in n8 blocks");
   static_assert(K_STAGE % 2 == 0, "two k-slices of warps share each stage");
   static_assert(STAGES >= 2, "cp.async pipeline needs at least double buffering");
-  static_assert(kXRowChunks >= 8, "the XOR swizzle permutes 8 chunks of a row");
-  static_assert(kStageBytes % 16 == 0, "stages must stay 16-byte aligned");
   static_assert(kSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
   static_assert(kTmaSmemBytes <= 227 * 1024, "exceeds the 227 KB per-block shared memory of sm_90");
 };
@@ -97,18 +93,6 @@ __host__ __device__ constexpr bool kernel_uses_producer() {
 template <bool WGMMA>
 __host__ __device__ constexpr int block_threads() {
   return kernel_uses_producer<WGMMA>() ? kThreads + kProducerThreads : kThreads;
-}
-
-// Byte offset of 16-byte activation chunk c (8 k-values) of token row r inside a stage.
-//   mma.sync: row-major rows, chunk XOR-swizzled by (r & 7) so ldmatrix's 8 rows hit 8 different bank groups.
-//   wgmma:    core matrices of 8 rows x 16 B, chunk-major: core (c, r / 8) at (c * M_TILE / 8 + r / 8) * 128.
-template <bool WGMMA, int M_TILE, int X_ROW_CHUNKS>
-__device__ __forceinline__ int x_chunk_offset(int r, int c) {
-  if constexpr (WGMMA) {
-    return ((c * (M_TILE / 8) + (r >> 3)) * 8 + (r & 7)) * 16;
-  } else {
-    return (r * X_ROW_CHUNKS + (c ^ (r & 7))) * 16;
-  }
 }
 
 // sm_80 keeps at most 2 blocks: without bulk copies its per-thread cp.async weight plan spills under an 80-register cap.
@@ -148,8 +132,6 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   const Params& p = Problem::gemm(args, bc);
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;  // first 64-column tile of this block
-  const int n0 = tile0 * kTileN;
-  const int n_tiles_total = p.np / kTileN;
   const int st_begin = bc.split * p.stages_per_split;
   const int n_stages = max(min(st_begin + p.stages_per_split, p.stages_total) - st_begin, 0);
 
@@ -167,106 +149,18 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     if constexpr (kTma) fence_mbarrier_init();
   }
   __syncthreads();
-#else
-  // Per-thread weight-chunk plan, fixed for the whole K loop: source advances by K_STAGE tiles per stage.
-  constexpr int kTileChunks = Codec::kTileBytes / 16, kTileChunkShift = __builtin_ctz(kTileChunks);
-  static_assert(kTileChunks == 1 << kTileChunkShift, "a tile is a power of two of 16-byte chunks");
-  constexpr int kWChunks = N_TILES * K_STAGE * kTileChunks, kWIters = (kWChunks + kThreads - 1) / kThreads;
-  const int4* w_src[kWIters];
-  uint32_t w_dst[kWIters];
-  int w_j[kWIters];
-  bool w_ok[kWIters];
-#pragma unroll
-  for (int r = 0; r < kWIters; ++r) {
-    const int i = tid + r * kThreads, c = i & (kTileChunks - 1), jt = i >> kTileChunkShift;
-    const int nt = jt / K_STAGE, j = jt % K_STAGE;
-    w_ok[r] = i < kWChunks && tile0 + nt < n_tiles_total;
-    w_src[r] = p.w + (size_t(tile0 + nt) * p.k_tiles + j) * kTileChunks + c;
-    w_dst[r] = (nt * K_STAGE + j) * Codec::kTileBytes + c * 16;
-    w_j[r] = j;
-  }
 #endif
-  // Per-thread activation plan, fixed for the whole K loop (v7e): compile-time trip counts and row pointers computed
-  // once. Written as `for (i = tid; i < N; i += kThreads)` inside load_stage, each cp.async cost ~50 instructions of
-  // loop control and 64-bit address math per stage (SASS of config 0), a large share of the issue-bound decode loop.
-  constexpr int kXChunks = M_TILE * Tr::kXRowChunks, kXIters = (kXChunks + kThreads - 1) / kThreads;
-  const int4* x_row[kXIters];  // row start of this chunk's token; nullptr past M (the chunk is zero-filled)
-  uint32_t x_dst[kXIters];     // byte offset in the stage's activation area
-  int x_k[kXIters];            // k offset of the chunk within a stage (elements)
-#pragma unroll
-  for (int r = 0; r < kXIters; ++r) {
-    // mma.sync: a thread pair per 32-byte sector along the row (the swizzle spreads the banks). wgmma: thread pairs
-    // read 32 B of a row, and consecutive pairs take consecutive rows, so a warp writes 16 rows of 2 core-matrix
-    // columns (2-way bank conflict at most) instead of 16 chunks of one row (16-way: cores of a row are 2 KB apart).
-    const int i = tid + r * kThreads;
-    const int row = WGMMA ? (i >> 1) % M_TILE : i / Tr::kXRowChunks;
-    const int c = WGMMA ? (i & 1) + 2 * (i / (2 * M_TILE)) : i % Tr::kXRowChunks;
-    const bool live = (kXChunks % kThreads == 0 || i < kXChunks) && m0 + row < p.m;
-    x_row[r] = live ? p.x + size_t(m0 + row) * p.lda / 8 : nullptr;
-    x_dst[r] = x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(row, c);
-    x_k[r] = c * 8;
-  }
-  // One stage's loads. `constants`: the layer's constants (weights, scale and zero-point rows), which may be issued
-  // before grid_dependency_wait(); `activations`: the activations, which may not (programmatic dependent launch,
-  // ptx.cuh). Both parts in one function, in the order of the unsplit load (weights, activations, scales, zero points).
+  // The all-threads pipeline (below sm_90, and the all-threads wgmma rows): every thread copies its share of each
+  // stage with cp.async from a plan computed here, once (cp_async_stage.cuh). Unused by the producer-warp pipeline.
+  using CpStage = CpAsyncStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS, WGMMA, kThreads>;
+  const CpStage cp_stage(p, tid, m0, tile0);
   auto load_stage = [&](int st, int slot, bool constants, bool activations) {
-    uint8_t* base = smem + slot * Tr::kStageBytes;
-    const int kt0 = st * K_STAGE;
-    const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
-    if (constants) {
 #ifdef MARLIN_HAS_BULK_COPY
-      if (tid == 0) {
-        const int valid_n = min(N_TILES, n_tiles_total - tile0);
-        const uint32_t bytes = uint32_t(valid_tiles) * Codec::kTileBytes;
-        mbar_arrive_expect_tx(&full_bar[slot], bytes * valid_n);
-        for (int nt = 0; nt < valid_n; ++nt) {
-          bulk_copy_g2s(base + nt * K_STAGE * Codec::kTileBytes,
-                        p.w + (size_t(tile0 + nt) * p.k_tiles + kt0) * (Codec::kTileBytes / 16), bytes, &full_bar[slot]);
-        }
-      }
+    uint64_t* full = &full_bar[slot];
 #else
-#pragma unroll
-      for (int r = 0; r < kWIters; ++r) {
-        if (w_ok[r] && w_j[r] < valid_tiles) cp_async16(base + w_dst[r], w_src[r] + size_t(kt0) * kTileChunks);
-      }
+    uint64_t* full = nullptr;
 #endif
-    }
-    uint8_t* xs = base + Tr::kWBytes;
-    if (activations) {
-#pragma unroll
-      for (int r = 0; r < kXIters; ++r) {  // zero-filled past M and K
-        const int k = kt0 * kTileK + x_k[r];
-        const bool ok = x_row[r] != nullptr && k < p.k;
-        if (kXChunks % kThreads == 0 || tid + r * kThreads < kXChunks) {
-          cp_async16(xs + x_dst[r], ok ? x_row[r] + k / 8 : p.x, ok ? 16 : 0);
-        }
-      }
-    }
-    if (!constants) return;
-    uint8_t* ss = xs + Tr::kXBytes;
-    constexpr int kSChunks = K_STAGE * 2 * N_TILES * 8;  // scale rows: 8 chunks per 64 columns
-#pragma unroll
-    for (int r = 0; r < (kSChunks + kThreads - 1) / kThreads; ++r) {
-      const int i = tid + r * kThreads;
-      const int c = i % (N_TILES * 8), row = i / (N_TILES * 8);
-      if ((kSChunks % kThreads == 0 || i < kSChunks) && (row >> 1) < valid_tiles && n0 + c * 8 < p.np) {
-        const int grp = group_of(p, kt0 * kTileK + row * 32);
-        cp_async16(ss + (row * Tr::kCtaN + c * 8) * 2, p.scales + size_t(grp) * p.np + n0 + c * 8);
-      }
-    }
-    if constexpr (HAS_ZEROS) {
-      uint8_t* zs = ss + Tr::kSBytes;
-      constexpr int kZChunks = K_STAGE * 2 * N_TILES * 4;  // zero-point rows: 4 chunks per 64 columns
-#pragma unroll
-      for (int r = 0; r < (kZChunks + kThreads - 1) / kThreads; ++r) {
-        const int i = tid + r * kThreads;
-        const int c = i % (N_TILES * 4), row = i / (N_TILES * 4);
-        if ((kZChunks % kThreads == 0 || i < kZChunks) && (row >> 1) < valid_tiles && n0 + c * 16 < p.np) {
-          const int grp = group_of(p, kt0 * kTileK + row * 32);
-          cp_async16(zs + row * Tr::kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
-        }
-      }
-    }
+    cp_stage.load(p, smem + slot * CpStage::kBytes, full, tid, tile0, st, constants, activations);
   };
 
   // Accumulators: acc[l][4 * m8 + e] = mma C fragment e of token block m8 for column tile nt_base + l (= wgmma's D
@@ -287,9 +181,9 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   // along the same chunk: the cp.async layouts (x_chunk_offset) or the producer pipeline's swizzled TMA boxes.
   auto x_offset = [](int r, int c) {
     if constexpr (kTma) return TL::x_chunk_offset(r, c);
-    else return x_chunk_offset<WGMMA, M_TILE, Tr::kXRowChunks>(r, c);
+    else return x_chunk_offset<WGMMA, M_TILE, CpStage::kXRowChunks>(r, c);
   };
-  constexpr int kXRowStep = kTma ? 128 : Tr::kXRowChunks * 16;
+  constexpr int kXRowStep = kTma ? 128 : CpStage::kXRowChunks * 16;
   constexpr int kXTileStep = kTma ? TL::kXTileBytes : 128;
 
   // Post-scaling (mma.sync family, v8): when every warp's k run of a stage lies in one scale group (groups of >= 128
@@ -330,16 +224,9 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   // ---- shared -> registers -> tensor cores, for the k-tiles of one stage that belong to this warp's k-slice ----
   auto compute_stage = [&](int slot, int st) {
     // Stage areas: cp.async layout [weights][activations][scales][zeros], producer layout tma_stage.cuh.
-    const uint8_t* base = smem + slot * (kTma ? TL::kBytes : Tr::kStageBytes);
-    const uint8_t* xs = kTma ? base : base + Tr::kWBytes;
-    const Stage sv = [&] {
-      if constexpr (kTma) {
-        return Copies::view(base);
-      } else {
-        const uint8_t* scl = xs + Tr::kXBytes;
-        return Stage{base, reinterpret_cast<const uint16_t*>(scl), scl + Tr::kSBytes};
-      }
-    }();
+    const uint8_t* base = smem + slot * (kTma ? TL::kBytes : CpStage::kBytes);
+    const uint8_t* xs = kTma ? base : base + CpStage::kXOffset;
+    const Stage sv = kTma ? Copies::view(base) : CpStage::view(base);
     // Producer layout: scale rows per distinct group from the stage's first one (tma_stage.cuh); else per 32-k offset.
     auto group_consts = [&](int j, int kp, int nt) {
       if constexpr (kTma) {
