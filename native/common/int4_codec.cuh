@@ -22,12 +22,20 @@ struct ZeroConsts {
   uint32_t sub_g, sub_g8;
 };
 
-// Per-lane constants for one group: the scales (bits x 0x10001 = the pair (s, s)) and the zero-point offsets.
-// Built once per group, used for every word.
+// Per-lane constants for one group: the scales (T bits in the low half; fragment() broadcasts them to both halves of
+// the pair inside the multiply, HMUL2's .H0_H0 operand, instead of an IMAD x 0x10001 per scale, v12g) and the
+// zero-point offsets. Built once per group, used for every word.
 struct GroupConsts {
-  uint32_t s_g, s_g8;  // scale pairs (s[g], s[g]) and (s[g+8], s[g+8])
+  uint32_t s_g, s_g8;  // scales s[g] and s[g+8] (T bits)
   ZeroConsts z;
 };
+
+// (v, v) from T bits v.
+template <typename T>
+__device__ __forceinline__ pair_t<T> broadcast_pair(uint32_t bits) {
+  if constexpr (std::is_same_v<T, half>) return __half2half2(__ushort_as_half(static_cast<unsigned short>(bits)));
+  else return __bfloat162bfloat162(__ushort_as_bfloat16(static_cast<unsigned short>(bits)));
+}
 
 template <typename T>
 struct Int4Dequant;
@@ -90,9 +98,8 @@ struct Int4Codec {
 
   static __device__ __forceinline__ int lane_offset(int wn, int lane) { return (wn * 32 + lane) * 16; }
   static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at) { return *reinterpret_cast<const uint4*>(at); }
-  // Scales broadcast to both halves of a pair (bits x 0x10001 = (s, s)).
   static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
-    return {s_g * 0x10001u, s_g8 * 0x10001u, Int4Dequant<T>::zero_consts(z_g, z_g8)};
+    return {s_g, s_g8, Int4Dequant<T>::zero_consts(z_g, z_g8)};
   }
   static __device__ __forceinline__ Offsets offsets(int z_g, int z_g8) {
     return Int4Dequant<T>::zero_consts(z_g, z_g8);
@@ -100,7 +107,7 @@ struct Int4Codec {
   static __device__ __forceinline__ void fragment(const LaneWords& w, int step, const Consts& c, uint32_t (&a)[4]) {
     pair_t<T> o[4];
     Int4Dequant<T>::integers(word_at(w, step), c.z, o);
-    const pair_t<T> s_g = pair_of<pair_t<T>>(c.s_g), s_g8 = pair_of<pair_t<T>>(c.s_g8);
+    const pair_t<T> s_g = broadcast_pair<T>(c.s_g), s_g8 = broadcast_pair<T>(c.s_g8);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));  // a1, a3: rows g + 8
   }
