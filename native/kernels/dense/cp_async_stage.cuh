@@ -97,6 +97,25 @@ struct CpAsyncStage {
 #endif
   }
 
+  // The stage's 2 K_STAGE group rows (k offsets 0 and 32 of each valid k-tile) of a per-group array of np columns
+  // (scales: 2-byte elements, zero points: 1-byte), kCtaN columns from n0 each: 16-byte chunks, compile-time trip count.
+  template <typename E>
+  static __device__ __forceinline__ void copy_group_rows(const Params& p, uint8_t* dst, const E* src, int tid, int n0,
+                                                         int kt0, int valid_tiles) {
+    constexpr int kPerChunk = 16 / sizeof(E);                        // elements per 16-byte chunk
+    constexpr int kRowChunks = N_TILES * kTileN / kPerChunk;         // chunks per row
+    constexpr int kChunks = K_STAGE * 2 * kRowChunks;
+#pragma unroll
+    for (int r = 0; r < (kChunks + THREADS - 1) / THREADS; ++r) {
+      const int i = tid + r * THREADS;
+      const int c = i % kRowChunks, row = i / kRowChunks;
+      if ((kChunks % THREADS == 0 || i < kChunks) && (row >> 1) < valid_tiles && n0 + c * kPerChunk < p.np) {
+        const int grp = group_of(p, kt0 * kTileK + row * 32);
+        cp_async16(dst + (row * kCtaN + c * kPerChunk) * sizeof(E), src + size_t(grp) * p.np + n0 + c * kPerChunk);
+      }
+    }
+  }
+
   // Issues stage `st` (absolute stage index of the GEMM) into `base` for thread `tid` of the block whose first
   // 64-column tile is tile0. `constants`: the layer's constants (weights, scale and zero-point rows), which may be
   // issued before grid_dependency_wait(); `activations`: the activations, which may not (programmatic dependent
@@ -138,30 +157,8 @@ struct CpAsyncStage {
       }
     }
     if (!constants) return;
-    uint8_t* ss = base + kSOffset;
-    constexpr int kSChunks = K_STAGE * 2 * N_TILES * 8;  // scale rows: 8 chunks per 64 columns
-#pragma unroll
-    for (int r = 0; r < (kSChunks + THREADS - 1) / THREADS; ++r) {
-      const int i = tid + r * THREADS;
-      const int c = i % (N_TILES * 8), row = i / (N_TILES * 8);
-      if ((kSChunks % THREADS == 0 || i < kSChunks) && (row >> 1) < valid_tiles && n0 + c * 8 < p.np) {
-        const int grp = group_of(p, kt0 * kTileK + row * 32);
-        cp_async16(ss + (row * kCtaN + c * 8) * 2, p.scales + size_t(grp) * p.np + n0 + c * 8);
-      }
-    }
-    if constexpr (HAS_ZEROS) {
-      uint8_t* zs = base + kZOffset;
-      constexpr int kZChunks = K_STAGE * 2 * N_TILES * 4;  // zero-point rows: 4 chunks per 64 columns
-#pragma unroll
-      for (int r = 0; r < (kZChunks + THREADS - 1) / THREADS; ++r) {
-        const int i = tid + r * THREADS;
-        const int c = i % (N_TILES * 4), row = i / (N_TILES * 4);
-        if ((kZChunks % THREADS == 0 || i < kZChunks) && (row >> 1) < valid_tiles && n0 + c * 16 < p.np) {
-          const int grp = group_of(p, kt0 * kTileK + row * 32);
-          cp_async16(zs + row * kCtaN + c * 16, p.zeros + size_t(grp) * p.np + n0 + c * 16);
-        }
-      }
-    }
+    copy_group_rows(p, base + kSOffset, p.scales, tid, n0, kt0, valid_tiles);  // scale rows (T)
+    if constexpr (HAS_ZEROS) copy_group_rows(p, base + kZOffset, p.zeros, tid, n0, kt0, valid_tiles);
   }
 };
 

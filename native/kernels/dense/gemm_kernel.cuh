@@ -358,21 +358,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     const uint32_t full0 = opaque(smem_addr(&full_bar[0])), empty0 = opaque(smem_addr(&empty_bar[0]));
     grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
     if (warp == kThreads / 32) {
-      // Stage 0's constants before the wait for the previous kernel of the stream (a no-op unless this launch
-      // overlaps it), its activations and every other stage after it (the order of v10b / v10c).
-      if (lane == 0) {
-        if (n_stages > 0) Copies::issue(p, &x_map, smem, &full_bar[0], st_begin, m0, tile0, true, false);
-        grid_dependency_wait();
-      }
-      __syncwarp();
-      for (int it = 0; it < n_stages; ++it) {
-        const int slot = it % STAGES;
-        if (it >= STAGES) mbar_wait(empty0 + 8 * slot, ((it / STAGES) - 1) & 1);  // compute warps released the slot
-        if (lane == 0) {
-          Copies::issue(p, &x_map, smem + slot * TL::kBytes, &full_bar[slot], st_begin + it, m0, tile0, it > 0, true);
-        }
-        __syncwarp();
-      }
+      Copies::template produce<STAGES>(p, &x_map, smem, full_bar, empty0, st_begin, n_stages, m0, tile0, lane);
     } else {
       grid_dependency_wait();  // workspace, bias and output are touched in finish_tile
       for (int it = 0; it < n_stages; ++it) {

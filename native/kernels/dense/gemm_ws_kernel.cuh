@@ -57,9 +57,6 @@ struct WsTraits {
   static constexpr int kM8 = M_TILE / 8;
   static constexpr int kCtaN = N_TILES * kTileN;
   static constexpr int kXTileBytes = Stage::kXTileBytes;
-  static constexpr int kXBytes = Stage::kXBytes;
-  static constexpr int kWBytes = Stage::kWBytes;
-  static constexpr int kSBytes = Stage::kSBytes;
   static constexpr int kStageBytes = Stage::kBytes;
   static constexpr int kPipeBytes = STAGES * kStageBytes;
   static constexpr int kEpilogueBytes = OutTile<M_TILE, N_TILES>::kBytes;
@@ -116,26 +113,8 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     // ---------------- producer ----------------
     setmaxnreg_dec<WsRegs<BLOCKS>::kProducer>();
     if (warp == 0) {
-      using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;
-      auto issue_stage = [&](int it, bool constants, bool activations) {
-        const int slot = it % STAGES;
-        Copies::issue(p, &x_map, smem + slot * Tr::kStageBytes, &full_bar[slot], st_begin + it, m0, tile0, constants,
-                      activations);
-      };
-      // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
-      // overlaps it), everything else after it. Prefetching every free slot's constants first queued stage 0's
-      // activation box behind them (3-6% slower, perf-notes v10b); issuing each stage's constants before its
-      // activations was 2-3% slower at M >= 256 than this order (v10c).
-      if (lane == 0) {
-        if (n_stages > 0) issue_stage(0, true, false);
-        grid_dependency_wait();
-      }
-      __syncwarp();
-      for (int it = 0; it < n_stages; ++it) {
-        if (it >= STAGES) mbar_wait(&empty_bar[it % STAGES], ((it / STAGES) - 1) & 1);  // consumers released the slot
-        if (lane == 0) issue_stage(it, it > 0, true);
-        __syncwarp();
-      }
+      TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>::template produce<STAGES>(
+          p, &x_map, smem, full_bar, smem_addr(&empty_bar[0]), st_begin, n_stages, m0, tile0, lane);
     }
     __syncthreads();  // pairs with the consumers' barrier before the epilogue
     float none[kAccTiles][M_TILE / 2];  // NOTE: never read (CAN_OWN = false)

@@ -38,9 +38,7 @@ struct StageView {
   // The same from scale / zero-point row `row` of the stage, for a producer that stores one row per distinct group
   // (the warp-specialised kernel) instead of one per k offset.
   __device__ __forceinline__ typename Codec::Consts row_consts(int row, int nt, int wn, int g) const {
-    const int col = row * kCtaN + nt * kTileN + wn * 16 + g;
-    const int z_g = HAS_ZEROS ? z[col] : Codec::kDefaultZero, z_g8 = HAS_ZEROS ? z[col + 8] : Codec::kDefaultZero;
-    return Codec::consts(s[col], s[col + 8], z_g, z_g8);
+    return lane_row_consts(RunLane{0, lane_col(0, 0, 0, wn, g)}, row, nt);
   }
 
   // A lane's offsets for a k run that starts at k-tile j0, computed once per kernel rather than per stage (v8d: rebuilt
