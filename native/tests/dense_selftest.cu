@@ -188,13 +188,16 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   CHECK_CUDA(cudaDeviceSynchronize());
   CHECK_CUDA(cudaMemcpy(y1.data(), dy, y1.size() * 2, cudaMemcpyDeviceToHost));
   CHECK_CUDA(cudaMemset(dy, 0xff, size_t(m) * n * 2));
-  if (st == MARLIN_OK) {  // the same problem through a prepared plan (x, y, bias given at launch)
+  if (st == MARLIN_OK) {  // the same problem through a prepared plan (x, y, bias given at launch); split-K launches
+    // reduce through the workspace here, so `same` also holds the cluster reduction (sm_90) to the workspace's bits
     marlin_dense_problem fixed = p;
     fixed.x = nullptr;
     fixed.y = nullptr;
     fixed.bias = nullptr;
+    marlin_dense_launch lw = l;
+    lw.flags |= MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK;
     marlin_dense_plan* plan = nullptr;
-    st = marlin_dense_plan_create(&fixed, &l, &plan);
+    st = marlin_dense_plan_create(&fixed, &lw, &plan);
     if (st == MARLIN_OK && marlin_dense_plan_workspace_bytes(plan) != wsb) st = MARLIN_E_WORKSPACE;
     if (st == MARLIN_OK) st = marlin_dense_plan_launch(plan, p.x, p.y, p.bias, dws, wsb, nullptr);
     marlin_dense_plan_destroy(plan);

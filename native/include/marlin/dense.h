@@ -36,6 +36,11 @@ typedef struct marlin_dense_problem {
 //     workspace or write y. The weight operands are therefore read possibly before the previous kernel of the stream
 //     has finished: pass this flag when that kernel (not a copy) writes them. Ignored below sm_90.
 #define MARLIN_DENSE_LAUNCH_SERIAL 1u
+//   MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK: a split-K launch reduces its partials through the workspace even where it
+//     could reduce them across a thread-block cluster (sm_90 and newer, 2..8 splits: the default there). Both sum the
+//     partials in the same order and give the same bits; the flag exists for comparisons and tests. The environment
+//     variable MARLIN_DENSE_SPLITK=workspace sets it on every launch of the process.
+#define MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK 2u
 
 typedef struct marlin_dense_launch {
   int32_t config_id;      // row of kernel-table.json (chosen by @marlin/core dispatch)

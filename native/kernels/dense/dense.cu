@@ -149,6 +149,7 @@ struct KernelRef {
   bool ws = false;
   bool x_map = false;            // takes the activations' tensor map (warp-specialised, or mma.sync with producer warp)
   bool overlap_capable = false;  // sm_90+: programmatic dependent launch exists
+  bool cluster_capable = false;  // sm_90+ and its shared memory holds a ClusterTile: split-K across a cluster
 };
 
 constexpr int kMaxDevices = 64;
@@ -185,6 +186,9 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
     k->smem = smem;
     k->ws = ws;
     k->x_map = x_map;
+    // The partial tile is staged from the (up to 1024-byte aligned) dynamic base (epilogue.cuh reduce_in_cluster).
+    k->cluster_capable =
+        major >= 9 && has_cluster_reduction(ws, MT) && ClusterTile<MT, NT>::kBytes + 1024 <= int(smem);
     return resolve_function(kernel, int(smem), dev, fns, &k->fn);
   };
   if constexpr (WS) {
@@ -236,7 +240,7 @@ marlin_status validate_fixed(const marlin_dense_problem& p, const marlin_dense_l
   if (!aligned16(p.w) || !aligned16(p.scales)) return MARLIN_E_MISALIGNED;
   if (p.zeros && !aligned16(p.zeros)) return MARLIN_E_MISALIGNED;
   if (l.splits < 1 || l.splits > 64) return MARLIN_E_INVALID_ARGUMENT;
-  if ((l.flags & ~MARLIN_DENSE_LAUNCH_SERIAL) != 0) return MARLIN_E_INVALID_ARGUMENT;
+  if ((l.flags & ~(MARLIN_DENSE_LAUNCH_SERIAL | MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK)) != 0) return MARLIN_E_INVALID_ARGUMENT;
   const long long tiles = 1LL * ceil_div(p.m, c.m_tile) * ceil_div(p.n_padded, 64 * c.n_tiles);
   if (l.splits > 1 && tiles > kCounterCapacity) return MARLIN_E_UNSUPPORTED;
   if (1LL * tiles * l.splits > 0x7fffffffLL) return MARLIN_E_UNSUPPORTED;
@@ -312,17 +316,45 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   return MARLIN_OK;
 }
 
+// MARLIN_DENSE_SPLITK=workspace: every launch as with MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK (read once).
+bool workspace_splitk_forced() {
+  static const bool forced = [] {
+    const char* mode = std::getenv("MARLIN_DENSE_SPLITK");
+    return mode != nullptr && std::strcmp(mode, "workspace") == 0;
+  }();
+  return forced;
+}
+
+// Blocks per cluster of a launch: its splits when the split-K reduction runs across a cluster (sm_90, 2..8 splits,
+// the instance has it compiled in and its shared memory holds the partial tile, not turned off by the flag; the grid
+// orders splits fastest, problem_list.cuh), else 1.
+unsigned cluster_for(const KernelRef& k, const Params& prm, uint32_t flags) {
+  const bool clustered = k.cluster_capable && prm.splits >= 2 && prm.splits <= kMaxClusterSplits &&
+                         (flags & MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK) == 0 && !workspace_splitk_forced();
+  return clustered ? unsigned(prm.splits) : 1u;
+}
+
 // Launches one kernel instance. `overlap`: with programmatic stream serialisation (sm_90+), so that its blocks may
 // start during the previous kernel's tail (docs/kernel-design.md "Overlapping consecutive launches"); the kernels wait
 // for that kernel's completion (griddepcontrol.wait) before touching anything but the weight operands. Otherwise
-// the same launch without attributes.
-marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cudaStream_t stream, bool overlap) {
-  const unsigned num_attrs = overlap && k.overlap_capable ? 1 : 0;
+// the same launch without attributes. `cluster` > 1: launched as clusters of that many consecutive blocks.
+marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluster, void** args, cudaStream_t stream,
+                              bool overlap) {
+  const bool pdl = overlap && k.overlap_capable;
   const LaunchKernelExFn drv = driver_launch();
   if (drv != nullptr && k.fn != nullptr) {
-    CUlaunchAttribute attr{};
-    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchAttribute attrs[2] = {};
+    unsigned num_attrs = 0;
+    if (pdl) {
+      attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      attrs[num_attrs++].value.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 1) {
+      attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+      attrs[num_attrs].value.clusterDim.x = cluster;
+      attrs[num_attrs].value.clusterDim.y = 1;
+      attrs[num_attrs++].value.clusterDim.z = 1;
+    }
     CUlaunchConfig cfg{};
     cfg.gridDimX = grid;
     cfg.gridDimY = cfg.gridDimZ = 1;
@@ -330,7 +362,7 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cu
     cfg.blockDimY = cfg.blockDimZ = 1;
     cfg.sharedMemBytes = k.smem;
     cfg.hStream = reinterpret_cast<CUstream>(stream);
-    cfg.attrs = &attr;
+    cfg.attrs = attrs;
     cfg.numAttrs = num_attrs;
     const CUresult r = drv(&cfg, reinterpret_cast<CUfunction>(k.fn), args, nullptr);
     if (r == CUDA_SUCCESS) return MARLIN_OK;
@@ -338,15 +370,24 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, void** args, cu
     // runtime launch it. Any other driver error is reported as is (driver and runtime error numbers agree).
     if (r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
   }
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attrs[2] = {};
+  unsigned num_attrs = 0;
+  if (pdl) {
+    attrs[num_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[num_attrs++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    attrs[num_attrs].id = cudaLaunchAttributeClusterDimension;
+    attrs[num_attrs].val.clusterDim.x = cluster;
+    attrs[num_attrs].val.clusterDim.y = 1;
+    attrs[num_attrs++].val.clusterDim.z = 1;
+  }
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(k.block);
   cfg.dynamicSmemBytes = k.smem;
   cfg.stream = stream;
-  cfg.attrs = &attr;
+  cfg.attrs = attrs;
   cfg.numAttrs = num_attrs;
   return record_cuda(cudaLaunchKernelExC(&cfg, k.symbol, args));
 }
@@ -388,7 +429,8 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
     pl.map_lda = prm.lda;
   }
   // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
-  return launch_resolved(pl.kernel, pl.grid, args, stream, (pl.launch.flags & MARLIN_DENSE_LAUNCH_SERIAL) == 0);
+  return launch_resolved(pl.kernel, pl.grid, cluster_for(pl.kernel, prm, pl.launch.flags), args, stream,
+                         (pl.launch.flags & MARLIN_DENSE_LAUNCH_SERIAL) == 0);
 }
 
 }  // namespace

@@ -8,13 +8,20 @@
 // block m8. Every thread of the block calls finish_tile (it contains block-wide barriers) with `owns` set on owner
 // threads; CAN_OWN = false compiles the call without touching `acc` (the producer warpgroup's 40 registers).
 //
-// Split-K: every block writes its fp32 partial tile to the workspace in fragment order, then bumps the tile's
-// arrival counter; the last block to arrive sums all partials in split order 0..S-1 (deterministic, independent of
-// arrival order), resets the counter to 0 (no host zeroing, graph-replay safe), and stores the output.
+// Split-K, two ways (both sum the S partials of a tile in split order 0..S-1 from 0 in fp32: the same bits either way,
+// independent of arrival order):
+//   across a cluster (sm_90, when the host launched the splits of each tile as one thread-block cluster, dense.cu
+//     cluster_for): every block stages its partial tile in its own shared memory, one cluster barrier publishes
+//     them, and block r reduces column slice r of the tile, reading the S partials through distributed shared memory,
+//     and stores it. No workspace, no counters, no global round trips (perf-notes v13a).
+//   through the workspace (otherwise): every block writes its fp32 partial tile to the workspace in fragment order,
+//     then bumps the tile's arrival counter; the last block to arrive sums all partials, resets the counter to 0 (no
+//     host zeroing, graph-replay safe), and stores the output.
 #pragma once
 #include <stdint.h>
 
 #include "../../common/act_dtype.cuh"
+#include "../../common/cluster.cuh"
 #include "../../common/ptx.cuh"
 #include "params.cuh"
 
@@ -30,21 +37,124 @@ struct OutTile {
   static constexpr int kBytes = M_TILE * kStride * 2;
 };
 
+// A block's fp32 partial tile in its shared memory for the cluster reduction: row-major, one row of kCtaN columns per
+// token, rows padded by 4 floats (the owners' scalar writes, columns g and tokens 2t of a fragment, fall in 32 distinct
+// banks). The host launches clusters only when kBytes + 1024 fits the kernel's dynamic shared memory (dense.cu).
+template <int M_TILE, int N_TILES>
+struct ClusterTile {
+  static constexpr int kCtaN = N_TILES * kTileN;
+  static constexpr int kStride = kCtaN + 4;  // floats
+  static constexpr int kBytes = M_TILE * kStride * 4;
+};
+constexpr int kMaxClusterSplits = 8;  // the portable cluster size (no opt-in attribute)
+
+// Which kernel instances have the cluster reduction compiled in (the host mirrors this, dense.cu): the
+// warp-specialised rows and the mma.sync decode rows (M_TILE <= 16). In the mma.sync rows with more tokens (run split
+// on sm_90 only when forced) it made ptxas spill 24-32 B.
+__host__ __device__ constexpr bool has_cluster_reduction(bool warp_specialized, int m_tile) {
+  return warp_specialized || m_tile <= 16;
+}
+
+#ifdef MARLIN_HAS_CLUSTER
+// Split-K across a cluster of p.splits blocks, block rank = split (problem_list.cuh orders splits fastest). Called by
+// every thread of the block; `worker` in [0, workers) for the threads that share the reduction and the stores (-1:
+// none, the warp-specialised producer warpgroup); `stage` = shared memory free of pipeline data for ClusterTile.
+template <typename T, int M_TILE, int N_TILES, int ACC_TILES, bool CAN_OWN, typename Coords>
+__device__ __forceinline__ void reduce_in_cluster(const Params& p, const Coords& bc, float (&acc)[ACC_TILES][M_TILE / 2],
+                                                  bool owns, int nt_base, int htid, float* stage, int worker,
+                                                  int workers) {
+  using CT = ClusterTile<M_TILE, N_TILES>;
+  constexpr int kM8 = M_TILE / 8;
+  const int lane = htid & 31, wn = htid >> 5, g = lane >> 2, t = lane & 3;
+  __syncthreads();  // the stage area may still be read by the kernel (the mma.sync family's k-slice reduction)
+  if (CAN_OWN && owns) {
+#pragma unroll
+    for (int l = 0; l < ACC_TILES; ++l) {
+      const int col = (nt_base + l) * kTileN + wn * 16 + g;  // fragment rows g, g + 8 = columns; 2t, 2t + 1 = tokens
+#pragma unroll
+      for (int m8 = 0; m8 < kM8; ++m8) {
+        float* r0 = stage + (m8 * 8 + 2 * t) * CT::kStride + col;
+        r0[0] = acc[l][m8 * 4 + 0];
+        r0[CT::kStride] = acc[l][m8 * 4 + 1];
+        r0[8] = acc[l][m8 * 4 + 2];
+        r0[CT::kStride + 8] = acc[l][m8 * 4 + 3];
+      }
+    }
+  }
+  cluster_sync();  // every block's partial is in its shared memory
+  if (CAN_OWN && worker >= 0) {
+    grid_dependency_wait();  // every storing thread (the copy warp's lanes 1-31 have not waited before)
+    // Block r: float4 columns [r C4 / S, (r + 1) C4 / S) of the valid token rows.
+    constexpr int kC4 = CT::kCtaN / 4;
+    const int S = p.splits, r = bc.split;
+    const int c_begin = r * kC4 / S, count = (r + 1) * kC4 / S - c_begin;
+    const int rows = min(M_TILE, p.m - bc.m_block * M_TILE);
+    const int n0 = bc.n_block * CT::kCtaN, m0 = bc.m_block * M_TILE;
+    const uint32_t base = smem_addr(stage);
+    for (int i = worker; i < rows * count; i += workers) {
+      const int row = i / count, c4 = c_begin + i % count, n = n0 + c4 * 4;
+      if (n >= p.n) continue;  // padded columns (p.n is a multiple of 16: 4 columns are all in or all out)
+      const uint32_t at = base + uint32_t((row * CT::kStride + c4 * 4) * 4);
+      // Rounds of 4 loads in flight (8 spilled the 2-block mma.sync rows), the adds in split order.
+      constexpr int kInFlight = 4;
+      float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+      for (int s0 = 0; s0 < kMaxClusterSplits; s0 += kInFlight) {
+        if (s0 >= S) break;
+        float4 v[kInFlight];
+#pragma unroll
+        for (int j = 0; j < kInFlight; ++j)
+          if (s0 + j < S) v[j] = cluster_load_f4(cluster_map(at, uint32_t(s0 + j)));
+#pragma unroll
+        for (int j = 0; j < kInFlight; ++j) {
+          if (s0 + j >= S) break;
+          sum.x += v[j].x;
+          sum.y += v[j].y;
+          sum.z += v[j].z;
+          sum.w += v[j].w;
+        }
+      }
+      float b[4] = {0.f, 0.f, 0.f, 0.f};
+      if (p.bias != nullptr) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) b[e] = to_float<T>(p.bias[n + e]);
+      }
+      const uint32_t lo = uint32_t(to_bits<T>(sum.x + b[0])) | (uint32_t(to_bits<T>(sum.y + b[1])) << 16);
+      const uint32_t hi = uint32_t(to_bits<T>(sum.z + b[2])) | (uint32_t(to_bits<T>(sum.w + b[3])) << 16);
+      *reinterpret_cast<uint2*>(p.y + size_t(m0 + row) * p.ldc + n) = make_uint2(lo, hi);
+    }
+  }
+  cluster_sync();  // no block leaves (and frees its shared memory) while a peer may still read it
+}
+#endif
+
 // Split-K reduction (when p.splits > 1) + epilogue. Blocks that are not the last to arrive at their tile return
 // after publishing their partial (they store nothing). `os` = shared memory for the staged output tile
 // (OutTile::kBytes, free of pipeline data); `last_arrival` = a __shared__ int of the kernel (NOTE: not a static
 // __shared__ in this function: its CAN_OWN = true and false instantiations would each get their own variable, and
 // the consumers would never see the producer thread's write). `bc` = the block's place (problem_list.cuh Coords).
-template <typename T, int M_TILE, int N_TILES, int ACC_TILES, int THREADS, bool CAN_OWN, typename Coords>
+// CLUSTER: the instance has reduce_in_cluster (has_cluster_reduction); `worker` / `workers`: its share of the threads.
+template <typename T, int M_TILE, int N_TILES, int ACC_TILES, int THREADS, bool CAN_OWN, bool CLUSTER, typename Coords>
 __device__ __forceinline__ void finish_tile(const Params& p, const Coords& bc, float (&acc)[ACC_TILES][M_TILE / 2],
-                                            bool owns, int nt_base, int htid, uint16_t* os, int& last_arrival) {
+                                            bool owns, int nt_base, int htid, uint16_t* os, int& last_arrival,
+                                            float* cluster_stage, int worker, int workers) {
   constexpr int kM8 = M_TILE / 8;
   const int tid = threadIdx.x;
   const int lane = htid & 31, wn = htid >> 5, g = lane >> 2, t = lane & 3;
   const int n0 = bc.n_block * N_TILES * kTileN, m0 = bc.m_block * M_TILE;
 
-  // Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written by the owning thread.
   if (p.splits > 1) {
+#ifdef MARLIN_HAS_CLUSTER
+    if constexpr (CLUSTER) {
+      if (cluster_size() == uint32_t(p.splits)) {
+        reduce_in_cluster<T, M_TILE, N_TILES, ACC_TILES, CAN_OWN>(p, bc, acc, owns, nt_base, htid, cluster_stage,
+                                                                  worker, workers);
+        return;
+      }
+    }
+#endif
+    // Through the workspace. Partial layout, fragment order: float4 index (m8 * N_TILES + nt) * 128 + htid, written
+    // by the owning thread.
     const int tile_id = bc.output_tile(p);
     constexpr int kTileFloats = M_TILE * N_TILES * kTileN;
     float* mine = p.partials + (size_t(tile_id) * p.splits + bc.split) * kTileFloats;

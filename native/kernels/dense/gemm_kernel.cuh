@@ -9,7 +9,8 @@
 //
 // Work partition (docs/kernel-design.md has the diagram):
 //   block  = M_TILE tokens x (N_TILES * 64) output columns x a contiguous range of K (split-K "splits")
-//   grid   = m_blocks * splits * n_blocks, m fastest so blocks that run together share weights in L2
+//   grid   = splits * m_blocks * n_blocks, splits fastest (a split-K tile's blocks are one cluster on sm_90), then m,
+//            so blocks that run together share weights in L2
 //   warps  = 8: warp w owns the 16-column slot (w & 3) of each of the block's 64-column tiles and the k-tiles
 //            j = (w >> 2), (w >> 2) + 2, ... of every stage ("k-slicing"); the two k-slices are summed in shared memory.
 //   stage  = K_STAGE k-tiles (64 k each): weights (2048 B per tile, [nt][j] order), activations (M_TILE x 64 K_STAGE,
@@ -432,8 +433,9 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   }
 
   // ---- split-K reduction, bias, stores (epilogue.cuh) ----
-  finish_tile<T, M_TILE, N_TILES, kAccTiles, kBlockThreads, true>(p, bc, acc, owns_output, nt_base, htid,
-                                                             reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes), last_arrival);
+  finish_tile<T, M_TILE, N_TILES, kAccTiles, kBlockThreads, true, has_cluster_reduction(false, M_TILE)>(
+      p, bc, acc, owns_output, nt_base, htid, reinterpret_cast<uint16_t*>(smem + Tr::kReduceBytes), last_arrival,
+      reinterpret_cast<float*>(smem), tid, kBlockThreads);
 }
 
 }  // namespace marlin::dense

@@ -118,8 +118,9 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
     }
     __syncthreads();  // pairs with the consumers' barrier before the epilogue
     float none[kAccTiles][M_TILE / 2];  // NOTE: never read (CAN_OWN = false)
-    finish_tile<T, M_TILE, N_TILES, kAccTiles, kWsThreads, false>(p, bc, none, false, 0, 0,
-                                                                  reinterpret_cast<uint16_t*>(smem), last_arrival);
+    finish_tile<T, M_TILE, N_TILES, kAccTiles, kWsThreads, false, true>(p, bc, none, false, 0, 0,
+                                                                  reinterpret_cast<uint16_t*>(smem), last_arrival,
+                                                                  reinterpret_cast<float*>(smem), -1, 0);
     return;
   }
 
@@ -202,8 +203,9 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
   // threads, idle from the start, must not issue it.
   grid_dependents_launch();
   __syncthreads();  // NOTE: pipeline smem is reused by the epilogue from here on (the producer waits here too)
-  finish_tile<T, M_TILE, N_TILES, kAccTiles, kWsThreads, true>(p, bc, acc, true, nt_base, htid,
-                                                               reinterpret_cast<uint16_t*>(smem), last_arrival);
+  finish_tile<T, M_TILE, N_TILES, kAccTiles, kWsThreads, true, true>(p, bc, acc, true, nt_base, htid,
+                                                               reinterpret_cast<uint16_t*>(smem), last_arrival,
+                                                               reinterpret_cast<float*>(smem), ctid, 256);
 #endif
 }
 

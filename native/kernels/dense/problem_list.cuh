@@ -18,8 +18,10 @@
 
 namespace marlin::dense {
 
-// One GEMM per launch; grid = m_blocks * splits * n_blocks blocks, decoded with m fastest so blocks that run together
-// (same n_block and split, different tokens) read the same weight bytes and share them in L2.
+// One GEMM per launch; grid = splits * m_blocks * n_blocks blocks, decoded with the split fastest (the S splits of an
+// output tile are consecutive blocks: one thread-block cluster when the host launches the split-K reduction across
+// clusters, epilogue.cuh), then m, so blocks that run together (same n_block, different tokens) read the same weight
+// bytes and share them in L2.
 struct SingleProblem {
   using Args = Params;
 
@@ -31,10 +33,10 @@ struct SingleProblem {
   static __device__ __forceinline__ Coords coords(const Args& a) {
     Coords c;
     int bid = blockIdx.x;
-    c.m_block = bid % a.m_blocks;
-    bid /= a.m_blocks;
     c.split = bid % a.splits;
-    c.n_block = bid / a.splits;
+    bid /= a.splits;
+    c.m_block = bid % a.m_blocks;
+    c.n_block = bid / a.m_blocks;
     return c;
   }
 
