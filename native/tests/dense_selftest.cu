@@ -105,6 +105,8 @@ std::vector<uint32_t> pack_int4(const std::vector<uint8_t>& q, int k, int n, int
 }
 
 // check = false (profile runs): skip the f64 reference; NaN and run-to-run equality are still checked.
+int g_clustered_cases = 0;  // split-K cases whose default launch reduced across a cluster (sm_90)
+
 bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true) {
   const int m = c.m, n = c.n, k = c.k, g = c.group;
   const int np = (n + 63) / 64 * 64, kp = (k + 63) / 64 * 64, groups = (k + g - 1) / g;
@@ -178,6 +180,7 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
     return false;
   }
   std::vector<uint16_t> y1(size_t(m) * n), y2(size_t(m) * n);
+  int cluster = 0;  // blocks per cluster of the default launch (1: split-K through the workspace, or none)
   marlin_status st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
   const int major = device_major();
   if (st == MARLIN_E_UNSUPPORTED && major < 9) {  // the hopper family runs on sm_90 only
@@ -197,7 +200,13 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
     marlin_dense_launch lw = l;
     lw.flags |= MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK;
     marlin_dense_plan* plan = nullptr;
-    st = marlin_dense_plan_create(&fixed, &lw, &plan);
+    st = marlin_dense_plan_create(&fixed, &l, &plan);  // how the default launch above ran
+    cluster = marlin_dense_plan_cluster_size(plan);
+    marlin_dense_plan_destroy(plan);
+    if (cluster > 1) ++g_clustered_cases;
+    plan = nullptr;
+    if (st == MARLIN_OK) st = marlin_dense_plan_create(&fixed, &lw, &plan);
+    if (st == MARLIN_OK && marlin_dense_plan_cluster_size(plan) != 1) st = MARLIN_E_INVALID_ARGUMENT;  // flag ignored
     if (st == MARLIN_OK && marlin_dense_plan_workspace_bytes(plan) != wsb) st = MARLIN_E_WORKSPACE;
     if (st == MARLIN_OK) st = marlin_dense_plan_launch(plan, p.x, p.y, p.bias, dws, wsb, nullptr);
     marlin_dense_plan_destroy(plan);
@@ -223,9 +232,9 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // output rounding to T dominates: 2^-11 / 2^-8 relative
   const bool ok = st == MARLIN_OK && !nan && same && (!check || rel < tol);
   if (!ok || verbose)
-    std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
+    std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d cluster=%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
                 ok ? "ok  " : "FAIL", c.dt == MARLIN_FP16 ? "fp16" : "bf16", m, n, k, g, c.zeros, c.act_order, c.bias,
-                c.config, c.splits, (long long)c.lda_pad, int(st), rel, max_err, int(nan), int(same));
+                c.config, c.splits, cluster, (long long)c.lda_pad, int(st), rel, max_err, int(nan), int(same));
   return ok;
 }
 
@@ -555,6 +564,13 @@ int main(int argc, char** argv) {
     ++chain_count;
     fails += chain_case(ch.links, ch.m, 2048, 9, rng, verbose) ? 0 : 1;
   }
-  std::printf("dense selftest: %zu cases + %zu launch chains, %d failed\n", cases.size(), chain_count, fails);
+  // On sm_90 the split cases must have exercised the cluster reduction, or `det` compared the workspace path with itself.
+  if (device_major() >= 9 && g_clustered_cases == 0) {
+    std::printf("FAIL no split-K case reduced across a cluster on sm_%d0\n", device_major());
+    ++fails;
+  }
+  std::printf("dense selftest: %zu cases (%d split-K across a cluster, bitwise equal to the workspace path) + %zu launch "
+              "chains, %d failed\n",
+              cases.size(), g_clustered_cases, chain_count, fails);
   return fails == 0 ? 0 : 1;
 }

@@ -26,7 +26,31 @@ const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},     
 
 // `dense_sweep --rows FILE`: times exactly the launches listed in FILE, one per line "M N K config splits" (e.g. the
 // dispatched choices of a bench JSON), each with the default (overlapping) launch and with MARLIN_DENSE_LAUNCH_SERIAL,
-// fp16, group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us".
+// fp16, group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us
+// cluster" (cluster: blocks per thread-block cluster of the launch, marlin_dense_plan_cluster_size).
+int cluster_of(int m, int n, int k, int cfg, int splits) {
+  marlin_dense_problem p{};
+  p.dtype = MARLIN_FP16;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.n_padded = (n + 63) / 64 * 64;
+  p.k_padded = (k + 63) / 64 * 64;
+  p.bits = 4;
+  p.group_size = 128;
+  p.lda = k;
+  p.ldc = n;
+  alignas(16) static const unsigned char dummy[16] = {};  // a plan validates pointers' alignment only; nothing is launched
+  p.w = dummy;
+  p.scales = dummy;
+  const marlin_dense_launch l{cfg, splits, 0};
+  marlin_dense_plan* plan = nullptr;
+  if (marlin_dense_plan_create(&p, &l, &plan) != MARLIN_OK) return 0;
+  const int c = marlin_dense_plan_cluster_size(plan);
+  marlin_dense_plan_destroy(plan);
+  return c;
+}
+
 int time_rows(const char* path) {
   FILE* f = std::fopen(path, "r");
   if (f == nullptr) {
@@ -48,7 +72,7 @@ int time_rows(const char* path) {
       us[serial] = r.timing.median_us;
       sum[serial] += us[serial];
     }
-    std::printf("%d %d %d %d %d %.2f %.2f\n", m, n, k, cfg, sp, us[0], us[1]);
+    std::printf("%d %d %d %d %d %.2f %.2f %d\n", m, n, k, cfg, sp, us[0], us[1], cluster_of(m, n, k, cfg, sp));
   }
   std::fclose(f);
   std::printf("sum %.2f %.2f\n", sum[0], sum[1]);

@@ -75,6 +75,9 @@ marlin_status marlin_dense_plan_create(const marlin_dense_problem* p, const marl
                                        marlin_dense_plan** out);
 // Workspace bytes a launch of this plan needs (marlin_dense_workspace_bytes of its problem and launch).
 size_t marlin_dense_plan_workspace_bytes(const marlin_dense_plan* plan);
+// Blocks per thread-block cluster of this plan's launches on the current device: the split count when its split-K
+// reduction runs across a cluster (MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK), 1 otherwise, 0 for NULL.
+int32_t marlin_dense_plan_cluster_size(const marlin_dense_plan* plan);
 // Enqueues one GEMM y = x * W (+ bias) with the plan's shapes: x is m rows of lda elements, y m rows of ldc, bias
 // [n] or NULL. Same statuses as marlin_dense_gemm (MARLIN_E_MISALIGNED, MARLIN_E_WORKSPACE, MARLIN_E_CUDA, ...).
 marlin_status marlin_dense_plan_launch(marlin_dense_plan* plan, const void* x, void* y, const void* bias,

@@ -150,6 +150,10 @@ struct KernelRef {
   bool x_map = false;            // takes the activations' tensor map (warp-specialised, or mma.sync with producer warp)
   bool overlap_capable = false;  // sm_90+: programmatic dependent launch exists
   bool cluster_capable = false;  // sm_90+ and its shared memory holds a ClusterTile: split-K across a cluster
+  // Resident blocks on the device without clusters, and resident clusters of S = 2..8 blocks (cluster_capable only;
+  // <= 0: unknown, no cluster launch). A cluster's blocks must fit one GPC, so fewer run at once (perf-notes v13a).
+  int sms = 0, slots = 0;
+  int clusters[kMaxClusterSplits + 1] = {};
 };
 
 constexpr int kMaxDevices = 64;
@@ -171,6 +175,47 @@ marlin_status resolve_function(Kernel kernel, int smem, int dev, std::atomic<cud
   return MARLIN_OK;
 }
 
+// KernelRef::sms, ::slots and ::clusters of a resolved kernel, queried once per instance and device (`cache`, one row
+// per device: [0] = slots, [1] = SMs, [S] = clusters of S, each stored + 1 so that 0 means not queried yet), for
+// cluster launches with the load-balancing scheduling policy (the most resident clusters of the three policies, and
+// the fastest in the v13a A/B). A failed query leaves the kernel without cluster launches.
+void launch_capacity(KernelRef* k, std::atomic<int>* cache) {
+  if (cache[0].load(std::memory_order_acquire) == 0) {
+    int per_sm = 0, sms = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k->symbol, int(k->block), k->smem) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, k->device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      k->cluster_capable = false;
+      return;
+    }
+    for (int s = 2; s <= kMaxClusterSplits; ++s) {
+      cudaLaunchAttribute attr[2] = {};
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = unsigned(s);
+      attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+      attr[1].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
+      attr[1].val.clusterSchedulingPolicyPreference = cudaClusterSchedulingPolicyLoadBalancing;
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(unsigned(s));
+      cfg.blockDim = dim3(k->block);
+      cfg.dynamicSmemBytes = k->smem;
+      cfg.attrs = attr;
+      cfg.numAttrs = 2;
+      int n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, k->symbol, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();
+        n = 0;
+      }
+      cache[s].store(n + 1, std::memory_order_relaxed);
+    }
+    cache[1].store(sms + 1, std::memory_order_relaxed);
+    cache[0].store(per_sm * sms + 1, std::memory_order_release);
+  }
+  k->slots = cache[0].load(std::memory_order_acquire) - 1;
+  k->sms = cache[1].load(std::memory_order_relaxed) - 1;
+  for (int s = 2; s <= kMaxClusterSplits; ++s) k->clusters[s] = cache[s].load(std::memory_order_relaxed) - 1;
+}
+
 template <typename T, bool WG, int WS, int MT, int NT, int KS, int ST, bool Z>
 marlin_status resolve_kernel(int dev, KernelRef* k) {
   int major = 0;
@@ -178,6 +223,7 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
     return record_cuda(e);
   if (WG && major < 9) return MARLIN_E_UNSUPPORTED;  // the hopper family exists only as sm_90a SASS
   static std::atomic<cudaFunction_t> fns[kMaxDevices];  // static storage: zero-initialised
+  static std::atomic<int> capacity[kMaxDevices][kMaxClusterSplits + 1];
   k->device = dev;
   k->overlap_capable = major >= 9;
   auto resolve = [&](auto kernel, unsigned block, unsigned smem, bool ws, bool x_map) {
@@ -187,9 +233,11 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
     k->ws = ws;
     k->x_map = x_map;
     // The partial tile is staged from the (up to 1024-byte aligned) dynamic base (epilogue.cuh reduce_in_cluster).
-    k->cluster_capable =
-        major >= 9 && has_cluster_reduction(ws, MT) && ClusterTile<MT, NT>::kBytes + 1024 <= int(smem);
-    return resolve_function(kernel, int(smem), dev, fns, &k->fn);
+    k->cluster_capable = major >= 9 && has_cluster_reduction(ws, MT) &&
+                         ClusterTile<MT, NT>::kBytes + 1024 <= int(smem) && dev >= 0 && dev < kMaxDevices;
+    if (const marlin_status s = resolve_function(kernel, int(smem), dev, fns, &k->fn); s != MARLIN_OK) return s;
+    if (k->cluster_capable) launch_capacity(k, capacity[dev]);
+    return MARLIN_OK;
   };
   if constexpr (WS) {
     return resolve(gemm_a16_ws<Codec<T>, Problem, MT, NT, KS, ST, Z, WS>, kWsThreads,
@@ -325,13 +373,25 @@ bool workspace_splitk_forced() {
   return forced;
 }
 
-// Blocks per cluster of a launch: its splits when the split-K reduction runs across a cluster (sm_90, 2..8 splits,
-// the instance has it compiled in and its shared memory holds the partial tile, not turned off by the flag; the grid
-// orders splits fastest, problem_list.cuh), else 1.
-unsigned cluster_for(const KernelRef& k, const Params& prm, uint32_t flags) {
-  const bool clustered = k.cluster_capable && prm.splits >= 2 && prm.splits <= kMaxClusterSplits &&
-                         (flags & MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK) == 0 && !workspace_splitk_forced();
-  return clustered ? unsigned(prm.splits) : 1u;
+// Blocks per cluster of a launch: its splits when the split-K reduction runs across a cluster, else 1 (perf-notes
+// v13a). Clusters when
+//   - the instance can (sm_90, reduction compiled in, partial tile fits its shared memory), the launch has 2..8 splits
+//     (the grid orders splits fastest, problem_list.cuh), and the flag does not turn it off;
+//   - the launch is one wave both ways: its blocks fit the slots and its clusters the resident clusters (fewer than
+//     slots / S: a cluster must fit one GPC). A one-wave launch that took two waves of clusters ran 1.4-1.8x slower,
+//     and launches of several waves either way were up to 1.2x slower as clusters (the GPC packing repeats per wave);
+//   - and, for rows with 2+ blocks per SM, the grid has more blocks than SMs: independent blocks then get an SM each,
+//     clusters may share SMs (8B o_proj at M = 64, 128 blocks of config 19: +18% as clusters, with every policy).
+unsigned cluster_for(const KernelRef& k, unsigned grid, const Params& prm, uint32_t flags) {
+  const int s = prm.splits;
+  if (!k.cluster_capable || s < 2 || s > kMaxClusterSplits || (flags & MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK) != 0 ||
+      workspace_splitk_forced() || k.slots <= 0 || k.clusters[s] <= 0) {
+    return 1u;
+  }
+  const long long blocks = grid, clusters = blocks / s;
+  const bool one_wave = blocks <= k.slots && clusters <= k.clusters[s];
+  const bool shares_sms = k.slots > k.sms && blocks <= k.sms;
+  return one_wave && !shares_sms ? unsigned(s) : 1u;
 }
 
 // Launches one kernel instance. `overlap`: with programmatic stream serialisation (sm_90+), so that its blocks may
@@ -343,7 +403,7 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
   const bool pdl = overlap && k.overlap_capable;
   const LaunchKernelExFn drv = driver_launch();
   if (drv != nullptr && k.fn != nullptr) {
-    CUlaunchAttribute attrs[2] = {};
+    CUlaunchAttribute attrs[3] = {};
     unsigned num_attrs = 0;
     if (pdl) {
       attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -354,6 +414,8 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
       attrs[num_attrs].value.clusterDim.x = cluster;
       attrs[num_attrs].value.clusterDim.y = 1;
       attrs[num_attrs++].value.clusterDim.z = 1;
+      attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE;
+      attrs[num_attrs++].value.clusterSchedulingPolicyPreference = CU_CLUSTER_SCHEDULING_POLICY_LOAD_BALANCING;
     }
     CUlaunchConfig cfg{};
     cfg.gridDimX = grid;
@@ -370,7 +432,7 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
     // runtime launch it. Any other driver error is reported as is (driver and runtime error numbers agree).
     if (r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
   }
-  cudaLaunchAttribute attrs[2] = {};
+  cudaLaunchAttribute attrs[3] = {};
   unsigned num_attrs = 0;
   if (pdl) {
     attrs[num_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -381,6 +443,8 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
     attrs[num_attrs].val.clusterDim.x = cluster;
     attrs[num_attrs].val.clusterDim.y = 1;
     attrs[num_attrs++].val.clusterDim.z = 1;
+    attrs[num_attrs].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
+    attrs[num_attrs++].val.clusterSchedulingPolicyPreference = cudaClusterSchedulingPolicyLoadBalancing;
   }
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
@@ -429,7 +493,7 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
     pl.map_lda = prm.lda;
   }
   // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
-  return launch_resolved(pl.kernel, pl.grid, cluster_for(pl.kernel, prm, pl.launch.flags), args, stream,
+  return launch_resolved(pl.kernel, pl.grid, cluster_for(pl.kernel, pl.grid, prm, pl.launch.flags), args, stream,
                          (pl.launch.flags & MARLIN_DENSE_LAUNCH_SERIAL) == 0);
 }
 
@@ -477,6 +541,10 @@ extern "C" marlin_status marlin_dense_plan_launch(marlin_dense_plan* plan, const
                                                   void* workspace, size_t workspace_bytes, void* stream) {
   if (!plan) return MARLIN_E_INVALID_ARGUMENT;
   return plan_launch(*plan, x, y, bias, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
+}
+
+extern "C" int32_t marlin_dense_plan_cluster_size(const marlin_dense_plan* plan) {
+  return plan != nullptr ? int32_t(cluster_for(plan->kernel, plan->grid, plan->prm, plan->launch.flags)) : 0;
 }
 
 extern "C" void marlin_dense_plan_destroy(marlin_dense_plan* plan) { delete plan; }
