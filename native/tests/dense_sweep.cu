@@ -2,9 +2,10 @@
 // configuration that fits M and a range of split-K factors under the benchmark protocol (native/bench harness:
 // CUDA graphs, rotated weights past 4x L2), next to cuBLAS fp16. Prints the best choice per problem; the dispatch
 // heuristic in packages/core/src/dispatch/dispatch.ts is tuned from its output (docs/perf-notes.md).
-// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...|all] [overlap|serial]   or   dense_sweep --rows FILE
+// Usage: dense_sweep [M,M,...] [fp16|bf16] [config,config,...|all] [overlap|serial]
 //   (default: every compiled config that fits M; launches overlapping the previous call, the library's default;
 //   "serial": MARLIN_DENSE_LAUNCH_SERIAL, each call waits for the previous one)
+//   dense_sweep --rows FILE [fp16|bf16]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,13 +25,13 @@ const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},     
                          {"70b.gate_up", 8192, 57344}, {"70b.down", 28672, 8192}};
 }  // namespace
 
-// `dense_sweep --rows FILE`: times exactly the launches listed in FILE, one per line "M N K config splits" (e.g. the
-// dispatched choices of a bench JSON), each with the default (overlapping) launch and with MARLIN_DENSE_LAUNCH_SERIAL,
-// fp16, group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us
+// `dense_sweep --rows FILE [bf16]`: times exactly the launches listed in FILE, one per line "M N K config splits" (e.g.
+// the dispatched choices of a bench JSON), each with the default (overlapping) launch and with
+// MARLIN_DENSE_LAUNCH_SERIAL, fp16 (or bf16), group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us
 // cluster" (cluster: blocks per thread-block cluster of the launch, marlin_dense_plan_cluster_size).
-int cluster_of(int m, int n, int k, int cfg, int splits) {
+int cluster_of(marlin_dtype dt, int m, int n, int k, int cfg, int splits) {
   marlin_dense_problem p{};
-  p.dtype = MARLIN_FP16;
+  p.dtype = dt;
   p.m = m;
   p.n = n;
   p.k = k;
@@ -51,7 +52,7 @@ int cluster_of(int m, int n, int k, int cfg, int splits) {
   return c;
 }
 
-int time_rows(const char* path) {
+int time_rows(const char* path, marlin_dtype dt) {
   FILE* f = std::fopen(path, "r");
   if (f == nullptr) {
     std::printf("cannot open %s\n", path);
@@ -62,7 +63,7 @@ int time_rows(const char* path) {
   while (std::fscanf(f, "%d %d %d %d %d", &m, &n, &k, &cfg, &sp) == 5) {
     double us[2] = {0, 0};
     for (int serial : {0, 1}) {
-      marlin_bench_dense_args da{MARLIN_FP16, m, n, k, 128, 0, cfg, sp, 11, 0, 0, serial};
+      marlin_bench_dense_args da{dt, m, n, k, 128, 0, cfg, sp, 11, 0, 0, serial};
       marlin_bench_gemm_result r{};
       if (marlin_bench_dense_gemm(&da, &r) != MARLIN_OK) {
         std::printf("dense failed m=%d n=%d k=%d cfg=%d splits=%d: %s\n", m, n, k, cfg, sp, marlin_bench_last_error());
@@ -72,7 +73,7 @@ int time_rows(const char* path) {
       us[serial] = r.timing.median_us;
       sum[serial] += us[serial];
     }
-    std::printf("%d %d %d %d %d %.2f %.2f %d\n", m, n, k, cfg, sp, us[0], us[1], cluster_of(m, n, k, cfg, sp));
+    std::printf("%d %d %d %d %d %.2f %.2f %d\n", m, n, k, cfg, sp, us[0], us[1], cluster_of(dt, m, n, k, cfg, sp));
   }
   std::fclose(f);
   std::printf("sum %.2f %.2f\n", sum[0], sum[1]);
@@ -80,7 +81,8 @@ int time_rows(const char* path) {
 }
 
 int main(int argc, char** argv) {
-  if (argc > 2 && std::strcmp(argv[1], "--rows") == 0) return time_rows(argv[2]);
+  if (argc > 2 && std::strcmp(argv[1], "--rows") == 0)
+    return time_rows(argv[2], argc > 3 && std::strcmp(argv[3], "bf16") == 0 ? MARLIN_BF16 : MARLIN_FP16);
   std::vector<int> ms = {1, 16, 32, 64, 128, 256, 1024};
   if (argc > 1) {
     ms.clear();
