@@ -105,7 +105,8 @@ std::vector<uint32_t> pack_int4(const std::vector<uint8_t>& q, int k, int n, int
 }
 
 // check = false (profile runs): skip the f64 reference; NaN and run-to-run equality are still checked.
-int g_clustered_cases = 0;  // split-K cases whose default launch reduced across a cluster (sm_90)
+int g_clustered_cases = 0;   // split-K cases whose default launch reduced across a cluster (sm_90)
+int g_clustered_chains = 0;  // chain links that did (chain_case)
 
 bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true) {
   const int m = c.m, n = c.n, k = c.k, g = c.group;
@@ -328,7 +329,17 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
   for (void* ptr : {dw[0], dw[1], ds[0], ds[1], buf[0], buf[1], dws}) CHECK_CUDA(cudaFree(ptr));
   const int major = device_major();
   std::string desc;
-  for (const auto& [cfg, sp] : links) desc += " " + std::to_string(cfg) + "/" + std::to_string(sp);
+  for (const auto& [cfg, sp] : links) {
+    // How each link launches: split-K across a cluster of N blocks (sm_90) shows as /cN.
+    marlin_dense_problem p = dense_problem(dt, m, n, k, n, k, g, k, nullptr, dw[0], ds[0], nullptr);
+    const marlin_dense_launch l{cfg, sp, 0};
+    marlin_dense_plan* plan = nullptr;
+    int cluster = 0;
+    if (marlin_dense_plan_create(&p, &l, &plan) == MARLIN_OK) cluster = marlin_dense_plan_cluster_size(plan);
+    marlin_dense_plan_destroy(plan);
+    if (cluster > 1) ++g_clustered_chains;
+    desc += " " + std::to_string(cfg) + "/" + std::to_string(sp) + (cluster > 1 ? "/c" + std::to_string(cluster) : "");
+  }
   if (st == MARLIN_E_UNSUPPORTED && major < 9) {
     if (verbose) std::printf("skip chain%s: not for sm_%d0\n", desc.c_str(), major);
     return true;
@@ -549,10 +560,14 @@ int main(int argc, char** argv) {
   struct Chain {
     std::vector<std::pair<int, int>> links;
     int m;
+    int n = 2048;  // = k
   };
+  // The last two split as clusters on sm_90 (70B o_proj's shape: 256 blocks of clusters of 4), so the cluster
+  // reduction also runs overlapped with its neighbours and inside a replayed graph.
   const std::vector<Chain> chains = {{{{0, 4}}, 1},   {{{0, 1}}, 8},   {{{1, 3}}, 16},  {{{15, 4}}, 32},
                                      {{{19, 2}}, 64}, {{{13, 3}}, 96}, {{{10, 1}}, 128}, {{{21, 2}}, 256},
-                                     {{{20, 1}}, 300}, {{{0, 4}, {19, 3}, {20, 2}, {1, 1}, {13, 1}}, 48}};
+                                     {{{20, 1}}, 300}, {{{0, 4}, {19, 3}, {20, 2}, {1, 1}, {13, 1}}, 48},
+                                     {{{0, 4}}, 1, 8192}, {{{19, 4}}, 64, 8192}};
   size_t chain_count = 0;
   for (const Chain& ch : chains) {
     bool known = true;
@@ -562,15 +577,16 @@ int main(int argc, char** argv) {
     }
     if (!known) continue;  // a row not compiled into this build
     ++chain_count;
-    fails += chain_case(ch.links, ch.m, 2048, 9, rng, verbose) ? 0 : 1;
+    fails += chain_case(ch.links, ch.m, ch.n, 9, rng, verbose) ? 0 : 1;
   }
   // On sm_90 the split cases must have exercised the cluster reduction, or `det` compared the workspace path with itself.
-  if (device_major() >= 9 && g_clustered_cases == 0) {
-    std::printf("FAIL no split-K case reduced across a cluster on sm_%d0\n", device_major());
+  if (device_major() >= 9 && (g_clustered_cases == 0 || g_clustered_chains == 0)) {
+    std::printf("FAIL no split-K case (%d) or chain link (%d) reduced across a cluster on sm_%d0\n", g_clustered_cases,
+                g_clustered_chains, device_major());
     ++fails;
   }
   std::printf("dense selftest: %zu cases (%d split-K across a cluster, bitwise equal to the workspace path) + %zu launch "
-              "chains, %d failed\n",
-              cases.size(), g_clustered_cases, chain_count, fails);
+              "chains (%d links across a cluster), %d failed\n",
+              cases.size(), g_clustered_cases, chain_count, g_clustered_chains, fails);
   return fails == 0 ? 0 : 1;
 }
