@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "../../common/int4_codec.cuh"
 #include "gemm_kernel.cuh"
@@ -175,10 +176,47 @@ marlin_status resolve_function(Kernel kernel, int smem, int dev, std::atomic<cud
   return MARLIN_OK;
 }
 
+// The attributes of a launch, in the driver's (CUlaunchAttribute) or the runtime's (cudaLaunchAttribute) struct: with
+// programmatic stream serialisation (`pdl`), and as clusters of `cluster` consecutive blocks with the load-balancing
+// scheduling policy (cluster > 1). The launches and the cluster-capacity query use this one list. The two APIs share
+// the ids and the policy values (asserted below) and differ only in the value member's name. Returns the count.
+template <typename Attr>
+auto& launch_attribute_value(Attr& a) {
+  if constexpr (std::is_same_v<Attr, CUlaunchAttribute>) return a.value;
+  else return a.val;
+}
+static_assert(int(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) ==
+                  int(cudaLaunchAttributeProgrammaticStreamSerialization) &&
+              int(CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION) == int(cudaLaunchAttributeClusterDimension) &&
+              int(CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE) ==
+                  int(cudaLaunchAttributeClusterSchedulingPolicyPreference) &&
+              int(CU_CLUSTER_SCHEDULING_POLICY_LOAD_BALANCING) == int(cudaClusterSchedulingPolicyLoadBalancing));
+constexpr int kMaxLaunchAttributes = 3;
+template <typename Attr>
+unsigned launch_attributes(bool pdl, unsigned cluster, Attr (&attrs)[kMaxLaunchAttributes]) {
+  using Id = decltype(attrs[0].id);
+  unsigned n = 0;
+  if (pdl) {
+    attrs[n].id = Id(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+    launch_attribute_value(attrs[n++]).programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 1) {
+    attrs[n].id = Id(CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
+    auto& dim = launch_attribute_value(attrs[n++]).clusterDim;
+    dim.x = cluster;
+    dim.y = dim.z = 1;
+    attrs[n].id = Id(CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE);
+    auto& value = launch_attribute_value(attrs[n++]);
+    value.clusterSchedulingPolicyPreference =
+        decltype(value.clusterSchedulingPolicyPreference)(CU_CLUSTER_SCHEDULING_POLICY_LOAD_BALANCING);
+  }
+  return n;
+}
+
 // KernelRef::sms, ::slots and ::clusters of a resolved kernel, queried once per instance and device (`cache`, one row
-// per device: [0] = slots, [1] = SMs, [S] = clusters of S, each stored + 1 so that 0 means not queried yet), for
-// cluster launches with the load-balancing scheduling policy (the most resident clusters of the three policies, and
-// the fastest in the v13a A/B). A failed query leaves the kernel without cluster launches.
+// per device: [0] = slots, [1] = SMs, [S] = clusters of S, each stored + 1 so that 0 means not queried yet), with the
+// launches' cluster attributes (launch_attributes: the load-balancing policy admits the most resident clusters of the
+// three policies and was the fastest in the v13a A/B). A failed query leaves the kernel without cluster launches.
 void launch_capacity(KernelRef* k, std::atomic<int>* cache) {
   if (cache[0].load(std::memory_order_acquire) == 0) {
     int per_sm = 0, sms = 0;
@@ -189,18 +227,13 @@ void launch_capacity(KernelRef* k, std::atomic<int>* cache) {
       return;
     }
     for (int s = 2; s <= kMaxClusterSplits; ++s) {
-      cudaLaunchAttribute attr[2] = {};
-      attr[0].id = cudaLaunchAttributeClusterDimension;
-      attr[0].val.clusterDim.x = unsigned(s);
-      attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
-      attr[1].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
-      attr[1].val.clusterSchedulingPolicyPreference = cudaClusterSchedulingPolicyLoadBalancing;
+      cudaLaunchAttribute attrs[kMaxLaunchAttributes] = {};
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(unsigned(s));
       cfg.blockDim = dim3(k->block);
       cfg.dynamicSmemBytes = k->smem;
-      cfg.attrs = attr;
-      cfg.numAttrs = 2;
+      cfg.attrs = attrs;
+      cfg.numAttrs = launch_attributes(false, unsigned(s), attrs);
       int n = 0;
       if (cudaOccupancyMaxActiveClusters(&n, k->symbol, &cfg) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -403,20 +436,7 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
   const bool pdl = overlap && k.overlap_capable;
   const LaunchKernelExFn drv = driver_launch();
   if (drv != nullptr && k.fn != nullptr) {
-    CUlaunchAttribute attrs[3] = {};
-    unsigned num_attrs = 0;
-    if (pdl) {
-      attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-      attrs[num_attrs++].value.programmaticStreamSerializationAllowed = 1;
-    }
-    if (cluster > 1) {
-      attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-      attrs[num_attrs].value.clusterDim.x = cluster;
-      attrs[num_attrs].value.clusterDim.y = 1;
-      attrs[num_attrs++].value.clusterDim.z = 1;
-      attrs[num_attrs].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE;
-      attrs[num_attrs++].value.clusterSchedulingPolicyPreference = CU_CLUSTER_SCHEDULING_POLICY_LOAD_BALANCING;
-    }
+    CUlaunchAttribute attrs[kMaxLaunchAttributes] = {};
     CUlaunchConfig cfg{};
     cfg.gridDimX = grid;
     cfg.gridDimY = cfg.gridDimZ = 1;
@@ -425,34 +445,21 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
     cfg.sharedMemBytes = k.smem;
     cfg.hStream = reinterpret_cast<CUstream>(stream);
     cfg.attrs = attrs;
-    cfg.numAttrs = num_attrs;
+    cfg.numAttrs = launch_attributes(pdl, cluster, attrs);
     const CUresult r = drv(&cfg, reinterpret_cast<CUfunction>(k.fn), args, nullptr);
     if (r == CUDA_SUCCESS) return MARLIN_OK;
     // No current context on this host thread (the runtime makes the primary context current lazily): let the
     // runtime launch it. Any other driver error is reported as is (driver and runtime error numbers agree).
     if (r != CUDA_ERROR_INVALID_CONTEXT) return marlin_record_cuda_error(static_cast<int>(r));
   }
-  cudaLaunchAttribute attrs[3] = {};
-  unsigned num_attrs = 0;
-  if (pdl) {
-    attrs[num_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attrs[num_attrs++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (cluster > 1) {
-    attrs[num_attrs].id = cudaLaunchAttributeClusterDimension;
-    attrs[num_attrs].val.clusterDim.x = cluster;
-    attrs[num_attrs].val.clusterDim.y = 1;
-    attrs[num_attrs++].val.clusterDim.z = 1;
-    attrs[num_attrs].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
-    attrs[num_attrs++].val.clusterSchedulingPolicyPreference = cudaClusterSchedulingPolicyLoadBalancing;
-  }
+  cudaLaunchAttribute attrs[kMaxLaunchAttributes] = {};
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(k.block);
   cfg.dynamicSmemBytes = k.smem;
   cfg.stream = stream;
   cfg.attrs = attrs;
-  cfg.numAttrs = num_attrs;
+  cfg.numAttrs = launch_attributes(pdl, cluster, attrs);
   return record_cuda(cudaLaunchKernelExC(&cfg, k.symbol, args));
 }
 
