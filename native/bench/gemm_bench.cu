@@ -169,6 +169,15 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   MB_TRY(marlin_bench_time_graph(&req, &out->timing));
   out->bytes_per_rotation = code_bytes + scale_bytes + zero_bytes;
   out->workspace_bytes = ws_bytes;
+  // How the timed launches ran (a plan of the same problem and launch: the rule depends on nothing else).
+  p.w = ctx.w[0];
+  p.scales = ctx.scales[0];
+  p.zeros = ctx.zeros[0];
+  marlin_dense_plan* plan = nullptr;
+  const marlin_status plan_st = marlin_dense_plan_create(&p, &ctx.launch, &plan);
+  if (plan_st != MARLIN_OK) return fail(plan_st, std::string("marlin_dense_plan_create failed: ") + marlin_status_string(plan_st));
+  out->cluster_size = marlin_dense_plan_cluster_size(plan);
+  marlin_dense_plan_destroy(plan);
   return MARLIN_OK;
 }
 
@@ -227,5 +236,6 @@ extern "C" marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args
   MB_TRY(marlin_bench_time_graph(&req, &out->timing));
   out->bytes_per_rotation = w_bytes;
   out->workspace_bytes = kCublasWorkspaceBytes;
+  out->cluster_size = 0;
   return MARLIN_OK;
 }

@@ -5,7 +5,8 @@
 //   benchEnv({ measure = true })  -> device info, cuBLAS info, measured HBM GB/s and fp16 TFLOP/s
 //   benchGemm({ M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId, splits, seed?, calls?, replays? })
 //   benchCublas({ M, N, K, dtype, seed?, calls?, replays? })
-//     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes }
+//     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes, clusterSize }
+//     (clusterSize: blocks per thread-block cluster of the dense launch, 1 without; 0 for cuBLAS)
 //
 // The calls are synchronous: a benchmark owns the GPU while it runs, and blocking the event loop is the point.
 #include "bench_binding.h"
@@ -86,6 +87,7 @@ Napi::Object TimingObject(Napi::Env env, const marlin_bench_gemm_result& r) {
   o.Set("replays", r.timing.replays);
   o.Set("bytesPerRotation", static_cast<double>(r.bytes_per_rotation));
   o.Set("workspaceBytes", static_cast<double>(r.workspace_bytes));
+  o.Set("clusterSize", r.cluster_size);
   return o;
 }
 

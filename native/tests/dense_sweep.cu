@@ -29,29 +29,6 @@ const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},     
 // the dispatched choices of a bench JSON), each with the default (overlapping) launch and with
 // MARLIN_DENSE_LAUNCH_SERIAL, fp16 (or bf16), group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us
 // cluster" (cluster: blocks per thread-block cluster of the launch, marlin_dense_plan_cluster_size).
-int cluster_of(marlin_dtype dt, int m, int n, int k, int cfg, int splits) {
-  marlin_dense_problem p{};
-  p.dtype = dt;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.n_padded = (n + 63) / 64 * 64;
-  p.k_padded = (k + 63) / 64 * 64;
-  p.bits = 4;
-  p.group_size = 128;
-  p.lda = k;
-  p.ldc = n;
-  alignas(16) static const unsigned char dummy[16] = {};  // a plan validates pointers' alignment only; nothing is launched
-  p.w = dummy;
-  p.scales = dummy;
-  const marlin_dense_launch l{cfg, splits, 0};
-  marlin_dense_plan* plan = nullptr;
-  if (marlin_dense_plan_create(&p, &l, &plan) != MARLIN_OK) return 0;
-  const int c = marlin_dense_plan_cluster_size(plan);
-  marlin_dense_plan_destroy(plan);
-  return c;
-}
-
 int time_rows(const char* path, marlin_dtype dt) {
   FILE* f = std::fopen(path, "r");
   if (f == nullptr) {
@@ -62,6 +39,7 @@ int time_rows(const char* path, marlin_dtype dt) {
   double sum[2] = {0, 0};
   while (std::fscanf(f, "%d %d %d %d %d", &m, &n, &k, &cfg, &sp) == 5) {
     double us[2] = {0, 0};
+    int cluster = 0;
     for (int serial : {0, 1}) {
       marlin_bench_dense_args da{dt, m, n, k, 128, 0, cfg, sp, 11, 0, 0, serial};
       marlin_bench_gemm_result r{};
@@ -72,8 +50,9 @@ int time_rows(const char* path, marlin_dtype dt) {
       }
       us[serial] = r.timing.median_us;
       sum[serial] += us[serial];
+      cluster = r.cluster_size;
     }
-    std::printf("%d %d %d %d %d %.2f %.2f %d\n", m, n, k, cfg, sp, us[0], us[1], cluster_of(dt, m, n, k, cfg, sp));
+    std::printf("%d %d %d %d %d %.2f %.2f %d\n", m, n, k, cfg, sp, us[0], us[1], cluster);
   }
   std::fclose(f);
   std::printf("sum %.2f %.2f\n", sum[0], sum[1]);

@@ -258,3 +258,33 @@ describe('prepared plans: disposal', { skip }, () => {
     }
   });
 });
+
+describe('prepared plans: cluster split-K', { skip }, () => {
+  test('gemmPlan reports the native launch: split-K across a cluster of `splits` blocks on sm_90 where it fits one wave, else 1', () => {
+    const sm90 = gate.probe.devices[0].major === 9;
+    // Llama-3-8B qkv at M = 1 (config 0, 4 splits, 192 blocks: one wave as blocks and as clusters of 4) and gate_up
+    // (no split-K). docs/kernel-design.md section 5.
+    for (const [N, K, clustered] of [
+      [6144, 4096, true],
+      [28672, 4096, false],
+    ]) {
+      const w = m.uploadPacked(m.pack(makeWeight({ K, N, groupSize: 128, dtype: 'fp16' })));
+      try {
+        const plans = m.livePlans();
+        const p = m.gemmPlan(1, w);
+        assert.equal(m.livePlans(), plans + 1, 'gemmPlan prepares the native plan');
+        const want = sm90 && clustered ? p.splits : 1;
+        assert.ok(!clustered || p.splits > 1, `N=${N} K=${K}: dispatch chose ${p.splits} splits`);
+        assert.equal(p.clusterSize, want, `N=${N} K=${K}: config ${p.configId}, ${p.splits} splits`);
+        // gemm reuses that plan.
+        const x = m.Tensor.from(makeX({ M: 1, K, dtype: 'fp16' }), [1, K], 'fp16');
+        const y = m.gemm(x, w);
+        m.deviceSynchronize();
+        assert.equal(m.livePlans(), plans + 1, 'gemm made no second plan');
+        for (const t of [x, y]) t.dispose();
+      } finally {
+        w.dispose();
+      }
+    }
+  });
+});

@@ -116,6 +116,8 @@ typedef struct marlin_bench_gemm_result {
   marlin_bench_timing timing;
   size_t bytes_per_rotation;  // weight (+ scales, zeros) bytes of one copy
   size_t workspace_bytes;     // dense: marlin_dense_workspace_bytes; cuBLAS: the workspace handed to cuBLAS
+  int32_t cluster_size;       // dense: blocks per thread-block cluster of the launch (marlin_dense_plan_cluster_size:
+                              // the split count when split-K is reduced across a cluster, else 1); cuBLAS: 0
 } marlin_bench_gemm_result;
 
 typedef struct marlin_bench_dense_args {

@@ -290,12 +290,19 @@ Napi::Value ConfigInfo(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// planClusterSize(plan) -> blocks per cluster of the plan's launches on the current device (1: no cluster).
+Napi::Value PlanClusterSize(const Napi::CallbackInfo& info) {
+  PlanHolder* h = UnwrapPlan(info.Env(), info[0]);
+  return Napi::Number::New(info.Env(), marlin_dense_plan_cluster_size(h->plan));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   marlin_napi::RegisterRuntime(env, exports);
   exports.Set("workspaceBytes", Napi::Function::New(env, WorkspaceBytes, "workspaceBytes"));
   exports.Set("workspaceInit", Napi::Function::New(env, WorkspaceInit, "workspaceInit"));
   exports.Set("configCount", Napi::Function::New(env, ConfigCount, "configCount"));
   exports.Set("configInfo", Napi::Function::New(env, ConfigInfo, "configInfo"));
+  exports.Set("planClusterSize", Napi::Function::New(env, PlanClusterSize, "planClusterSize"));
   exports.Set("planCreate", Napi::Function::New(env, PlanCreate, "planCreate"));
   exports.Set("planBind", Napi::Function::New(env, PlanBind, "planBind"));
   exports.Set("planLaunch", Napi::Function::New(env, PlanLaunch, "planLaunch"));

@@ -38,6 +38,8 @@ export interface DenseAddon extends NativeRuntime {
   configCount(): number;
   /** [mTile, nTiles, kTilesPerStage, stages] of a compiled configuration. */
   configInfo(id: number): [number, number, number, number];
+  /** Blocks per cluster of the plan's launches on the current device (1: no cluster). */
+  planClusterSize(plan: NativeGemmPlan): number;
 }
 
 /** Index of each number in the Int32Array handed to the native gemm (mirrors `enum Param` in binding.cc). */

@@ -252,6 +252,15 @@ export interface GemmPlanInfo {
   readonly workspaceBytes: number;
 }
 
+/** gemmPlan's answer: the launch, and how the native plan runs it on the current device. */
+export interface GemmPlanDetails extends GemmPlanInfo {
+  /**
+   * Blocks per thread-block cluster of the launch (the native plan's marlin_dense_plan_cluster_size): the split count
+   * when the split-K partial sums are added across a cluster through distributed shared memory (sm_90), else 1.
+   */
+  readonly clusterSize: number;
+}
+
 /**
  * A prepared launch for one weight and one (M, lda, config): the dispatch choice plus, after the first launch, the
  * native plan (weight operands, sizes and kernel fixed and validated once; per call only x, out and bias cross into
@@ -408,14 +417,19 @@ function planFor(
 }
 
 /**
- * Describes the launch gemm would use for x's M on this weight (config id, split-K, workspace bytes), for logs and
- * benchmarks. Needs the GPU (device properties).
+ * Describes the launch gemm would use for x's M on this weight (config id, split-K, workspace bytes, cluster size),
+ * for logs and benchmarks. Needs the GPU (device properties); prepares the native plan gemm then reuses.
  */
-export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): GemmPlanInfo {
+export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): GemmPlanDetails {
   const addon = denseAddon(w.device);
   const v = validateGemm({ shape: [M, w.K], dtype: w.scaleDtype, device: w.device, disposed: false }, w, { config });
   const p = planFor(addon, v, w, config, false);
-  return { configId: p.configId, splits: p.splits, workspaceBytes: p.workspaceBytes };
+  return {
+    configId: p.configId,
+    splits: p.splits,
+    workspaceBytes: p.workspaceBytes,
+    clusterSize: addon.planClusterSize(nativePlanOf(p, w)),
+  };
 }
 
 /**
@@ -568,6 +582,21 @@ export function quickAccept(
   return true;
 }
 
+/** The plan's native plan, created on first use. */
+function nativePlanOf(p: PreparedPlan, w: DevicePackedWeight): NativeGemmPlan {
+  if (p.native === null) {
+    fillParams(p, w, p.configId, p.splits, p.serial);
+    p.native = p.addon.planCreate(
+      w.qweight.nativeHandle(),
+      w.scales.nativeHandle(),
+      w.zeros === null ? null : w.zeros.nativeHandle(),
+      w.perm === null ? null : w.perm.nativeHandle(),
+      params,
+    );
+  }
+  return p.native;
+}
+
 /** Enqueues the plan: creates its native plan on first use, (re)binds the stream's workspace when it changed. */
 function launch(
   p: PreparedPlan,
@@ -578,18 +607,7 @@ function launch(
   out: Tensor,
 ): void {
   const addon = p.addon;
-  let native = p.native;
-  if (native === null) {
-    fillParams(p, w, p.configId, p.splits, p.serial);
-    native = addon.planCreate(
-      w.qweight.nativeHandle(),
-      w.scales.nativeHandle(),
-      w.zeros === null ? null : w.zeros.nativeHandle(),
-      w.perm === null ? null : w.perm.nativeHandle(),
-      params,
-    );
-    p.native = native;
-  }
+  const native = nativePlanOf(p, w);
   const bound = p.boundWs;
   if (bound === null || bound.disposed || p.boundStream !== stream) {
     const ws = workspaceFor(addon, p.workspaceBytes, w.device, stream);

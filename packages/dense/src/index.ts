@@ -21,6 +21,7 @@ export {
   type CpuGemmOptions,
   type GemmConfig,
   type GemmOptions,
+  type GemmPlanDetails,
   type GemmPlanInfo,
   gemm,
   gemmPlan,

@@ -61,6 +61,8 @@ export interface NativeTiming {
   readonly replays: number;
   readonly bytesPerRotation: number;
   readonly workspaceBytes: number;
+  /** Dense: blocks per thread-block cluster of the launch (split-K reduced across a cluster), 1 without; cuBLAS: 0. */
+  readonly clusterSize: number;
 }
 
 export interface BenchGemmArgs {

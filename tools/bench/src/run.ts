@@ -269,7 +269,8 @@ function measure(
       replays: o.replays,
       serial,
     });
-  const ours = timing(run(launch));
+  const oursNative = run(launch);
+  const ours = timing(oursNative);
 
   let sweep: SweepResult | null = null;
   if (o.sweepSplits) {
@@ -321,6 +322,7 @@ function measure(
       hasZeros: false,
       configId: launch.configId,
       splits: launch.splits,
+      clusterSize: oursNative.clusterSize,
       ours,
       serial,
       cublas,

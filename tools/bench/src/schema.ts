@@ -66,6 +66,12 @@ export interface Row {
   readonly hasZeros: boolean;
   readonly configId: number;
   readonly splits: number;
+  /**
+   * Blocks per thread-block cluster of the dispatched launch: `splits` when its split-K partial sums are added across
+   * a cluster through distributed shared memory (sm_90, one wave; docs/kernel-design.md section 5), else 1. Absent
+   * from result files written before it was recorded (2026-11-30, eighth session).
+   */
+  readonly clusterSize: number;
   /** Dispatched kernel, default launch: on sm_90+ each call may start during the previous call's tail (PDL). */
   readonly ours: Timing;
   /**
@@ -291,6 +297,7 @@ const resultCheck: Check = obj({
       hasZeros: bool,
       configId: num({ integer: true }),
       splits: num({ integer: true, positive: true }),
+      clusterSize: num({ integer: true, positive: true }),
       ours: timing(false),
       serial: timing(true),
       cublas: timing(true),

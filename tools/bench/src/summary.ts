@@ -31,6 +31,7 @@ export interface RowInput {
   readonly hasZeros: boolean;
   readonly configId: number;
   readonly splits: number;
+  readonly clusterSize: number;
   readonly ours: Timing;
   readonly serial: Timing | null;
   readonly cublas: Timing | null;
@@ -54,6 +55,7 @@ export function makeRow(r: RowInput, c: Ceilings): Row {
     hasZeros: r.hasZeros,
     configId: r.configId,
     splits: r.splits,
+    clusterSize: r.clusterSize,
     ours: r.ours,
     serial: r.serial,
     cublas: r.cublas,

@@ -35,6 +35,7 @@ function timing(us: number): NativeTiming {
     replays: 10,
     bytesPerRotation: 1,
     workspaceBytes: 0,
+    clusterSize: 1,
   };
 }
 
@@ -76,13 +77,18 @@ export class FakeNative implements BenchNative {
       (1 + (this.opts.recovery?.(this.gemmCalls.length - 1) ?? 0));
     // Larger split counts cost a little more in this model, so the dispatched choice usually stays best; a serial
     // launch pays the launch gap and pipeline fill that an overlapped one hides (2 us).
-    return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f);
+    // The native plan runs 2-8 splits as one thread-block cluster (here: always, as on sm_90 when they fit).
+    const clusterSize = a.splits >= 2 && a.splits <= 8 ? a.splits : 1;
+    return {
+      ...timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f),
+      clusterSize,
+    };
   }
 
   benchCublas(a: BenchCublasArgs): NativeTiming {
     this.cublasCalls.push(a);
     const memUs = fp16BytesMoved(a.M, a.N, a.K) / 3000e3 / 0.9;
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.75;
-    return timing(Math.max(memUs, computeUs) + 4);
+    return { ...timing(Math.max(memUs, computeUs) + 4), clusterSize: 0 };
   }
 }

@@ -59,6 +59,9 @@ describe('runBench with a fake addon', () => {
     expect(r.env.computeCapability).toBe('9.0');
     // The launch comes from @marlin/core dispatch: small M gets the smallest token tile.
     expect(r.rows[0]!.configId).toBe(0);
+    // Each row records how the native plan ran its launch (clusters of `splits` blocks, or 1).
+    for (const row of r.rows) expect(row.clusterSize).toBe(row.splits >= 2 && row.splits <= 8 ? row.splits : 1);
+    expect(r.rows.some((row) => row.clusterSize > 1)).toBe(true);
   });
 
   it('skips the serial timings with --no-serial', async () => {
