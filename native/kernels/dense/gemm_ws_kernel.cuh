@@ -31,6 +31,17 @@ namespace marlin::dense {
 
 constexpr int kWsThreads = 384;  // 1 producer + 2 consumer warpgroups
 
+// wgmma groups (k16 steps) a consumer leaves pending while it dequantizes the next step (perf-notes v7b, v14g). The
+// next step rewrites the A buffer of 4 steps back, so up to 3 may be. With 3, a stage's slot goes back to the producer
+// one step later (after the third step of the next stage instead of the second). That pays on the 1-block rows with
+// 4+ stages (configs 10 / 13, M = 65-255: -1.7% over the 8 Llama layers at M = 128) but not on 2-stage rows, where the
+// producer waits for that slot (configs 20 / 21 at M >= 256: +2.4%). It also does not pay on the 2-block rows, whose
+// 96-register consumers spill with it (config 15 with zero points: 4 B) and gain nothing (M = 32 +0.2%, M = 64 +2.2%).
+template <int STAGES, int BLOCKS>
+__host__ __device__ constexpr int wgmma_in_flight() {
+  return BLOCKS == 1 && STAGES >= 4 ? 3 : 2;
+}
+
 // Register split between the roles (setmaxnreg) for BLOCKS resident blocks per SM. A block starts with the launch
 // bound's per-thread count (65,536 / (384 x BLOCKS), rounded down to 8) and the two roles redistribute that pool:
 //   1 block:  168 at entry, pool 64,512: producer 40, consumers 232 (128 x 40 + 256 x 232 = 64,512).
@@ -135,10 +146,12 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 #pragma unroll
     for (int c = 0; c < M_TILE / 2; ++c) acc[l][c] = 0.0f;
 
-  // A fragments in 4 buffers by k step (step s of a stage uses buffer s % 4; a stage has 4 K_STAGE steps): two wgmma
-  // groups stay in flight while the next step is dequantized (wait_group 2), so the tensor pipe does not idle on the
-  // dequant's latency (v7b: wait_group 1 left it ~27% idle while the SM was active).
+  // A fragments in 4 buffers by k step (step s of a stage uses buffer s % 4; a stage has 4 K_STAGE steps): two or
+  // three wgmma groups stay in flight while the next step is dequantized (wgmma_in_flight), so the tensor pipe does
+  // not idle on the dequant's latency (v7b: wait_group 1 left it ~27% idle while the SM was active).
   uint32_t a[4][kAccTiles][4];
+  constexpr int kWgmmaInFlight = wgmma_in_flight<STAGES, BLOCKS>();
+  static_assert(kWgmmaInFlight >= 1 && kWgmmaInFlight <= 3, "the next step's A buffer must have retired");
   // Loop invariants computed once (v12b; SASS of config 15 at M = 32 rebuilt them in every stage: ~180 of a stage's
   // ~420 instructions were thread-index, barrier-address, scale-row and descriptor arithmetic around 208 of dequant).
   // The lane's word and scale / zero-point offsets for column tile nt_base of any stage (opaque, as run_lane),
@@ -182,10 +195,12 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 #pragma unroll
           for (int l = 0; l < kAccTiles; ++l) Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[b][l], desc);
           wgmma_commit();
-          wgmma_wait<2>();  // the group of two steps back has retired: the buffer the next step writes is free
-          if (j == 0 && b == 1 && it > 0) {
-            // Second step of this stage: every group up to this stage's first has retired, so all of the previous
-            // stage's wgmmas have: hand its slot back to the producer.
+          // At most kWgmmaInFlight groups stay pending: the group of kWgmmaInFlight steps back has retired. The next
+          // step writes the A buffer of 4 steps back, so up to 3 may be in flight.
+          wgmma_wait<kWgmmaInFlight>();
+          if (j == 0 && b == kWgmmaInFlight - 1 && it > 0) {
+            // This step's wait retired every group up to the previous stage's last: hand its slot back to the
+            // producer.
             __syncwarp();
             if (lane == 0) mbar_arrive(empty0 + 8 * prev_slot);
           }
