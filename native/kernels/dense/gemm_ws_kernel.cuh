@@ -34,9 +34,10 @@ constexpr int kWsThreads = 384;  // 1 producer + 2 consumer warpgroups
 // wgmma groups (k16 steps) a consumer leaves pending while it dequantizes the next step (perf-notes v7b, v14g). The
 // next step rewrites the A buffer of 4 steps back, so up to 3 may be. With 3, a stage's slot goes back to the producer
 // one step later (after the third step of the next stage instead of the second). That pays on the 1-block rows with
-// 4+ stages (configs 10 / 13, M = 65-255: -1.7% over the 8 Llama layers at M = 128) but not on 2-stage rows, where the
-// producer waits for that slot (configs 20 / 21 at M >= 256: +2.4%). It also does not pay on the 2-block rows, whose
-// 96-register consumers spill with it (config 15 with zero points: 4 B) and gain nothing (M = 32 +0.2%, M = 64 +2.2%).
+// 4+ stages (configs 10 / 13, M = 65-255: -2.5 / -4.1 / -2.6% over the 8 Llama layers at M = 80 / 128 / 192), not on
+// 2-stage rows, where the producer waits for that slot (configs 20 / 21 at M >= 256: +2.4%). It also does not pay on
+// the 2-block rows, whose 96-register consumers spill with it (config 15 with zero points: 4 B) and gain nothing
+// (M = 32 +0.2%, M = 64 +2.2%).
 template <int STAGES, int BLOCKS>
 __host__ __device__ constexpr int wgmma_in_flight() {
   return BLOCKS == 1 && STAGES >= 4 ? 3 : 2;
