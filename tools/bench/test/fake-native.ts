@@ -25,7 +25,8 @@ export const FAKE_ENV: NativeEnv = {
   fp16Tflops: 800,
 };
 
-function timing(us: number): NativeTiming {
+/** A timing of `us` per call; clusterSize as the addon reports it (dense: 1 or the split count, cuBLAS: 0). */
+function timing(us: number, clusterSize: number): NativeTiming {
   return {
     us,
     minUs: us * 0.98,
@@ -35,7 +36,7 @@ function timing(us: number): NativeTiming {
     replays: 10,
     bytesPerRotation: 1,
     workspaceBytes: 0,
-    clusterSize: 1,
+    clusterSize,
   };
 }
 
@@ -79,16 +80,13 @@ export class FakeNative implements BenchNative {
     // launch pays the launch gap and pipeline fill that an overlapped one hides (2 us).
     // The native plan runs 2-8 splits as one thread-block cluster (here: always, as on sm_90 when they fit).
     const clusterSize = a.splits >= 2 && a.splits <= 8 ? a.splits : 1;
-    return {
-      ...timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f),
-      clusterSize,
-    };
+    return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f, clusterSize);
   }
 
   benchCublas(a: BenchCublasArgs): NativeTiming {
     this.cublasCalls.push(a);
     const memUs = fp16BytesMoved(a.M, a.N, a.K) / 3000e3 / 0.9;
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.75;
-    return { ...timing(Math.max(memUs, computeUs) + 4), clusterSize: 0 };
+    return timing(Math.max(memUs, computeUs) + 4, 0);
   }
 }
