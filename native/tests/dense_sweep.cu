@@ -27,8 +27,9 @@ const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},     
 
 // `dense_sweep --rows FILE [bf16]`: times exactly the launches listed in FILE, one per line "M N K config splits" (e.g.
 // the dispatched choices of a bench JSON), each with the default (overlapping) launch and with
-// MARLIN_DENSE_LAUNCH_SERIAL, fp16 (or bf16), group 128: for A/B comparisons of two builds on one machine. Prints "M N K config splits overlap_us serial_us
-// cluster" (cluster: blocks per thread-block cluster of the launch, marlin_dense_plan_cluster_size).
+// MARLIN_DENSE_LAUNCH_SERIAL, fp16 (or bf16), group 128: for A/B comparisons of two builds on one machine. Prints
+// "M N K config splits overlap_us serial_us cluster" (cluster: blocks per thread-block cluster of the launch,
+// marlin_bench_gemm_result::cluster_size).
 int time_rows(const char* path, marlin_dtype dt) {
   FILE* f = std::fopen(path, "r");
   if (f == nullptr) {
