@@ -29,6 +29,13 @@ namespace marlin::dense {
 
 constexpr int kOwnerThreads = 128;  // threads of one owner group (one warpgroup)
 
+// Where element e of an owner thread's C fragment lies (lane = 4 g + t; accumulator acc[l][4 m8 + e]): the fragment's
+// rows are output columns, its columns tokens, so element e is column g + frag_col(e) of the thread's 16-column slab
+// and token 2t + frag_token(e) of token block m8. The scale step of the post-scaled loop (gemm_kernel.cuh), the
+// cluster stage and the output stage below all place elements through these two.
+__host__ __device__ constexpr int frag_col(int e) { return 8 * (e >> 1); }
+__host__ __device__ constexpr int frag_token(int e) { return e & 1; }
+
 // Output staging row stride in elements (+16 B against bank conflicts) and the staged tile's bytes.
 template <int M_TILE, int N_TILES>
 struct OutTile {
@@ -70,15 +77,12 @@ __device__ __forceinline__ void reduce_in_cluster(const Params& p, const Coords&
   if (CAN_OWN && owns) {
 #pragma unroll
     for (int l = 0; l < ACC_TILES; ++l) {
-      const int col = (nt_base + l) * kTileN + wn * 16 + g;  // fragment rows g, g + 8 = columns; 2t, 2t + 1 = tokens
+      const int col = (nt_base + l) * kTileN + wn * 16 + g;
 #pragma unroll
-      for (int m8 = 0; m8 < kM8; ++m8) {
-        float* r0 = stage + (m8 * 8 + 2 * t) * CT::kStride + col;
-        r0[0] = acc[l][m8 * 4 + 0];
-        r0[CT::kStride] = acc[l][m8 * 4 + 1];
-        r0[8] = acc[l][m8 * 4 + 2];
-        r0[CT::kStride + 8] = acc[l][m8 * 4 + 3];
-      }
+      for (int m8 = 0; m8 < kM8; ++m8)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          stage[(m8 * 8 + 2 * t + frag_token(e)) * CT::kStride + col + frag_col(e)] = acc[l][m8 * 4 + e];
     }
   }
   cluster_sync();  // every block's partial is in its shared memory
@@ -223,20 +227,19 @@ __device__ __forceinline__ void finish_tile(const Params& p, const Coords& bc, f
   if (CAN_OWN && owns) {
 #pragma unroll
     for (int l = 0; l < ACC_TILES; ++l) {
-      const int col = (nt_base + l) * kTileN + wn * 16 + g;  // rows g and g+8 of the fragment = output columns
-      float b_g = 0.f, b_g8 = 0.f;
+      const int col = (nt_base + l) * kTileN + wn * 16 + g;
+      float b[2] = {0.f, 0.f};  // bias of columns col + frag_col(e): e = 0, 1 and e = 2, 3
       if (p.bias != nullptr) {
-        if (n0 + col < p.n) b_g = to_float<T>(p.bias[n0 + col]);
-        if (n0 + col + 8 < p.n) b_g8 = to_float<T>(p.bias[n0 + col + 8]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (n0 + col + frag_col(2 * h) < p.n) b[h] = to_float<T>(p.bias[n0 + col + frag_col(2 * h)]);
       }
 #pragma unroll
-      for (int m8 = 0; m8 < kM8; ++m8) {
-        const int tok = m8 * 8 + 2 * t;  // fragment columns 2t, 2t+1 = tokens
-        os[tok * Out::kStride + col] = to_bits<T>(acc[l][m8 * 4 + 0] + b_g);
-        os[(tok + 1) * Out::kStride + col] = to_bits<T>(acc[l][m8 * 4 + 1] + b_g);
-        os[tok * Out::kStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 2] + b_g8);
-        os[(tok + 1) * Out::kStride + col + 8] = to_bits<T>(acc[l][m8 * 4 + 3] + b_g8);
-      }
+      for (int m8 = 0; m8 < kM8; ++m8)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          os[(m8 * 8 + 2 * t + frag_token(e)) * Out::kStride + col + frag_col(e)] =
+              to_bits<T>(acc[l][m8 * 4 + e] + b[e >> 1]);
     }
   }
   __syncthreads();

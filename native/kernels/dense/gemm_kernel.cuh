@@ -311,12 +311,13 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
             }
           }
 #pragma unroll
-          for (int nt = 0; nt < N_TILES; ++nt) {  // C fragment rows: e = 0, 1 -> row g, e = 2, 3 -> row g + 8
+          for (int nt = 0; nt < N_TILES; ++nt) {  // scales of the lane's columns g (sc.x) and g + 8 (sc.y)
             const float2 sc = sv.run_scales_f32(rl, nt);
 #pragma unroll
             for (int m8 = 0; m8 < Tr::kM8; ++m8)
 #pragma unroll
-              for (int e = 0; e < 4; ++e) acc[nt][m8 * 4 + e] = fmaf(e < 2 ? sc.x : sc.y, part[nt][m8 * 4 + e], acc[nt][m8 * 4 + e]);
+              for (int e = 0; e < 4; ++e)
+                acc[nt][m8 * 4 + e] = fmaf(frag_col(e) == 0 ? sc.x : sc.y, part[nt][m8 * 4 + e], acc[nt][m8 * 4 + e]);
           }
         }
       }
