@@ -117,6 +117,7 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   ctx.launch.config_id = a->config_id;
   ctx.launch.splits = a->splits;
   ctx.launch.flags = a->serial != 0 ? MARLIN_DENSE_LAUNCH_SERIAL : 0u;
+  ctx.launch.tail_splits = a->tail_splits;
   const size_t ws_bytes = marlin_dense_workspace_bytes(&p, &ctx.launch);
 
   int32_t rotations = 0;
@@ -177,6 +178,7 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   const marlin_status plan_st = marlin_dense_plan_create(&p, &ctx.launch, &plan);
   if (plan_st != MARLIN_OK) return fail(plan_st, std::string("marlin_dense_plan_create failed: ") + marlin_status_string(plan_st));
   out->cluster_size = marlin_dense_plan_cluster_size(plan);
+  out->tail_blocks = marlin_dense_plan_tail_blocks(plan);
   marlin_dense_plan_destroy(plan);
   return MARLIN_OK;
 }

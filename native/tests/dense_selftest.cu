@@ -80,6 +80,7 @@ struct Case {
   bool zeros, act_order, bias;
   int config, splits;
   int64_t lda_pad;
+  int tail = 0;  // marlin_dense_launch.tail_splits (balanced last wave)
 };
 
 // docs/format.md: tile (nb, kb) at nb*(Kp/64)+kb; word (w*32+l)*4+j; nibble p -> (n = 16w + g + 8(p&1),
@@ -107,6 +108,7 @@ std::vector<uint32_t> pack_int4(const std::vector<uint8_t>& q, int k, int n, int
 // check = false (profile runs): skip the f64 reference; NaN and run-to-run equality are still checked.
 int g_clustered_cases = 0;   // split-K cases whose default launch reduced across a cluster (sm_90)
 int g_clustered_chains = 0;  // chain links that did (chain_case)
+int g_tail_cases = 0;        // cases whose plan ran a balanced last wave's second launch
 
 bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true) {
   const int m = c.m, n = c.n, k = c.k, g = c.group;
@@ -173,7 +175,7 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   p.zeros = c.zeros ? static_cast<uint8_t*>(dz) : nullptr;
   p.perm = c.act_order ? static_cast<int32_t*>(dp) : nullptr;
   p.bias = c.bias ? db : nullptr;
-  marlin_dense_launch l{c.config, c.splits};
+  marlin_dense_launch l{c.config, c.splits, 0u, c.tail};
   const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
   CHECK_CUDA(cudaMalloc(&dws, wsb));
   if (marlin_dense_workspace_init(dws, wsb, nullptr) != MARLIN_OK) {
@@ -182,6 +184,7 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   }
   std::vector<uint16_t> y1(size_t(m) * n), y2(size_t(m) * n);
   int cluster = 0;  // blocks per cluster of the default launch (1: split-K through the workspace, or none)
+  int tail_blocks = 0;  // blocks of its balanced last wave's second launch (0: none)
   marlin_status st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
   const int major = device_major();
   if (st == MARLIN_E_UNSUPPORTED && major < 9) {  // the hopper family runs on sm_90 only
@@ -203,8 +206,10 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
     marlin_dense_plan* plan = nullptr;
     st = marlin_dense_plan_create(&fixed, &l, &plan);  // how the default launch above ran
     cluster = marlin_dense_plan_cluster_size(plan);
+    tail_blocks = marlin_dense_plan_tail_blocks(plan);
     marlin_dense_plan_destroy(plan);
     if (cluster > 1) ++g_clustered_cases;
+    if (tail_blocks > 0) ++g_tail_cases;
     plan = nullptr;
     if (st == MARLIN_OK) st = marlin_dense_plan_create(&fixed, &lw, &plan);
     if (st == MARLIN_OK && marlin_dense_plan_cluster_size(plan) != 1) st = MARLIN_E_INVALID_ARGUMENT;  // flag ignored
@@ -233,9 +238,10 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // output rounding to T dominates: 2^-11 / 2^-8 relative
   const bool ok = st == MARLIN_OK && !nan && same && (!check || rel < tol);
   if (!ok || verbose)
-    std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d cluster=%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
+    std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d cluster=%d tail=%d/%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
                 ok ? "ok  " : "FAIL", c.dt == MARLIN_FP16 ? "fp16" : "bf16", m, n, k, g, c.zeros, c.act_order, c.bias,
-                c.config, c.splits, cluster, (long long)c.lda_pad, int(st), rel, max_err, int(nan), int(same));
+                c.config, c.splits, cluster, c.tail, tail_blocks, (long long)c.lda_pad, int(st), rel, max_err, int(nan),
+                int(same));
   return ok;
 }
 
@@ -553,6 +559,19 @@ int main(int argc, char** argv) {
       // warp-specialised configs this is the 3D activation box (K % 64 == 0) reading zeros past K.
       cases.push_back({dt, 45, 320, 1088, 32, true, false, true, cfg, 3, 8});
     }
+  // Balanced last wave (tail_splits): 300 column blocks of 128 (or 150 of 256 x 2 token blocks) make a partial
+  // wave on any GPU with fewer than 300 resident blocks (H100 / H200: 264 for these rows), so the column blocks past
+  // the whole waves run as a second, split-K launch from a column offset: bias, zero points, act-order, several token
+  // blocks, a partial last k-tile. N = 38464 is not a whole number of 128-column blocks: one plain launch.
+  {
+    auto has = [&](int id) { return std::find(configs.begin(), configs.end(), id) != configs.end(); };
+    const int ws_row = has(19) ? 19 : -1;  // a 2-block warp-specialised row (64 tokens x 128 columns)
+    cases.push_back({MARLIN_FP16, 1, 38400, 2048, 128, false, false, true, 0, 1, 0, 4});
+    cases.push_back({MARLIN_BF16, 5, 38400, 2064, 64, true, true, true, 0, 1, 0, 3});
+    cases.push_back({MARLIN_FP16, 20, 38400, 1024, 128, true, false, false, 1, 1, 8, 8});
+    cases.push_back({MARLIN_FP16, 3, 38464, 1024, 128, false, false, true, 0, 1, 0, 4});
+    if (ws_row >= 0) cases.push_back({MARLIN_BF16, 40, 38400, 1024, 128, true, false, true, ws_row, 1, 0, 2});
+  }
   int fails = 0;
   for (const Case& c : cases) fails += run_case(c, rng, verbose) ? 0 : 1;
   // Overlapped launches: every dispatched row on its own (decode, 2-block and 1-block warp-specialised, split-K and
@@ -585,8 +604,12 @@ int main(int argc, char** argv) {
                 g_clustered_chains, device_major());
     ++fails;
   }
-  std::printf("dense selftest: %zu cases (%d split-K across a cluster, bitwise equal to the workspace path) + %zu launch "
-              "chains (%d links across a cluster), %d failed\n",
-              cases.size(), g_clustered_cases, chain_count, g_clustered_chains, fails);
+  if (g_tail_cases < 3) {  // the three whole-block tail cases above (a plain launch needs 300+ resident blocks)
+    std::printf("FAIL only %d cases ran a balanced last wave\n", g_tail_cases);
+    ++fails;
+  }
+  std::printf("dense selftest: %zu cases (%d split-K across a cluster, bitwise equal to the workspace path; %d with a "
+              "balanced last wave) + %zu launch chains (%d links across a cluster), %d failed\n",
+              cases.size(), g_clustered_cases, g_tail_cases, chain_count, g_clustered_chains, fails);
   return fails == 0 ? 0 : 1;
 }

@@ -25,35 +25,40 @@ const Shape kShapes[] = {{"8b.qkv", 4096, 6144},      {"8b.o", 4096, 4096},     
                          {"70b.gate_up", 8192, 57344}, {"70b.down", 28672, 8192}};
 }  // namespace
 
-// `dense_sweep --rows FILE [bf16]`: times exactly the launches listed in FILE, one per line "M N K config splits" (e.g.
-// the dispatched choices of a bench JSON), each with the default (overlapping) launch and with
-// MARLIN_DENSE_LAUNCH_SERIAL, fp16 (or bf16), group 128: for A/B comparisons of two builds on one machine. Prints
-// "M N K config splits overlap_us serial_us cluster" (cluster: blocks per thread-block cluster of the launch,
-// marlin_bench_gemm_result::cluster_size).
+// `dense_sweep --rows FILE [bf16]`: times exactly the launches listed in FILE, one per line "M N K config splits
+// [tail_splits]" (e.g. the dispatched choices of a bench JSON; tail_splits: marlin_dense_launch.tail_splits, default 0),
+// each with the default (overlapping) launch and with MARLIN_DENSE_LAUNCH_SERIAL, fp16 (or bf16), group 128: for A/B
+// comparisons of two builds, or of two launches, on one machine. Prints "M N K config splits tail_splits overlap_us
+// serial_us cluster tail_blocks" (cluster / tail_blocks: marlin_bench_gemm_result::cluster_size / ::tail_blocks).
 int time_rows(const char* path, marlin_dtype dt) {
   FILE* f = std::fopen(path, "r");
   if (f == nullptr) {
     std::printf("cannot open %s\n", path);
     return 2;
   }
-  int m, n, k, cfg, sp, bad = 0;
+  int bad = 0;
   double sum[2] = {0, 0};
-  while (std::fscanf(f, "%d %d %d %d %d", &m, &n, &k, &cfg, &sp) == 5) {
+  char line[256];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    int m, n, k, cfg, sp, tail = 0;
+    if (std::sscanf(line, "%d %d %d %d %d %d", &m, &n, &k, &cfg, &sp, &tail) < 5) continue;
     double us[2] = {0, 0};
-    int cluster = 0;
+    int cluster = 0, tail_blocks = 0;
     for (int serial : {0, 1}) {
-      marlin_bench_dense_args da{dt, m, n, k, 128, 0, cfg, sp, 11, 0, 0, serial};
+      marlin_bench_dense_args da{dt, m, n, k, 128, 0, cfg, sp, 11, 0, 0, serial, tail};
       marlin_bench_gemm_result r{};
       if (marlin_bench_dense_gemm(&da, &r) != MARLIN_OK) {
-        std::printf("dense failed m=%d n=%d k=%d cfg=%d splits=%d: %s\n", m, n, k, cfg, sp, marlin_bench_last_error());
+        std::printf("dense failed m=%d n=%d k=%d cfg=%d splits=%d tail=%d: %s\n", m, n, k, cfg, sp, tail,
+                    marlin_bench_last_error());
         ++bad;
         continue;
       }
       us[serial] = r.timing.median_us;
       sum[serial] += us[serial];
       cluster = r.cluster_size;
+      tail_blocks = r.tail_blocks;
     }
-    std::printf("%d %d %d %d %d %.2f %.2f %d\n", m, n, k, cfg, sp, us[0], us[1], cluster);
+    std::printf("%d %d %d %d %d %d %.2f %.2f %d %d\n", m, n, k, cfg, sp, tail, us[0], us[1], cluster, tail_blocks);
   }
   std::fclose(f);
   std::printf("sum %.2f %.2f\n", sum[0], sum[1]);

@@ -118,6 +118,8 @@ typedef struct marlin_bench_gemm_result {
   size_t workspace_bytes;     // dense: marlin_dense_workspace_bytes; cuBLAS: the workspace handed to cuBLAS
   int32_t cluster_size;       // dense: blocks per thread-block cluster of the launch (marlin_dense_plan_cluster_size:
                               // the split count when split-K is reduced across a cluster, else 1); cuBLAS: 0
+  int32_t tail_blocks;        // dense: blocks of the balanced last wave's second launch (marlin_dense_plan_tail_blocks;
+                              // 0: one launch); cuBLAS: 0
 } marlin_bench_gemm_result;
 
 typedef struct marlin_bench_dense_args {
@@ -130,6 +132,7 @@ typedef struct marlin_bench_dense_args {
   int32_t calls, replays;     // 0 = defaults of marlin_bench_time_graph
   int32_t serial;             // 1: MARLIN_DENSE_LAUNCH_SERIAL (each call waits for the previous one to complete
                               // before any block starts); 0: the default launch (overlaps the previous call on sm_90+)
+  int32_t tail_splits;        // marlin_dense_launch.tail_splits (0: off)
 } marlin_bench_dense_args;
 
 // Builds `rotations` random packed INT4 weights (docs/format.md: Np/64 * Kp/64 tiles of 2048 bytes, scales [G][Np]

@@ -46,6 +46,12 @@ typedef struct marlin_dense_launch {
   int32_t config_id;      // row of kernel-table.json (chosen by @marlin/core dispatch)
   int32_t splits;         // split-K factor >= 1 (1 = no cross-block reduction)
   uint32_t flags;         // MARLIN_DENSE_LAUNCH_* bits; unknown bits are rejected (MARLIN_E_INVALID_ARGUMENT)
+  // Balanced last wave: 0 or 1 = off; t >= 2 (needs splits == 1): when the output tiles fill some whole waves of the
+  // device's resident blocks and part of one more, the column blocks past the whole waves run as a second launch,
+  // split-K t ways, so that the last wave's work is spread over every resident block instead of idling the rest.
+  // Ignored (one plain launch) when the tiles make no partial wave or N_padded is not a multiple of the config's
+  // block width; marlin_dense_plan_tail_blocks says what a plan does.
+  int32_t tail_splits;
 } marlin_dense_launch;
 
 // Bytes of workspace a call needs (fp32 split-K partials, arrival counters, permuted activations).
@@ -78,6 +84,8 @@ size_t marlin_dense_plan_workspace_bytes(const marlin_dense_plan* plan);
 // Blocks per thread-block cluster of this plan's launches on the current device: the split count when its split-K
 // reduction runs across a cluster (MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK), 1 otherwise, 0 for NULL.
 int32_t marlin_dense_plan_cluster_size(const marlin_dense_plan* plan);
+// Blocks of the balanced last wave's second launch (marlin_dense_launch.tail_splits): 0 when the plan is one launch.
+int32_t marlin_dense_plan_tail_blocks(const marlin_dense_plan* plan);
 // Enqueues one GEMM y = x * W (+ bias) with the plan's shapes: x is m rows of lda elements, y m rows of ldc, bias
 // [n] or NULL. Same statuses as marlin_dense_gemm (MARLIN_E_MISALIGNED, MARLIN_E_WORKSPACE, MARLIN_E_CUDA, ...).
 marlin_status marlin_dense_plan_launch(marlin_dense_plan* plan, const void* x, void* y, const void* bias,

@@ -64,7 +64,9 @@ WorkspaceLayout layout_of(const marlin_dense_problem& p, const marlin_dense_laun
   WorkspaceLayout w{};
   const size_t m_blocks = ceil_div(p.m, c.m_tile), n_blocks = ceil_div(p.n_padded, 64 * c.n_tiles);
   w.partials_offset = kCounterBytes;
-  w.partials_bytes = l.splits > 1 ? round_up(m_blocks * n_blocks * l.splits * c.m_tile * c.n_tiles * 64 * 4) : 0;
+  // A balanced last wave's second launch (tail_splits) covers fewer tiles than the whole grid: bounded by all of them.
+  const size_t splits = size_t(std::max(l.splits, l.tail_splits));
+  w.partials_bytes = splits > 1 ? round_up(m_blocks * n_blocks * splits * c.m_tile * c.n_tiles * 64 * 4) : 0;
   w.xperm_offset = w.partials_offset + w.partials_bytes;
   w.xperm_bytes = p.perm != nullptr ? round_up(size_t(p.m) * p.k * 2) : 0;
   w.total = w.xperm_offset + w.xperm_bytes;
@@ -321,10 +323,12 @@ marlin_status validate_fixed(const marlin_dense_problem& p, const marlin_dense_l
   if (!aligned16(p.w) || !aligned16(p.scales)) return MARLIN_E_MISALIGNED;
   if (p.zeros && !aligned16(p.zeros)) return MARLIN_E_MISALIGNED;
   if (l.splits < 1 || l.splits > 64) return MARLIN_E_INVALID_ARGUMENT;
+  if (l.tail_splits < 0 || l.tail_splits > 64 || (l.tail_splits > 1 && l.splits != 1)) return MARLIN_E_INVALID_ARGUMENT;
   if ((l.flags & ~(MARLIN_DENSE_LAUNCH_SERIAL | MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK)) != 0) return MARLIN_E_INVALID_ARGUMENT;
   const long long tiles = 1LL * ceil_div(p.m, c.m_tile) * ceil_div(p.n_padded, 64 * c.n_tiles);
-  if (l.splits > 1 && tiles > kCounterCapacity) return MARLIN_E_UNSUPPORTED;
-  if (1LL * tiles * l.splits > 0x7fffffffLL) return MARLIN_E_UNSUPPORTED;
+  const int splits = std::max(l.splits, l.tail_splits);
+  if (splits > 1 && tiles > kCounterCapacity) return MARLIN_E_UNSUPPORTED;
+  if (1LL * tiles * splits > 0x7fffffffLL) return MARLIN_E_UNSUPPORTED;
   return MARLIN_OK;
 }
 
@@ -347,9 +351,61 @@ struct marlin_dense_plan {
   KernelRef kernel;  // resolved for kernel.device
   unsigned grid;
   Params prm;        // complete but for x, lda (act-order: the gathered copy), y, bias, partials, counters
+  // Balanced last wave (marlin_dense_launch.tail_splits; tail_grid == 0: none): prm covers the column blocks of the
+  // whole waves, `tail` (a second launch, split-K) the rest from output column tail_col0 on. Its weight, scale and
+  // zero-point pointers start at that column; x, y and bias are offset per launch.
+  unsigned tail_grid;
+  int tail_col0;
+  Params tail;
 };
 
 namespace {
+
+// Resident blocks of the plan's kernel on its device (the occupancy query of launch_capacity, or its own for kernels
+// without cluster launches); 0 if unknown.
+int resident_slots(const KernelRef& k) {
+  if (k.slots > 0) return k.slots;
+  int per_sm = 0, sms = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.symbol, int(k.block), k.smem) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, k.device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return per_sm * sms;
+}
+
+// Splits a plan's grid (one split, tiles = m_blocks x n_blocks) into the column blocks of its whole waves and a second
+// launch, split-K `t` ways, for the column blocks past them (docs/kernel-design.md "Balanced last wave"). A wave is
+// the kernel's resident blocks on the device. The second launch's pointers start at its first column (the kernels
+// index weights, scales and zero points from the block's first tile on); they clamp a block's tiles against the
+// packed width (Params::np, also the scale rows' stride), so the split needs N_padded to be a whole number of blocks.
+// Leaves the plan one launch when there is no partial wave.
+marlin_status plan_tail(marlin_dense_plan& pl, int t) {
+  Params& prm = pl.prm;
+  const int block_cols = kTileN * pl.config.n_tiles;
+  const int slots = resident_slots(pl.kernel);
+  const long long tiles = 1LL * prm.m_blocks * prm.n_blocks;
+  if (slots <= 0 || prm.np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return MARLIN_OK;
+  const int head_blocks = int(tiles / slots * slots / prm.m_blocks);  // whole waves, in column blocks
+  if (head_blocks <= 0 || head_blocks >= prm.n_blocks) return MARLIN_OK;
+  Params& tail = pl.tail;
+  tail = prm;
+  const int col0 = head_blocks * block_cols;
+  tail.w = prm.w + size_t(col0 / kTileN) * prm.k_tiles * (Codec<half>::kTileBytes / sizeof(int4));
+  tail.scales = prm.scales + col0;
+  tail.zeros = prm.zeros != nullptr ? prm.zeros + col0 : nullptr;
+  tail.n = prm.n - col0;
+  tail.n_blocks = prm.n_blocks - head_blocks;
+  tail.splits = std::min(t, prm.stages_total);
+  tail.stages_per_split = ceil_div(prm.stages_total, tail.splits);
+  tail.splits = ceil_div(prm.stages_total, tail.stages_per_split);  // none empty (plan_init)
+  prm.n_blocks = head_blocks;
+  prm.n = col0;
+  pl.grid = unsigned(prm.m_blocks * head_blocks);
+  pl.tail_grid = unsigned(tail.m_blocks * tail.n_blocks * tail.splits);
+  pl.tail_col0 = col0;
+  return MARLIN_OK;
+}
 
 marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, const marlin_dense_launch& l) {
   ConfigInfo c;
@@ -394,6 +450,9 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   // (3,3,3,1); 9 stages in 4 splits give 3 per split and only 3 splits.
   prm.splits = ceil_div(prm.stages_total, prm.stages_per_split);
   pl.grid = unsigned(prm.m_blocks * prm.n_blocks * prm.splits);
+  pl.tail_grid = 0;
+  pl.tail_col0 = 0;
+  if (l.tail_splits > 1) return plan_tail(pl, l.tail_splits);
   return MARLIN_OK;
 }
 
@@ -492,7 +551,6 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
   prm.y = static_cast<uint16_t*>(y);
   prm.partials = reinterpret_cast<float*>(ws + pl.layout.partials_offset);
   prm.counters = reinterpret_cast<uint32_t*>(ws);
-  void* args[2] = {&prm, &pl.x_map};
   if (pl.kernel.x_map && !(pl.map_x == prm.x && pl.map_lda == prm.lda)) {
     pl.map_x = nullptr;  // invalid until the new descriptor is encoded
     if (const marlin_status s = activation_tensor_map(prm, pl.config.m_tile, pl.config.k_stage, &pl.x_map); s != MARLIN_OK) return s;
@@ -500,8 +558,23 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
     pl.map_lda = prm.lda;
   }
   // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
-  return launch_resolved(pl.kernel, pl.grid, cluster_for(pl.kernel, pl.grid, prm, pl.launch.flags), args, stream,
-                         (pl.launch.flags & MARLIN_DENSE_LAUNCH_SERIAL) == 0);
+  const bool overlap = (pl.launch.flags & MARLIN_DENSE_LAUNCH_SERIAL) == 0;
+  void* args[2] = {&prm, &pl.x_map};
+  const marlin_status s =
+      launch_resolved(pl.kernel, pl.grid, cluster_for(pl.kernel, pl.grid, prm, pl.launch.flags), args, stream, overlap);
+  if (s != MARLIN_OK || pl.tail_grid == 0) return s;
+  // The balanced last wave's second launch: same activations (and descriptor), its own columns of y and bias. With
+  // overlap its blocks start as the first launch's blocks finish their main loops (they trigger the dependents there).
+  Params& tail = pl.tail;
+  tail.x = prm.x;
+  tail.lda = prm.lda;
+  tail.bias = bias != nullptr ? prm.bias + pl.tail_col0 : nullptr;
+  tail.y = prm.y + pl.tail_col0;
+  tail.partials = prm.partials;
+  tail.counters = prm.counters;
+  args[0] = &tail;
+  return launch_resolved(pl.kernel, pl.tail_grid, cluster_for(pl.kernel, pl.tail_grid, tail, pl.launch.flags), args,
+                         stream, overlap);
 }
 
 }  // namespace
@@ -552,6 +625,10 @@ extern "C" marlin_status marlin_dense_plan_launch(marlin_dense_plan* plan, const
 
 extern "C" int32_t marlin_dense_plan_cluster_size(const marlin_dense_plan* plan) {
   return plan != nullptr ? int32_t(cluster_for(plan->kernel, plan->grid, plan->prm, plan->launch.flags)) : 0;
+}
+
+extern "C" int32_t marlin_dense_plan_tail_blocks(const marlin_dense_plan* plan) {
+  return plan != nullptr ? int32_t(plan->tail_grid) : 0;
 }
 
 extern "C" void marlin_dense_plan_destroy(marlin_dense_plan* plan) { delete plan; }
