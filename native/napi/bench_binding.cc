@@ -3,10 +3,12 @@
 // description (what failed, where, the CUDA / cuBLAS error) in the message.
 //
 //   benchEnv({ measure = true })  -> device info, cuBLAS info, measured HBM GB/s and fp16 TFLOP/s
-//   benchGemm({ M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId, splits, seed?, calls?, replays? })
+//   benchGemm({ M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId, splits, tailSplits?, seed?, calls?,
+//               replays?, serial? })
 //   benchCublas({ M, N, K, dtype, seed?, calls?, replays? })
-//     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes, clusterSize }
-//     (clusterSize: blocks per thread-block cluster of the dense launch, 1 without; 0 for cuBLAS)
+//     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes, clusterSize, tailBlocks }
+//     (clusterSize: blocks per thread-block cluster of the dense launch, 1 without; 0 for cuBLAS; tailBlocks: blocks
+//     of its balanced-last-wave launch, 0 without or for cuBLAS)
 //
 // The calls are synchronous: a benchmark owns the GPU while it runs, and blocking the event loop is the point.
 #include "bench_binding.h"
@@ -88,6 +90,7 @@ Napi::Object TimingObject(Napi::Env env, const marlin_bench_gemm_result& r) {
   o.Set("bytesPerRotation", static_cast<double>(r.bytes_per_rotation));
   o.Set("workspaceBytes", static_cast<double>(r.workspace_bytes));
   o.Set("clusterSize", r.cluster_size);
+  o.Set("tailBlocks", r.tail_blocks);
   return o;
 }
 
@@ -180,6 +183,7 @@ Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   a.calls = IntOpt(env, o, fn, "calls", false, 0);
   a.replays = IntOpt(env, o, fn, "replays", false, 0);
   a.serial = BoolOpt(o, "serial", false) ? 1 : 0;
+  a.tail_splits = IntOpt(env, o, fn, "tailSplits", false, 0);
   marlin_bench_gemm_result r{};
   Check(env, marlin_bench_dense_gemm(&a, &r), fn);
   return TimingObject(env, r);

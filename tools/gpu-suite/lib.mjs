@@ -132,6 +132,7 @@ export async function checkGemm(spec) {
     lda = K,
     mode = 'random',
     seed = 11,
+    config,
   } = spec;
   const q = makeWeight({ K, N, groupSize, dtype, sym, actOrder, mode, seed });
   const packed = m.pack(q);
@@ -145,7 +146,7 @@ export async function checkGemm(spec) {
   let got;
   try {
     y.fillBytes(0xff); // NaN poison: every output element must be written
-    m.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda });
+    m.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda, config });
     got = await y.toHost();
   } finally {
     for (const t of [w, x, b, y]) t?.dispose();
@@ -169,7 +170,8 @@ export async function checkGemm(spec) {
     for (let j = 0; j < refN; j++) gotSub[i * refN + j] = got[gr * N + (cols ? cols[j] : j)];
   }
   const opts = { M: refM, dtype, bias: refBias, lda };
-  const label = `M=${M} N=${N} K=${K} g=${groupSize} ${dtype}${sym ? '' : ' zeros'}${actOrder ? ' act-order' : ''}${bias ? ' bias' : ''}${lda !== K ? ` lda=${lda}` : ''} ${mode}`;
+  const forced = config ? ` config ${JSON.stringify(config)}` : '';
+  const label = `M=${M} N=${N} K=${K} g=${groupSize} ${dtype}${sym ? '' : ' zeros'}${actOrder ? ' act-order' : ''}${bias ? ' bias' : ''}${lda !== K ? ` lda=${lda}` : ''} ${mode}${forced}`;
   for (let i = 0; i < gotSub.length; i++) {
     if ((gotSub[i] & 0x7fff) > (dtype === 'fp16' ? 0x7c00 : 0x7f80)) {
       assert.fail(`${label}: output element ${i} is NaN (0x${gotSub[i].toString(16)}): not written or wrong`);

@@ -4,7 +4,7 @@
 // workspace the later calls bring; a disposed operand must throw the typed error; disposing frees everything.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
+import { checkGemm, m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
 
 const gate = requireGpu(test);
 const skip = gate.skip;
@@ -287,4 +287,48 @@ describe('prepared plans: cluster split-K', { skip }, () => {
       }
     }
   });
+});
+
+describe('prepared plans: balanced last wave', { skip }, () => {
+  // A one-split launch whose tiles fill whole waves and part of one more runs the column blocks past the whole waves
+  // as a second, split-K launch from a column offset (docs/kernel-design.md "Balanced last wave"). The warp-specialised
+  // rows exist on sm_90 only; elsewhere dispatch never asks for it.
+  const sm90 = () => gate.probe.devices[0].major === 9;
+
+  test('Llama-3-70B qkv at M = 512: dispatch asks for it, the native plan runs it, the output matches the reference', async (t) => {
+    if (!sm90()) return t.skip('warp-specialised rows: sm_90 only');
+    const [M, K, N] = [512, 8192, 10240];
+    const w = m.uploadPacked(m.pack(makeWeight({ K, N, groupSize: 128, dtype: 'fp16' })));
+    try {
+      const p = m.gemmPlan(M, w);
+      assert.equal(p.splits, 1);
+      assert.ok(p.tailSplits >= 2, `dispatch chose config ${p.configId} / ${p.splits} splits / tail ${p.tailSplits}`);
+      assert.ok(p.tailBlocks > 0, `the native plan made one launch (tail ${p.tailSplits}, ${p.tailBlocks} blocks)`);
+    } finally {
+      w.dispose();
+    }
+    await checkGemm({ M, K, N, dtype: 'fp16', bias: true, seed: 61 });
+  });
+
+  for (const spec of [
+    // Config 13 (128 x 128, one block per SM): 140 column blocks, so 8 past the first wave on 132 SMs.
+    { M: 8, N: 17920, K: 1024, dtype: 'bf16', sym: false, actOrder: true, bias: true, tailSplits: 3, configId: 13 },
+    // Config 19 (64 x 128, two blocks per SM), two token blocks, a partial last k-tile.
+    { M: 100, N: 34560, K: 1040, dtype: 'fp16', sym: true, actOrder: false, bias: false, tailSplits: 2, configId: 19 },
+  ]) {
+    const { M, N, K, configId, tailSplits } = spec;
+    test(`config ${configId} M=${M} N=${N} K=${K} ${spec.dtype}, tail split ${tailSplits}: equals the reference`, async (t) => {
+      if (!sm90()) return t.skip('warp-specialised rows: sm_90 only');
+      const config = { configId, splits: 1, tailSplits };
+      const w = m.uploadPacked(m.pack(makeWeight({ K, N, groupSize: 128, dtype: spec.dtype })));
+      try {
+        const p = m.gemmPlan(M, w, config);
+        assert.equal(p.tailSplits, tailSplits);
+        assert.ok(p.tailBlocks > 0, `config ${configId}: no second launch (${p.tailBlocks} blocks)`);
+      } finally {
+        w.dispose();
+      }
+      await checkGemm({ ...spec, groupSize: 128, seed: 71 + M, config });
+    });
+  }
 });

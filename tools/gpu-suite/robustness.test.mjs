@@ -188,6 +188,7 @@ describe('determinism and concurrency', { skip }, () => {
       [1, 4096, 4096, false],
       [16, 14336, 4096, true],
       [300, 3584, 18944, false],
+      [512, 10240, 8192, false], // a balanced last wave on sm_90 (Llama-3-70B qkv): its partials, as native cuts it
     ]) {
       const packed = m.pack(makeWeight({ K, N, groupSize: 128, dtype: 'fp16', actOrder }));
       const w = m.uploadPacked(packed);
@@ -204,9 +205,10 @@ describe('determinism and concurrency', { skip }, () => {
         params[m.GemmParam.configId] = plan.configId;
         params[m.GemmParam.splits] = plan.splits;
         params[m.GemmParam.hasPerm] = actOrder ? 1 : 0;
+        params[m.GemmParam.tailSplits] = plan.tailSplits;
         const native = addon.workspaceBytes(params);
         const core = m.workspaceBytes(
-          { M, K, actOrder },
+          { M, N, K, actOrder },
           m.dispatch(
             { M, N, K, groupSize: 128, bits: 4, dtype: 'fp16', hasZeros: false, actOrder },
             {
@@ -218,6 +220,7 @@ describe('determinism and concurrency', { skip }, () => {
           ),
         );
         assert.ok(core >= native, `M=${M} N=${N} K=${K}: core workspaceBytes ${core} < native ${native}`);
+        if (plan.tailSplits > 1) assert.equal(core, native, `M=${M} N=${N} K=${K}: balanced last wave's partials`);
       } finally {
         w.dispose();
       }

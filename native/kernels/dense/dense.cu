@@ -60,13 +60,17 @@ struct WorkspaceLayout {
   size_t partials_offset, partials_bytes, xperm_offset, xperm_bytes, total;
 };
 
-WorkspaceLayout layout_of(const marlin_dense_problem& p, const marlin_dense_launch& l, const ConfigInfo& c) {
+// `tail_tiles` x `tail_splits`: the partials of a balanced last wave's second launch (plan_tail), 0 without one.
+WorkspaceLayout layout_of(const marlin_dense_problem& p, const marlin_dense_launch& l, const ConfigInfo& c,
+                          size_t tail_tiles = 0, int tail_splits = 0) {
   WorkspaceLayout w{};
   const size_t m_blocks = ceil_div(p.m, c.m_tile), n_blocks = ceil_div(p.n_padded, 64 * c.n_tiles);
   w.partials_offset = kCounterBytes;
-  // A balanced last wave's second launch (tail_splits) covers fewer tiles than the whole grid: bounded by all of them.
-  const size_t splits = size_t(std::max(l.splits, l.tail_splits));
-  w.partials_bytes = splits > 1 ? round_up(m_blocks * n_blocks * splits * c.m_tile * c.n_tiles * 64 * 4) : 0;
+  const size_t tile_bytes = size_t(c.m_tile) * c.n_tiles * 64 * 4;
+  const size_t split_tiles = l.splits > 1 ? m_blocks * n_blocks * l.splits : 0;
+  const size_t tail_split_tiles = tail_splits > 1 ? tail_tiles * tail_splits : 0;
+  const size_t partial_tiles = std::max(split_tiles, tail_split_tiles);
+  w.partials_bytes = partial_tiles > 0 ? round_up(partial_tiles * tile_bytes) : 0;
   w.xperm_offset = w.partials_offset + w.partials_bytes;
   w.xperm_bytes = p.perm != nullptr ? round_up(size_t(p.m) * p.k * 2) : 0;
   w.total = w.xperm_offset + w.xperm_bytes;
@@ -379,15 +383,16 @@ int resident_slots(const KernelRef& k) {
 // the kernel's resident blocks on the device. The second launch's pointers start at its first column (the kernels
 // index weights, scales and zero points from the block's first tile on); they clamp a block's tiles against the
 // packed width (Params::np, also the scale rows' stride), so the split needs N_padded to be a whole number of blocks.
-// Leaves the plan one launch when there is no partial wave.
-marlin_status plan_tail(marlin_dense_plan& pl, int t) {
+// Leaves the plan one launch when there is no partial wave or nothing to split (one stage).
+void plan_tail(marlin_dense_plan& pl, int t) {
   Params& prm = pl.prm;
   const int block_cols = kTileN * pl.config.n_tiles;
   const int slots = resident_slots(pl.kernel);
   const long long tiles = 1LL * prm.m_blocks * prm.n_blocks;
-  if (slots <= 0 || prm.np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return MARLIN_OK;
+  if (std::min(t, prm.stages_total) < 2) return;  // nothing to split: one launch
+  if (slots <= 0 || prm.np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return;
   const int head_blocks = int(tiles / slots * slots / prm.m_blocks);  // whole waves, in column blocks
-  if (head_blocks <= 0 || head_blocks >= prm.n_blocks) return MARLIN_OK;
+  if (head_blocks <= 0 || head_blocks >= prm.n_blocks) return;
   Params& tail = pl.tail;
   tail = prm;
   const int col0 = head_blocks * block_cols;
@@ -404,7 +409,6 @@ marlin_status plan_tail(marlin_dense_plan& pl, int t) {
   pl.grid = unsigned(prm.m_blocks * head_blocks);
   pl.tail_grid = unsigned(tail.m_blocks * tail.n_blocks * tail.splits);
   pl.tail_col0 = col0;
-  return MARLIN_OK;
 }
 
 marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, const marlin_dense_launch& l) {
@@ -419,7 +423,6 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   pl.problem.bias = nullptr;
   pl.launch = l;
   pl.config = c;
-  pl.layout = layout_of(p, l, c);
   pl.resolve = resolver_by_id(l.config_id, p.dtype, p.zeros != nullptr);
   if (pl.resolve == nullptr) return MARLIN_E_UNSUPPORTED;
   int dev = 0;
@@ -452,7 +455,10 @@ marlin_status plan_init(marlin_dense_plan& pl, const marlin_dense_problem& p, co
   pl.grid = unsigned(prm.m_blocks * prm.n_blocks * prm.splits);
   pl.tail_grid = 0;
   pl.tail_col0 = 0;
-  if (l.tail_splits > 1) return plan_tail(pl, l.tail_splits);
+  if (l.tail_splits > 1) plan_tail(pl, l.tail_splits);
+  const Params& tail = pl.tail;
+  const size_t tail_tiles = pl.tail_grid > 0 ? size_t(tail.m_blocks) * tail.n_blocks : 0;
+  pl.layout = layout_of(p, l, c, tail_tiles, pl.tail_grid > 0 ? tail.splits : 0);
   return MARLIN_OK;
 }
 
@@ -582,7 +588,10 @@ marlin_status plan_launch(marlin_dense_plan& pl, const void* x, void* y, const v
 extern "C" size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, const marlin_dense_launch* l) {
   ConfigInfo c;
   if (!p || !l || !config_info(l->config_id, &c)) return 0;
-  return layout_of(*p, *l, c).total;
+  if (l->tail_splits <= 1) return layout_of(*p, *l, c).total;
+  // A balanced last wave's partials depend on the tiles past the whole waves of the current device: its plan's.
+  marlin_dense_plan pl;
+  return plan_init(pl, *p, *l) == MARLIN_OK ? pl.layout.total : 0;
 }
 
 extern "C" marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream) {

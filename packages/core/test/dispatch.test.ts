@@ -1,5 +1,6 @@
 import { expect, it, describe as suite } from 'vitest';
 import {
+  balancedWave,
   type DeviceInfo,
   describe,
   dispatch,
@@ -104,7 +105,7 @@ function expectedSplits(
   tiles: number,
   slots: number,
   ws?: { mTile: number; nTiles: number },
-): { splits: number; per: number } {
+): { splits: number; per: number; cost: number } {
   // Ampere rows: <= 16 splits of >= 8 k-tiles, 16 k-tiles of start-up per block. Warp-specialised rows (v9e): <= 8
   // splits of >= 8 k-tiles, 4 k-tiles of start-up, + the fp32 partial round trip at 30 B/clk; L2 at 24 B/clk.
   const [maxSplits, minPer, fixed] = ws ? [8, 8, 4] : [16, 8, 16];
@@ -123,6 +124,45 @@ function expectedSplits(
     if (p.cost < best.cost) best = p;
   }
   return best;
+}
+
+/**
+ * The launch with the balanced last wave, brute-forced independently: on warp-specialised rows whose column blocks
+ * cover Np exactly, a launch of mBlocks x nBlocks tiles that fills W whole waves and part of one more may run the
+ * W x slots / mBlocks column blocks of the whole waves unsplit (W x (k-tiles + 4)) and the rest split t ways (costed
+ * like split-K over those tiles); taken when at least 3% cheaper than the best single launch.
+ */
+function expectedLaunch(
+  kTiles: number,
+  kts: number,
+  mBlocks: number,
+  nBlocks: number,
+  slots: number,
+  ws: { mTile: number; nTiles: number } | undefined,
+  whole: boolean,
+): { splits: number; per: number; tailSplits: number } {
+  const single = expectedSplits(kTiles, kts, mBlocks * nBlocks, slots, ws);
+  const none = { splits: single.splits, per: single.per, tailSplits: 0 };
+  const tiles = mBlocks * nBlocks;
+  if (ws === undefined || !whole || tiles <= slots || tiles % slots === 0) return none;
+  const waves = Math.floor(tiles / slots);
+  const head = Math.floor((waves * slots) / mBlocks);
+  if (head === 0 || head >= nBlocks) return none;
+  let best: { cost: number; t: number } | undefined;
+  for (let t = 2; t <= Math.min(8, Math.floor(kTiles / 8)); t++) {
+    const per = Math.ceil(Math.ceil(kTiles / t) / kts) * kts;
+    const real = Math.ceil(kTiles / per);
+    if (real < 2) continue;
+    const kClk = Math.max(
+      (2 * ws.mTile * ws.nTiles * 4096) / 3072,
+      (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 24,
+    );
+    const reduce = ((1 + real) * ws.mTile * ws.nTiles * 256) / 30 / kClk;
+    const cost = waves * (kTiles + 4) + Math.ceil(((nBlocks - head) * mBlocks * real) / slots) * (per + 4 + reduce);
+    if (best === undefined || cost < best.cost) best = { cost, t: real };
+  }
+  if (best === undefined || !(best.cost < single.cost * 0.97)) return none;
+  return { splits: 1, per: Math.ceil(kTiles / kts) * kts, tailSplits: best.t };
 }
 
 suite('dispatch', () => {
@@ -223,14 +263,16 @@ suite('dispatch', () => {
       for (const [K, N] of SHAPES) {
         for (const M of M_SWEEP) {
           const c = dispatch(problem({ M, K, N }), device);
-          const plan = expectedSplits(
+          const plan = expectedLaunch(
             Math.ceil(K / 64),
             c.config.kTilesPerStage,
-            c.mBlocks * c.nBlocks,
+            c.mBlocks,
+            c.nBlocks,
             (c.slots / c.blocksPerSm) * Math.min(c.blocksPerSm, 2),
             c.config.warpSpecialized ? c.config : undefined,
+            Math.ceil(N / 64) % c.config.nTiles === 0,
           );
-          expect([c.splits, c.kTilesPerSplit]).toEqual([plan.splits, plan.per]);
+          expect([c.splits, c.kTilesPerSplit, c.tailSplits]).toEqual([plan.splits, plan.per, plan.tailSplits]);
         }
       }
     }
@@ -371,6 +413,53 @@ suite('dispatch', () => {
     ]);
     const big = problem({ M: 4096 });
     expect(workspaceBytes(big, dispatch(big, DEVICES.H100))).toBe(counters);
+  });
+
+  it('balances the last partial wave where the H200 measured it faster, and nowhere in decode (v15a/b)', () => {
+    // [M, K, N, config, tailSplits]: every launch the cost model gives a balanced last wave for the Llama layers on
+    // 132 SMs; each was measured faster than the single launch it replaces (perf-notes v15b).
+    const expected: [number, number, number, number, number][] = [
+      [256, 8192, 10240, 21, 4],
+      [256, 8192, 57344, 20, 2],
+      [512, 4096, 28672, 20, 2],
+      [512, 8192, 10240, 20, 4],
+      [1024, 4096, 6144, 20, 2],
+      [1024, 8192, 10240, 20, 2],
+    ];
+    const got: [number, number, number, number, number][] = [];
+    for (const M of [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]) {
+      for (const [K, N] of SHAPES.slice(0, 8)) {
+        const c = dispatch(problem({ M, K, N }), DEVICES.H100);
+        if (c.tailSplits > 0) {
+          got.push([M, K, N, c.configId, c.tailSplits]);
+          expect(c.splits).toBe(1);
+          expect(describe(c)).toMatch(/Balanced last wave: \d+ tiles are \d+ whole wave/);
+        }
+      }
+    }
+    expect(got).toEqual(expected);
+    // Off the ampere rows, and where the blocks do not cover Np exactly (10304 = 161 tiles of 64).
+    expect(dispatch(problem({ M: 1, K: 8192, N: 57344 }), DEVICES.H100).tailSplits).toBe(0);
+    expect(dispatch(problem({ M: 512, K: 8192, N: 10304 }), DEVICES.H100).tailSplits).toBe(0);
+  });
+
+  it('cuts the balanced last wave as the native plan does, and sizes its partials by the tiles past the whole waves', () => {
+    expect(balancedWave(4, 40, 132, true)).toEqual({ fullWaves: 1, headBlocks: 33, tailTiles: 28 });
+    expect(balancedWave(1, 448, 264, true)).toEqual({ fullWaves: 1, headBlocks: 264, tailTiles: 184 });
+    expect(balancedWave(2, 224, 132, true)).toEqual({ fullWaves: 3, headBlocks: 198, tailTiles: 52 });
+    expect(balancedWave(3, 45, 132, true)).toEqual({ fullWaves: 1, headBlocks: 44, tailTiles: 3 });
+    expect(balancedWave(2, 66, 132, true)).toBeUndefined(); // whole waves only
+    expect(balancedWave(1, 100, 132, true)).toBeUndefined(); // less than one wave
+    expect(balancedWave(200, 1, 132, true)).toBeUndefined(); // the whole waves hold no whole column block
+    expect(balancedWave(1, 448, 264, false)).toBeUndefined();
+    // 70B qkv at M = 512: 4 x 40 tiles of 128 x 256, 28 of them past the whole wave, split 4 ways.
+    const prob = problem({ M: 512, K: 8192, N: 10240 });
+    const c = dispatch(prob, DEVICES.H100);
+    expect([c.configId, c.splits, c.tailSplits]).toEqual([20, 1, 4]);
+    const tile = 128 * 256 * 4;
+    expect(workspaceBytes(prob, c)).toBe(4096 * 4 + Math.ceil((28 * 4 * tile) / 256) * 256);
+    // Without N (or slots) the second launch is bounded by the whole grid.
+    expect(workspaceBytes({ M: 512, K: 8192, actOrder: false }, c)).toBe(4096 * 4 + 160 * 4 * tile);
   });
 
   it('uses the hopper (wgmma) family on sm_90 from M = 17 and the ampere family below it or on other GPUs', () => {

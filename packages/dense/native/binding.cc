@@ -26,7 +26,7 @@ using marlin_napi::UnwrapStream;
 // Layout of the Int32Array of problem numbers passed by src/binding.ts (GemmParam there mirrors it).
 enum Param : int {
   kDtype, kM, kN, kK, kNPadded, kKPadded, kBits, kGroupSize, kLda, kLdc, kConfigId, kSplits, kHasPerm, kFlags,
-  kParamCount
+  kTailSplits, kParamCount
 };
 
 const int32_t* ArgParams(napi_env env, napi_value v) {
@@ -57,6 +57,7 @@ void FillProblem(const int32_t* a, marlin_dense_problem* p, marlin_dense_launch*
   l->config_id = a[kConfigId];
   l->splits = a[kSplits];
   l->flags = static_cast<uint32_t>(a[kFlags]);
+  l->tail_splits = a[kTailSplits];
 }
 
 // ---- prepared plans -----------------------------------------------------------------------------------------------
@@ -296,6 +297,12 @@ Napi::Value PlanClusterSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), marlin_dense_plan_cluster_size(h->plan));
 }
 
+// planTailBlocks(plan) -> blocks of the plan's balanced-last-wave launch (0: the plan is one launch).
+Napi::Value PlanTailBlocks(const Napi::CallbackInfo& info) {
+  PlanHolder* h = UnwrapPlan(info.Env(), info[0]);
+  return Napi::Number::New(info.Env(), marlin_dense_plan_tail_blocks(h->plan));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   marlin_napi::RegisterRuntime(env, exports);
   exports.Set("workspaceBytes", Napi::Function::New(env, WorkspaceBytes, "workspaceBytes"));
@@ -303,6 +310,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("configCount", Napi::Function::New(env, ConfigCount, "configCount"));
   exports.Set("configInfo", Napi::Function::New(env, ConfigInfo, "configInfo"));
   exports.Set("planClusterSize", Napi::Function::New(env, PlanClusterSize, "planClusterSize"));
+  exports.Set("planTailBlocks", Napi::Function::New(env, PlanTailBlocks, "planTailBlocks"));
   exports.Set("planCreate", Napi::Function::New(env, PlanCreate, "planCreate"));
   exports.Set("planBind", Napi::Function::New(env, PlanBind, "planBind"));
   exports.Set("planLaunch", Napi::Function::New(env, PlanLaunch, "planLaunch"));

@@ -40,6 +40,8 @@ export interface DenseAddon extends NativeRuntime {
   configInfo(id: number): [number, number, number, number];
   /** Blocks per cluster of the plan's launches on the current device (1: no cluster). */
   planClusterSize(plan: NativeGemmPlan): number;
+  /** Blocks of the plan's balanced-last-wave launch (marlin_dense_plan_tail_blocks; 0: one launch). */
+  planTailBlocks(plan: NativeGemmPlan): number;
 }
 
 /** Index of each number in the Int32Array handed to the native gemm (mirrors `enum Param` in binding.cc). */
@@ -58,7 +60,8 @@ export const GemmParam = {
   splits: 11,
   hasPerm: 12,
   flags: 13,
-  count: 14,
+  tailSplits: 14,
+  count: 15,
 } as const;
 
 /** GemmParam.flags bit: launch without programmatic dependent launch (MARLIN_DENSE_LAUNCH_SERIAL in dense.h). */

@@ -41,6 +41,12 @@ export interface GemmConfig {
   readonly configId: number;
   /** Split-K factor >= 1; default: the one dispatch chooses for this config. */
   readonly splits?: number;
+  /**
+   * Balanced last wave: 0 = one launch, t >= 2 = the column blocks past the last whole wave run as a second launch
+   * split t ways (needs splits = 1; docs/kernel-design.md "Balanced last wave"). Default: dispatch's choice when
+   * `splits` is not given, else 0.
+   */
+  readonly tailSplits?: number;
 }
 
 /** Options of the GPU gemm. */
@@ -234,6 +240,17 @@ export function validateGemm(
         fix: 'use 1 for no split-K.',
       });
     }
+    const tail = config.tailSplits;
+    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0 || tail > 64)) {
+      throw new ValueError(`gemm: tailSplits = ${tail} must be an integer in 0 .. 64.`, {
+        fix: 'use 0 for one launch, or 2 .. 8 to split the last partial wave.',
+      });
+    }
+    if (tail !== undefined && tail > 1 && config.splits !== undefined && config.splits !== 1) {
+      throw new ValueError(`gemm: tailSplits = ${tail} needs splits = 1 (got ${config.splits}).`, {
+        fix: 'pass splits: 1 with tailSplits, or drop tailSplits.',
+      });
+    }
   }
   if (options.overlap !== undefined && typeof options.overlap !== 'boolean') {
     throw new ValueError(`gemm: overlap = ${String(options.overlap)} must be true or false.`, {
@@ -249,6 +266,8 @@ export function validateGemm(
 export interface GemmPlanInfo {
   readonly configId: number;
   readonly splits: number;
+  /** Balanced last wave's split count as asked of the native plan (0: one launch). */
+  readonly tailSplits: number;
   readonly workspaceBytes: number;
 }
 
@@ -259,6 +278,11 @@ export interface GemmPlanDetails extends GemmPlanInfo {
    * when the split-K partial sums are added across a cluster through distributed shared memory (sm_90), else 1.
    */
   readonly clusterSize: number;
+  /**
+   * Blocks of the balanced last wave's second launch (the native plan's marlin_dense_plan_tail_blocks), 0 when the
+   * plan is one launch (no tailSplits, or the tiles make no partial wave on this device).
+   */
+  readonly tailBlocks: number;
 }
 
 /**
@@ -292,7 +316,7 @@ const params = new Int32Array(GemmParam.count);
 /** The cache key of a plan: M alone for the common call (dispatch's choice, lda = K), else every input that matters. */
 export function planKey(M: number, lda: number, K: number, config?: GemmConfig, serial = false): PlanKey {
   if (config === undefined && lda === K && !serial) return M;
-  return `${M}:${lda}:${config?.configId ?? '-'}:${config?.splits ?? '-'}${serial ? ':serial' : ''}`;
+  return `${M}:${lda}:${config?.configId ?? '-'}:${config?.splits ?? '-'}:${config?.tailSplits ?? '-'}${serial ? ':serial' : ''}`;
 }
 
 function releasePlan(p: PreparedPlan): void {
@@ -343,7 +367,15 @@ interface ParamsProblem {
   readonly lda: number;
 }
 
-function fillParams(v: ParamsProblem, w: DevicePackedWeight, configId: number, splits: number, serial: boolean): void {
+/** The launch a plan makes: config row, split-K, balanced last wave, serial flag. */
+interface LaunchParams {
+  readonly configId: number;
+  readonly splits: number;
+  readonly tailSplits: number;
+  readonly serial: boolean;
+}
+
+function fillParams(v: ParamsProblem, w: DevicePackedWeight, l: LaunchParams): void {
   params[GemmParam.dtype] = v.dtype === 'bf16' ? 1 : 0;
   params[GemmParam.m] = v.M;
   params[GemmParam.n] = v.N;
@@ -354,10 +386,11 @@ function fillParams(v: ParamsProblem, w: DevicePackedWeight, configId: number, s
   params[GemmParam.groupSize] = w.groupSize;
   params[GemmParam.lda] = v.lda;
   params[GemmParam.ldc] = v.N;
-  params[GemmParam.configId] = configId;
-  params[GemmParam.splits] = splits;
+  params[GemmParam.configId] = l.configId;
+  params[GemmParam.splits] = l.splits;
   params[GemmParam.hasPerm] = w.actOrder ? 1 : 0;
-  params[GemmParam.flags] = serial ? LAUNCH_SERIAL : 0;
+  params[GemmParam.flags] = l.serial ? LAUNCH_SERIAL : 0;
+  params[GemmParam.tailSplits] = l.tailSplits;
 }
 
 function planFor(
@@ -387,14 +420,17 @@ function planFor(
     config === undefined ? {} : { configId: config.configId },
   );
   const splits = config?.splits ?? choice.splits;
-  const chosen = { ...choice, splits };
-  fillParams(v, w, choice.configId, splits, serial);
+  // An explicit split count means exactly that launch unless a balanced last wave is asked for too.
+  const tailSplits = config?.tailSplits ?? (config?.splits === undefined ? choice.tailSplits : 0);
+  const chosen = { ...choice, splits, tailSplits };
+  fillParams(v, w, { configId: choice.configId, splits, tailSplits, serial });
   // The native size is what the kernel reads; core's is the documented formula. Take the larger (the GPU suite
   // checks they agree).
   const bytes = Math.max(coreWorkspaceBytes(problem, chosen), addon.workspaceBytes(params));
   const plan: PreparedPlan = {
     configId: choice.configId,
     splits,
+    tailSplits,
     serial,
     workspaceBytes: bytes,
     addon,
@@ -417,18 +453,22 @@ function planFor(
 }
 
 /**
- * Describes the launch gemm would use for x's M on this weight (config id, split-K, workspace bytes, cluster size),
- * for logs and benchmarks. Needs the GPU (device properties); prepares the native plan gemm then reuses.
+ * Describes the launch gemm would use for x's M on this weight (config id, split-K, workspace bytes, cluster size,
+ * balanced last wave), for logs and benchmarks. Needs the GPU (device properties); prepares the native plan gemm then
+ * reuses.
  */
 export function gemmPlan(M: number, w: DevicePackedWeight, config?: GemmConfig): GemmPlanDetails {
   const addon = denseAddon(w.device);
   const v = validateGemm({ shape: [M, w.K], dtype: w.scaleDtype, device: w.device, disposed: false }, w, { config });
   const p = planFor(addon, v, w, config, false);
+  const native = nativePlanOf(p, w);
   return {
     configId: p.configId,
     splits: p.splits,
+    tailSplits: p.tailSplits,
     workspaceBytes: p.workspaceBytes,
-    clusterSize: addon.planClusterSize(nativePlanOf(p, w)),
+    clusterSize: addon.planClusterSize(native),
+    tailBlocks: addon.planTailBlocks(native),
   };
 }
 
@@ -585,7 +625,7 @@ export function quickAccept(
 /** The plan's native plan, created on first use. */
 function nativePlanOf(p: PreparedPlan, w: DevicePackedWeight): NativeGemmPlan {
   if (p.native === null) {
-    fillParams(p, w, p.configId, p.splits, p.serial);
+    fillParams(p, w, p);
     p.native = p.addon.planCreate(
       w.qweight.nativeHandle(),
       w.scales.nativeHandle(),

@@ -102,7 +102,9 @@ describe('planKey', () => {
       planKey(9, 4096, 4096),
       planKey(8, 4096, 4096, undefined, true),
       planKey(8, 4096, 4096, { configId: 0 }, true),
+      planKey(8, 4096, 4096, { configId: 0, splits: 1, tailSplits: 2 }),
+      planKey(8, 4096, 4096, { configId: 0, splits: 1 }),
     ]);
-    expect(keys.size).toBe(8);
+    expect(keys.size).toBe(10);
   });
 });

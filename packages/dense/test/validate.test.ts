@@ -64,6 +64,18 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
     ],
     ['bad splits', () => validateGemm(t([5, 128]), w, { config: { configId: 0, splits: 0 } }), ErrorCode.VALUE, />= 1/],
     [
+      'bad tailSplits',
+      () => validateGemm(t([5, 128]), w, { config: { configId: 0, tailSplits: 1.5 } }),
+      ErrorCode.VALUE,
+      /tailSplits = 1.5 must be an integer in 0 .. 64/,
+    ],
+    [
+      'tailSplits with split-K',
+      () => validateGemm(t([5, 128]), w, { config: { configId: 0, splits: 2, tailSplits: 4 } }),
+      ErrorCode.VALUE,
+      /needs splits = 1/,
+    ],
+    [
       'overlap not a boolean',
       () => validateGemm(t([5, 128]), w, { overlap: 'no' as unknown as boolean }),
       ErrorCode.VALUE,

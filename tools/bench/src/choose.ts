@@ -9,6 +9,8 @@ import type { BenchDtype } from './protocol.js';
 export interface Launch {
   readonly configId: number;
   readonly splits: number;
+  /** Balanced last wave's split count (0: one launch). */
+  readonly tailSplits: number;
 }
 
 /** Split-K factors tried by the sweep (each capped by the k-tiles available: at least 4 per split). */
@@ -47,7 +49,7 @@ export function gemmProblem(p: {
 
 export function dispatchLaunch(problem: GemmProblem, device: DeviceInfo): Launch {
   const c = dispatch(problem, device);
-  return { configId: c.configId, splits: c.splits };
+  return { configId: c.configId, splits: c.splits, tailSplits: c.tailSplits };
 }
 
 /**
@@ -75,8 +77,9 @@ export function sweepCandidates(
     }
     for (const splits of SWEEP_SPLITS) {
       if (splits > maxSplits) break;
-      if (configId === dispatched.configId && splits === dispatched.splits) continue;
-      out.push({ configId, splits });
+      // The sweep's launches are single launches: a dispatched balanced last wave is compared with its plain split 1.
+      if (configId === dispatched.configId && splits === dispatched.splits && dispatched.tailSplits === 0) continue;
+      out.push({ configId, splits, tailSplits: 0 });
     }
   }
   return out;

@@ -63,6 +63,8 @@ export interface NativeTiming {
   readonly workspaceBytes: number;
   /** Dense: blocks per thread-block cluster of the launch (split-K reduced across a cluster), 1 without; cuBLAS: 0. */
   readonly clusterSize: number;
+  /** Dense: blocks of the balanced last wave's second launch, 0 without; cuBLAS: 0. */
+  readonly tailBlocks: number;
 }
 
 export interface BenchGemmArgs {
@@ -74,6 +76,8 @@ export interface BenchGemmArgs {
   readonly hasZeros?: boolean;
   readonly configId: number;
   readonly splits: number;
+  /** Balanced last wave (marlin_dense_launch.tail_splits): 0 or absent = one launch. */
+  readonly tailSplits?: number;
   readonly seed?: number;
   readonly calls?: number;
   readonly replays?: number;

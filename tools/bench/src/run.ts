@@ -265,6 +265,7 @@ function measure(
       hasZeros: false,
       configId: l.configId,
       splits: l.splits,
+      tailSplits: l.tailSplits,
       seed,
       replays: o.replays,
       serial,
@@ -323,6 +324,8 @@ function measure(
       configId: launch.configId,
       splits: launch.splits,
       clusterSize: oursNative.clusterSize,
+      tailSplits: launch.tailSplits,
+      tailBlocks: oursNative.tailBlocks,
       ours,
       serial,
       cublas,
@@ -348,6 +351,7 @@ async function measureEager(
     hasZeros: false,
     configId: launch.configId,
     splits: launch.splits,
+    tailSplits: launch.tailSplits,
     replays: o.replays,
   });
   const t = await eager(p, o.eagerCalls);

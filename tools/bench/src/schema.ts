@@ -72,6 +72,13 @@ export interface Row {
    * from result files written before it was recorded (2026-11-30, eighth session).
    */
   readonly clusterSize: number;
+  /**
+   * Balanced last wave of the dispatched launch: the split count dispatch asked for (0: one launch) and the blocks of
+   * the native plan's second launch (0: none; docs/kernel-design.md "Balanced last wave"). Absent from result files
+   * written before it existed (2026-11-30, ninth session).
+   */
+  readonly tailSplits: number;
+  readonly tailBlocks: number;
   /** Dispatched kernel, default launch: on sm_90+ each call may start during the previous call's tail (PDL). */
   readonly ours: Timing;
   /**
@@ -186,7 +193,7 @@ type Check = (v: unknown, path: string, errs: string[]) => void;
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const num =
-  (opts: { positive?: boolean; integer?: boolean; nullable?: boolean } = {}): Check =>
+  (opts: { positive?: boolean; nonNegative?: boolean; integer?: boolean; nullable?: boolean } = {}): Check =>
   (v, path, errs) => {
     if (v === null && opts.nullable) return;
     if (typeof v !== 'number' || !Number.isFinite(v)) {
@@ -195,6 +202,7 @@ const num =
     }
     if (opts.integer && !Number.isInteger(v)) errs.push(`${path}: expected an integer, got ${v}`);
     if (opts.positive && !(v > 0)) errs.push(`${path}: expected > 0, got ${v}`);
+    if (opts.nonNegative && !(v >= 0)) errs.push(`${path}: expected >= 0, got ${v}`);
   };
 
 const str =
@@ -298,6 +306,8 @@ const resultCheck: Check = obj({
       configId: num({ integer: true }),
       splits: num({ integer: true, positive: true }),
       clusterSize: num({ integer: true, positive: true }),
+      tailSplits: num({ integer: true, nonNegative: true }),
+      tailBlocks: num({ integer: true, nonNegative: true }),
       ours: timing(false),
       serial: timing(true),
       cublas: timing(true),

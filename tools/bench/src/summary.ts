@@ -32,6 +32,8 @@ export interface RowInput {
   readonly configId: number;
   readonly splits: number;
   readonly clusterSize: number;
+  readonly tailSplits: number;
+  readonly tailBlocks: number;
   readonly ours: Timing;
   readonly serial: Timing | null;
   readonly cublas: Timing | null;
@@ -56,6 +58,8 @@ export function makeRow(r: RowInput, c: Ceilings): Row {
     configId: r.configId,
     splits: r.splits,
     clusterSize: r.clusterSize,
+    tailSplits: r.tailSplits,
+    tailBlocks: r.tailBlocks,
     ours: r.ours,
     serial: r.serial,
     cublas: r.cublas,

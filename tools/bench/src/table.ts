@@ -41,7 +41,7 @@ export function rowsTable(r: BenchResult): string {
       `${row.K}x${row.N}`,
       row.dtype,
       String(row.M),
-      `${row.configId}/${row.splits}${row.clusterSize > 1 ? ` c${row.clusterSize}` : ''}`,
+      `${row.configId}/${row.splits}${row.clusterSize > 1 ? ` c${row.clusterSize}` : ''}${row.tailBlocks > 0 ? ` t${row.tailSplits}` : ''}`,
       f(row.ours.us, 2),
       f(row.cublas?.us ?? null, 2),
       f(row.gbps, 0),

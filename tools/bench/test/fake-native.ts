@@ -25,8 +25,11 @@ export const FAKE_ENV: NativeEnv = {
   fp16Tflops: 800,
 };
 
-/** A timing of `us` per call; clusterSize as the addon reports it (dense: 1 or the split count, cuBLAS: 0). */
-function timing(us: number, clusterSize: number): NativeTiming {
+/**
+ * A timing of `us` per call; clusterSize and tailBlocks as the addon reports them (dense: 1 or the split count, and
+ * the second launch's blocks or 0; cuBLAS: 0 and 0).
+ */
+function timing(us: number, clusterSize: number, tailBlocks: number): NativeTiming {
   return {
     us,
     minUs: us * 0.98,
@@ -37,6 +40,7 @@ function timing(us: number, clusterSize: number): NativeTiming {
     bytesPerRotation: 1,
     workspaceBytes: 0,
     clusterSize,
+    tailBlocks,
   };
 }
 
@@ -80,13 +84,16 @@ export class FakeNative implements BenchNative {
     // launch pays the launch gap and pipeline fill that an overlapped one hides (2 us).
     // The native plan runs 2-8 splits as one thread-block cluster (here: always, as on sm_90 when they fit).
     const clusterSize = a.splits >= 2 && a.splits <= 8 ? a.splits : 1;
-    return timing((Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f, clusterSize);
+    // A balanced last wave (tailSplits >= 2) is reported as 10 blocks per split of its second launch.
+    const tailBlocks = (a.tailSplits ?? 0) >= 2 ? 10 * (a.tailSplits ?? 0) : 0;
+    const us = (Math.max(memUs, computeUs) + 3 + 0.1 * a.splits + (a.serial === true ? 2 : 0)) * f;
+    return timing(us, clusterSize, tailBlocks);
   }
 
   benchCublas(a: BenchCublasArgs): NativeTiming {
     this.cublasCalls.push(a);
     const memUs = fp16BytesMoved(a.M, a.N, a.K) / 3000e3 / 0.9;
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.75;
-    return timing(Math.max(memUs, computeUs) + 4, 0);
+    return timing(Math.max(memUs, computeUs) + 4, 0, 0);
   }
 }

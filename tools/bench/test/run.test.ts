@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseBenchArgs } from '../src/args.js';
 import { problems, runBench } from '../src/run.js';
 import { validateBenchResult } from '../src/schema.js';
+import { rowsTable } from '../src/table.js';
 import { FakeNative } from './fake-native.js';
 
 const opts = (argv: string[]) => parseBenchArgs(argv, {}, '/repo', '/repo');
@@ -62,6 +63,22 @@ describe('runBench with a fake addon', () => {
     // Each row records how the native plan ran its launch (clusters of `splits` blocks, or 1).
     for (const row of r.rows) expect(row.clusterSize).toBe(row.splits >= 2 && row.splits <= 8 ? row.splits : 1);
     expect(r.rows.some((row) => row.clusterSize > 1)).toBe(true);
+  });
+
+  it('runs and records the balanced last wave dispatch asks for (70B qkv at M = 512)', async () => {
+    const native = new FakeNative();
+    const r = await runBench(
+      opts(['--m', '1,512', '--models', '70b', '--dtypes', 'fp16', '--no-eager', '--no-serial']),
+      deps(native),
+    );
+    expect(validateBenchResult(r)).toEqual([]);
+    const qkv = r.rows.find((row) => row.layer === 'qkv' && row.M === 512)!;
+    expect([qkv.configId, qkv.splits, qkv.tailSplits]).toEqual([20, 1, 4]);
+    // tailBlocks is what the addon reports (the fake: 10 per split of the second launch), not dispatch's number.
+    expect(qkv.tailBlocks).toBe(40);
+    expect(native.gemmCalls.some((c) => c.M === 512 && c.N === 10240 && c.tailSplits === 4)).toBe(true);
+    for (const row of r.rows.filter((row) => row.M === 1)) expect([row.tailSplits, row.tailBlocks]).toEqual([0, 0]);
+    expect(rowsTable(r)).toMatch(/20\/1 t4/);
   });
 
   it('skips the serial timings with --no-serial', async () => {

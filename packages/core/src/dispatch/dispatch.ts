@@ -104,6 +104,12 @@ export interface KernelChoice {
   readonly nBlocks: number;
   /** Split-K factor (grid z). */
   readonly splits: number;
+  /**
+   * Balanced last wave (native `marlin_dense_launch.tail_splits`): 0 = one launch; t >= 2 (only with splits = 1) = the
+   * column blocks past the last whole wave of slots run as a second launch, split-K t ways, so that the partial wave's
+   * work is spread over every slot (docs/kernel-design.md "Balanced last wave").
+   */
+  readonly tailSplits: number;
   /** Kp / 64. */
   readonly kTiles: number;
   /** k-tiles per split (the last split holds kTiles - (splits - 1) * kTilesPerSplit). */
@@ -347,6 +353,8 @@ function chooseConfig(
 }
 
 interface SplitPlan {
+  /** Balanced last wave's split count (0: none); splits is then 1. */
+  tailSplits: number;
   splits: number;
   kTilesPerSplit: number;
   cost: number;
@@ -365,7 +373,80 @@ function splitPlan(
   const per = Math.ceil(Math.ceil(kTiles / requested) / kTilesPerStage) * kTilesPerStage;
   const splits = Math.ceil(kTiles / per);
   const waves = Math.ceil((tiles * splits) / slots);
-  return { splits, kTilesPerSplit: per, cost: waves * (per + model.fixedKTiles + reduceCost(splits)) };
+  return { splits, kTilesPerSplit: per, cost: waves * (per + model.fixedKTiles + reduceCost(splits)), tailSplits: 0 };
+}
+
+/**
+ * Gain a balanced last wave must promise over the best single launch before dispatch takes it: the model's
+ * predictions were checked on the H200 only where they promised 5% or more (perf-notes v15b).
+ */
+const TAIL_MIN_GAIN = 0.03;
+
+/** How a balanced last wave divides a launch's tiles (balancedWave). */
+export interface WaveSplit {
+  /** Whole waves of slots the first launch fills. */
+  readonly fullWaves: number;
+  /** Column blocks of the first launch (all mBlocks token blocks of each). */
+  readonly headBlocks: number;
+  /** Output tiles of the second launch: (nBlocks - headBlocks) x mBlocks. */
+  readonly tailTiles: number;
+}
+
+/**
+ * Where a balanced last wave cuts a one-split launch of mBlocks x nBlocks tiles on `slots` resident blocks: the
+ * column blocks of its whole waves, and the rest. Mirrors plan_tail in native/kernels/dense/dense.cu, including when
+ * there is none (undefined): no partial wave, no whole column block in the whole waves, or a last column block that
+ * is not whole (`wholeBlocks` false: Np not a multiple of the block width).
+ */
+export function balancedWave(
+  mBlocks: number,
+  nBlocks: number,
+  slots: number,
+  wholeBlocks: boolean,
+): WaveSplit | undefined {
+  const tiles = mBlocks * nBlocks;
+  if (!wholeBlocks || slots <= 0 || tiles <= slots || tiles % slots === 0) return undefined;
+  const fullWaves = Math.floor(tiles / slots);
+  const headBlocks = Math.floor((fullWaves * slots) / mBlocks);
+  if (headBlocks <= 0 || headBlocks >= nBlocks) return undefined;
+  return { fullWaves, headBlocks, tailTiles: (nBlocks - headBlocks) * mBlocks };
+}
+
+/**
+ * Balanced last wave (perf-notes v15a/b): a one-split launch whose tiles fill W whole waves of `slots` and part of one
+ * more runs the column blocks of the whole waves as one launch (W x (kTiles + fixed)) and the rest as a second launch
+ * split t ways (costed as a split plan of those tiles). Returns the cheapest t in 2 .. model.maxSplits, or undefined
+ * (balancedWave: no partial wave to balance).
+ */
+function tailPlan(
+  kTiles: number,
+  kTilesPerStage: number,
+  mBlocks: number,
+  nBlocks: number,
+  slots: number,
+  model: SplitModel,
+  reduceCost: (splits: number) => number,
+  wholeBlocks: boolean,
+): SplitPlan | undefined {
+  const wave = balancedWave(mBlocks, nBlocks, slots, wholeBlocks);
+  if (wave === undefined) return undefined;
+  const head = wave.fullWaves * (kTiles + model.fixedKTiles);
+  let best: SplitPlan | undefined;
+  const maxSplits = Math.min(model.maxSplits, Math.max(1, Math.floor(kTiles / model.minKTilesPerSplit)));
+  for (let t = 2; t <= maxSplits; t++) {
+    const rest = splitPlan(kTiles, t, kTilesPerStage, wave.tailTiles, slots, model, reduceCost);
+    if (rest.splits < 2) continue;
+    const cost = head + rest.cost;
+    if (best === undefined || cost < best.cost) {
+      best = {
+        splits: 1,
+        kTilesPerSplit: Math.ceil(kTiles / kTilesPerStage) * kTilesPerStage,
+        cost,
+        tailSplits: rest.splits,
+      };
+    }
+  }
+  return best;
 }
 
 // Warp-specialised (hopper) cost model, fitted to the H200 sweeps of 4e005bc (configs 10/13/15/17, M = 32-1024, the 8
@@ -445,6 +526,11 @@ interface LaunchPlan {
   clocks: number;
 }
 
+/** Whether `config`'s column blocks cover the packed width of N exactly (a balanced last wave needs it). */
+function wholeBlocks(N: number, config: KernelConfig): boolean {
+  return paddedN(N) % (64 * config.nTiles) === 0;
+}
+
 /** Occupancy, grid and split-K plan of `config` for `problem`. */
 function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config: KernelConfig): LaunchPlan {
   const smem = smemBytes(config, problem.hasZeros, cc);
@@ -462,14 +548,24 @@ function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config
   // 6 splits 20.3 us; gate_up: no split; docs/perf-notes.md). Warp-specialised rows also pay for the fp32 partial
   // round trip (their 128 x 256 partial tiles are 128 KiB; v7: 2 splits of 70B gate_up at M = 256 cost 1.3x).
   const ws = config.warpSpecialized === true;
-  const plan = chooseSplits(
-    kTiles,
-    config.kTilesPerStage,
-    mBlocks * nBlocks,
-    device.smCount * Math.min(blocksPerSm, 2),
-    splitModel(config),
-    ws ? (splits) => reduceKTiles(config, splits) : undefined,
-  );
+  const splitSlots = device.smCount * Math.min(blocksPerSm, 2);
+  const reduce = ws ? (splits: number) => reduceKTiles(config, splits) : undefined;
+  let plan = chooseSplits(kTiles, config.kTilesPerStage, mBlocks * nBlocks, splitSlots, splitModel(config), reduce);
+  // Balanced last wave: warp-specialised rows only (on the mma.sync decode rows the second launch lost at every t,
+  // perf-notes v15a).
+  if (ws && reduce !== undefined) {
+    const tail = tailPlan(
+      kTiles,
+      config.kTilesPerStage,
+      mBlocks,
+      nBlocks,
+      splitSlots,
+      WS_SPLITS,
+      reduce,
+      wholeBlocks(problem.N, config),
+    );
+    if (tail !== undefined && tail.cost < plan.cost * (1 - TAIL_MIN_GAIN)) plan = tail;
+  }
   const clocks = ws ? plan.cost * kTileClocks(config) : plan.cost;
   return { config, smem, blocksPerSm, slots, mBlocks, nBlocks, kTiles, plan, clocks };
 }
@@ -520,6 +616,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
     mBlocks,
     nBlocks,
     splits: plan.splits,
+    tailSplits: plan.tailSplits,
     kTiles,
     kTilesPerSplit: plan.kTilesPerSplit,
     smemBytes: smem,
@@ -547,7 +644,12 @@ function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelC
     `Shared memory: ${cfg.stages} stages x ${perStage} B${extra} = ${kib(c.smemBytes)} per block (device allows ${kib(device.maxSharedMemoryPerBlock)}), so ${c.blocksPerSm} block(s) per SM -> ${c.slots} slots on ${device.smCount} SMs.`,
     `Output tiles: mBlocks = ceil(${problem.M} / ${cfg.mTile}) = ${c.mBlocks}, nBlocks = ceil(${paddedN(problem.N)} / ${64 * cfg.nTiles}) = ${c.nBlocks} -> ${tiles} tiles.`,
   ];
-  if (c.splits === 1) {
+  const wave = c.tailSplits > 1 ? balancedWave(c.mBlocks, c.nBlocks, c.slots, wholeBlocks(problem.N, cfg)) : undefined;
+  if (wave !== undefined) {
+    out.push(
+      `Balanced last wave: ${tiles} tiles are ${wave.fullWaves} whole wave(s) of ${c.slots} slots and ${tiles - wave.fullWaves * c.slots} tiles more, so the first ${wave.headBlocks} column blocks run unsplit and the other ${c.nBlocks - wave.headBlocks} as a second launch split ${c.tailSplits} ways (${wave.tailTiles * c.tailSplits} blocks), cheaper under the cost model than any single launch.`,
+    );
+  } else if (c.splits === 1) {
     out.push(
       tiles >= c.slots
         ? `No split-K: ${tiles} tiles already fill the ${c.slots} slots, and splitting would not shorten the run (waves x (k-tiles + ${splitModel(cfg).fixedKTiles})); each block walks all ${c.kTiles} k-tiles.`
@@ -578,6 +680,18 @@ export const describeKernelChoice = describe;
 /** Arrival counters reserved at the start of every workspace (native kCounterCapacity = 4096 u32). */
 export const WORKSPACE_COUNTER_BYTES = 4096 * 4;
 
+/** The problem sizes the workspace depends on (N: where a balanced last wave cuts; without it, a bound). */
+export type WorkspaceProblem = Pick<GemmProblem, 'M' | 'K' | 'actOrder'> & { readonly N?: number };
+
+/**
+ * What the workspace size depends on: the launch's tiles and splits, and its balanced last wave (tailSplits 0 or
+ * absent: none; its partials cover the tiles past the whole waves of `slots`).
+ */
+export type WorkspaceChoice = Pick<KernelChoice, 'splits' | 'mBlocks' | 'nBlocks' | 'config'> & {
+  readonly tailSplits?: number;
+  readonly slots?: number;
+};
+
 /** Byte offsets of the workspace regions (each 256-byte aligned). Mirrors layout_of() in native/kernels/dense/dense.cu. */
 export interface WorkspaceLayout {
   /** u32 arrival counters, one per output tile of a split-K launch; fixed 16 KiB at offset 0, zeroed once at creation. */
@@ -600,13 +714,20 @@ function roundUp256(n: number): number {
  * Workspace layout of a launch: [counters (16 KiB) | partials | permuted x]. The counters sit at a fixed offset so a
  * workspace reused across problems never reads stale partials as counters; the kernel leaves them at zero.
  */
-export function workspaceLayout(
-  problem: Pick<GemmProblem, 'M' | 'K' | 'actOrder'>,
-  choice: Pick<KernelChoice, 'splits' | 'mBlocks' | 'nBlocks' | 'config'>,
-): WorkspaceLayout {
-  const tiles = choice.mBlocks * choice.nBlocks;
-  const partialsBytes =
-    choice.splits > 1 ? roundUp256(tiles * choice.splits * choice.config.mTile * choice.config.nTiles * 64 * 4) : 0;
+export function workspaceLayout(problem: WorkspaceProblem, choice: WorkspaceChoice): WorkspaceLayout {
+  const tileBytes = choice.config.mTile * choice.config.nTiles * 64 * 4;
+  const splitTiles = choice.splits > 1 ? choice.mBlocks * choice.nBlocks * choice.splits : 0;
+  const t = choice.tailSplits ?? 0;
+  let tailTiles = 0;
+  if (t > 1) {
+    tailTiles =
+      problem.N === undefined || choice.slots === undefined
+        ? choice.mBlocks * choice.nBlocks // where the wave cuts is unknown: bounded by the whole grid
+        : (balancedWave(choice.mBlocks, choice.nBlocks, choice.slots, wholeBlocks(problem.N, choice.config))
+            ?.tailTiles ?? 0);
+  }
+  const partialTiles = Math.max(splitTiles, tailTiles * t);
+  const partialsBytes = partialTiles > 0 ? roundUp256(partialTiles * tileBytes) : 0;
   const permutedXBytes = problem.actOrder ? roundUp256(problem.M * problem.K * 2) : 0;
   return {
     countersOffset: 0,
@@ -620,13 +741,11 @@ export function workspaceLayout(
 }
 
 /**
- * Workspace bytes a launch needs: 16 KiB of counters + (splits > 1 ? roundUp256(mBlocks*nBlocks*splits*mTile*nTiles*64*4)
- * : 0) fp32 partials + (actOrder ? roundUp256(M*K*2) : 0) permuted activations.
+ * Workspace bytes a launch needs: 16 KiB of counters + roundUp256(P * mTile*nTiles*64*4) fp32 partials + (actOrder ?
+ * roundUp256(M*K*2) : 0) permuted activations, where P = the larger of mBlocks*nBlocks*splits (splits > 1) and the
+ * balanced last wave's tiles x tailSplits (tailSplits > 1; balancedWave), else 0.
  */
-export function workspaceBytes(
-  problem: Pick<GemmProblem, 'M' | 'K' | 'actOrder'>,
-  choice: Pick<KernelChoice, 'splits' | 'mBlocks' | 'nBlocks' | 'config'>,
-): number {
+export function workspaceBytes(problem: WorkspaceProblem, choice: WorkspaceChoice): number {
   return workspaceLayout(problem, choice).totalBytes;
 }
 
