@@ -54,9 +54,9 @@ typedef struct marlin_dense_launch {
   int32_t tail_splits;
 } marlin_dense_launch;
 
-// Bytes of workspace a call needs (fp32 split-K partials, arrival counters, permuted activations). With
-// l->tail_splits >= 2 it depends on the current device (the tiles past its whole waves), and is 0 when the problem or
-// launch is invalid.
+// Bytes of workspace a call needs (fp32 split-K partials, arrival counters, permuted activations); reads only the
+// sizes, dtype, zero-point presence and act-order of p. With l->tail_splits >= 2 it depends on the current device
+// (the tiles past its whole waves).
 // The workspace needs no zeroing per call: counters are zeroed once when the workspace is created
 // (marlin_dense_workspace_init) and every call leaves them at zero again. One workspace per stream.
 size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, const marlin_dense_launch* l);

@@ -378,21 +378,38 @@ int resident_slots(const KernelRef& k) {
   return per_sm * sms;
 }
 
-// Splits a plan's grid (one split, tiles = m_blocks x n_blocks) into the column blocks of its whole waves and a second
-// launch, split-K `t` ways, for the column blocks past them (docs/kernel-design.md "Balanced last wave"). A wave is
-// the kernel's resident blocks on the device. The second launch's pointers start at its first column (the kernels
-// index weights, scales and zero points from the block's first tile on); they clamp a block's tiles against the
-// packed width (Params::np, also the scale rows' stride), so the split needs N_padded to be a whole number of blocks.
-// Leaves the plan one launch when there is no partial wave or nothing to split (one stage).
+// Split count of a balanced last wave asked for t splits over stages_total stages: none empty (as plan_init's split-K).
+struct TailSplit {
+  int splits, stages_per_split;
+};
+TailSplit tail_split(int t, int stages_total) {
+  const int per = ceil_div(stages_total, std::max(1, std::min(t, stages_total)));
+  return {ceil_div(stages_total, per), per};
+}
+
+// Where a balanced last wave cuts a one-split grid of m_blocks x n_blocks tiles (blocks of block_cols columns, np
+// packed columns) on `slots` resident blocks: the column blocks of its whole waves, or 0 when the launch stays one
+// (no partial wave, no whole column block in the whole waves, or a last block that is not whole: the kernels clamp a
+// block's tiles against the packed width, Params::np, which the second launch keeps as the scale rows' stride).
+int tail_head_blocks(int m_blocks, int n_blocks, int np, int block_cols, int slots) {
+  const long long tiles = 1LL * m_blocks * n_blocks;
+  if (slots <= 0 || np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return 0;
+  const int head_blocks = int(tiles / slots * slots / m_blocks);  // whole waves, in column blocks
+  return head_blocks < n_blocks ? head_blocks : 0;
+}
+
+// Splits a plan's grid (one split) into the column blocks of its whole waves and a second launch, split-K `t` ways,
+// for the column blocks past them (docs/kernel-design.md "Balanced last wave"). A wave is the kernel's resident blocks
+// on the device. The second launch's pointers start at its first column (the kernels index weights, scales and zero
+// points from the block's first tile on). Leaves the plan one launch when tail_head_blocks finds no cut or there is
+// nothing to split (one stage).
 void plan_tail(marlin_dense_plan& pl, int t) {
   Params& prm = pl.prm;
   const int block_cols = kTileN * pl.config.n_tiles;
-  const int slots = resident_slots(pl.kernel);
-  const long long tiles = 1LL * prm.m_blocks * prm.n_blocks;
-  if (std::min(t, prm.stages_total) < 2) return;  // nothing to split: one launch
-  if (slots <= 0 || prm.np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return;
-  const int head_blocks = int(tiles / slots * slots / prm.m_blocks);  // whole waves, in column blocks
-  if (head_blocks <= 0 || head_blocks >= prm.n_blocks) return;
+  const TailSplit split = tail_split(t, prm.stages_total);
+  if (split.splits < 2) return;  // nothing to split: one launch
+  const int head_blocks = tail_head_blocks(prm.m_blocks, prm.n_blocks, prm.np, block_cols, resident_slots(pl.kernel));
+  if (head_blocks == 0) return;
   Params& tail = pl.tail;
   tail = prm;
   const int col0 = head_blocks * block_cols;
@@ -401,9 +418,8 @@ void plan_tail(marlin_dense_plan& pl, int t) {
   tail.zeros = prm.zeros != nullptr ? prm.zeros + col0 : nullptr;
   tail.n = prm.n - col0;
   tail.n_blocks = prm.n_blocks - head_blocks;
-  tail.splits = std::min(t, prm.stages_total);
-  tail.stages_per_split = ceil_div(prm.stages_total, tail.splits);
-  tail.splits = ceil_div(prm.stages_total, tail.stages_per_split);  // none empty (plan_init)
+  tail.splits = split.splits;
+  tail.stages_per_split = split.stages_per_split;
   prm.n_blocks = head_blocks;
   prm.n = col0;
   pl.grid = unsigned(prm.m_blocks * head_blocks);
@@ -589,9 +605,23 @@ extern "C" size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, co
   ConfigInfo c;
   if (!p || !l || !config_info(l->config_id, &c)) return 0;
   if (l->tail_splits <= 1) return layout_of(*p, *l, c).total;
-  // A balanced last wave's partials depend on the tiles past the whole waves of the current device: its plan's.
-  marlin_dense_plan pl;
-  return plan_init(pl, *p, *l) == MARLIN_OK ? pl.layout.total : 0;
+  // A balanced last wave's partials: the tiles past the whole waves of the current device, cut as plan_tail cuts
+  // them; bounded by the whole grid when the kernel cannot be resolved here.
+  const int m_blocks = ceil_div(p->m, c.m_tile), n_blocks = ceil_div(p->n_padded, 64 * c.n_tiles);
+  const int stages_total = ceil_div(std::max(p->k_padded, 64) / kTileK, c.k_stage);
+  const TailSplit split = tail_split(l->tail_splits, stages_total);
+  size_t tail_tiles = size_t(m_blocks) * n_blocks;
+  const ResolveFn resolve = resolver_by_id(l->config_id, p->dtype, p->zeros != nullptr);
+  KernelRef k;
+  int dev = 0;
+  if (resolve != nullptr && cudaGetDevice(&dev) == cudaSuccess && resolve(dev, &k) == MARLIN_OK) {
+    const int head = split.splits < 2 ? 0 : tail_head_blocks(m_blocks, n_blocks, p->n_padded, 64 * c.n_tiles,
+                                                             resident_slots(k));
+    tail_tiles = head > 0 ? size_t(n_blocks - head) * m_blocks : 0;
+  } else {
+    (void)cudaGetLastError();
+  }
+  return layout_of(*p, *l, c, tail_tiles, split.splits).total;
 }
 
 extern "C" marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream) {
