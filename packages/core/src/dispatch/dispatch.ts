@@ -661,8 +661,11 @@ function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelC
       `Split-K ${c.splits}: ${tiles} tiles on ${c.slots} slots, so the ${c.kTiles} k-tiles are cut into ranges of ${c.kTilesPerSplit} (multiple of ${cfg.kTilesPerStage} per stage; last ${last}), the fewest splits with the shortest critical path (waves x k-tiles per split).`,
     );
   }
+  const ws = workspaceBytes(problem, c);
   out.push(
-    `Grid ${c.mBlocks} x ${c.nBlocks} x ${c.splits} = ${c.gridBlocks} blocks = ${c.waves.toFixed(2)} waves; workspace ${workspaceBytes(problem, c)} B.`,
+    wave === undefined
+      ? `Grid ${c.mBlocks} x ${c.nBlocks} x ${c.splits} = ${c.gridBlocks} blocks = ${c.waves.toFixed(2)} waves; workspace ${ws} B.`
+      : `Grids ${c.mBlocks} x ${wave.headBlocks} = ${c.mBlocks * wave.headBlocks} blocks, then ${c.mBlocks} x ${c.nBlocks - wave.headBlocks} x ${c.tailSplits} = ${wave.tailTiles * c.tailSplits} blocks; workspace ${ws} B.`,
   );
   return out;
 }
