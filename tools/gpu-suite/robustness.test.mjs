@@ -163,6 +163,74 @@ describe('determinism and concurrency', { skip }, () => {
     }
   });
 
+  test('overlapped launches through a balanced last wave: a dependent chain equals the serial launches bitwise', async (t) => {
+    if (gate.probe.devices[0].major !== 9) return t.skip('warp-specialised rows: sm_90 only');
+    // x [M, 256] -> W1 (256 -> 17920, config 13 with a balanced last wave: 140 column blocks, the last 8 past the
+    // first wave as a second, split-K launch) -> [M, 17920] -> W2 (17920 -> 256, dispatch's launch) -> x' ...: every
+    // launch reads what the one before wrote, and the two launches of W1 share the stream's workspace with W2's.
+    const [K1, N1] = [256, 17920];
+    const weight = (K, N, seed) => {
+      const q = makeWeight({ K, N, groupSize: 128, dtype: 'fp16', sym: true, seed });
+      const r = rng(seed + 1);
+      for (let i = 0; i < q.codes.length; i++) q.codes[i] = 1 + r.int(15);
+      const s0 = 1 / (Math.sqrt(K) * 4.32); // a gain of ~1 per call (see the chain test above)
+      const scales = Float32Array.from({ length: q.scales.length }, () => s0 * (0.9 + 0.2 * r.next()));
+      return m.uploadPacked(m.pack({ ...q, scales: m.toHalfBits(scales, 'fp16') }));
+    };
+    const w1 = weight(K1, N1, 91);
+    const w2 = weight(N1, K1, 92);
+    const s = m.Stream.create();
+    const tail = { configId: 13, splits: 1, tailSplits: 2 };
+    try {
+      for (const M of [8, 100]) {
+        assert.ok(m.gemmPlan(M, w1, tail).tailBlocks > 0, `M=${M}: W1's plan has no second launch`);
+        const x = makeX({ M, K: K1, dtype: 'fp16', seed: 93 + M });
+        const a = m.Tensor.empty([M, K1], 'fp16');
+        const b = m.Tensor.empty([M, N1], 'fp16');
+        const chain = (overlap) => {
+          for (let i = 0; i < 3; i++) {
+            m.gemm(a, w1, { out: b, stream: s, overlap, config: tail });
+            m.gemm(b, w2, { out: a, stream: s, overlap });
+          }
+        };
+        const reset = () => {
+          a.copyFromHost(x, s);
+          b.fillBytes(0xff, s); // NaN poison
+        };
+        const result = async () => [await a.toHost(s), await b.toHost(s)];
+        try {
+          reset();
+          chain(false);
+          const serial = await result();
+          for (const v of serial)
+            assert.ok(
+              v.every((h) => (h & 0x7c00) !== 0x7c00),
+              `M=${M}: serial chain finite`,
+            );
+          reset();
+          chain(true);
+          const overlapped = await result();
+          const g = s.capture(() => chain(true));
+          try {
+            reset();
+            g.replay(s);
+            const replayed = await result();
+            for (const i of [0, 1]) {
+              bitsEqual(overlapped[i], serial[i], `M=${M} buffer ${i}: overlapped vs serial`);
+              bitsEqual(replayed[i], serial[i], `M=${M} buffer ${i}: graph replay vs serial`);
+            }
+          } finally {
+            g.dispose();
+          }
+        } finally {
+          for (const buf of [a, b]) buf.dispose();
+        }
+      }
+    } finally {
+      for (const r of [s, w1, w2]) r.dispose();
+    }
+  });
+
   test('growing the workspace during capture is refused with MARLIN_E_WORKSPACE', () => {
     const { packed, x: xb } = problem({ M: 512, N: 4096, K: 4096, actOrder: true, seed: 61 });
     const w = m.uploadPacked(packed);
