@@ -559,10 +559,10 @@ int main(int argc, char** argv) {
       // warp-specialised configs this is the 3D activation box (K % 64 == 0) reading zeros past K.
       cases.push_back({dt, 45, 320, 1088, 32, true, false, true, cfg, 3, 8});
     }
-  // Balanced last wave (tail_splits): 300 column blocks of 128 (or 150 of 256 x 2 token blocks) make a partial
-  // wave on any GPU with fewer than 300 resident blocks (H100 / H200: 264 for these rows), so the column blocks past
-  // the whole waves run as a second, split-K launch from a column offset: bias, zero points, act-order, several token
-  // blocks, a partial last k-tile. N = 38464 is not a whole number of 128-column blocks: one plain launch.
+  // Balanced last wave (tail_splits): 300 column blocks of 128 (x 2 token blocks for config 1 at M = 20) make a
+  // partial wave on any GPU with fewer than 300 resident blocks (H100 / H200: 264 for these rows), so the column
+  // blocks past the whole waves run as a second, split-K launch from a column offset: bias, zero points, act-order,
+  // several token blocks, a partial last k-tile. N = 38464 is not a whole number of 128-column blocks: one launch.
   {
     auto has = [&](int id) { return std::find(configs.begin(), configs.end(), id) != configs.end(); };
     const int ws_row = has(19) ? 19 : -1;  // a 2-block warp-specialised row (64 tokens x 128 columns)

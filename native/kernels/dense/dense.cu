@@ -157,8 +157,9 @@ struct KernelRef {
   bool x_map = false;            // takes the activations' tensor map (warp-specialised, or mma.sync with producer warp)
   bool overlap_capable = false;  // sm_90+: programmatic dependent launch exists
   bool cluster_capable = false;  // sm_90+ and its shared memory holds a ClusterTile: split-K across a cluster
-  // Resident blocks on the device without clusters, and resident clusters of S = 2..8 blocks (cluster_capable only;
-  // <= 0: unknown, no cluster launch). A cluster's blocks must fit one GPC, so fewer run at once (perf-notes v13a).
+  // SMs and resident blocks on the device without clusters (every kernel: the balanced last wave's cut and the cluster
+  // rule), and resident clusters of S = 2..8 blocks (cluster_capable only). <= 0: unknown (no balanced wave, no
+  // cluster launch). A cluster's blocks must fit one GPC, so fewer run at once (perf-notes v13a).
   int sms = 0, slots = 0;
   int clusters[kMaxClusterSplits + 1] = {};
 };
@@ -219,11 +220,14 @@ unsigned launch_attributes(bool pdl, unsigned cluster, Attr (&attrs)[kMaxLaunchA
   return n;
 }
 
-// KernelRef::sms, ::slots and ::clusters of a resolved kernel, queried once per instance and device (`cache`, one row
-// per device: [0] = slots, [1] = SMs, [S] = clusters of S, each stored + 1 so that 0 means not queried yet), with the
-// launches' cluster attributes (launch_attributes: the load-balancing policy admits the most resident clusters of the
-// three policies and was the fastest in the v13a A/B). A failed query leaves the kernel without cluster launches.
+// KernelRef::sms, ::slots and (cluster_capable kernels) ::clusters of a resolved kernel, queried once per instance and
+// device (`cache`, one row per device: [0] = slots, [1] = SMs, [S] = clusters of S, each stored + 1 so that 0 means not
+// queried yet; nullptr for devices past kMaxDevices: queried every time), the clusters with the launches' cluster
+// attributes (launch_attributes: the load-balancing policy admits the most resident clusters of the three policies and
+// was the fastest in the v13a A/B). A failed query leaves the kernel without cluster launches or a balanced wave.
 void launch_capacity(KernelRef* k, std::atomic<int>* cache) {
+  std::atomic<int> uncached[kMaxClusterSplits + 1] = {};
+  if (cache == nullptr) cache = uncached;
   if (cache[0].load(std::memory_order_acquire) == 0) {
     int per_sm = 0, sms = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k->symbol, int(k->block), k->smem) != cudaSuccess ||
@@ -232,7 +236,7 @@ void launch_capacity(KernelRef* k, std::atomic<int>* cache) {
       k->cluster_capable = false;
       return;
     }
-    for (int s = 2; s <= kMaxClusterSplits; ++s) {
+    for (int s = 2; s <= kMaxClusterSplits && k->cluster_capable; ++s) {
       cudaLaunchAttribute attrs[kMaxLaunchAttributes] = {};
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(unsigned(s));
@@ -275,7 +279,7 @@ marlin_status resolve_kernel(int dev, KernelRef* k) {
     k->cluster_capable = major >= 9 && has_cluster_reduction(ws, MT) &&
                          ClusterTile<MT, NT>::kBytes + 1024 <= int(smem) && dev >= 0 && dev < kMaxDevices;
     if (const marlin_status s = resolve_function(kernel, int(smem), dev, fns, &k->fn); s != MARLIN_OK) return s;
-    if (k->cluster_capable) launch_capacity(k, capacity[dev]);
+    launch_capacity(k, dev >= 0 && dev < kMaxDevices ? capacity[dev] : nullptr);
     return MARLIN_OK;
   };
   if constexpr (WS) {
@@ -365,50 +369,34 @@ struct marlin_dense_plan {
 
 namespace {
 
-// Resident blocks of the plan's kernel on its device (the occupancy query of launch_capacity, or its own for kernels
-// without cluster launches); 0 if unknown.
-int resident_slots(const KernelRef& k) {
-  if (k.slots > 0) return k.slots;
-  int per_sm = 0, sms = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.symbol, int(k.block), k.smem) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, k.device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 0;
-  }
-  return per_sm * sms;
-}
-
-// Split count of a balanced last wave asked for t splits over stages_total stages: none empty (as plan_init's split-K).
-struct TailSplit {
-  int splits, stages_per_split;
+// Where a balanced last wave asked for `t` splits cuts a one-split grid of m_blocks x n_blocks tiles (blocks of
+// block_cols columns, np packed columns, stages_total stages) on `slots` resident blocks: the column blocks of its whole
+// waves (head_blocks) and the second launch's split count (none empty, as plan_init's split-K). head_blocks 0: the
+// launch stays one (nothing to split, no partial wave, no whole column block in the whole waves, or a last block that
+// is not whole: the kernels clamp a block's tiles against the packed width, Params::np, which the second launch keeps
+// as the scale rows' stride).
+struct TailCut {
+  int head_blocks, splits, stages_per_split;
 };
-TailSplit tail_split(int t, int stages_total) {
+TailCut tail_cut(int t, int stages_total, int m_blocks, int n_blocks, int np, int block_cols, int slots) {
   const int per = ceil_div(stages_total, std::max(1, std::min(t, stages_total)));
-  return {ceil_div(stages_total, per), per};
-}
-
-// Where a balanced last wave cuts a one-split grid of m_blocks x n_blocks tiles (blocks of block_cols columns, np
-// packed columns) on `slots` resident blocks: the column blocks of its whole waves, or 0 when the launch stays one
-// (no partial wave, no whole column block in the whole waves, or a last block that is not whole: the kernels clamp a
-// block's tiles against the packed width, Params::np, which the second launch keeps as the scale rows' stride).
-int tail_head_blocks(int m_blocks, int n_blocks, int np, int block_cols, int slots) {
+  TailCut cut{0, ceil_div(stages_total, per), per};
   const long long tiles = 1LL * m_blocks * n_blocks;
-  if (slots <= 0 || np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return 0;
+  if (cut.splits < 2 || slots <= 0 || np % block_cols != 0 || tiles <= slots || tiles % slots == 0) return cut;
   const int head_blocks = int(tiles / slots * slots / m_blocks);  // whole waves, in column blocks
-  return head_blocks < n_blocks ? head_blocks : 0;
+  if (head_blocks < n_blocks) cut.head_blocks = head_blocks;
+  return cut;
 }
 
 // Splits a plan's grid (one split) into the column blocks of its whole waves and a second launch, split-K `t` ways,
 // for the column blocks past them (docs/kernel-design.md "Balanced last wave"). A wave is the kernel's resident blocks
 // on the device. The second launch's pointers start at its first column (the kernels index weights, scales and zero
-// points from the block's first tile on). Leaves the plan one launch when tail_head_blocks finds no cut or there is
-// nothing to split (one stage).
+// points from the block's first tile on). Leaves the plan one launch when tail_cut finds no cut.
 void plan_tail(marlin_dense_plan& pl, int t) {
   Params& prm = pl.prm;
   const int block_cols = kTileN * pl.config.n_tiles;
-  const TailSplit split = tail_split(t, prm.stages_total);
-  if (split.splits < 2) return;  // nothing to split: one launch
-  const int head_blocks = tail_head_blocks(prm.m_blocks, prm.n_blocks, prm.np, block_cols, resident_slots(pl.kernel));
+  const TailCut cut = tail_cut(t, prm.stages_total, prm.m_blocks, prm.n_blocks, prm.np, block_cols, pl.kernel.slots);
+  const int head_blocks = cut.head_blocks;
   if (head_blocks == 0) return;
   Params& tail = pl.tail;
   tail = prm;
@@ -418,8 +406,8 @@ void plan_tail(marlin_dense_plan& pl, int t) {
   tail.zeros = prm.zeros != nullptr ? prm.zeros + col0 : nullptr;
   tail.n = prm.n - col0;
   tail.n_blocks = prm.n_blocks - head_blocks;
-  tail.splits = split.splits;
-  tail.stages_per_split = split.stages_per_split;
+  tail.splits = cut.splits;
+  tail.stages_per_split = cut.stages_per_split;
   prm.n_blocks = head_blocks;
   prm.n = col0;
   pl.grid = unsigned(prm.m_blocks * head_blocks);
@@ -609,19 +597,16 @@ extern "C" size_t marlin_dense_workspace_bytes(const marlin_dense_problem* p, co
   // them; bounded by the whole grid when the kernel cannot be resolved here.
   const int m_blocks = ceil_div(p->m, c.m_tile), n_blocks = ceil_div(p->n_padded, 64 * c.n_tiles);
   const int stages_total = ceil_div(std::max(p->k_padded, 64) / kTileK, c.k_stage);
-  const TailSplit split = tail_split(l->tail_splits, stages_total);
-  size_t tail_tiles = size_t(m_blocks) * n_blocks;
   const ResolveFn resolve = resolver_by_id(l->config_id, p->dtype, p->zeros != nullptr);
   KernelRef k;
   int dev = 0;
-  if (resolve != nullptr && cudaGetDevice(&dev) == cudaSuccess && resolve(dev, &k) == MARLIN_OK) {
-    const int head = split.splits < 2 ? 0 : tail_head_blocks(m_blocks, n_blocks, p->n_padded, 64 * c.n_tiles,
-                                                             resident_slots(k));
-    tail_tiles = head > 0 ? size_t(n_blocks - head) * m_blocks : 0;
-  } else {
-    (void)cudaGetLastError();
-  }
-  return layout_of(*p, *l, c, tail_tiles, split.splits).total;
+  const bool resolved = resolve != nullptr && cudaGetDevice(&dev) == cudaSuccess && resolve(dev, &k) == MARLIN_OK;
+  if (!resolved) (void)cudaGetLastError();
+  const TailCut cut = tail_cut(l->tail_splits, stages_total, m_blocks, n_blocks, p->n_padded, 64 * c.n_tiles, k.slots);
+  const size_t tail_tiles = !resolved             ? size_t(m_blocks) * n_blocks
+                            : cut.head_blocks > 0 ? size_t(n_blocks - cut.head_blocks) * m_blocks
+                                                  : 0;
+  return layout_of(*p, *l, c, tail_tiles, cut.splits).total;
 }
 
 extern "C" marlin_status marlin_dense_workspace_init(void* workspace, size_t bytes, void* stream) {
