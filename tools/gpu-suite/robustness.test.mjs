@@ -18,6 +18,61 @@ function bitsEqual(a, b, what) {
     if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
 }
 
+/**
+ * A weight for dependent chains (fp16, group 128): values must stay O(1) through the chain, or the comparison is
+ * between infinities. Zero-mean codes (1..15 against zero point 8; 0..15 against random zero points) and scales with a
+ * gain of ~1 per call (sqrt(K) * rms(q - z) * s).
+ */
+function chainWeight({ K, N, sym, actOrder, seed }) {
+  const q = makeWeight({ K, N, groupSize: 128, dtype: 'fp16', sym, actOrder, seed });
+  const r = rng(seed + 1);
+  if (sym) for (let i = 0; i < q.codes.length; i++) q.codes[i] = 1 + r.int(15);
+  const s0 = 1 / (Math.sqrt(K) * (sym ? 4.32 : 6.52));
+  const scales = Float32Array.from({ length: q.scales.length }, () => s0 * (0.9 + 0.2 * r.next()));
+  return m.uploadPacked(m.pack({ ...q, scales: m.toHalfBits(scales, 'fp16') }));
+}
+
+/**
+ * Runs `chain(overlap)` (gemm calls on stream `s` through the fp16 buffers `buf`) from buf[0] = x and the other
+ * buffers NaN-poisoned: serially, overlapped, and as a captured graph replayed. The serial result must be finite in
+ * the buffers `finite`, and the other two must equal it bit for bit in every buffer.
+ */
+async function expectChainBitwise(s, buf, x, finite, label, chain) {
+  const reset = () => {
+    buf[0].copyFromHost(x, s);
+    for (const b of buf.slice(1)) b.fillBytes(0xff, s); // NaN poison
+  };
+  const result = async () => {
+    const out = [];
+    for (const b of buf) out.push(await b.toHost(s));
+    return out;
+  };
+  reset();
+  chain(false);
+  const serial = await result();
+  for (const i of finite) {
+    assert.ok(
+      serial[i].every((v) => (v & 0x7c00) !== 0x7c00),
+      `${label}: the serial chain's output in buffer ${i} is finite`,
+    );
+  }
+  reset();
+  chain(true);
+  const overlapped = await result();
+  const g = s.capture(() => chain(true));
+  try {
+    reset();
+    g.replay(s);
+    const replayed = await result();
+    for (let i = 0; i < buf.length; i++) {
+      bitsEqual(overlapped[i], serial[i], `${label} buffer ${i}: overlapped vs serial`);
+      bitsEqual(replayed[i], serial[i], `${label} buffer ${i}: graph replay vs serial`);
+    }
+  } finally {
+    g.dispose();
+  }
+}
+
 describe('determinism and concurrency', { skip }, () => {
   test('two runs are bitwise equal (split-K reduction is deterministic), for every configuration', async () => {
     const { packed, x: xb } = problem({ M: 64, N: 4096, K: 4096 });
@@ -104,56 +159,20 @@ describe('determinism and concurrency', { skip }, () => {
     // Each call reads what the previous one wrote and overwrites what the one before read (two ping-pong buffers),
     // through decode, 2-block and 1-block warp-specialised rows with split-K (one shared workspace) and an act-order
     // gather; on sm_90 every call but the first may start during the previous one's tail (gemm's overlap default).
-    // Values must stay O(1) through the chain, or the comparison is between infinities: zero-mean codes (1..15
-    // against zero point 8; 0..15 against random zero points) and scales with a gain of ~1 per call
-    // (sqrt(K) * rms(q - z) * s).
     const K = 2048;
-    const chainWeight = (sym, actOrder, seed) => {
-      const q = makeWeight({ K, N: K, groupSize: 128, dtype: 'fp16', sym, actOrder, seed });
-      const r = rng(seed + 1);
-      if (sym) for (let i = 0; i < q.codes.length; i++) q.codes[i] = 1 + r.int(15);
-      const s0 = 1 / (Math.sqrt(K) * (sym ? 4.32 : 6.52));
-      const scales = Float32Array.from({ length: q.scales.length }, () => s0 * (0.9 + 0.2 * r.next()));
-      return m.uploadPacked(m.pack({ ...q, scales: m.toHalfBits(scales, 'fp16') }));
-    };
-    const w = [chainWeight(true, false, 81), chainWeight(false, true, 82)];
+    const w = [
+      chainWeight({ K, N: K, sym: true, actOrder: false, seed: 81 }),
+      chainWeight({ K, N: K, sym: false, actOrder: true, seed: 82 }),
+    ];
     const s = m.Stream.create();
     try {
       for (const M of [1, 16, 48, 256]) {
-        const x = problem({ M, N: K, K, seed: 83 + M }).x;
         const buf = [m.Tensor.empty([M, K], 'fp16'), m.Tensor.empty([M, K], 'fp16')];
-        const chain = (overlap) => {
-          for (let i = 0; i < 6; i++) m.gemm(buf[i & 1], w[i & 1], { out: buf[(i + 1) & 1], stream: s, overlap });
-        };
-        const reset = () => {
-          buf[0].copyFromHost(x, s);
-          buf[1].fillBytes(0xff, s); // NaN poison
-        };
-        const result = async () => [await buf[0].toHost(s), await buf[1].toHost(s)];
         try {
-          reset();
-          chain(false);
-          const serial = await result();
-          // The last call (i = 5) wrote buffer 0: finite everywhere (no NaN poison or overflow got through).
-          assert.ok(
-            serial[0].every((v) => (v & 0x7c00) !== 0x7c00),
-            `M=${M}: the serial chain's output is finite`,
-          );
-          reset();
-          chain(true);
-          const overlapped = await result();
-          const g = s.capture(() => chain(true));
-          try {
-            reset();
-            g.replay(s);
-            const replayed = await result();
-            for (const i of [0, 1]) {
-              bitsEqual(overlapped[i], serial[i], `M=${M} buffer ${i}: overlapped vs serial`);
-              bitsEqual(replayed[i], serial[i], `M=${M} buffer ${i}: graph replay vs serial`);
-            }
-          } finally {
-            g.dispose();
-          }
+          // The last call (i = 5) writes buffer 0: finite everywhere (no NaN poison or overflow got through).
+          await expectChainBitwise(s, buf, problem({ M, N: K, K, seed: 83 + M }).x, [0], `M=${M}`, (overlap) => {
+            for (let i = 0; i < 6; i++) m.gemm(buf[i & 1], w[i & 1], { out: buf[(i + 1) & 1], stream: s, overlap });
+          });
         } finally {
           for (const b of buf) b.dispose();
         }
@@ -169,61 +188,24 @@ describe('determinism and concurrency', { skip }, () => {
     // first wave as a second, split-K launch) -> [M, 17920] -> W2 (17920 -> 256, dispatch's launch) -> x' ...: every
     // launch reads what the one before wrote, and the two launches of W1 share the stream's workspace with W2's.
     const [K1, N1] = [256, 17920];
-    const weight = (K, N, seed) => {
-      const q = makeWeight({ K, N, groupSize: 128, dtype: 'fp16', sym: true, seed });
-      const r = rng(seed + 1);
-      for (let i = 0; i < q.codes.length; i++) q.codes[i] = 1 + r.int(15);
-      const s0 = 1 / (Math.sqrt(K) * 4.32); // a gain of ~1 per call (see the chain test above)
-      const scales = Float32Array.from({ length: q.scales.length }, () => s0 * (0.9 + 0.2 * r.next()));
-      return m.uploadPacked(m.pack({ ...q, scales: m.toHalfBits(scales, 'fp16') }));
-    };
-    const w1 = weight(K1, N1, 91);
-    const w2 = weight(N1, K1, 92);
+    const w1 = chainWeight({ K: K1, N: N1, sym: true, actOrder: false, seed: 91 });
+    const w2 = chainWeight({ K: N1, N: K1, sym: true, actOrder: false, seed: 92 });
     const s = m.Stream.create();
     const tail = { configId: 13, splits: 1, tailSplits: 2 };
     try {
       for (const M of [8, 100]) {
         assert.ok(m.gemmPlan(M, w1, tail).tailBlocks > 0, `M=${M}: W1's plan has no second launch`);
-        const x = makeX({ M, K: K1, dtype: 'fp16', seed: 93 + M });
-        const a = m.Tensor.empty([M, K1], 'fp16');
-        const b = m.Tensor.empty([M, N1], 'fp16');
-        const chain = (overlap) => {
-          for (let i = 0; i < 3; i++) {
-            m.gemm(a, w1, { out: b, stream: s, overlap, config: tail });
-            m.gemm(b, w2, { out: a, stream: s, overlap });
-          }
-        };
-        const reset = () => {
-          a.copyFromHost(x, s);
-          b.fillBytes(0xff, s); // NaN poison
-        };
-        const result = async () => [await a.toHost(s), await b.toHost(s)];
+        const buf = [m.Tensor.empty([M, K1], 'fp16'), m.Tensor.empty([M, N1], 'fp16')];
         try {
-          reset();
-          chain(false);
-          const serial = await result();
-          for (const v of serial)
-            assert.ok(
-              v.every((h) => (h & 0x7c00) !== 0x7c00),
-              `M=${M}: serial chain finite`,
-            );
-          reset();
-          chain(true);
-          const overlapped = await result();
-          const g = s.capture(() => chain(true));
-          try {
-            reset();
-            g.replay(s);
-            const replayed = await result();
-            for (const i of [0, 1]) {
-              bitsEqual(overlapped[i], serial[i], `M=${M} buffer ${i}: overlapped vs serial`);
-              bitsEqual(replayed[i], serial[i], `M=${M} buffer ${i}: graph replay vs serial`);
+          const x = makeX({ M, K: K1, dtype: 'fp16', seed: 93 + M });
+          await expectChainBitwise(s, buf, x, [0, 1], `M=${M}`, (overlap) => {
+            for (let i = 0; i < 3; i++) {
+              m.gemm(buf[0], w1, { out: buf[1], stream: s, overlap, config: tail });
+              m.gemm(buf[1], w2, { out: buf[0], stream: s, overlap });
             }
-          } finally {
-            g.dispose();
-          }
+          });
         } finally {
-          for (const buf of [a, b]) buf.dispose();
+          for (const b of buf) b.dispose();
         }
       }
     } finally {

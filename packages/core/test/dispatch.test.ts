@@ -95,10 +95,32 @@ const AUTO: Row[] = tableJson.dense
   .sort((a, b) => a.mTile - b.mTile || a.id - b.id);
 
 /**
- * The split-K cost model, brute-forced independently: waves x (k-tiles per split + 16), ties -> fewer; warp-specialised
- * rows add the fp32 round trip ((1 + splits) partial tiles at 20 B/clk) in k-tiles of max(tensor at 3072 FLOP/clk,
- * bytes at 20 B/clk).
+ * The cost of s splits in the split-K cost model, written independently: waves x (k-tiles per split + start-up);
+ * warp-specialised rows add the fp32 round trip ((1 + splits) partial tiles at 30 B/clk) in k-tiles of max(tensor at
+ * 3072 FLOP/clk, bytes at 24 B/clk).
  */
+function splitCost(
+  kTiles: number,
+  kts: number,
+  tiles: number,
+  slots: number,
+  ws?: { mTile: number; nTiles: number },
+): (s: number) => { splits: number; per: number; cost: number } {
+  // Ampere rows: 16 k-tiles of start-up per block. Warp-specialised rows (v9e): 4 k-tiles of start-up, + the fp32
+  // partial round trip at 30 B/clk; L2 at 24 B/clk.
+  const fixed = ws ? 4 : 16;
+  const kClk = ws
+    ? Math.max((2 * ws.mTile * ws.nTiles * 4096) / 3072, (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 24)
+    : 1;
+  return (s: number) => {
+    const per = Math.ceil(Math.ceil(kTiles / s) / kts) * kts;
+    const real = Math.ceil(kTiles / per);
+    const reduce = ws && real > 1 ? ((1 + real) * ws.mTile * ws.nTiles * 256) / 30 / kClk : 0;
+    return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * (per + fixed + reduce) };
+  };
+}
+
+/** The split-K cost model brute-forced: the cheapest split count, ties -> fewer. */
 function expectedSplits(
   kTiles: number,
   kts: number,
@@ -106,20 +128,11 @@ function expectedSplits(
   slots: number,
   ws?: { mTile: number; nTiles: number },
 ): { splits: number; per: number; cost: number } {
-  // Ampere rows: <= 16 splits of >= 8 k-tiles, 16 k-tiles of start-up per block. Warp-specialised rows (v9e): <= 8
-  // splits of >= 8 k-tiles, 4 k-tiles of start-up, + the fp32 partial round trip at 30 B/clk; L2 at 24 B/clk.
-  const [maxSplits, minPer, fixed] = ws ? [8, 8, 4] : [16, 8, 16];
-  const kClk = ws
-    ? Math.max((2 * ws.mTile * ws.nTiles * 4096) / 3072, (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 24)
-    : 1;
-  const plan = (s: number) => {
-    const per = Math.ceil(Math.ceil(kTiles / s) / kts) * kts;
-    const real = Math.ceil(kTiles / per);
-    const reduce = ws && real > 1 ? ((1 + real) * ws.mTile * ws.nTiles * 256) / 30 / kClk : 0;
-    return { splits: real, per, cost: Math.ceil((tiles * real) / slots) * (per + fixed + reduce) };
-  };
+  // Ampere rows: <= 16 splits of >= 8 k-tiles. Warp-specialised rows (v9e): <= 8 splits of >= 8 k-tiles.
+  const maxSplits = ws ? 8 : 16;
+  const plan = splitCost(kTiles, kts, tiles, slots, ws);
   let best = plan(1);
-  for (let s = 2; s <= Math.min(maxSplits, Math.floor(kTiles / minPer)); s++) {
+  for (let s = 2; s <= Math.min(maxSplits, Math.floor(kTiles / 8)); s++) {
     const p = plan(s);
     if (p.cost < best.cost) best = p;
   }
@@ -148,18 +161,13 @@ function expectedLaunch(
   const waves = Math.floor(tiles / slots);
   const head = Math.floor((waves * slots) / mBlocks);
   if (head === 0 || head >= nBlocks) return none;
+  const rest = splitCost(kTiles, kts, (nBlocks - head) * mBlocks, slots, ws);
   let best: { cost: number; t: number } | undefined;
   for (let t = 2; t <= Math.min(8, Math.floor(kTiles / 8)); t++) {
-    const per = Math.ceil(Math.ceil(kTiles / t) / kts) * kts;
-    const real = Math.ceil(kTiles / per);
-    if (real < 2) continue;
-    const kClk = Math.max(
-      (2 * ws.mTile * ws.nTiles * 4096) / 3072,
-      (ws.nTiles * 2048 + ws.mTile * 128 + ws.nTiles * 192) / 24,
-    );
-    const reduce = ((1 + real) * ws.mTile * ws.nTiles * 256) / 30 / kClk;
-    const cost = waves * (kTiles + 4) + Math.ceil(((nBlocks - head) * mBlocks * real) / slots) * (per + 4 + reduce);
-    if (best === undefined || cost < best.cost) best = { cost, t: real };
+    const r = rest(t);
+    if (r.splits < 2) continue;
+    const cost = waves * (kTiles + 4) + r.cost;
+    if (best === undefined || cost < best.cost) best = { cost, t: r.splits };
   }
   if (best === undefined || !(best.cost < single.cost * 0.97)) return none;
   return { splits: 1, per: Math.ceil(kTiles / kts) * kts, tailSplits: best.t };

@@ -360,6 +360,11 @@ interface SplitPlan {
   cost: number;
 }
 
+/** The largest split count `model` tries for kTiles k-tiles (each range >= model.minKTilesPerSplit; at least 1). */
+function maxSplitsOf(kTiles: number, model: SplitModel): number {
+  return Math.min(model.maxSplits, Math.max(1, Math.floor(kTiles / model.minKTilesPerSplit)));
+}
+
 /** `splits` nearly equal ranges rounded up to whole stages; returns the real split count and range length. */
 function splitPlan(
   kTiles: number,
@@ -432,8 +437,7 @@ function tailPlan(
   if (wave === undefined) return undefined;
   const head = wave.fullWaves * (kTiles + model.fixedKTiles);
   let best: SplitPlan | undefined;
-  const maxSplits = Math.min(model.maxSplits, Math.max(1, Math.floor(kTiles / model.minKTilesPerSplit)));
-  for (let t = 2; t <= maxSplits; t++) {
+  for (let t = 2; t <= maxSplitsOf(kTiles, model); t++) {
     const rest = splitPlan(kTiles, t, kTilesPerStage, wave.tailTiles, slots, model, reduceCost);
     if (rest.splits < 2) continue;
     const cost = head + rest.cost;
@@ -501,8 +505,7 @@ function chooseSplits(
 ): SplitPlan {
   // NOTE: also when tiles >= slots: a last partial wave can cost more than splitting.
   let best = splitPlan(kTiles, 1, kTilesPerStage, tiles, slots, model, reduceCost);
-  const maxSplits = Math.min(model.maxSplits, Math.max(1, Math.floor(kTiles / model.minKTilesPerSplit)));
-  for (let s = 2; s <= maxSplits; s++) {
+  for (let s = 2; s <= maxSplitsOf(kTiles, model); s++) {
     const plan = splitPlan(kTiles, s, kTilesPerStage, tiles, slots, model, reduceCost);
     if (plan.cost < best.cost) best = plan;
   }
@@ -553,14 +556,14 @@ function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config
   let plan = chooseSplits(kTiles, config.kTilesPerStage, mBlocks * nBlocks, splitSlots, splitModel(config), reduce);
   // Balanced last wave: warp-specialised rows only (on the mma.sync decode rows the second launch lost at every t,
   // perf-notes v15a).
-  if (ws && reduce !== undefined) {
+  if (reduce !== undefined) {
     const tail = tailPlan(
       kTiles,
       config.kTilesPerStage,
       mBlocks,
       nBlocks,
       splitSlots,
-      WS_SPLITS,
+      splitModel(config),
       reduce,
       wholeBlocks(problem.N, config),
     );
