@@ -5,6 +5,7 @@ import {
   describe,
   dispatch,
   type GemmProblem,
+  isExperimental,
   KERNEL_TABLE,
   smemBytes,
   workspaceBytes,
@@ -89,9 +90,9 @@ function expectedSmem(
 
 type Row = (typeof tableJson.dense)[number];
 
-/** Rows dispatch may pick by itself (not EXPERIMENT), by mTile then id. */
+/** Rows dispatch may pick by itself (not `"experimental": true`), by mTile then id. */
 const AUTO: Row[] = tableJson.dense
-  .filter((c) => !c.why.startsWith('EXPERIMENT'))
+  .filter((c) => !('experimental' in c && c.experimental === true))
   .sort((a, b) => a.mTile - b.mTile || a.id - b.id);
 
 /**
@@ -218,7 +219,7 @@ suite('dispatch', () => {
     expect(count).toBe(4 * SHAPES.length * 4 * 4 * M_SWEEP.length);
   });
 
-  it('chooses the smallest mTile >= M on a large-smem device, the largest for bigger M; never an EXPERIMENT row', () => {
+  it('chooses the smallest mTile >= M on a large-smem device, the largest for bigger M; never an experimental row', () => {
     for (const M of M_SWEEP) {
       const c = dispatch(problem({ M }), DEVICES.H100);
       const family = AUTO.filter(
@@ -228,7 +229,7 @@ suite('dispatch', () => {
       // Warp-specialised rows of one token tile differ in column width; the cost model picks among them.
       expect(c.config.mTile).toBe(expected.mTile);
       if (c.configId !== expected.id) expect(c.config.warpSpecialized).toBe(true);
-      expect(c.config.why.startsWith('EXPERIMENT')).toBe(false);
+      expect(isExperimental(c.config)).toBe(false);
       expect(M >= (c.config.minM ?? 1) && M <= (c.config.maxM ?? Infinity), `M = ${M}, config ${c.configId}`).toBe(
         true,
       );
@@ -304,9 +305,9 @@ suite('dispatch', () => {
     }
   });
 
-  it('runs an EXPERIMENT row only when asked for by configId', () => {
-    const experiment = tableJson.dense.find((c) => c.why.startsWith('EXPERIMENT'));
-    if (!experiment) return;
+  it('runs an experimental row only when asked for by configId', () => {
+    const experiment = tableJson.dense.find((c) => 'experimental' in c && c.experimental === true);
+    if (!experiment) throw new Error('kernel-table.json has no experimental row to test with');
     expect(dispatch(problem({ M: experiment.mTile }), DEVICES.H100, { configId: experiment.id }).configId).toBe(
       experiment.id,
     );

@@ -59,6 +59,16 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
     expect(bad([{ ...base, minM: 1, maxM: 16 }])).not.toThrow();
   });
 
+  it('marks experimental rows with the field, not prose, and keeps commit hashes and experiment tags out of why', () => {
+    for (const row of tableJson.dense) {
+      expect(row.why, `row ${row.id}`).not.toMatch(/^EXPERIMENT\b/);
+      expect(row.why, `row ${row.id}`).not.toMatch(/\b[0-9a-f]{7,40}\b/);
+      expect(row.why, `row ${row.id}`).not.toMatch(/\bv[0-9]{1,2}[a-z]?\b/);
+      if ('experimental' in row) expect(row.experimental, `row ${row.id}`).toBe(true);
+    }
+    expect(tableJson.dense.some((row) => isExperimental(row as (typeof KERNEL_TABLE)[number]))).toBe(true);
+  });
+
   it('keeps every warp-specialised row buildable: hopper, even nTiles, mTile <= 256, <= 227 KiB of shared memory', () => {
     const ws = KERNEL_TABLE.filter((c) => c.warpSpecialized === true);
     expect(ws.length).toBeGreaterThan(0);

@@ -256,11 +256,11 @@ function validateDevice(device: DeviceInfo): void {
 }
 
 /**
- * Table rows dispatch may choose on its own: not marked experimental (a `why` starting with "EXPERIMENT", or
- * `"experimental": true`). Experimental rows run only when asked for by `options.configId` (tuning sweeps).
+ * Table rows dispatch may choose on its own: not marked `"experimental": true`. Experimental rows run only when asked
+ * for by `options.configId` (tuning sweeps).
  */
 export function isExperimental(config: KernelConfig): boolean {
-  return (config as { experimental?: boolean }).experimental === true || /^EXPERIMENT\b/.test(config.why);
+  return (config as { experimental?: boolean }).experimental === true;
 }
 
 /**
