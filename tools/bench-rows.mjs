@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Prints the launches of a benchmark result as `dense_sweep --rows` input: one line "M N K config splits" per fp16
 // row (the dispatched choice), optionally only rows with M <= maxM. For A/B runs of two builds on one machine
-// (docs/perf-notes.md v10b): node tools/bench-rows.mjs bench/results/X.json 1024 > build/ab-rows.txt
+// (docs/perf-notes.md): node tools/bench-rows.mjs bench/results/X.json 1024 > build/ab-rows.txt
 import { readFileSync } from 'node:fs';
 
 const [file, maxArg] = process.argv.slice(2);

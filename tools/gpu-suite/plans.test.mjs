@@ -1,4 +1,4 @@
-// Prepared launches (v8a): gemm() caches a native plan per weight and M (weight operands, sizes, kernel and, on the
+// Prepared launches: gemm() caches a native plan per weight and M (weight operands, sizes, kernel and, on the
 // warp-specialised configs, the activations' TMA descriptor fixed once; per call only x, out, bias and the bound
 // workspace / stream). A reused plan must compute exactly what a fresh one does, whatever x, out, stream or
 // workspace the later calls bring; a disposed operand must throw the typed error; disposing frees everything.

@@ -107,7 +107,7 @@ function splitCost(
   slots: number,
   ws?: { mTile: number; nTiles: number },
 ): (s: number) => { splits: number; per: number; cost: number } {
-  // Ampere rows: 16 k-tiles of start-up per block. Warp-specialised rows (v9e): 4 k-tiles of start-up, + the fp32
+  // Ampere rows: 16 k-tiles of start-up per block. Warp-specialised rows: 4 k-tiles of start-up, + the fp32
   // partial round trip at 30 B/clk; L2 at 24 B/clk.
   const fixed = ws ? 4 : 16;
   const kClk = ws
@@ -129,7 +129,7 @@ function expectedSplits(
   slots: number,
   ws?: { mTile: number; nTiles: number },
 ): { splits: number; per: number; cost: number } {
-  // Ampere rows: <= 16 splits of >= 8 k-tiles. Warp-specialised rows (v9e): <= 8 splits of >= 8 k-tiles.
+  // Ampere rows: <= 16 splits of >= 8 k-tiles. Warp-specialised rows: <= 8 splits of >= 8 k-tiles.
   const maxSplits = ws ? 8 : 16;
   const plan = splitCost(kTiles, kts, tiles, slots, ws);
   let best = plan(1);
@@ -287,7 +287,7 @@ suite('dispatch', () => {
     }
   });
 
-  it('picks the measured-best split counts for the Llama decode layers (H200 sweep with overlapped launches, v10d)', () => {
+  it('picks the measured-best split counts for the Llama decode layers (H200 sweep with overlapped launches)', () => {
     // [K, N, splits]: 8B qkv, o, gate_up, down; 70B qkv, o, gate_up, down at M = 1 (config 0).
     const best: [number, number, number][] = [
       [4096, 6144, 4],
@@ -424,9 +424,9 @@ suite('dispatch', () => {
     expect(workspaceBytes(big, dispatch(big, DEVICES.H100))).toBe(counters);
   });
 
-  it('balances the last partial wave where the H200 measured it faster, and nowhere in decode (v15a/b)', () => {
+  it('balances the last partial wave where the H200 measured it faster, and nowhere in decode', () => {
     // [M, K, N, config, tailSplits]: every launch the cost model gives a balanced last wave for the Llama layers on
-    // 132 SMs; each was measured faster than the single launch it replaces (perf-notes v15b).
+    // 132 SMs; each was measured faster than the single launch it replaces (docs/perf-notes.md).
     const expected: [number, number, number, number, number][] = [
       [256, 8192, 10240, 21, 4],
       [256, 8192, 57344, 20, 2],
@@ -489,14 +489,14 @@ suite('dispatch', () => {
       const c = dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100);
       expect(c.config.warpSpecialized, `M = ${M}`).toBe(true);
       expect(c.config.mTile).toBe(M <= 32 ? 32 : M <= 64 ? 64 : 128);
-      // v8c: the 2-block rows (15, 17; 19 since v9g, 16 beside 15 since v12d) replace the 1-block ones (12, 11) at M <= 64.
+      // The 2-block rows (15, 16 at M <= 32; 19 at M 33-64) replace the 1-block ones (12, 11) at M <= 64.
       const perSm = M <= 64 ? 2 : 1;
       expect(c.config.blocksPerSm ?? 1).toBe(perSm);
       expect(c.blocksPerSm).toBe(perSm);
       expect(c.slots).toBe(DEVICES.H100.smCount * perSm);
     }
-    // Column width and splits by the cost model, each the sweep's best or within 1% of it (v9e sweep, H200, 4e005bc;
-    // M = 32 from the v12d A/B): 8B down at M = 32: 128-column blocks (row 16), 8 splits (18.8 us; 256 columns 19.1,
+    // Column width and splits by the cost model, each the sweep's best or within 1% of it (H200 sweep; M = 32 from
+    // the A/B of dispatch with and without row 16): 8B down at M = 32: 128-column blocks (row 16), 8 splits (18.8 us; 256 columns 19.1,
     // 4 splits 31.0); 8B o at M = 32: row 16 with 8 splits (9.9 us; row 15 with 4, 11.7); 70B gate_up at M = 32:
     // 256 columns, no split (95 us; row 16 at best 124); at M = 128: 128-column blocks, 4 splits (32.3 us; the
     // 256-column config 10 at best 37.2); 70B gate_up: 256 columns, no split at M = 128 (188.8 us) and 256 (429.6).
@@ -511,7 +511,7 @@ suite('dispatch', () => {
     expect(pick(128, 8192, 57344)).toEqual([4, 1]);
     expect(pick(256, 8192, 57344)).toEqual([4, 1]);
     expect(pick(4096, 8192, 8192)).toEqual([4, 1]);
-    // v9i: the 128-token tiles switch to 4-k-tile stages (rows 20 / 21) from M = 256, by the rows' minM / maxM.
+    // The 128-token tiles switch to 4-k-tile stages (rows 20 / 21) from M = 256, by the rows' minM / maxM.
     const stageDepth = (M: number) => dispatch(problem({ M, K: 8192, N: 8192 }), DEVICES.H100).config.kTilesPerStage;
     expect([stageDepth(65), stageDepth(255), stageDepth(256), stageDepth(16384)]).toEqual([2, 2, 4, 4]);
     expect(describe(dispatch(problem({ M: 128, K: 4096, N: 4096 }), DEVICES.H100))).toMatch(

@@ -139,15 +139,15 @@ interface SplitModel {
   readonly minKTilesPerSplit: number;
   readonly fixedKTiles: number;
 }
-// Ampere rows, measured on H100 (docs/perf-notes.md, v2 sweep): every block pays a fixed start-up cost of about 16
-// k-tiles' streaming time. Splits as short as 8 k-tiles (2 stages) since launches overlap the previous kernel on sm_90
-// (v10d: H200 sweep of 2cc801e, 8B o_proj 4096 x 4096: 8 splits 5.9 us vs 4 splits 7.3 at M = 1, 7.8 vs 8.4 at
-// M = 16; serial launches tie); the cost model picks the same splits as before for every other Llama layer.
+// Ampere rows, measured on H100 (docs/perf-notes.md): every block pays a fixed start-up cost of about 16 k-tiles'
+// streaming time. Splits as short as 8 k-tiles (2 stages) since launches overlap the previous kernel on sm_90 (H200
+// sweep, 8B o_proj 4096 x 4096: 8 splits 5.9 us vs 4 splits 7.3 at M = 1, 7.8 vs 8.4 at M = 16; serial launches tie);
+// the cost model picks the same splits as before for every other Llama layer.
 const AMPERE_SPLITS: SplitModel = { maxSplits: 16, minKTilesPerSplit: 8, fixedKTiles: 16 };
-// Warp-specialised rows, refitted (perf-notes v9b, v9e) to the H200 sweeps of 4e005bc (configs 10/13/15/17, M = 32-1024,
-// the 8 Llama layers, splits 1-8) after the split-K reduction stopped serialising its loads (v9a) and the producer
-// stopped copying duplicate scale rows (v9d): splits of 8 k-tiles can win small layers, and a block's start-up is ~4
-// k-tiles of its own (longer) k-tile time.
+// Warp-specialised rows, refitted to H200 sweeps (configs 10/13/15/17, M = 32-1024, the 8 Llama layers, splits 1-8;
+// docs/perf-notes.md) after the split-K reduction stopped serialising its loads and the producer stopped copying
+// duplicate scale rows: splits of 8 k-tiles can win small layers, and a block's start-up is ~4 k-tiles of its own
+// (longer) k-tile time.
 const WS_SPLITS: SplitModel = { maxSplits: 8, minKTilesPerSplit: 8, fixedKTiles: 4 };
 /**
  * Resident blocks per SM the native kernel is built for (Traits::kMinBlocks in gemm_kernel.cuh): token tiles <= 16 cap
@@ -265,7 +265,7 @@ export function isExperimental(config: KernelConfig): boolean {
 
 /**
  * Smallest M for which sm_90 runs the hopper (wgmma) family by default. Up to M = 16 the ampere decode configurations
- * stream weights fastest (wgmma m64n8/n16 variants measured no better); from M = 32 on wgmma wins (v4/v5 sweeps on
+ * stream weights fastest (wgmma m64n8/n16 variants measured no better); from M = 32 on wgmma wins (sweeps on
  * H100: 70B block at M = 32 1.75x vs 1.67x, M = 64 1.34x vs 0.95x, M = 1024 0.53x vs 0.36x; docs/perf-notes.md).
  */
 const HOPPER_MIN_M = 17;
@@ -383,7 +383,7 @@ function splitPlan(
 
 /**
  * Gain a balanced last wave must promise over the best single launch before dispatch takes it: the model's
- * predictions were checked on the H200 only where they promised 5% or more (perf-notes v15b).
+ * predictions were checked on the H200 only where they promised 5% or more (docs/perf-notes.md).
  */
 const TAIL_MIN_GAIN = 0.03;
 
@@ -418,7 +418,7 @@ export function balancedWave(
 }
 
 /**
- * Balanced last wave (perf-notes v15a/b): a one-split launch whose tiles fill W whole waves of `slots` and part of one
+ * Balanced last wave (docs/perf-notes.md): a one-split launch whose tiles fill W whole waves of `slots` and part of one
  * more runs the column blocks of the whole waves as one launch (W x (kTiles + fixed)) and the rest as a second launch
  * split t ways (costed as a split plan of those tiles). Returns the cheapest t in 2 .. model.maxSplits, or undefined
  * (balancedWave: no partial wave to balance).
@@ -453,8 +453,8 @@ function tailPlan(
   return best;
 }
 
-// Warp-specialised (hopper) cost model, fitted to the H200 sweeps of 4e005bc (configs 10/13/15/17, M = 32-1024, the 8
-// Llama layers; docs/perf-notes.md v9e): summed over every layer and M, dispatch's picks cost 0.5% more than the
+// Warp-specialised (hopper) cost model, fitted to H200 sweeps (configs 10/13/15/17, M = 32-1024, the 8 Llama layers;
+// docs/perf-notes.md): summed over every layer and M, dispatch's picks cost 0.5% more than the
 // sweep's best per-layer picks; the worst single layer (8B o_proj at M = 32: 4 splits, 8 measured 15% faster) 1.17x.
 /** Sustained tensor rate of one SM (75% of the ~4096 fp16 FLOP/clk dense peak). */
 const TENSOR_FLOP_PER_CLK_SM = 3072;
@@ -547,15 +547,15 @@ function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config
   const nBlocks = Math.ceil(paddedN(problem.N) / (64 * config.nTiles));
   const kTiles = paddedK(problem.K, problem.bits) / 64;
   // Split-K counts waves on at most 2 blocks per SM: with 3 resident decode blocks the partial last "wave" is cheap
-  // (blocks overlap), and the v6 H100 runs measured the 2-block choices faster (70B o_proj M=4: 4 splits 18.3 us vs
+  // (blocks overlap), and H100 runs measured the 2-block choices faster (70B o_proj M=4: 4 splits 18.3 us vs
   // 6 splits 20.3 us; gate_up: no split; docs/perf-notes.md). Warp-specialised rows also pay for the fp32 partial
-  // round trip (their 128 x 256 partial tiles are 128 KiB; v7: 2 splits of 70B gate_up at M = 256 cost 1.3x).
+  // round trip (their 128 x 256 partial tiles are 128 KiB; 2 splits of 70B gate_up at M = 256 cost 1.3x).
   const ws = config.warpSpecialized === true;
   const splitSlots = device.smCount * Math.min(blocksPerSm, 2);
   const reduce = ws ? (splits: number) => reduceKTiles(config, splits) : undefined;
   let plan = chooseSplits(kTiles, config.kTilesPerStage, mBlocks * nBlocks, splitSlots, splitModel(config), reduce);
-  // Balanced last wave: warp-specialised rows only (on the mma.sync decode rows the second launch lost at every t,
-  // perf-notes v15a).
+  // Balanced last wave: warp-specialised rows only (on the mma.sync decode rows the second launch lost at every t;
+  // docs/perf-notes.md).
   if (reduce !== undefined) {
     const tail = tailPlan(
       kTiles,
