@@ -61,11 +61,14 @@ describe('layout formulas', () => {
     });
   }
 
-  it('pads K to 64 (int4) / 32 (int8) and N to 64, and numbers tiles column-block-major', () => {
+  it('pads K to 64 for every bit width (8-bit: an even number of 32-row tiles) and N to 64; tiles column-block-major', () => {
     expect(paddedK(7392, 4)).toBe(7424);
-    expect(paddedK(7392, 8)).toBe(7392);
+    expect(paddedK(7392, 8)).toBe(7424); // 231 rows of 32 would be odd: 232 tiles
     expect(paddedK(10944, 4)).toBe(10944);
-    expect(paddedK(16, 8)).toBe(32);
+    expect(paddedK(10944, 8)).toBe(10944);
+    expect(paddedK(16, 8)).toBe(64);
+    expect(paddedK(96, 8)).toBe(128);
+    expect(paddedK(128, 8)).toBe(128);
     expect(paddedN(80)).toBe(128);
     expect(tileIndex(2, 1, 256, 4)).toBe(4 + 2);
     expect(codeLocation(64 + 1, 64, 256, 4)).toEqual({ wordIndex: (4 + 1) * 512 + 0, shift: 16 });

@@ -16,15 +16,20 @@ export const SLOT_N = 16;
 /** k rows per mma k step. */
 export const K_STEP = 16;
 
-/** k rows per tile: KT = 64 for int4, 32 for int8. */
+/** k rows per tile: KT = 64 for int4, 32 for 8-bit codes (int8 and e4m3). */
 export function tileRows(bits: WeightBits): number {
   return bits === 4 ? 64 : 32;
 }
 
-/** Kp = ceil(K / KT) * KT. */
-export function paddedK(K: number, bits: WeightBits): number {
-  const kt = tileRows(bits);
-  return Math.ceil(K / kt) * kt;
+/** k rows every packed weight is padded to: the kernels stream 64-row k-tiles (two 32-row tiles for 8-bit codes). */
+export const K_PAD = 64;
+
+/**
+ * Kp = ceil(K / 64) * 64 for every bit width: one 64-row tile for int4, an even number of 32-row tiles for 8-bit codes
+ * (`bits` is kept so callers need not know that).
+ */
+export function paddedK(K: number, _bits: WeightBits): number {
+  return Math.ceil(K / K_PAD) * K_PAD;
 }
 
 /** Np = ceil(N / 64) * 64. */
