@@ -3,6 +3,8 @@
  * reference. Needs no GPU and imports no addon.
  */
 
+// The addon kit every GEMM addon package is built on (loader, plan cache, workspaces, Linear, doctor registry).
+export * from './addon/index.js';
 export * from './checkpoint/index.js';
 export * from './device/index.js';
 // Kernel dispatch (kernel-table.json).

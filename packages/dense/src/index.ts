@@ -1,22 +1,26 @@
 /**
- * @marlin/dense: INT4-weight x fp16/bf16-activation GEMM (Marlin) for Node.js on NVIDIA GPUs (sm_80+).
+ * @marlin/dense: INT4 / INT8-weight x fp16/bf16-activation GEMM (Marlin) for Node.js on NVIDIA GPUs (sm_80+).
  * Importing this package never touches the GPU: the addon is loaded and the device probed on first GPU use, and
- * every failure is a typed error with a stable code.
+ * every failure is a typed error with a stable code. The machinery is @marlin/core's addon kit (defineAddon).
  */
 
-// The device layer lives in @marlin/core; re-exported so one import is enough.
-export { Graph, memGetInfo, memory, Stream, Tensor } from '@marlin/core';
+// The device layer and the kit's shared types live in @marlin/core; re-exported so one import is enough.
 export {
-  candidatePaths,
-  type DenseAddon,
+  DevicePackedWeight,
   GemmParam,
+  Graph,
   glibcVersion,
+  LAUNCH_SERIAL,
   type LoadAttempt,
   type LoadedBinary,
-  loadDenseBinary,
+  memGetInfo,
+  memory,
   type NativeGemmPlan,
-  noBinaryError,
-} from './binding.js';
+  type PackedWeightMeta,
+  Stream,
+  Tensor,
+  type UploadOptions,
+} from '@marlin/core';
 export {
   type CpuGemmOptions,
   type GemmConfig,
@@ -31,7 +35,22 @@ export {
   type ValidatedGemm,
   validateGemm,
 } from './gemm.js';
-export { Linear, type LinearFromFloatOptions, type LinearFromPackedOptions } from './linear.js';
-export { type HostLinear, type LoadLinearsOptions, loadLinears, readLinears } from './load.js';
-export { type DenseProbe, doctor, probe } from './runtime.js';
-export { DevicePackedWeight, type PackedWeightMeta, type UploadOptions, uploadPacked } from './weights.js';
+export {
+  candidatePaths,
+  type DenseAddon,
+  type DenseProbe,
+  doctor,
+  loadDenseBinary,
+  noBinaryError,
+  probe,
+  uploadPacked,
+} from './kit.js';
+export {
+  type HostLinear,
+  Linear,
+  type LinearFromFloatOptions,
+  type LinearFromPackedOptions,
+  type LoadLinearsOptions,
+  loadLinears,
+  readLinears,
+} from './linear.js';

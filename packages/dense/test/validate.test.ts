@@ -25,6 +25,8 @@ function codeOf(fn: () => unknown): { code: string; message: string; error: unkn
 describe('validateGemm: every bad operand is rejected with its code and a fix, before any launch', () => {
   it('accepts a well-formed call and reports the problem', () => {
     expect(validateGemm(t([5, 128]), w)).toEqual({ dtype: 'fp16', M: 5, N: 80, K: 128, lda: 128 });
+    // INT8 (GPTQ 8-bit) runs on the GPU too: no INT4-only refusal.
+    expect(validateGemm(t([5, 128]), { ...w, bits: 8 })).toEqual({ dtype: 'fp16', M: 5, N: 80, K: 128, lda: 128 });
     expect(validateGemm(t([5, 256]), w, { lda: 256 })).toEqual({ dtype: 'fp16', M: 5, N: 80, K: 128, lda: 256 });
   });
 
@@ -36,7 +38,13 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
     ['lda not the row length', () => validateGemm(t([5, 128]), w, { lda: 136 }), ErrorCode.SHAPE, /\[M, 136\]/],
     ['lda misaligned', () => validateGemm(t([5, 132]), w, { lda: 132 }), ErrorCode.ALIGNMENT, /multiple of 8/],
     ['scale dtype mismatch', () => validateGemm(t([5, 128], 'bf16'), w), ErrorCode.DTYPE, /convertScales/],
-    ['8-bit weight', () => validateGemm(t([5, 128]), { ...w, bits: 8 }), ErrorCode.UNSUPPORTED, /INT4/],
+    [
+      'FP8 weight (run by @marlin/fp8)',
+      () => validateGemm(t([5, 128]), { ...w, bits: 8, codeType: 'e4m3' }),
+      ErrorCode.UNSUPPORTED,
+      /FP8 \(e4m3\) weights are not run by @marlin\/dense/,
+    ],
+    ['3-bit weight', () => validateGemm(t([5, 128]), { ...w, bits: 3 as 4 }), ErrorCode.UNSUPPORTED, /4 or 8 bits/],
     ['bias length', () => validateGemm(t([5, 128]), w, { bias: t([64]) }), ErrorCode.SHAPE, /N = 80/],
     ['bias dtype', () => validateGemm(t([5, 128]), w, { bias: t([80], 'bf16') }), ErrorCode.DTYPE, /bias is bf16/],
     ['out shape', () => validateGemm(t([5, 128]), w, { out: t([5, 64]) }), ErrorCode.SHAPE, /\[5, 80\]/],

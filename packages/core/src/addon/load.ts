@@ -1,14 +1,9 @@
-import {
-  fromHalfBits,
-  type HalfDtype,
-  loadPacked,
-  type PackedWeight,
-  readPackedInfo,
-  SafetensorsReader,
-  ShapeError,
-  toHalfBits,
-} from '@marlin/core';
-import { Linear } from './linear.js';
+import { loadPacked, readPackedInfo } from '../checkpoint/packed.js';
+import { SafetensorsReader } from '../checkpoint/safetensors.js';
+import { fromHalfBits, toHalfBits } from '../dtypes.js';
+import { ShapeError } from '../errors/index.js';
+import type { HalfDtype, PackedWeight } from '../format/types.js';
+import type { LinearFromPackedOptions } from './linear.js';
 
 /** Options of `loadLinears`. */
 export interface LoadLinearsOptions {
@@ -59,23 +54,23 @@ async function readBias(reader: SafetensorsReader, name: string, weight: PackedW
 }
 
 /**
- * Loads every packed layer of a marlin-ts container (written by `marlin convert` / writePacked) onto the GPU, with its
- * bias when the container holds `<layer>.bias`. Returns layer name -> Linear; dispose each when done.
- *
- * @example
- * const layers = await loadLinears('model.marlin.safetensors');
- * const y = layers.get('model.layers.0.mlp.down_proj')!.forward(x);
+ * Loads every packed layer of a container onto the GPU through an addon's `fromPacked` (which refuses layers of a
+ * variant the addon does not run), with its bias. Disposes what was loaded when one layer fails.
  */
-export async function loadLinears(path: string, options: LoadLinearsOptions = {}): Promise<Map<string, Linear>> {
+export async function loadLinearsWith<L extends Disposable>(
+  fromPacked: (p: PackedWeight, o: LinearFromPackedOptions) => L,
+  path: string,
+  options: LoadLinearsOptions = {},
+): Promise<Map<string, L>> {
   const host = await readLinears(path, options);
-  const out = new Map<string, Linear>();
+  const out = new Map<string, L>();
   try {
     for (const [name, l] of host) {
-      out.set(name, Linear.fromPacked(l.weight, { bias: l.bias, device: options.device }));
+      out.set(name, fromPacked(l.weight, { bias: l.bias, device: options.device }));
       host.delete(name); // let the host copy go as soon as it is on the GPU
     }
   } catch (e) {
-    for (const l of out.values()) l.dispose();
+    for (const l of out.values()) l[Symbol.dispose]();
     throw e;
   }
   return out;

@@ -1,13 +1,10 @@
-import {
-  DisposedError,
-  type HalfDtype,
-  type PackedWeight,
-  type PackedWeightInfo,
-  type Stream,
-  Tensor,
-  validatePacked,
-  type WeightBits,
-} from '@marlin/core';
+import type { Stream } from '../device/stream.js';
+import { Tensor } from '../device/tensor.js';
+import { DisposedError } from '../errors/index.js';
+import { codeTypeOf } from '../format/fp8.js';
+import type { CodeType, HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
+import { validatePacked } from '../format/validate.js';
+import { type WeightVariant, weightVariant } from './variant.js';
 
 /** Metadata of a packed weight (docs/format.md), without the arrays, and where it lives: what gemm validation reads. */
 export interface PackedWeightMeta extends Omit<PackedWeightInfo, 'paddedBytes'> {
@@ -21,20 +18,20 @@ export interface UploadOptions {
   readonly stream?: Stream;
 }
 
-/** Called by dispose() before the tensors are freed (gemm's plan cache releases its native plans there). */
-let disposeHook: ((w: DevicePackedWeight) => void) | null = null;
+/** Called by dispose() before the tensors are freed (each addon's plan cache releases its native plans there). */
+const disposeHooks = new Set<(w: DevicePackedWeight) => void>();
 
 /**
- * Sets the hook DevicePackedWeight.dispose() calls first.
+ * Adds a hook DevicePackedWeight.dispose() calls first (one per addon kit).
  * @internal
  */
-export function setWeightDisposeHook(hook: (w: DevicePackedWeight) => void): void {
-  disposeHook = hook;
+export function addWeightDisposeHook(hook: (w: DevicePackedWeight) => void): void {
+  disposeHooks.add(hook);
 }
 
 /**
  * A packed weight in device memory: qweight / scales / zeros / perm tensors plus the format metadata. Owns its
- * tensors; dispose() frees them.
+ * tensors; dispose() frees them. Made by an addon's `uploadPacked`, which checks the addon runs its variant.
  *
  * @example
  * using w = uploadPacked(pack(quantized));
@@ -43,6 +40,9 @@ export function setWeightDisposeHook(hook: (w: DevicePackedWeight) => void): voi
 export class DevicePackedWeight implements PackedWeightMeta, Disposable {
   readonly formatVersion = 1 as const;
   readonly bits: WeightBits;
+  readonly codeType: CodeType;
+  /** int4, int8 or fp8: which kernels run it. */
+  readonly variant: WeightVariant;
   readonly K: number;
   readonly N: number;
   readonly Kp: number;
@@ -60,10 +60,12 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
   readonly perm: Tensor<'i32'> | null;
   #disposed = false;
 
-  /** @internal use uploadPacked() */
+  /** @internal use an addon's uploadPacked() */
   constructor(p: PackedWeight, options: UploadOptions = {}) {
     validatePacked(p);
     this.bits = p.bits;
+    this.codeType = codeTypeOf(p);
+    this.variant = weightVariant(this);
     this.K = p.K;
     this.N = p.N;
     this.Kp = p.Kp;
@@ -106,7 +108,7 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
     if (this.#disposed) {
       throw new DisposedError('DevicePackedWeight was used after dispose().', { fix: 'upload the weight again.' });
     }
-    return {
+    const host: PackedWeight = {
       formatVersion: 1,
       bits: this.bits,
       K: this.K,
@@ -122,12 +124,14 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
       perm: this.perm?.toHostSync() ?? null,
       paddedBytes: this.paddedBytes,
     };
+    // INT weights come back exactly as they were packed (no codeType field); FP8 ones say what their codes are.
+    return this.codeType === 'e4m3' ? { ...host, codeType: 'e4m3' } : host;
   }
 
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    disposeHook?.(this);
+    for (const hook of disposeHooks) hook(this);
     this.qweight.dispose();
     this.scales.dispose();
     this.zeros?.dispose();
@@ -142,12 +146,4 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
 function keep<T extends Tensor>(made: Tensor[], t: T): T {
   made.push(t);
   return t;
-}
-
-/**
- * Uploads a packed weight (docs/format.md) to the GPU. Validates it first (FormatError / ShapeError on bad input).
- * @example const w = uploadPacked(pack(q), { device: 0 });
- */
-export function uploadPacked(p: PackedWeight, options: UploadOptions = {}): DevicePackedWeight {
-  return new DevicePackedWeight(p, options);
 }

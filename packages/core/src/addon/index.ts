@@ -1,0 +1,55 @@
+/**
+ * The addon kit: what every GEMM addon package (@marlin/dense, @marlin/fp8, ...) shares. An addon calls
+ * defineAddon({ name, packageName, packageRoot, variants }) and re-exports the machinery under its own names.
+ */
+export {
+  type AddonBinarySpec,
+  addonCandidatePaths,
+  addonNoBinaryError,
+  type GemmAddon,
+  GemmParam,
+  glibcVersion,
+  LAUNCH_SERIAL,
+  type LoadAttempt,
+  type LoadedBinary,
+  loadAddonBinary,
+  type NativeGemmPlan,
+} from './binary.js';
+export { createGemm, type GemmContext, type GemmFunction, type GemmMachinery, gemmParams, planKey } from './gemm.js';
+export {
+  type AddonKit,
+  type AddonProbe,
+  type AddonSpec,
+  defineAddon,
+  type RegisteredAddon,
+  registeredAddons,
+} from './kit.js';
+export {
+  AddonLinear,
+  type LinearDevice,
+  type LinearFromFloatBase,
+  type LinearFromPackedOptions,
+  type LinearParts,
+} from './linear.js';
+export { type HostLinear, type LoadLinearsOptions, loadLinearsWith, readLinears } from './load.js';
+export type {
+  CpuGemmOptions,
+  GemmConfig,
+  GemmOptions,
+  GemmPlanDetails,
+  GemmPlanInfo,
+  HostMatrix,
+  TensorMeta,
+  ValidatedGemm,
+  ValidateGemmOptions,
+} from './types.js';
+export { configIdsFor, quickAcceptFor, type ValidationTarget, validateGemmFor } from './validate.js';
+export {
+  assertVariant,
+  VARIANT_NAMES,
+  VARIANT_PACKAGES,
+  type VariantFacts,
+  type WeightVariant,
+  weightVariant,
+} from './variant.js';
+export { DevicePackedWeight, type PackedWeightMeta, type UploadOptions } from './weights.js';
