@@ -126,4 +126,8 @@ inline size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 // Current device's L2 size in bytes.
 marlin_status l2_bytes(int64_t* out);
 
+// The addon API a benchmark calls: `given`, else the registered default; MARLIN_E_UNSUPPORTED when neither exists,
+// MARLIN_E_INVALID_ARGUMENT when a required entry point is NULL.
+marlin_status resolve_api(const marlin_bench_gemm_api* given, const marlin_bench_gemm_api** out);
+
 }  // namespace marlin::bench

@@ -47,6 +47,16 @@ __global__ void fill_u8_below_kernel(uint8_t* __restrict__ p, size_t count, uint
   }
 }
 
+// e4m3fn has 254 non-NaN codes: 0x00-0x7E and 0x80-0xFE. r in [0, 254) maps onto them in order (r >= 127 skips
+// 0x7F), so every code is equally likely and no NaN is ever written.
+__global__ void fill_e4m3_kernel(uint8_t* __restrict__ p, size_t count, uint64_t seed) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    const uint32_t r = static_cast<uint32_t>(((hash_at(seed, i) >> 32) * 254u) >> 32);
+    p[i] = static_cast<uint8_t>(r < 127u ? r : r + 1u);
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ T from_float(float v);
 template <>
@@ -102,6 +112,15 @@ extern "C" marlin_status marlin_bench_fill_u8_below(uint8_t* ptr, size_t count, 
   if (count == 0) return MARLIN_OK;
   fill_u8_below_kernel<<<grid_for(count), 256, 0, static_cast<cudaStream_t>(stream)>>>(
       ptr, count, static_cast<uint32_t>(bound), seed);
+  MB_CUDA(cudaGetLastError());
+  return MARLIN_OK;
+}
+
+extern "C" marlin_status marlin_bench_fill_e4m3(void* ptr, size_t bytes, uint64_t seed, void* stream) {
+  if (ptr == nullptr && bytes != 0) return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_fill_e4m3: null pointer");
+  if (bytes == 0) return MARLIN_OK;
+  fill_e4m3_kernel<<<grid_for(bytes), 256, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<uint8_t*>(ptr), bytes,
+                                                                                   seed);
   MB_CUDA(cudaGetLastError());
   return MARLIN_OK;
 }

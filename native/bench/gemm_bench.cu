@@ -1,5 +1,6 @@
-// GEMM benchmarks: the Marlin dense W4A16 kernel and the cuBLAS fp16/bf16 baseline, on the same shape, with the same
-// rotation and graph method (marlin_bench_time_graph). Every buffer is allocated, filled and freed inside one call.
+// GEMM benchmarks: a Marlin addon's kernel (through its C ABI, marlin_bench_gemm_api) and the cuBLAS fp16/bf16
+// baseline, on the same shape, with the same rotation and graph method (marlin_bench_time_graph). Every buffer is
+// allocated, filled and freed inside one call.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -11,13 +12,19 @@ using namespace marlin::bench;
 
 namespace {
 
-constexpr int32_t kTileN = 64;      // output columns per packed tile (docs/format.md "Tiles")
-constexpr int32_t kTileK4 = 64;     // k rows per INT4 tile
-constexpr size_t kTileBytes = 2048; // bytes per tile
-// Scales are drawn from [0.001, 0.01): with codes q - 8 in [-8, 7] the dequantized weights are |w| < 0.08, the
-// magnitude of real Llama weights, so neither accumulation nor output saturate.
-constexpr float kScaleLo = 0.001f;
-constexpr float kScaleHi = 0.01f;
+constexpr int32_t kTileN = 64;  // output columns per packed kernel tile (docs/format.md "Tiles")
+constexpr int32_t kTileK = 64;  // k rows per kernel tile: Kp = ceil(K / 64) * 64 for INT4 and every 8-bit format
+// Scales. INT4: [0.001, 0.01) with codes q - 8 in [-8, 7] gives |w| < 0.08, the magnitude of real Llama weights, so
+// neither accumulation nor output saturate. INT8: [0.0001, 0.001) with q - 128 in [-128, 127] gives |w| < 0.128.
+// FP8: logical scales [0.0001, 0.001) times e4m3 values up to 448 (real FP8 checkpoints: amax / 448).
+constexpr float kScaleLo4 = 0.001f;
+constexpr float kScaleHi4 = 0.01f;
+constexpr float kScaleLo8 = 0.0001f;
+constexpr float kScaleHi8 = 0.001f;
+// FP8 scales are stored with the exponent-bias correction folded in (docs/format.md "FP8"): s * 2^8 for fp16,
+// s * 2^120 for bf16.
+constexpr float kFp8FoldFp16 = 256.0f;
+constexpr float kFp8FoldBf16 = 1.329227995784916e36f;  // 2^120
 // Activations in [-1, 1): typical post-norm hidden states.
 constexpr float kActLo = -1.0f;
 constexpr float kActHi = 1.0f;
@@ -37,30 +44,57 @@ marlin_status check_shape(const char* fn, int32_t m, int32_t n, int32_t k, marli
   return MARLIN_OK;
 }
 
-// ---- Marlin dense ----
+const char* variant_name(marlin_bench_variant v) {
+  switch (v) {
+    case MARLIN_BENCH_INT4: return "int4";
+    case MARLIN_BENCH_INT8: return "int8";
+    case MARLIN_BENCH_FP8: return "fp8";
+  }
+  return "?";
+}
 
-struct DenseCtx {
-  marlin_dense_problem problem;     // x, y, perm, bias fixed; w / scales / zeros swapped per rotation
-  marlin_dense_launch launch;
-  std::vector<const void*> w, scales;
-  std::vector<const uint8_t*> zeros;
+// The status name without the addon's runtime (marlin_status_string lives there).
+const char* status_name(marlin_status s) {
+  switch (s) {
+    case MARLIN_OK: return "MARLIN_OK";
+    case MARLIN_E_INVALID_ARGUMENT: return "MARLIN_E_INVALID_ARGUMENT";
+    case MARLIN_E_UNSUPPORTED: return "MARLIN_E_UNSUPPORTED";
+    case MARLIN_E_WORKSPACE: return "MARLIN_E_WORKSPACE";
+    case MARLIN_E_MISALIGNED: return "MARLIN_E_MISALIGNED";
+    case MARLIN_E_CUDA: return "MARLIN_E_CUDA";
+    case MARLIN_E_NO_KERNEL_IMAGE: return "MARLIN_E_NO_KERNEL_IMAGE";
+  }
+  return "MARLIN_E_?";
+}
+
+// Records an addon call's failure with the addon's own CUDA error (its copy of the runtime holds it).
+marlin_status fail_addon(const marlin_bench_gemm_api* api, marlin_status st, const std::string& call) {
+  std::string msg = std::string(api->prefix) + call + " failed: " + status_name(st);
+  if (st == MARLIN_E_CUDA && api->last_cuda_error_string != nullptr) {
+    msg += std::string("; CUDA: ") + api->last_cuda_error_string();
+  }
+  return fail(st, msg);
+}
+
+// ---- Marlin (any addon, any variant) ----
+
+struct MarlinCtx {
+  const marlin_bench_gemm_api* api;
+  std::vector<marlin_gemm_plan*> plans;  // one per rotation copy (the weight operands are fixed in a plan)
+  const void* x;
+  void* y;
   void* workspace;
   size_t workspace_bytes;
+  ~MarlinCtx() {
+    for (marlin_gemm_plan* p : plans) api->plan_destroy(p);
+  }
 };
 
-marlin_status dense_launch(void* ctx, int32_t rotation, void* stream) {
-  DenseCtx* c = static_cast<DenseCtx*>(ctx);
-  marlin_dense_problem p = c->problem;
-  p.w = c->w[rotation];
-  p.scales = c->scales[rotation];
-  p.zeros = c->zeros[rotation];
-  const marlin_status st = marlin_dense_gemm(&p, &c->launch, c->workspace, c->workspace_bytes, stream);
-  if (st != MARLIN_OK) {
-    std::string msg = std::string("marlin_dense_gemm failed: ") + marlin_status_string(st) + " (config " +
-                      std::to_string(c->launch.config_id) + ", splits " + std::to_string(c->launch.splits) + ")";
-    if (st == MARLIN_E_CUDA) msg += std::string("; CUDA: ") + marlin_last_cuda_error_string();
-    return fail(st, msg);
-  }
+marlin_status marlin_launch(void* ctx, int32_t rotation, void* stream) {
+  MarlinCtx* c = static_cast<MarlinCtx*>(ctx);
+  const marlin_status st =
+      c->api->plan_launch(c->plans[rotation], c->x, c->y, nullptr, c->workspace, c->workspace_bytes, stream);
+  if (st != MARLIN_OK) return fail_addon(c->api, st, "_plan_launch");
   return MARLIN_OK;
 }
 
@@ -86,13 +120,25 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   clear_error();
   if (a == nullptr || out == nullptr) return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_dense_gemm: null argument");
   MB_TRY(check_shape("marlin_bench_dense_gemm", a->m, a->n, a->k, a->dtype));
+  if (a->variant != MARLIN_BENCH_INT4 && a->variant != MARLIN_BENCH_INT8 && a->variant != MARLIN_BENCH_FP8) {
+    return fail(MARLIN_E_INVALID_ARGUMENT,
+                "marlin_bench_dense_gemm: unknown variant " + std::to_string(static_cast<int>(a->variant)));
+  }
+  if (a->variant == MARLIN_BENCH_FP8 && a->has_zeros != 0) {
+    return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_dense_gemm: FP8 weights have no zero points");
+  }
+  const marlin_bench_gemm_api* api = nullptr;
+  MB_TRY(resolve_api(a->api, &api));
+  const bool eight = a->variant != MARLIN_BENCH_INT4;
+  const int32_t bits = eight ? 8 : 4;
   const int32_t group = a->group_size <= 0 ? a->k : a->group_size;
 
-  // Packed sizes, docs/format.md "Padding" and "Tiles".
-  const int64_t kp = round_up(a->k, kTileK4);
+  // Packed sizes, docs/format.md "Padding" and "Tiles": Np/64 * Kp/64 kernel tiles of 64 x 64 weights.
+  const int64_t kp = round_up(a->k, kTileK);
   const int64_t np = round_up(a->n, kTileN);
   const int64_t groups = (a->k + group - 1) / group;
-  const size_t code_bytes = static_cast<size_t>(np / kTileN) * static_cast<size_t>(kp / kTileK4) * kTileBytes;
+  const size_t tile_bytes = static_cast<size_t>(kTileN) * kTileK * bits / 8;
+  const size_t code_bytes = static_cast<size_t>(np / kTileN) * static_cast<size_t>(kp / kTileK) * tile_bytes;
   const size_t scale_bytes = static_cast<size_t>(groups * np) * 2;
   const size_t zero_bytes = a->has_zeros ? static_cast<size_t>(groups * np) : 0;
   const size_t copy_bytes = align256(code_bytes) + align256(scale_bytes) + align256(zero_bytes);
@@ -102,23 +148,27 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   const size_t x_bytes = static_cast<size_t>(a->m) * static_cast<size_t>(lda) * 2;
   const size_t y_bytes = static_cast<size_t>(a->m) * static_cast<size_t>(ldc) * 2;
 
-  DenseCtx ctx{};
-  marlin_dense_problem& p = ctx.problem;
+  marlin_gemm_problem p{};
   p.dtype = a->dtype;
   p.m = a->m;
   p.n = a->n;
   p.k = a->k;
   p.n_padded = static_cast<int32_t>(np);
   p.k_padded = static_cast<int32_t>(kp);
-  p.bits = 4;
+  p.bits = bits;
   p.group_size = group;
   p.lda = lda;
   p.ldc = ldc;
-  ctx.launch.config_id = a->config_id;
-  ctx.launch.splits = a->splits;
-  ctx.launch.flags = a->serial != 0 ? MARLIN_DENSE_LAUNCH_SERIAL : 0u;
-  ctx.launch.tail_splits = a->tail_splits;
-  const size_t ws_bytes = marlin_dense_workspace_bytes(&p, &ctx.launch);
+  marlin_gemm_launch launch{};
+  launch.config_id = a->config_id;
+  launch.splits = a->splits;
+  launch.flags = a->serial != 0 ? MARLIN_LAUNCH_SERIAL : 0u;
+  launch.tail_splits = a->tail_splits;
+  // zeros decide the workspace size too (p.zeros non-NULL = has zero points); any non-NULL pointer says so here.
+  static const uint8_t kHasZeros = 1;
+  p.zeros = a->has_zeros ? &kHasZeros : nullptr;
+  const size_t ws_bytes = api->workspace_bytes(&p, &launch);
+  p.zeros = nullptr;
 
   int32_t rotations = 0;
   MB_TRY(marlin_bench_rotation_count(copy_bytes, x_bytes + y_bytes + ws_bytes, &rotations));
@@ -135,33 +185,51 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   uint64_t seed = a->seed;
   MB_TRY(marlin_bench_fill_halves(x.get(), x_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
   MB_TRY(marlin_bench_fill_halves(y.get(), y_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
-  const marlin_status ws_st = marlin_dense_workspace_init(ws.get(), ws_bytes, s);
-  if (ws_st != MARLIN_OK) {
-    return fail(ws_st, std::string("marlin_dense_workspace_init failed: ") + marlin_status_string(ws_st));
-  }
+  const marlin_status ws_st = api->workspace_init(ws.get(), ws_bytes, s);
+  if (ws_st != MARLIN_OK) return fail_addon(api, ws_st, "_workspace_init");
 
+  float scale_lo = eight ? kScaleLo8 : kScaleLo4;
+  float scale_hi = eight ? kScaleHi8 : kScaleHi4;
+  if (a->variant == MARLIN_BENCH_FP8) {
+    const float fold = a->dtype == MARLIN_BF16 ? kFp8FoldBf16 : kFp8FoldFp16;
+    scale_lo *= fold;
+    scale_hi *= fold;
+  }
   std::vector<DeviceBuffer> copies(static_cast<size_t>(rotations));
+  MarlinCtx ctx{api, {}, x.get(), y.get(), ws.get(), ws_bytes};
   for (int32_t r = 0; r < rotations; ++r) {
     MB_TRY(copies[r].allocate(copy_bytes));
     uint8_t* base = copies[r].as<uint8_t>();
     uint8_t* codes = base;
     uint8_t* scales = base + align256(code_bytes);
     uint8_t* zeros = a->has_zeros ? scales + align256(scale_bytes) : nullptr;
-    MB_TRY(marlin_bench_fill_bytes(codes, code_bytes, seed++, s));
-    MB_TRY(marlin_bench_fill_halves(scales, scale_bytes / 2, a->dtype, kScaleLo, kScaleHi, seed++, s));
-    if (zeros != nullptr) MB_TRY(marlin_bench_fill_u8_below(zeros, zero_bytes, 16, seed++, s));
-    ctx.w.push_back(codes);
-    ctx.scales.push_back(scales);
-    ctx.zeros.push_back(zeros);
+    if (a->variant == MARLIN_BENCH_FP8) {
+      MB_TRY(marlin_bench_fill_e4m3(codes, code_bytes, seed++, s));
+    } else {
+      MB_TRY(marlin_bench_fill_bytes(codes, code_bytes, seed++, s));
+    }
+    MB_TRY(marlin_bench_fill_halves(scales, scale_bytes / 2, a->dtype, scale_lo, scale_hi, seed++, s));
+    if (zeros != nullptr) MB_TRY(marlin_bench_fill_u8_below(zeros, zero_bytes, eight ? 256 : 16, seed++, s));
+    p.w = codes;
+    p.scales = scales;
+    p.zeros = zeros;
+    marlin_gemm_plan* plan = nullptr;
+    const marlin_status plan_st = api->plan_create(&p, &launch, &plan);
+    if (plan_st != MARLIN_OK) {
+      return fail_addon(api, plan_st,
+                        std::string("_plan_create (") + variant_name(a->variant) + ", " + shape_str(a->m, a->n, a->k) +
+                            ", config " + std::to_string(a->config_id) + ", splits " + std::to_string(a->splits) +
+                            ", tail splits " + std::to_string(a->tail_splits) + ")");
+    }
+    ctx.plans.push_back(plan);
   }
-  p.x = x.get();
-  p.y = y.get();
-  ctx.workspace = ws.get();
-  ctx.workspace_bytes = ws_bytes;
+  // One eager launch per plan, outside any capture: whatever a plan does on its first launch (descriptor encoding,
+  // lazy loading) is done before the graph is built.
+  for (int32_t r = 0; r < rotations; ++r) MB_TRY(marlin_launch(&ctx, r, s));
   MB_CUDA(cudaStreamSynchronize(s));
 
   marlin_bench_timing_request req{};
-  req.launch = dense_launch;
+  req.launch = marlin_launch;
   req.ctx = &ctx;
   req.rotations = rotations;
   req.calls = a->calls;
@@ -170,16 +238,10 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   MB_TRY(marlin_bench_time_graph(&req, &out->timing));
   out->bytes_per_rotation = code_bytes + scale_bytes + zero_bytes;
   out->workspace_bytes = ws_bytes;
-  // How the timed launches ran (a plan of the same problem and launch: the rule depends on nothing else).
-  p.w = ctx.w[0];
-  p.scales = ctx.scales[0];
-  p.zeros = ctx.zeros[0];
-  marlin_dense_plan* plan = nullptr;
-  const marlin_status plan_st = marlin_dense_plan_create(&p, &ctx.launch, &plan);
-  if (plan_st != MARLIN_OK) return fail(plan_st, std::string("marlin_dense_plan_create failed: ") + marlin_status_string(plan_st));
-  out->cluster_size = marlin_dense_plan_cluster_size(plan);
-  out->tail_blocks = marlin_dense_plan_tail_blocks(plan);
-  marlin_dense_plan_destroy(plan);
+  // How the timed launches ran (every copy's plan has the same problem and launch).
+  out->cluster_size = api->plan_cluster_size(ctx.plans[0]);
+  out->tail_blocks = api->plan_tail_blocks(ctx.plans[0]);
+  out->m_run = a->m;
   return MARLIN_OK;
 }
 
@@ -239,5 +301,7 @@ extern "C" marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args
   out->bytes_per_rotation = w_bytes;
   out->workspace_bytes = kCublasWorkspaceBytes;
   out->cluster_size = 0;
+  out->tail_blocks = 0;
+  out->m_run = a->m;
   return MARLIN_OK;
 }

@@ -1,27 +1,38 @@
-// Argument conversion between JS and the Node-free benchmark harness (native/bench/, C ABI in marlin/bench.h).
-// Every failure is thrown as an Error with a @marlin/core ErrorCode string in `code` and the harness's own
-// description (what failed, where, the CUDA / cuBLAS error) in the message.
+// The benchmark's own Node-API addon, marlin_bench.node (tools/bench/CMakeLists.txt): argument conversion between JS
+// and the Node-free harness (native/bench/, C ABI in marlin/bench.h). It compiles no GEMM kernel; the addons under
+// test are opened by path (benchLoadAddon) and called through their exported C ABI. Every failure is thrown as an
+// Error with a @marlin/core ErrorCode string in `code` and the harness's own description (what failed, where, the
+// CUDA / cuBLAS error) in the message.
 //
-//   benchEnv({ measure = true })  -> device info, cuBLAS info, measured HBM GB/s and fp16 TFLOP/s
-//   benchGemm({ M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId, splits, tailSplits?, seed?, calls?,
-//               replays?, serial? })
+//   benchEnv({ measure = true })  -> device info, cuBLAS and cuBLASLt info, measured HBM GB/s and fp16 TFLOP/s
+//   benchLoadAddon({ prefix: 'marlin_dense'|'marlin_fp8', path })  -> { prefix, path, configCount }
+//   benchGemm({ addon, variant: 'int4'|'int8'|'fp8', M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId,
+//               splits, tailSplits?, seed?, calls?, replays?, serial? })
 //   benchCublas({ M, N, K, dtype, seed?, calls?, replays? })
-//     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes, clusterSize, tailBlocks }
-//     (clusterSize: blocks per thread-block cluster of the dense launch, 1 without; 0 for cuBLAS; tailBlocks: blocks
-//     of its balanced-last-wave launch, 0 without or for cuBLAS)
+//   benchCublasLtFp8({ M, N, K, dtype (output), seed?, calls?, replays? })
+//     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes, clusterSize, tailBlocks,
+//          mRun }
+//     (clusterSize: blocks per thread-block cluster of the Marlin launch, 1 without; 0 for cuBLAS; tailBlocks: blocks
+//     of its balanced-last-wave launch, 0 without or for cuBLAS; mRun: rows computed, M rounded up to 16 for FP8)
 //
 // The calls are synchronous: a benchmark owns the GPU while it runs, and blocking the event loop is the point.
-#include "bench_binding.h"
+#include <napi.h>
 
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "marlin/bench.h"
-#include "marlin_napi.h"
 
 namespace {
 
-using marlin_napi::CodedError;
+Napi::Error CodedError(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  return err;
+}
 
 const char* CodeFor(marlin_status s) {
   switch (s) {
@@ -71,12 +82,44 @@ bool BoolOpt(const Napi::Object& o, const char* key, bool fallback) {
   return v.IsUndefined() ? fallback : v.ToBoolean().Value();
 }
 
+std::string StringOpt(Napi::Env env, const Napi::Object& o, const char* fn, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": '" + key + "' must be a string.");
+  return v.As<Napi::String>().Utf8Value();
+}
+
 marlin_dtype DtypeOpt(Napi::Env env, const Napi::Object& o, const char* fn) {
   const Napi::Value v = o.Get("dtype");
   const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
   if (s == "fp16") return MARLIN_FP16;
   if (s == "bf16") return MARLIN_BF16;
   throw CodedError(env, "MARLIN_E_DTYPE", std::string(fn) + ": dtype must be 'fp16' or 'bf16'.");
+}
+
+marlin_bench_variant VariantOpt(Napi::Env env, const Napi::Object& o, const char* fn) {
+  const std::string s = StringOpt(env, o, fn, "variant");
+  if (s == "int4") return MARLIN_BENCH_INT4;
+  if (s == "int8") return MARLIN_BENCH_INT8;
+  if (s == "fp8") return MARLIN_BENCH_FP8;
+  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": variant must be 'int4', 'int8' or 'fp8'.");
+}
+
+// Addon APIs loaded so far, by prefix (one binary per prefix per process: plans of it may be alive).
+struct LoadedApi {
+  std::string path;
+  marlin_bench_gemm_api api;
+};
+std::mutex g_apis_mu;
+std::map<std::string, std::unique_ptr<LoadedApi>> g_apis;
+
+const marlin_bench_gemm_api* ApiFor(Napi::Env env, const std::string& prefix, const char* fn) {
+  std::lock_guard<std::mutex> lock(g_apis_mu);
+  const auto it = g_apis.find(prefix);
+  if (it == g_apis.end()) {
+    throw CodedError(env, "MARLIN_E_VALUE",
+                     std::string(fn) + ": addon '" + prefix + "' is not loaded; call benchLoadAddon first.");
+  }
+  return &it->second->api;
 }
 
 Napi::Object TimingObject(Napi::Env env, const marlin_bench_gemm_result& r) {
@@ -91,6 +134,7 @@ Napi::Object TimingObject(Napi::Env env, const marlin_bench_gemm_result& r) {
   o.Set("workspaceBytes", static_cast<double>(r.workspace_bytes));
   o.Set("clusterSize", r.cluster_size);
   o.Set("tailBlocks", r.tail_blocks);
+  o.Set("mRun", r.m_run);
   return o;
 }
 
@@ -109,6 +153,15 @@ Napi::Error NoDeviceError(Napi::Env env, const marlin_bench_env& e) {
   err.Set("driverVersion", Napi::Number::New(env, e.driver_version));
   err.Set("runtimeVersion", Napi::Number::New(env, e.runtime_version));
   return err;
+}
+
+Napi::Object LibraryInfo(Napi::Env env, const marlin_bench_cublas_info& ci) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", ci.available != 0);
+  o.Set("version", ci.version);
+  o.Set("library", ci.library);
+  o.Set("error", ci.error);
+  return o;
 }
 
 Napi::Value BenchEnv(const Napi::CallbackInfo& info) {
@@ -141,12 +194,10 @@ Napi::Value BenchEnv(const Napi::CallbackInfo& info) {
 
   marlin_bench_cublas_info ci{};
   marlin_bench_cublas_probe(&ci);
-  Napi::Object cublas = Napi::Object::New(env);
-  cublas.Set("available", ci.available != 0);
-  cublas.Set("version", ci.version);
-  cublas.Set("library", ci.library);
-  cublas.Set("error", ci.error);
-  o.Set("cublas", cublas);
+  o.Set("cublas", LibraryInfo(env, ci));
+  marlin_bench_cublas_info lt{};
+  marlin_bench_cublaslt_probe(&lt);
+  o.Set("cublasLt", LibraryInfo(env, lt));
 
   o.Set("bandwidthGBs", env.Null());
   o.Set("bandwidthBytes", env.Null());
@@ -166,11 +217,44 @@ Napi::Value BenchEnv(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value BenchLoadAddon(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchLoadAddon";
+  const Napi::Object o = ArgObject(info, fn);
+  const std::string prefix = StringOpt(env, o, fn, "prefix");
+  const std::string path = StringOpt(env, o, fn, "path");
+  std::lock_guard<std::mutex> lock(g_apis_mu);
+  const auto it = g_apis.find(prefix);
+  if (it != g_apis.end() && it->second->path != path) {
+    throw CodedError(env, "MARLIN_E_VALUE",
+                     std::string(fn) + ": '" + prefix + "' is already loaded from " + it->second->path +
+                         "; one binary per addon per process.");
+  }
+  if (it == g_apis.end()) {
+    auto loaded = std::make_unique<LoadedApi>();
+    loaded->path = path;
+    Check(env, marlin_bench_load_api(path.c_str(), prefix.c_str(), &loaded->api), fn);
+    g_apis.emplace(prefix, std::move(loaded));
+  }
+  const marlin_bench_gemm_api& api = g_apis.at(prefix)->api;
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("prefix", prefix);
+  r.Set("path", path);
+  if (api.config_count != nullptr) {
+    r.Set("configCount", api.config_count());
+  } else {
+    r.Set("configCount", env.Null());
+  }
+  return r;
+}
+
 Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "benchGemm";
   const Napi::Object o = ArgObject(info, fn);
   marlin_bench_dense_args a{};
+  a.api = ApiFor(env, StringOpt(env, o, fn, "addon"), fn);
+  a.variant = VariantOpt(env, o, fn);
   a.dtype = DtypeOpt(env, o, fn);
   a.m = IntOpt(env, o, fn, "M", true, 0);
   a.n = IntOpt(env, o, fn, "N", true, 0);
@@ -206,10 +290,33 @@ Napi::Value BenchCublas(const Napi::CallbackInfo& info) {
   return TimingObject(env, r);
 }
 
-}  // namespace
+Napi::Value BenchCublasLtFp8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchCublasLtFp8";
+  const Napi::Object o = ArgObject(info, fn);
+  marlin_bench_cublaslt_fp8_args a{};
+  a.out_dtype = DtypeOpt(env, o, fn);
+  a.m = IntOpt(env, o, fn, "M", true, 0);
+  a.n = IntOpt(env, o, fn, "N", true, 0);
+  a.k = IntOpt(env, o, fn, "K", true, 0);
+  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
+  a.calls = IntOpt(env, o, fn, "calls", false, 0);
+  a.replays = IntOpt(env, o, fn, "replays", false, 0);
+  marlin_bench_gemm_result r{};
+  Check(env, marlin_bench_cublaslt_fp8_gemm(&a, &r), fn);
+  return TimingObject(env, r);
+}
 
-void marlin_register_bench(Napi::Env env, Napi::Object exports) {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchEnv", Napi::Function::New(env, BenchEnv, "benchEnv"));
+  exports.Set("benchLoadAddon", Napi::Function::New(env, BenchLoadAddon, "benchLoadAddon"));
   exports.Set("benchGemm", Napi::Function::New(env, BenchGemm, "benchGemm"));
   exports.Set("benchCublas", Napi::Function::New(env, BenchCublas, "benchCublas"));
+  exports.Set("benchCublasLtFp8", Napi::Function::New(env, BenchCublasLtFp8, "benchCublasLtFp8"));
+  exports.Set("addon", Napi::String::New(env, "marlin_bench"));
+  return exports;
 }
+
+}  // namespace
+
+NODE_API_MODULE(marlin_bench, Init)

@@ -6,13 +6,27 @@
 // graph replayed once to warm and then >= 7 times under CUDA events, the median replay divided by the calls per graph
 // reported as the per-call time. cuBLAS is loaded at run time (dlopen), so the addon loads on machines without it.
 //
+// The harness compiles no GEMM kernel: it calls an addon's C ABI (gemm.h; marlin_dense_*, marlin_fp8_*) through a
+// table of function pointers (marlin_bench_gemm_api), which marlin_bench_load_api fills with dlopen / dlsym from an
+// addon binary (marlin_dense.node, marlin_fp8.node). The benchmark's own Node-API addon (marlin_bench.node, built by
+// tools/bench/CMakeLists.txt) is therefore separate from the production addons; device pointers and streams are
+// shared with them (one primary context per device, whichever copy of the CUDA runtime made them).
+//
 // Errors: every function returns a marlin_status; marlin_bench_last_error() then says what failed, where, and the
 // CUDA / cuBLAS error behind it (per thread, overwritten by the next failure).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
-#include "dense.h"
+#include "gemm.h"
 #include "status.h"
+
+#ifndef MARLIN_API
+#if defined(__GNUC__)
+#define MARLIN_API __attribute__((visibility("default")))
+#else
+#define MARLIN_API
+#endif
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,9 +35,9 @@ extern "C" {
 // ---- errors --------------------------------------------------------------------------------------------------
 
 // Human-readable description of the last failure on this thread ("" when none).
-const char* marlin_bench_last_error(void);
+MARLIN_API const char* marlin_bench_last_error(void);
 // cudaError_t (as int) behind the last MARLIN_E_CUDA from a bench function on this thread, 0 when none.
-int32_t marlin_bench_last_cuda_error(void);
+MARLIN_API int32_t marlin_bench_last_cuda_error(void);
 
 // ---- environment ---------------------------------------------------------------------------------------------
 
@@ -48,11 +62,11 @@ typedef struct marlin_bench_env {
 
 // Fills what it can. Returns MARLIN_OK with device_count > 0 when a device is usable; MARLIN_E_CUDA with
 // device_count = 0 and cuda_error set when no driver or no device (never aborts).
-marlin_status marlin_bench_env_get(marlin_bench_env* out);
+MARLIN_API marlin_status marlin_bench_env_get(marlin_bench_env* out);
 
 // Measured HBM bandwidth: a device-to-device copy of `bytes` (0 = 2 GiB, reduced to fit free memory), counting bytes
 // read + bytes written, timed with events; median of `repeats` (0 = 10) after one warm-up copy. Out: GB/s (1e9 B/s).
-marlin_status marlin_bench_hbm_bandwidth(size_t bytes, int32_t repeats, double* out_gbps, size_t* out_bytes_used);
+MARLIN_API marlin_status marlin_bench_hbm_bandwidth(size_t bytes, int32_t repeats, double* out_gbps, size_t* out_bytes_used);
 
 // ---- cuBLAS (loaded with dlopen at run time) -----------------------------------------------------------------
 
@@ -64,11 +78,11 @@ typedef struct marlin_bench_cublas_info {
 } marlin_bench_cublas_info;
 
 // Tries libcublas.so.13, libcublas.so.12, libcublas.so once per process. Never fails: read `available`.
-void marlin_bench_cublas_probe(marlin_bench_cublas_info* out);
+MARLIN_API void marlin_bench_cublas_probe(marlin_bench_cublas_info* out);
 
 // Measured dense tensor rate: an n x n x n cuBLAS GEMM (n = 0: 8192), fp16 in/out, fp32 compute, median of
 // `repeats` (0 = 10) after warm-up. Out: TFLOP/s (2 n^3 / time). MARLIN_E_UNSUPPORTED when cuBLAS is missing.
-marlin_status marlin_bench_fp16_tflops(int32_t n, int32_t repeats, double* out_tflops);
+MARLIN_API marlin_status marlin_bench_fp16_tflops(int32_t n, int32_t repeats, double* out_tflops);
 
 // ---- timing primitive ----------------------------------------------------------------------------------------
 
@@ -92,53 +106,97 @@ typedef struct marlin_bench_timing {
 
 // One eager call (validates arguments outside capture), then capture `calls` calls into a graph, replay once to
 // warm, time `replays` replays each between two events. A failing launch aborts the capture and returns its status.
-marlin_status marlin_bench_time_graph(const marlin_bench_timing_request* req, marlin_bench_timing* out);
+MARLIN_API marlin_status marlin_bench_time_graph(const marlin_bench_timing_request* req, marlin_bench_timing* out);
 
 // Rotation count for copies of `bytes_per_copy` bytes: ceil(4 * L2 / bytes_per_copy) + 1, at least 2, capped by
 // what fits in free memory after `reserved_bytes` (other buffers of the problem) and a 5% + 256 MiB margin.
 // MARLIN_E_CUDA / MARLIN_E_INVALID_ARGUMENT when not even one copy fits.
-marlin_status marlin_bench_rotation_count(size_t bytes_per_copy, size_t reserved_bytes, int32_t* out);
+MARLIN_API marlin_status marlin_bench_rotation_count(size_t bytes_per_copy, size_t reserved_bytes, int32_t* out);
 
 // ---- random fills (seeded, deterministic, never all zeros) ---------------------------------------------------
 
 // Uniform random bytes.
-marlin_status marlin_bench_fill_bytes(void* ptr, size_t bytes, uint64_t seed, void* stream);
+MARLIN_API marlin_status marlin_bench_fill_bytes(void* ptr, size_t bytes, uint64_t seed, void* stream);
 // Uniform integers in [0, bound) as uint8 (bound 1..256), e.g. zero points.
-marlin_status marlin_bench_fill_u8_below(uint8_t* ptr, size_t count, int32_t bound, uint64_t seed, void* stream);
+MARLIN_API marlin_status marlin_bench_fill_u8_below(uint8_t* ptr, size_t count, int32_t bound, uint64_t seed,
+                                                    void* stream);
+// Uniform random OCP e4m3fn bytes other than the two NaN codes 0x7F and 0xFF (254 values, +0 and -0 included).
+MARLIN_API marlin_status marlin_bench_fill_e4m3(void* ptr, size_t bytes, uint64_t seed, void* stream);
 // `count` 16-bit floats of `dtype`, uniform in [lo, hi); a value that rounds to 0 is replaced by hi (or lo when
 // hi == 0), so no element is zero. Requires lo < hi and not both zero.
-marlin_status marlin_bench_fill_halves(void* ptr, size_t count, marlin_dtype dtype, float lo, float hi, uint64_t seed,
-                                       void* stream);
+MARLIN_API marlin_status marlin_bench_fill_halves(void* ptr, size_t count, marlin_dtype dtype, float lo, float hi,
+                                                  uint64_t seed, void* stream);
+
+// ---- an addon's GEMM entry points ----------------------------------------------------------------------------
+
+// The C ABI of one GEMM addon (gemm.h, MARLIN_DECLARE_GEMM_ADDON): every addon exports the same set under its
+// prefix. `gemm` and `last_cuda_error_string` may be NULL; the others are required.
+typedef struct marlin_bench_gemm_api {
+  char prefix[32];  // "marlin_dense", "marlin_fp8"
+  size_t (*workspace_bytes)(const marlin_gemm_problem* p, const marlin_gemm_launch* l);
+  marlin_status (*workspace_init)(void* workspace, size_t bytes, void* stream);
+  marlin_status (*gemm)(const marlin_gemm_problem* p, const marlin_gemm_launch* l, void* workspace,
+                        size_t workspace_bytes, void* stream);
+  marlin_status (*plan_create)(const marlin_gemm_problem* p, const marlin_gemm_launch* l, marlin_gemm_plan** out);
+  marlin_status (*plan_launch)(marlin_gemm_plan* plan, const void* x, void* y, const void* bias, void* workspace,
+                               size_t workspace_bytes, void* stream);
+  void (*plan_destroy)(marlin_gemm_plan* plan);
+  int32_t (*plan_cluster_size)(const marlin_gemm_plan* plan);
+  int32_t (*plan_tail_blocks)(const marlin_gemm_plan* plan);
+  int32_t (*config_count)(void);                 // optional
+  const char* (*last_cuda_error_string)(void);   // optional: the addon's own CUDA error name (its own runtime copy)
+} marlin_bench_gemm_api;
+
+// Opens the addon binary at `path` (dlopen, RTLD_NOW | RTLD_LOCAL: the same handle when Node already loaded it; the
+// library stays loaded for the process) and resolves `<prefix>_workspace_bytes`, ... with dlsym. MARLIN_E_UNSUPPORTED
+// (last error: the dlopen message or every missing symbol) when the file does not load or lacks an entry point.
+MARLIN_API marlin_status marlin_bench_load_api(const char* path, const char* prefix, marlin_bench_gemm_api* out);
+
+// The API marlin_bench_dense_gemm uses when its args carry none: a program that links an addon's sources statically
+// (native/tests/dense_sweep.cu) registers it here (native/bench/linked_dense_api.cu does so for marlin_dense_*).
+MARLIN_API void marlin_bench_set_default_api(const marlin_bench_gemm_api* api);
 
 // ---- GEMM benchmarks -----------------------------------------------------------------------------------------
 
 typedef struct marlin_bench_gemm_result {
   marlin_bench_timing timing;
   size_t bytes_per_rotation;  // weight (+ scales, zeros) bytes of one copy
-  size_t workspace_bytes;     // dense: marlin_dense_workspace_bytes; cuBLAS: the workspace handed to cuBLAS
-  int32_t cluster_size;       // dense: blocks per thread-block cluster of the launch (marlin_dense_plan_cluster_size:
+  size_t workspace_bytes;     // Marlin: <prefix>_workspace_bytes; cuBLAS / cuBLASLt: the workspace handed to it
+  int32_t cluster_size;       // Marlin: blocks per thread-block cluster of the launch (<prefix>_plan_cluster_size:
                               // the split count when split-K is reduced across a cluster, else 1); cuBLAS: 0
-  int32_t tail_blocks;        // dense: blocks of the balanced last wave's second launch (marlin_dense_plan_tail_blocks;
+  int32_t tail_blocks;        // Marlin: blocks of the balanced last wave's second launch (<prefix>_plan_tail_blocks;
                               // 0: one launch); cuBLAS: 0
+  int32_t m_run;              // rows actually computed: m, or m rounded up to 16 for cuBLASLt FP8
 } marlin_bench_gemm_result;
+
+// Weight formats of docs/format.md the harness can build (marlin_bench_dense_args.variant).
+typedef enum marlin_bench_variant {
+  MARLIN_BENCH_INT4 = 0,  // bits 4, Kp = ceil(K / 64) * 64, 2048-byte tiles; zero point 8 (or random in [0, 16))
+  MARLIN_BENCH_INT8 = 1,  // bits 8, Kp = ceil(K / 64) * 64, 4096-byte kernel tiles; zero point 128 (or random bytes)
+  MARLIN_BENCH_FP8 = 2    // bits 8, e4m3 codes (no NaN codes), scales with the exponent-bias correction folded in
+} marlin_bench_variant;
 
 typedef struct marlin_bench_dense_args {
   marlin_dtype dtype;
   int32_t m, n, k;
   int32_t group_size;         // <= 0: per-channel (group_size = k)
-  int32_t has_zeros;          // 1: random uint8 zero points in [0, 16)
+  int32_t has_zeros;          // 1: random uint8 zero points (INT4 [0, 16), INT8 [0, 256)); FP8 takes none
   int32_t config_id, splits;  // from @marlin/core dispatch
   uint64_t seed;
   int32_t calls, replays;     // 0 = defaults of marlin_bench_time_graph
-  int32_t serial;             // 1: MARLIN_DENSE_LAUNCH_SERIAL (each call waits for the previous one to complete
-                              // before any block starts); 0: the default launch (overlaps the previous call on sm_90+)
-  int32_t tail_splits;        // marlin_dense_launch.tail_splits (0: off)
+  int32_t serial;             // 1: MARLIN_LAUNCH_SERIAL (each call waits for the previous one to complete before any
+                              // block starts); 0: the default launch (overlaps the previous call on sm_90+)
+  int32_t tail_splits;        // marlin_gemm_launch.tail_splits (0: off)
+  marlin_bench_variant variant;      // 0: INT4
+  const marlin_bench_gemm_api* api;  // the addon to call; NULL: the one given to marlin_bench_set_default_api
 } marlin_bench_dense_args;
 
-// Builds `rotations` random packed INT4 weights (docs/format.md: Np/64 * Kp/64 tiles of 2048 bytes, scales [G][Np]
-// in [0.001, 0.01), optional zeros), random activations, an output and an initialised workspace, times
-// marlin_dense_gemm with marlin_bench_time_graph, frees everything.
-marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* args, marlin_bench_gemm_result* out);
+// Builds `rotations` random packed weights of `variant` (docs/format.md: Np/64 * Kp/64 kernel tiles, scales [G][Np]
+// in dtype, optional zeros), random activations, an output and an initialised workspace, makes one plan per weight
+// copy and times <prefix>_plan_launch with marlin_bench_time_graph, frees everything. Data: INT4 / INT8 codes are
+// uniform random bytes, FP8 codes uniform random e4m3 bytes without the NaN codes; scales uniform in [0.001, 0.01)
+// (INT4) and [0.0001, 0.001) (INT8; FP8 logical scales, stored times 2^8 for fp16 and 2^120 for bf16).
+MARLIN_API marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* args, marlin_bench_gemm_result* out);
 
 typedef struct marlin_bench_cublas_args {
   marlin_dtype dtype;         // fp16 (CUDA_R_16F) or bf16 (CUDA_R_16BF) in/out, fp32 compute
@@ -149,7 +207,27 @@ typedef struct marlin_bench_cublas_args {
 
 // cuBLAS baseline on the dequantized shape: y[M x N] = x[M x K] * W[K x N], W rotated like the dense weights.
 // MARLIN_E_UNSUPPORTED when cuBLAS is missing.
-marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args* args, marlin_bench_gemm_result* out);
+MARLIN_API marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args* args, marlin_bench_gemm_result* out);
+
+// ---- cuBLASLt FP8 W8A8 (loaded with dlopen at run time) -------------------------------------------------------
+
+// Tries libcublasLt.so.13, libcublasLt.so.12, libcublasLt.so once per process. Never fails: read `available`.
+MARLIN_API void marlin_bench_cublaslt_probe(marlin_bench_cublas_info* out);
+
+typedef struct marlin_bench_cublaslt_fp8_args {
+  marlin_dtype out_dtype;     // output (and C) dtype: fp16 or bf16
+  int32_t m, n, k;            // n and k multiples of 16; m is run rounded up to 16 (cuBLASLt's FP8 requirement)
+  uint64_t seed;
+  int32_t calls, replays;
+} marlin_bench_cublaslt_fp8_args;
+
+// The W8A8 GEMM a Hopper user would otherwise reach for (torch._scaled_mm's): y = (sa * sb) * x W with x [M16 x K]
+// and W [N x K] (K-major, "TN") both e4m3, per-tensor fp32 scales sa, sb, fp32 accumulation (no fast accumulation),
+// output in out_dtype; cuBLASLt's first heuristic algorithm with a 32 MiB workspace. W rotated as everywhere; the
+// activations are given already quantized (their quantization is not timed). MARLIN_E_UNSUPPORTED when cuBLASLt is
+// missing or has no FP8 algorithm for the device (before sm_89).
+MARLIN_API marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cublaslt_fp8_args* args,
+                                                        marlin_bench_gemm_result* out);
 
 #ifdef __cplusplus
 }
