@@ -6,6 +6,7 @@
 import { cudaVersionString, type ProbeSummary } from '../device/probe.js';
 import { deviceRuntime, loadedRuntimes, loadRuntime, probeRuntime, registerRuntime } from '../device/registry.js';
 import { memory } from '../device/tensor.js';
+import { isExperimental, KERNEL_TABLE } from '../dispatch/dispatch.js';
 import { DeviceError } from '../errors/index.js';
 import type { PackedWeight, QuantizedWeight } from '../format/types.js';
 import {
@@ -172,7 +173,9 @@ export function defineAddon(spec: AddonSpec): AddonKit {
   };
   const linearFromPacked = (packed: PackedWeight, options: LinearFromPackedOptions = {}): LinearParts =>
     linearPartsFromPacked(uploadPacked, (p) => assertRuns('Linear', p), packed, options);
-  const tableConfigs = new Set(full.variants.flatMap((v) => configIdsFor(v))).size;
+  // Experimental rows are not built into release binaries, so they are not counted against the binary's configs.
+  const built = new Set(KERNEL_TABLE.filter((c) => !isExperimental(c)).map((c) => c.id));
+  const tableConfigs = new Set(full.variants.flatMap((v) => configIdsFor(v)).filter((id) => built.has(id))).size;
 
   function probe(device = 0): AddonProbe {
     const s = probeRuntime(runtimeName, device);
