@@ -26,10 +26,13 @@ export class Stream implements Disposable {
     this.device = device;
   }
 
-  /** Creates a stream on `device` (default 0). Throws the coded DeviceError when there is no usable GPU. */
-  static create(options: { readonly device?: number } = {}): Stream {
+  /**
+   * Creates a stream on `device` (default 0), through the registered runtime `addon` (default: the first imported;
+   * a stream works with every addon's kernels). Throws the coded DeviceError when there is no usable GPU.
+   */
+  static create(options: { readonly device?: number; readonly addon?: string } = {}): Stream {
     const device = options.device ?? 0;
-    const rt = deviceRuntime(device);
+    const rt = deviceRuntime(device, options.addon);
     try {
       return new Stream(rt, rt.streamCreate(device), device);
     } catch (e) {

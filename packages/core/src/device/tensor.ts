@@ -44,6 +44,11 @@ export interface TensorOptions {
   readonly device?: number;
   /** Stream for the upload (default: the legacy default stream, blocking). */
   readonly stream?: Stream;
+  /**
+   * Registered runtime that allocates it, e.g. 'marlin_fp8' (default: the first addon imported). Any addon's tensors
+   * work with every other addon's kernels; this only picks whose allocator (and memory() count) owns the buffer.
+   */
+  readonly addon?: string;
 }
 
 interface Held {
@@ -142,7 +147,7 @@ export class Tensor<D extends DeviceDtype = DeviceDtype> implements Disposable {
     checkDtype(dtype);
     const numel = checkShape(shape);
     const device = options.device ?? 0;
-    const rt = deviceRuntime(device);
+    const rt = deviceRuntime(device, options.addon);
     const bytes = numel * DTYPE_BYTES[dtype];
     let handle: NativeBuffer;
     try {
