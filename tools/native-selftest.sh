@@ -6,16 +6,19 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/build/native-selftest"
 mkdir -p "$out"
-node "$root/tools/gen-kernel-instances.mjs" "$out/generated" >/dev/null
+node "$root/tools/gen-kernel-instances.mjs" "$out/generated" --addon dense >/dev/null
+node "$root/tools/gen-kernel-instances.mjs" "$out/generated" --addon fp8 >/dev/null
+# The dense addon's kernels and host side (kit), as marlin_dense.node has them, plus the fp8 variant's.
+kernels=("$root/native/kit/host.cu" "$root/native/kernels/dense/dense.cu" "$root/native/kernels/fp8/fp8.cu"
+  "$out"/generated/kit_*.cu "$root/native/runtime/status.cu")
 nvcc=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 gencode=()
 for a in ${MARLIN_CUDA_ARCHS:-80 90a}; do gencode+=("-gencode=arch=compute_${a},code=sm_${a}"); done
-"$nvcc" -std=c++17 -O3 -lineinfo "${gencode[@]}" -I "$root/native/include" -I "$out/generated" \
+inc=(-I "$root/native/include" -I "$root/native/common" -I "$root/native" -I "$out/generated")
+"$nvcc" -std=c++17 -O3 -lineinfo "${gencode[@]}" "${inc[@]}" --expt-relaxed-constexpr \
   -Xptxas=-warn-spills,-warn-lmem-usage --cudart static \
-  "$root/native/tests/dense_selftest.cu" "$root/native/kernels/dense/dense.cu" "$root/native/runtime/status.cu" \
-  -o "$out/dense_selftest"
+  "$root/native/tests/dense_selftest.cu" "${kernels[@]}" -o "$out/dense_selftest"
 echo "built $out/dense_selftest"
-"$nvcc" -std=c++17 -O3 -lineinfo "${gencode[@]}" -I "$root/native/include" -I "$out/generated" --cudart static \
-  "$root/native/tests/dense_sweep.cu" "$root/native/kernels/dense/dense.cu" "$root/native/runtime/status.cu" \
-  "$root"/native/bench/*.cu -ldl -o "$out/dense_sweep"
+"$nvcc" -std=c++17 -O3 -lineinfo "${gencode[@]}" "${inc[@]}" --expt-relaxed-constexpr --cudart static \
+  "$root/native/tests/dense_sweep.cu" "${kernels[@]}" "$root"/native/bench/*.cu -ldl -o "$out/dense_sweep"
 echo "built $out/dense_sweep"

@@ -1,17 +1,20 @@
-# marlin_add_addon(NAME <name> SOURCES <files...> [GENERATED <file names...>])
+# marlin_add_addon(NAME <name> ADDON <addon> SOURCES <files...>)
 #
 # One function every @marlin addon's CMakeLists.txt calls (run through cmake-js 8 with node-api-headers):
 #   - a shared library <name>.node (PREFIX "", SUFFIX ".node"), C++17 / CUDA C++17, static cudart, -O3 release
+#   - the shared device runtime, Node-API glue (runtime + GEMM exports) and kit host code (native/kit/host.cu)
+#   - the addon's kernels: tools/gen-kernel-instances.mjs --addon <addon> writes, into <build>/generated (on the
+#     include path), marlin_<addon>_instances.inc and one translation unit per variant and activation dtype of the
+#     kernel-table.json variants whose "addon" is <addon>; regenerated whenever the generator or the table changes
 #   - SASS for sm_80 and sm_90a by default; env MARLIN_CUDA_ARCHS="80;90a" (or "90a" for fast dev builds) overrides
 #   - -lineinfo and ptxas resource report + spill warnings on every kernel; no L2 cache-hint policies anywhere
-#   - GENERATED: files tools/gen-kernel-instances.mjs writes into <build>/generated (on the CUDA include path),
-#     regenerated whenever the generator or kernel-table.json changes
+#   - only the C ABI (MARLIN_API) and the Node-API module entry are exported; everything else is hidden
 #
-# Example (packages/dense/CMakeLists.txt):
+# Example (packages/fp8/CMakeLists.txt):
 #   cmake_minimum_required(VERSION 3.25)
-#   project(marlin_dense LANGUAGES CXX CUDA)
+#   project(marlin_fp8 LANGUAGES CXX CUDA)
 #   include(${CMAKE_CURRENT_SOURCE_DIR}/../../native/cmake/MarlinAddon.cmake)
-#   marlin_add_addon(NAME marlin_dense SOURCES native/binding.cc ${MARLIN_RUNTIME_SOURCES} GENERATED marlin_dense_instances.inc)
+#   marlin_add_addon(NAME marlin_fp8 ADDON fp8 SOURCES native/binding.cc ${MARLIN_NATIVE_DIR}/kernels/fp8/fp8.cu)
 
 get_filename_component(MARLIN_REPO_ROOT "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 set(MARLIN_NATIVE_DIR "${MARLIN_REPO_ROOT}/native")
@@ -20,11 +23,12 @@ if(NOT CMAKE_BUILD_TYPE)
   set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
 endif()
 
-# Sources every addon compiles: the device runtime and the generic Node-API glue (bench_binding.* belongs to the
-# benchmark harness and is added by the addons that carry it).
+# Sources every addon compiles: the device runtime, the generic Node-API glue and the kit's host side
+# (bench_binding.* belongs to the benchmark harness, tools/bench, which builds its own addon).
 file(GLOB MARLIN_RUNTIME_SOURCES CONFIGURE_DEPENDS "${MARLIN_NATIVE_DIR}/runtime/*.cu" "${MARLIN_NATIVE_DIR}/runtime/*.cc")
 file(GLOB MARLIN_NAPI_SOURCES CONFIGURE_DEPENDS "${MARLIN_NATIVE_DIR}/napi/*.cc")
 list(FILTER MARLIN_NAPI_SOURCES EXCLUDE REGEX "bench_binding\\.cc$")
+set(MARLIN_KIT_SOURCES "${MARLIN_NATIVE_DIR}/kit/host.cu")
 
 find_program(MARLIN_NODE NAMES node nodejs REQUIRED)
 
@@ -47,7 +51,7 @@ function(marlin_cuda_gencode_flags out_var)
 endfunction()
 
 function(marlin_add_addon)
-  cmake_parse_arguments(ARG "" "NAME" "SOURCES;GENERATED" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;ADDON" "SOURCES" ${ARGN})
   if(NOT ARG_NAME)
     message(FATAL_ERROR "marlin_add_addon: NAME is required")
   endif()
@@ -64,20 +68,29 @@ function(marlin_add_addon)
 
   set(gen_dir "${CMAKE_CURRENT_BINARY_DIR}/generated")
   set(gen_outputs "")
-  foreach(g IN LISTS ARG_GENERATED)
-    list(APPEND gen_outputs "${gen_dir}/${g}")
-  endforeach()
-  if(gen_outputs)
+  set(kit_sources "")
+  if(ARG_ADDON)
+    set(gen_cmd "${MARLIN_NODE}" "${MARLIN_REPO_ROOT}/tools/gen-kernel-instances.mjs" "${gen_dir}" --addon "${ARG_ADDON}")
+    execute_process(COMMAND ${gen_cmd} --list OUTPUT_VARIABLE gen_names RESULT_VARIABLE gen_rc
+                    OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if(NOT gen_rc EQUAL 0)
+      message(FATAL_ERROR "tools/gen-kernel-instances.mjs --addon ${ARG_ADDON} --list failed")
+    endif()
+    string(REPLACE "\n" ";" gen_names "${gen_names}")
+    foreach(g IN LISTS gen_names)
+      list(APPEND gen_outputs "${gen_dir}/${g}")
+    endforeach()
     add_custom_command(
       OUTPUT ${gen_outputs}
-      COMMAND "${MARLIN_NODE}" "${MARLIN_REPO_ROOT}/tools/gen-kernel-instances.mjs" "${gen_dir}"
+      COMMAND ${gen_cmd}
       DEPENDS "${MARLIN_REPO_ROOT}/tools/gen-kernel-instances.mjs"
               "${MARLIN_REPO_ROOT}/packages/core/src/dispatch/kernel-table.json"
-      COMMENT "Generating kernel instances from kernel-table.json"
+      COMMENT "Generating the ${ARG_ADDON} kernel instances from kernel-table.json"
       VERBATIM)
+    set(kit_sources ${MARLIN_RUNTIME_SOURCES} ${MARLIN_NAPI_SOURCES} ${MARLIN_KIT_SOURCES})
   endif()
 
-  add_library(${ARG_NAME} SHARED ${ARG_SOURCES} ${gen_outputs} ${CMAKE_JS_SRC})
+  add_library(${ARG_NAME} SHARED ${ARG_SOURCES} ${kit_sources} ${gen_outputs} ${CMAKE_JS_SRC})
   set_target_properties(${ARG_NAME} PROPERTIES
     PREFIX "" SUFFIX ".node"
     CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON

@@ -23,7 +23,7 @@ struct ZeroConsts {
 };
 
 // Per-lane constants for one group: the scales (T bits in the low half; fragment() broadcasts them to both halves of
-// the pair inside the multiply, HMUL2's .H0_H0 operand, instead of an IMAD x 0x10001 per scale, v12g) and the
+// the pair inside the multiply, HMUL2's .H0_H0 operand, instead of an IMAD x 0x10001 per scale) and the
 // zero-point offsets. Built once per group, used for every word.
 struct GroupConsts {
   uint32_t s_g, s_g8;  // scales s[g] and s[g+8] (T bits)

@@ -39,7 +39,7 @@ __device__ __forceinline__ uint64_t smem_desc_sw128(const void* smem) {
   const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   return uint64_t((a & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
-// The same descriptor split for a loop (perf-notes v12b): its low word (start address >> 4 and LBO) once, then
+// The same descriptor split for a loop (docs/perf-notes.md): its low word (start address >> 4 and LBO) once, then
 // sw128_desc(lo + (byte offset >> 4)) per wgmma. The start address field (bits 0-13) cannot carry into LBO: shared
 // memory ends below 256 KB.
 __device__ __forceinline__ uint32_t smem_desc_sw128_lo(const void* smem) {

@@ -58,7 +58,7 @@ const problem = (o: Partial<GemmProblem>): GemmProblem => ({
 });
 
 /**
- * The native kernel's shared memory, written independently (native/kernels/dense/ampere_kernel.cuh Traits): every stage
+ * The native kernel's shared memory, written independently (native/kit/gemm_kernel.cuh Traits): every stage
  * reserves zero-point rows whether or not the weight has zeros; the epilogue reuses the pipeline's memory.
  */
 function expectedSmem(
@@ -69,12 +69,15 @@ function expectedSmem(
     mTile: number;
     stages: number;
     warpSpecialized?: boolean;
+    variants: readonly string[];
   },
   _zeros: boolean,
   cc = 0,
 ): number {
+  // A 64 x 64 tile of the row's weight format: 512 x bits bytes (INT4 2048, 8-bit 4096).
+  const tile = 512 * (tableJson.variants as Record<string, { bits: number }>)[c.variants[0]].bits;
   const perStage =
-    c.nTiles * c.kTilesPerStage * 2048 +
+    c.nTiles * c.kTilesPerStage * tile +
     c.mTile * c.kTilesPerStage * 64 * 2 +
     c.nTiles * c.kTilesPerStage * 2 * 64 * 2 +
     c.nTiles * c.kTilesPerStage * 2 * 64;
@@ -90,9 +93,9 @@ function expectedSmem(
 
 type Row = (typeof tableJson.dense)[number];
 
-/** Rows dispatch may pick by itself (not `"experimental": true`), by mTile then id. */
+/** INT4 rows dispatch may pick by itself (not `"experimental": true`), by mTile then id. */
 const AUTO: Row[] = tableJson.dense
-  .filter((c) => !('experimental' in c && c.experimental === true))
+  .filter((c) => !('experimental' in c && c.experimental === true) && c.variants.includes('int4'))
   .sort((a, b) => a.mTile - b.mTile || a.id - b.id);
 
 /**
@@ -354,12 +357,47 @@ suite('dispatch', () => {
     );
   });
 
+  it('runs INT8 and FP8 weights on the 8-bit rows only, every one fitting the device', () => {
+    for (const [variant, extra] of [
+      ['int8', { bits: 8 as const }],
+      ['int8', { bits: 8 as const, hasZeros: true }],
+      ['fp8', { bits: 8 as const, codeType: 'e4m3' as const }],
+    ] as const) {
+      for (const [devName, device] of Object.entries(DEVICES)) {
+        for (const [K, N] of SHAPES) {
+          for (const M of M_SWEEP) {
+            const c = dispatch(problem({ M, K, N, groupSize: 128, ...extra }), device);
+            const where = `${variant} ${devName} M=${M} K=${K} N=${N}`;
+            expect(c.config.variants, where).toContain(variant);
+            expect(isExperimental(c.config), where).toBe(false);
+            expect(c.smemBytes, where).toBeLessThanOrEqual(device.maxSharedMemoryPerBlock);
+            expect(c.kTiles, where).toBe(Math.ceil(K / 64));
+          }
+        }
+      }
+    }
+    // The 8-bit rows' stages hold 4 KiB tiles: config 30 (2 k-tiles of 2 column tiles) stages 16 KiB of weights.
+    const c = dispatch(problem({ M: 1, K: 4096, N: 4096, bits: 8, codeType: 'e4m3' }), DEVICES.H100);
+    expect(c.configId).toBe(30);
+    expect(describe(c)).toMatch(/4 stages x \d+ B/);
+  });
+
   it('rejects unsupported combinations with typed errors that say what to do', () => {
     const cases: [() => unknown, string, RegExp][] = [
       [
-        () => dispatch(problem({ bits: 8 }), DEVICES.H100),
+        () => dispatch(problem({ bits: 2 as never }), DEVICES.H100),
         ErrorCode.UNSUPPORTED,
-        /bits = 8: only INT4 GPU kernels.*Fix: quantize the weight to 4 bits/,
+        /bits = 2: the GPU kernels take 4-bit and 8-bit weights.*Fix: quantize the weight to 4 or 8 bits/,
+      ],
+      [
+        () => dispatch(problem({ bits: 8, codeType: 'e4m3', hasZeros: true }), DEVICES.H100),
+        ErrorCode.UNSUPPORTED,
+        /FP8 e4m3 weights are 8-bit, without zero points/,
+      ],
+      [
+        () => dispatch(problem({ bits: 8 }), DEVICES.H100, { configId: 0 }),
+        ErrorCode.UNSUPPORTED,
+        /configId 0 is not built for int8 weights/,
       ],
       [
         () => dispatch(problem({}), { computeMajor: 7, computeMinor: 5, smCount: 40, maxSharedMemoryPerBlock: 65536 }),

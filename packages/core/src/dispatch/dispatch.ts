@@ -7,7 +7,8 @@
  * - grid = mBlocks x nBlocks x splits, mBlocks = ceil(M / mTile), nBlocks = ceil(Np / (64 * nTiles));
  * - the Kp / 64 k-tiles (64 rows each) are cut into `splits` contiguous ranges of `kTilesPerSplit` k-tiles (a multiple
  *   of kTilesPerStage; the last range holds the remainder);
- * - shared memory per block = stages * (nTiles*kTilesPerStage*2048             weights
+ * - shared memory per block = stages * (nTiles*kTilesPerStage*tileBytes        weights (tileBytes: the variant's codec,
+ *                                                                               2048 for INT4, 4096 for 8-bit)
  *                                      + mTile*kTilesPerStage*64*2            activations
  *                                      + nTiles*kTilesPerStage*2*64*2         scales (2 groups of 32 per k-tile, fp16)
  *                                      + nTiles*kTilesPerStage*2*64)          zero points (u8, always reserved)
@@ -18,9 +19,29 @@
 import { assertHalfDtype } from '../dtypes.js';
 import { DeviceError, ErrorCode, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
 import { paddedK, paddedN } from '../format/layout.js';
-import type { HalfDtype, WeightBits } from '../format/types.js';
+import type { CodeType, HalfDtype, WeightBits } from '../format/types.js';
 import { assertGroupSize, assertKN } from '../format/validate.js';
 import kernelTableJson from './kernel-table.json';
+
+/** Name of a kernel variant (codec x operand x problem list; kernel-table.json `variants`). */
+export type VariantName = 'int4' | 'int8' | 'fp8';
+
+/** A kernel variant as kernel-table.json describes it: the codec descriptor dispatch and the generator read. */
+export interface KernelVariant {
+  /** The addon that builds it (`@marlin/<addon>`). */
+  readonly addon: string;
+  /** The native codec (native/common/<header>). */
+  readonly codec: string;
+  readonly header: string;
+  readonly bits: WeightBits;
+  readonly codeType: CodeType;
+  /** Bytes of one 64 x 64 kernel tile (512 x bits). */
+  readonly tileBytes: number;
+  readonly zeroPoints: boolean;
+  readonly operand: 'dense';
+  readonly problem: 'single';
+  readonly why: string;
+}
 
 /** Kernel family: sm_80+ `mma.sync` path or the sm_90a `wgmma` path. */
 export type KernelFamily = 'ampere' | 'hopper';
@@ -53,6 +74,10 @@ export interface KernelConfig {
    */
   readonly minM?: number;
   readonly maxM?: number;
+  /** The variants (kernel-table.json `variants`) this row is built for; they share one tile size. */
+  readonly variants: readonly VariantName[];
+  /** Built only with MARLIN_EXPERIMENTAL_KERNELS=1; dispatch runs it only when asked by `options.configId`. */
+  readonly experimental?: boolean;
   /** Why this configuration exists. */
   readonly why: string;
 }
@@ -64,6 +89,8 @@ export interface GemmProblem {
   readonly K: number;
   readonly groupSize: number;
   readonly bits: WeightBits;
+  /** Code type of the weights (absent: 'int'); 'e4m3' is FP8 (bits 8, no zero points). */
+  readonly codeType?: CodeType;
   readonly dtype: HalfDtype;
   readonly hasZeros: boolean;
   readonly actOrder: boolean;
@@ -164,7 +191,34 @@ function maxBlocksPerSm(config: KernelConfig, cc: number): number {
 const ARCH_CC: Readonly<Record<GpuArch, number>> = { sm80: 80, sm86: 86, sm89: 89, sm90: 90 };
 
 /** The kernel table (kernel-table.json `dense`), ids as in the file. */
-export const KERNEL_TABLE: readonly KernelConfig[] = (kernelTableJson as { dense: KernelConfig[] }).dense;
+export const KERNEL_TABLE: readonly KernelConfig[] = (kernelTableJson as unknown as { dense: KernelConfig[] }).dense;
+
+/** The kernel variants (kernel-table.json `variants`). */
+export const KERNEL_VARIANTS: Readonly<Record<VariantName, KernelVariant>> = (
+  kernelTableJson as unknown as { variants: Record<VariantName, KernelVariant> }
+).variants;
+
+/** The variant that runs a problem: FP8 for e4m3 codes, INT8 for other 8-bit weights, INT4 otherwise. */
+export function variantOf(problem: Pick<GemmProblem, 'bits' | 'codeType'>): VariantName {
+  if (problem.codeType === 'e4m3') return 'fp8';
+  return problem.bits === 8 ? 'int8' : 'int4';
+}
+
+/** Rows built for `variant` (experimental ones included). */
+export function variantConfigs(variant: VariantName): KernelConfig[] {
+  return KERNEL_TABLE.filter((c) => c.variants.includes(variant));
+}
+
+/** Tile bytes of a row: its variants' codec descriptor (they share one tile size). */
+export function tileBytesOf(config: KernelConfig): number {
+  const v = KERNEL_VARIANTS[config.variants[0]];
+  if (v === undefined) {
+    throw new ValueError(`Config ${config.id} names no known variant (${JSON.stringify(config.variants)}).`, {
+      fix: 'list variants from kernel-table.json "variants" on every row.',
+    });
+  }
+  return v.tileBytes;
+}
 
 /**
  * Whether `config` fills its stages through the copy engine on a device of compute capability `cc`
@@ -198,7 +252,8 @@ export function smemBytes(config: KernelConfig, _hasZeros: boolean, cc = 0): num
  */
 export function stageBytes(config: KernelConfig, cc = 0): number {
   const { nTiles, kTilesPerStage: kts, mTile } = config;
-  const bytes = nTiles * kts * 2048 + mTile * kts * 64 * 2 + nTiles * kts * 2 * 64 * 2 + nTiles * kts * 2 * 64;
+  const bytes =
+    nTiles * kts * tileBytesOf(config) + mTile * kts * 64 * 2 + nTiles * kts * 2 * 64 * 2 + nTiles * kts * 2 * 64;
   return tmaStages(config, cc) ? Math.ceil(bytes / 1024) * 1024 : bytes;
 }
 
@@ -237,10 +292,21 @@ function validateProblem(p: GemmProblem): void {
   assertKN(p.K, p.N);
   assertGroupSize(p.groupSize, p.K);
   assertHalfDtype(p.dtype);
-  if (p.bits !== 4) {
-    throw new UnsupportedError(`bits = ${p.bits}: only INT4 GPU kernels are compiled in this version.`, {
-      fix: "quantize the weight to 4 bits, or run INT8 weights on the CPU reference (device: 'cpu').",
+  if (p.bits !== 4 && p.bits !== 8) {
+    throw new UnsupportedError(`bits = ${p.bits}: the GPU kernels take 4-bit and 8-bit weights.`, {
+      fix: 'quantize the weight to 4 or 8 bits.',
       details: { bits: p.bits },
+    });
+  }
+  if (p.codeType !== undefined && p.codeType !== 'int' && p.codeType !== 'e4m3') {
+    throw new ValueError(`codeType ${JSON.stringify(p.codeType)} is not a weight code type.`, {
+      fix: "pass codeType 'int' (INT4 / INT8) or 'e4m3' (FP8), or omit it.",
+    });
+  }
+  if (p.codeType === 'e4m3' && (p.bits !== 8 || p.hasZeros || p.actOrder)) {
+    throw new UnsupportedError('FP8 e4m3 weights are 8-bit, without zero points or act-order.', {
+      fix: 'pass bits 8, no zero points and no permutation for FP8 weights (docs/format.md "FP8 e4m3").',
+      details: { bits: p.bits, hasZeros: p.hasZeros, actOrder: p.actOrder },
     });
   }
 }
@@ -271,8 +337,8 @@ export function isExperimental(config: KernelConfig): boolean {
 const HOPPER_MIN_M = 17;
 
 /** The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M. */
-function defaultFamily(M: number, cc: number): KernelFamily {
-  const hasHopper = KERNEL_TABLE.some((c) => c.kernel === 'hopper' && !isExperimental(c));
+function defaultFamily(M: number, cc: number, variant: VariantName): KernelFamily {
+  const hasHopper = variantConfigs(variant).some((c) => c.kernel === 'hopper' && !isExperimental(c));
   return cc === 90 && M >= HOPPER_MIN_M && hasHopper ? 'hopper' : 'ampere';
 }
 
@@ -282,16 +348,21 @@ function inMRange(config: KernelConfig, M: number): boolean {
 }
 
 /** Candidate rows of one family, sorted by mTile then id (so equal mTiles resolve to the lowest id). */
-function familyConfigs(force: KernelFamily | undefined, cc: number, M: number): KernelConfig[] {
-  const family = force ?? defaultFamily(M, cc);
+function familyConfigs(
+  force: KernelFamily | undefined,
+  cc: number,
+  M: number,
+  variant: VariantName,
+): KernelConfig[] {
+  const family = force ?? defaultFamily(M, cc, variant);
   if (family === 'hopper' && cc !== 90) {
     throw new UnsupportedError(`force: 'hopper' needs sm_90 (its SASS is sm_90a), this device is sm_${cc}.`, {
       fix: "drop force or use force: 'ampere'.",
     });
   }
-  const configs = KERNEL_TABLE.filter((c) => c.kernel === family && !isExperimental(c) && inMRange(c, M));
+  const configs = variantConfigs(variant).filter((c) => c.kernel === family && !isExperimental(c) && inMRange(c, M));
   if (configs.length === 0) {
-    throw new UnsupportedError(`kernel-table.json has no '${family}' configuration in this build.`, {
+    throw new UnsupportedError(`kernel-table.json has no '${family}' configuration of variant ${variant}.`, {
       fix: "use force: 'ampere' (or omit force); the hopper path is not compiled yet.",
     });
   }
@@ -307,6 +378,12 @@ function configById(id: number, problem: GemmProblem, device: DeviceInfo, reason
   if (config === undefined) {
     throw new ValueError(`configId ${id} is not in kernel-table.json.`, {
       fix: `pass one of the ids ${KERNEL_TABLE.map((c) => c.id).join(', ')}, or omit configId.`,
+    });
+  }
+  const variant = variantOf(problem);
+  if (!config.variants.includes(variant)) {
+    throw new UnsupportedError(`configId ${id} is not built for ${variant} weights (it is for ${config.variants.join(', ')}).`, {
+      fix: `pass one of the ids ${variantConfigs(variant).map((c) => c.id).join(', ')}, or omit configId.`,
     });
   }
   if (!fitsDevice(config, problem.hasZeros, device)) {
@@ -399,7 +476,7 @@ export interface WaveSplit {
 
 /**
  * Where a balanced last wave cuts a one-split launch of mBlocks x nBlocks tiles on `slots` resident blocks: the
- * column blocks of its whole waves, and the rest. Mirrors plan_tail in native/kernels/dense/dense.cu, including when
+ * column blocks of its whole waves, and the rest. Mirrors plan_tail in native/kit/host.cu, including when
  * there is none (undefined): no partial wave, no whole column block in the whole waves, or a last column block that
  * is not whole (`wholeBlocks` false: Np not a multiple of the block width).
  */
@@ -471,7 +548,7 @@ const REDUCE_BYTES_PER_CLK = 30;
 export function kTileClocks(config: KernelConfig): number {
   const { mTile, nTiles } = config;
   const flops = 2 * mTile * nTiles * 64 * 64;
-  const bytes = nTiles * 2048 + mTile * 128 + nTiles * 64 * 3;
+  const bytes = nTiles * tileBytesOf(config) + mTile * 128 + nTiles * 64 * 3;
   return Math.max(flops / TENSOR_FLOP_PER_CLK_SM, bytes / L2_BYTES_PER_CLK_SM);
 }
 
@@ -513,7 +590,10 @@ function chooseSplits(
 }
 
 function splitModel(config: KernelConfig): SplitModel {
-  return config.warpSpecialized === true ? WS_SPLITS : AMPERE_SPLITS;
+  if (config.warpSpecialized === true) return WS_SPLITS;
+  // The ampere start-up cost is a time (about 16 INT4 k-tiles' streaming): fewer k-tiles of the wider 8-bit tiles.
+  const scale = 2048 / tileBytesOf(config);
+  return scale === 1 ? AMPERE_SPLITS : { ...AMPERE_SPLITS, fixedKTiles: AMPERE_SPLITS.fixedKTiles * scale };
 }
 
 interface LaunchPlan {
@@ -575,7 +655,7 @@ function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config
 
 /**
  * Chooses the kernel configuration and split-K factor for `problem` on `device`. Throws `UnsupportedError` for
- * problems no compiled kernel runs (bits 8, forced hopper), `DeviceError` (ARCH_TOO_OLD) below sm_80, and
+ * problems no compiled kernel runs (forced hopper below sm_90, a config of another variant), `DeviceError` (ARCH_TOO_OLD) below sm_80, and
  * `ShapeError`/`DtypeError`/`ValueError` for malformed input.
  */
 export function dispatch(problem: GemmProblem, device: DeviceInfo, options: DispatchOptions = {}): KernelChoice {
@@ -585,7 +665,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
   const reasons: string[] = [];
   const first =
     options.configId === undefined
-      ? chooseConfig(problem, device, familyConfigs(options.force, cc, problem.M), reasons)
+      ? chooseConfig(problem, device, familyConfigs(options.force, cc, problem.M, variantOf(problem)), reasons)
       : configById(options.configId, problem, device, reasons);
   let launch = planLaunch(problem, device, cc, first);
   if (first.warpSpecialized === true && options.configId === undefined) {
@@ -594,6 +674,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
       (c) =>
         c !== first &&
         c.kernel === first.kernel &&
+        c.variants.includes(variantOf(problem)) &&
         c.warpSpecialized === true &&
         c.mTile === first.mTile &&
         !isExperimental(c) &&

@@ -4,11 +4,11 @@
 // offsets 0 and 32 of each k-tile, kCtaN = N_TILES * 64 entries per row. What the weight bytes mean is the codec's
 // business (native/common/codec.cuh); the scale and zero-point rows are the same for every codec.
 #pragma once
-#include "../../common/act_dtype.cuh"
-#include "../../common/codec.cuh"
+#include "../common/act_dtype.cuh"
+#include "../common/codec.cuh"
 #include "params.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 template <typename Codec, int N_TILES, int K_STAGE, bool HAS_ZEROS>
 struct StageView {
@@ -41,7 +41,7 @@ struct StageView {
     return lane_row_consts(RunLane{0, lane_col(0, 0, 0, wn, g)}, row, nt);
   }
 
-  // A lane's offsets for a k run that starts at k-tile j0, computed once per kernel rather than per stage (v8d: rebuilt
+  // A lane's offsets for a k run that starts at k-tile j0, computed once per kernel rather than per stage (rebuilt
   // from the thread index in every stage they cost ~30 of the ~240 instructions of a config 0 stage in SASS). opaque()
   // keeps ptxas from rematerialising them.
   struct RunLane {
@@ -81,4 +81,4 @@ struct StageView {
   }
 };
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

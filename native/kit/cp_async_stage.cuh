@@ -13,12 +13,12 @@
 //   zero rows    the same rows of uint8 zero points (always reserved; copied only with HAS_ZEROS)
 // "Stage s has landed" is cp.async group s complete (plus, on sm_90, the full barrier for the weights).
 #pragma once
-#include "../../common/bulk_copy.cuh"
-#include "../../common/ptx.cuh"
+#include "../common/bulk_copy.cuh"
+#include "../common/ptx.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 // Byte offset of 16-byte activation chunk c (8 k-values) of token row r inside a stage's activation area.
 //   mma.sync: row-major rows, chunk XOR-swizzled by (r & 7) so ldmatrix's 8 rows hit 8 different bank groups.
@@ -50,7 +50,7 @@ struct CpAsyncStage {
     return {base, reinterpret_cast<const uint16_t*>(base + kSOffset), base + kZOffset};
   }
 
-  // The per-thread plan, fixed for the whole K loop. Activations (v7e): compile-time trip counts and row pointers
+  // The per-thread plan, fixed for the whole K loop. Activations: compile-time trip counts and row pointers
   // computed once; written as `for (i = tid; i < N; i += THREADS)` in the load, each cp.async cost ~50 instructions of
   // loop control and 64-bit address math per stage (SASS of config 0). Weights below sm_90: source advances by
   // K_STAGE tiles per stage.
@@ -162,4 +162,4 @@ struct CpAsyncStage {
   }
 };
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

@@ -13,14 +13,14 @@
 //   zero rows    the same rows of uint8 zero points (HAS_ZEROS)
 // Everything lands on the slot's "full" barrier as transaction bytes.
 #pragma once
-#include <cuda.h>  // CUtensorMap (the type only; the map is encoded on the host, dense.cu activation_tensor_map)
+#include <cuda.h>  // CUtensorMap (the type only; the map is encoded on the host, kit/host.cu activation_tensor_map)
 
-#include "../../common/bulk_copy.cuh"
-#include "../../common/ptx.cuh"
+#include "../common/bulk_copy.cuh"
+#include "../common/ptx.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 template <typename Codec, int M_TILE, int N_TILES, int K_STAGE, bool HAS_ZEROS>
 struct TmaStage {
@@ -59,7 +59,7 @@ struct TmaStage {
   // Issues stage `st` (absolute stage index of the GEMM) into `base` for the block whose first token row is m0 and
   // first 64-column tile tile0, completing on `full`. `constants` (the slot's expected bytes, weights, scale and zero
   // rows) may be issued before grid_dependency_wait(); `activations` may not (programmatic dependent launch, ptx.cuh).
-  // The order is the one measured best for the warp-specialised kernel (perf-notes v10c): arm, activations, weights,
+  // The order is the one measured best for the warp-specialised kernel: arm, activations, weights,
   // scale rows.
   static __device__ __forceinline__ void issue(const Params& p, const CUtensorMap* x_map, uint8_t* base,
                                                uint64_t* full, int st, int m0, int tile0, bool constants,
@@ -73,7 +73,7 @@ struct TmaStage {
     const int kt0 = st * K_STAGE;
     const int valid_tiles = min(K_STAGE, p.k_tiles - kt0);
     // One scale / zero-point row per distinct group of the stage (groups >= 32 rows: consecutive), not one per 32-row
-    // k offset: with group 128 one copy instead of four (perf-notes v9d).
+    // k offset: with group 128 one copy instead of four.
     const int g_first = stage_first_group(p, kt0);
     const int g_rows = group_of(p, (kt0 + valid_tiles) * kTileK - 32) - g_first + 1;
     // Activations: one 3D box of K_STAGE k-tiles (a partial last stage's missing k-tiles read as zeros and count in
@@ -106,8 +106,8 @@ struct TmaStage {
   // + n_stages - 1 into STAGES slots of kBytes from `smem`, each slot refilled once its compute warps have arrived on
   // its "empty" barrier (shared address empty0 + 8 * slot). Stage 0's constants go out before the wait for the
   // previous kernel of the stream (a no-op unless this launch overlaps it), everything else after it. Prefetching
-  // every free slot's constants first queued stage 0's activations behind them (3-6% slower, perf-notes v10b);
-  // issuing each stage's constants before its activations was 2-3% slower at M >= 256 than this order (v10c).
+  // every free slot's constants first queued stage 0's activations behind them (3-6% slower, docs/perf-notes.md);
+  // issuing each stage's constants before its activations was 2-3% slower at M >= 256 than this order.
   template <int STAGES>
   static __device__ __forceinline__ void produce(const Params& p, const CUtensorMap* x_map, uint8_t* smem,
                                                  uint64_t* full_bar, uint32_t empty0, int st_begin, int n_stages,
@@ -132,4 +132,4 @@ __device__ __forceinline__ uint8_t* align_1024(uint8_t* p) {
   return p + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(p)) & 1023)) & 1023);
 }
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

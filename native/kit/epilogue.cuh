@@ -10,22 +10,22 @@
 //
 // Split-K, two ways (both sum the S partials of a tile in split order 0..S-1 from 0 in fp32: the same bits either way,
 // independent of arrival order):
-//   across a cluster (sm_90, when the host launched the splits of each tile as one thread-block cluster, dense.cu
+//   across a cluster (sm_90, when the host launched the splits of each tile as one thread-block cluster, kit/host.cu
 //     cluster_for): every block stages its partial tile in its own shared memory, one cluster barrier publishes
 //     them, and block r reduces column slice r of the tile, reading the S partials through distributed shared memory,
-//     and stores it. No workspace, no counters, no global round trips (perf-notes v13a).
+//     and stores it. No workspace, no counters, no global round trips.
 //   through the workspace (otherwise): every block writes its fp32 partial tile to the workspace in fragment order,
 //     then bumps the tile's arrival counter; the last block to arrive sums all partials, resets the counter to 0 (no
 //     host zeroing, graph-replay safe), and stores the output.
 #pragma once
 #include <stdint.h>
 
-#include "../../common/act_dtype.cuh"
-#include "../../common/cluster.cuh"
-#include "../../common/ptx.cuh"
+#include "../common/act_dtype.cuh"
+#include "../common/cluster.cuh"
+#include "../common/ptx.cuh"
 #include "params.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 constexpr int kOwnerThreads = 128;  // threads of one owner group (one warpgroup)
 
@@ -46,7 +46,7 @@ struct OutTile {
 
 // A block's fp32 partial tile in its shared memory for the cluster reduction: row-major, one row of kCtaN columns per
 // token, rows padded by 4 floats (the owners' scalar writes, columns g and tokens 2t of a fragment, fall in 32 distinct
-// banks). The host launches clusters only when kBytes + 1024 fits the kernel's dynamic shared memory (dense.cu).
+// banks). The host launches clusters only when kBytes + 1024 fits the kernel's dynamic shared memory (kit/host.cu).
 template <int M_TILE, int N_TILES>
 struct ClusterTile {
   static constexpr int kCtaN = N_TILES * kTileN;
@@ -55,7 +55,7 @@ struct ClusterTile {
 };
 constexpr int kMaxClusterSplits = 8;  // the portable cluster size (no opt-in attribute)
 
-// Which kernel instances have the cluster reduction compiled in (the host mirrors this, dense.cu): the
+// Which kernel instances have the cluster reduction compiled in (the host mirrors this, kit/resolve.cuh): the
 // warp-specialised rows and the mma.sync decode rows (M_TILE <= 16). In the mma.sync rows with more tokens (run split
 // on sm_90 only when forced) it made ptxas spill 24-32 B.
 __host__ __device__ constexpr bool has_cluster_reduction(bool warp_specialized, int m_tile) {
@@ -179,7 +179,7 @@ __device__ __forceinline__ void finish_tile(const Params& p, const Coords& bc, f
     __threadfence();  // acquire side of the pattern: see every other block's partials
     if (CAN_OWN && owns) {
       // The partials are L2 round trips (~1 us each under load): issued in rounds of up to kInFlight independent
-      // 16-byte loads, not one (group, split) at a time (perf-notes v9a: one at a time, the last block of a
+      // 16-byte loads, not one (group, split) at a time (one at a time, the last block of a
       // 128 x 256 tile with 2 splits spent 64 round trips, ~45,000 cycles, on this loop). Each group still sums its
       // splits in order 0..S-1 from 0: the same bits as ever.
       const float4* first = reinterpret_cast<const float4*>(p.partials + size_t(tile_id) * p.splits * kTileFloats);
@@ -254,4 +254,4 @@ __device__ __forceinline__ void finish_tile(const Params& p, const Coords& bc, f
   }
 }
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

@@ -16,7 +16,7 @@
 #pragma once
 #include "params.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 // One GEMM per launch; grid = splits * m_blocks * n_blocks blocks, decoded with the split fastest (the S splits of an
 // output tile are consecutive blocks: one thread-block cluster when the host launches the split-K reduction across
@@ -43,4 +43,4 @@ struct SingleProblem {
   static __device__ __forceinline__ const Params& gemm(const Args& a, const Coords&) { return a; }
 };
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

@@ -24,17 +24,17 @@
 //   Codec    the weight format: tile bytes, a lane's words, dequantization (native/common/codec.cuh; Int4Codec today)
 //   Problem  which GEMM and which block of it a CTA computes (problem_list.cuh; SingleProblem today)
 #pragma once
-#include "../../common/bulk_copy.cuh"
-#include "../../common/codec.cuh"
-#include "../../common/ptx.cuh"
-#include "../../common/wgmma.cuh"
+#include "../common/bulk_copy.cuh"
+#include "../common/codec.cuh"
+#include "../common/ptx.cuh"
+#include "../common/wgmma.cuh"
 #include "cp_async_stage.cuh"
 #include "epilogue.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
 #include "tma_stage.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 constexpr int kThreads = 256;       // the 8 compute warps
 constexpr int kProducerThreads = 32;  // sm_90 mma.sync pipeline: + one copy-issuing warp (kernel_uses_producer)
@@ -42,7 +42,7 @@ constexpr int kProducerThreads = 32;  // sm_90 mma.sync pipeline: + one copy-iss
 // Whether the mma.sync family (WGMMA = false) is compiled with the producer-warp pipeline: on sm_90 one extra warp
 // issues every copy of a stage through the copy engine (tma_stage.cuh) and the compute warps meet it only on
 // mbarriers; below sm_90 all threads issue cp.async and a stage ends with __syncthreads. The host mirrors this rule
-// (dense.cu resolve_kernel: compute capability >= 9) for the block size and shared memory.
+// (kit/resolve.cuh resolve_kernel: compute capability >= 9) for the block size and shared memory.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 constexpr bool kArchHasProducerPipeline = true;
 #else
@@ -354,11 +354,11 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
 #ifdef MARLIN_HAS_BULK_COPY
     // ---- producer-warp pipeline (sm_90): warp 8 issues each stage's copies (tma_stage.cuh) as soon as the 8 compute
     // warps have released its slot; the compute warps wait only for their data. No __syncthreads in the K loop: with
-    // one per stage, ncu (70B gate_up, M = 1) put 18% of the warps' stall samples on that barrier (perf-notes v11b).
+    // one per stage, ncu (70B gate_up, M = 1) put 18% of the warps' stall samples on that barrier.
     // Barrier addresses in the shared window, once (8 bytes per barrier): per use, the generic -> shared conversion
-    // cost a CTA-id read and address arithmetic in every stage (SASS, perf-notes v11d).
+    // cost a CTA-id read and address arithmetic in every stage (SASS, docs/perf-notes.md).
     const uint32_t full0 = opaque(smem_addr(&full_bar[0])), empty0 = opaque(smem_addr(&empty_bar[0]));
-    grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
+    grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one
     if (warp == kThreads / 32) {
       Copies::template produce<STAGES>(p, &x_map, smem, full_bar, empty0, st_begin, n_stages, m0, tile0, lane);
     } else {
@@ -376,7 +376,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   } else {
     // Stage 0's constants go out before the wait for the previous kernel of the stream (a no-op unless this launch
     // overlaps it), its activations and the other stages after it: with every prefetched stage's constants first,
-    // stage 0's activations queued behind them and serial launches got 3.5% slower at M = 1 (perf-notes v10b). One
+    // stage 0's activations queued behind them and serial launches got 3.5% slower at M = 1. One
     // cp.async group per stage as before, so "stage s has landed" is still "group s is complete".
     // sm_80 has no dependent launch: its prologue stays unsplit (split, config 1 with zero points spilled 8-16 B).
 #ifdef MARLIN_HAS_GRID_DEPENDENCY
@@ -385,7 +385,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     constexpr bool kSplitStage0 = false;
 #endif
     if (kSplitStage0 && n_stages > 0) load_stage(st_begin, 0, true, false);
-    grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one (v10a)
+    grid_dependents_launch();  // decode rows: early, so the next kernel's constants stream during this one
     grid_dependency_wait();     // every thread: activations here, workspace / bias / output in finish_tile
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
@@ -439,4 +439,4 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
       reinterpret_cast<float*>(smem), tid, kBlockThreads);
 }
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

@@ -18,20 +18,20 @@
 #pragma once
 #include <cuda.h>  // CUtensorMap (the type only; the tensor map is encoded on the host through the driver entry point)
 
-#include "../../common/bulk_copy.cuh"
-#include "../../common/codec.cuh"
-#include "../../common/ptx.cuh"
-#include "../../common/wgmma.cuh"
+#include "../common/bulk_copy.cuh"
+#include "../common/codec.cuh"
+#include "../common/ptx.cuh"
+#include "../common/wgmma.cuh"
 #include "epilogue.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
 #include "tma_stage.cuh"
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 constexpr int kWsThreads = 384;  // 1 producer + 2 consumer warpgroups
 
-// wgmma groups (k16 steps) a consumer leaves pending while it dequantizes the next step (perf-notes v7b, v14g). The
+// wgmma groups (k16 steps) a consumer leaves pending while it dequantizes the next step. The
 // next step rewrites the A buffer of 4 steps back, so up to 3 may be. With 3, a stage's slot goes back to the producer
 // one step later (after the third step of the next stage instead of the second). That pays on the 1-block rows with
 // 4+ stages (configs 10 / 13, M = 65-255: -2.5 / -4.1 / -2.6% over the 8 Llama layers at M = 80 / 128 / 192), not on
@@ -48,8 +48,8 @@ __host__ __device__ constexpr int wgmma_in_flight() {
 //   1 block:  168 at entry, pool 64,512: producer 40, consumers 232 (128 x 40 + 256 x 232 = 64,512).
 //   2 blocks:  80 at entry, pool 30,720: producer 40, consumers 96 (128 x 40 + 256 x 96 = 29,696; a 24-register
 //             producer spilled 4-12 B). For small token tiles (M <= 64), whose accumulators are small: twice the
-//             consumer warps per scheduler to hide the dequant -> wgmma -> wait latency that bounds them
-//             (perf-notes v8c), and twice the slots per wave.
+//             consumer warps per scheduler to hide the dequant -> wgmma -> wait latency that bounds them,
+//             and twice the slots per wave.
 template <int BLOCKS>
 struct WsRegs;
 template <>
@@ -118,7 +118,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
   // previous kernel of the stream here (nothing before the epilogue needs global memory but the issuer's copies);
   // the issuer waits after its constant prefetch. The next kernel is let in only when this block's main loop is
   // done (launch_dependents after it): triggered at the start, the next-but-one kernel's blocks became resident too
-  // and the 2-block rows ran with two busy blocks on some SMs and none on others (v10a: 8B down M = 32 +32%).
+  // and the 2-block rows ran with two busy blocks on some SMs and none on others (8B down M = 32 +32%).
   if (tid != 0) grid_dependency_wait();
 
   if (wg == 0) {
@@ -149,11 +149,11 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 
   // A fragments in 4 buffers by k step (step s of a stage uses buffer s % 4; a stage has 4 K_STAGE steps): two or
   // three wgmma groups stay in flight while the next step is dequantized (wgmma_in_flight), so the tensor pipe does
-  // not idle on the dequant's latency (v7b: wait_group 1 left it ~27% idle while the SM was active).
+  // not idle on the dequant's latency (wait_group 1 left it ~27% idle while the SM was active).
   uint32_t a[4][kAccTiles][4];
   constexpr int kWgmmaInFlight = wgmma_in_flight<STAGES, BLOCKS>();
   static_assert(kWgmmaInFlight >= 1 && kWgmmaInFlight <= 3, "the next step's A buffer must have retired");
-  // Loop invariants computed once (v12b; SASS of config 15 at M = 32 rebuilt them in every stage: ~180 of a stage's
+  // Loop invariants computed once (SASS of config 15 at M = 32 rebuilt them in every stage: ~180 of a stage's
   // ~420 instructions were thread-index, barrier-address, scale-row and descriptor arithmetic around 208 of dequant).
   // The lane's word and scale / zero-point offsets for column tile nt_base of any stage (opaque, as run_lane),
   // the barriers' shared addresses, and the low word of slot 0's activation descriptor.
@@ -225,4 +225,4 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 #endif
 }
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

@@ -1,11 +1,11 @@
 // What every dense kernel shares: the tile geometry of the packed format, the parameters of one GEMM and the scale
 // group of a k row. Used by gemm_kernel.cuh, gemm_ws_kernel.cuh, epilogue.cuh, problem_list.cuh and the host side
-// (dense.cu). Bytes per tile depend on the weight format: the codec's kTileBytes (native/common/codec.cuh).
+// (kit/host.cu). Bytes per tile depend on the weight format: the codec's kTileBytes (native/common/codec.cuh).
 #pragma once
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-namespace marlin::dense {
+namespace marlin::kit {
 
 constexpr int kTileN = 64;  // a kernel tile: 64 output columns x 64 k (docs/format.md "Tiles")
 constexpr int kTileK = 64;
@@ -39,8 +39,8 @@ __device__ __forceinline__ int group_of(const Params& p, int k) { return min(k >
 __device__ __forceinline__ int stage_first_group(const Params& p, int kt0) { return group_of(p, kt0 * kTileK); }
 
 // Copy-engine stages (tma_stage.cuh): whether the activations' tensor map is 3D (one copy per stage) or 2D (one per
-// k-tile). The host encodes the map and the kernels issue their copies from this one rule (dense.cu
+// k-tile). The host encodes the map and the kernels issue their copies from this one rule (kit/host.cu
 // activation_tensor_map).
 __host__ __device__ __forceinline__ bool x_box3(const Params& p) { return p.k % kTileK == 0; }
 
-}  // namespace marlin::dense
+}  // namespace marlin::kit

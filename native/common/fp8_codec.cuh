@@ -1,0 +1,60 @@
+// The FP8 e4m3 weight codec (docs/format.md "FP8 e4m3": OCP E4M3FN bytes in the INT8 byte layout, no zero points). The
+// dequant is bit manipulation: each byte goes to the high byte of a 16-bit half (prmt), its sign stays at bit 15 and
+// its 7 exponent + mantissa bits move down into T's exponent / mantissa fields (>> 1 for fp16, >> 4 for bf16). That
+// reads the e4m3 value times 2^-8 (fp16: bias 15 vs 7) or 2^-120 (bf16: bias 127 vs 7), exactly, subnormals included.
+// The packer folded 2^8 / 2^120 into the scales (FP8_SCALE_FOLD_EXPONENT in @marlin/core), so the one multiply by the
+// stored scale gives round_T(e4m3(q) * s), the reference's semantics; unscaled() is exact and the post-scaled path
+// multiplies its fp32 partial sums by the stored (folded) scale. A missing or doubled fold is off by 2^8 / 2^120 and
+// fails every grid-exact test. NaN codes (0x7F, 0xFF) are refused at pack time; here they would read as finite values.
+#pragma once
+#include "act_dtype.cuh"
+#include "byte_tile.cuh"
+#include "codec.cuh"
+#include "ptx.cuh"
+
+namespace marlin {
+
+template <typename T>
+struct Fp8Codec {
+  using Act = T;
+  static constexpr int kBits = 8;
+  static constexpr int kTileBytes = ByteTile::kTileBytes;
+  static constexpr int kWordsPerStep = 2;
+  static constexpr bool kZeroPoints = false;
+  static constexpr int kDefaultZero = 0;  // unused: no zero points
+  static constexpr bool kExactUnscaled = true;
+  static constexpr int kShift = std::is_same_v<T, half> ? 1 : 4;  // e4m3 exponent field -> T's exponent field
+  using LaneWords = ByteTileWords;
+  struct Consts {
+    uint32_t s_g, s_g8;  // folded scales of rows g and g + 8 (T bits in both halves)
+  };
+  struct Offsets {};
+
+  static __device__ __forceinline__ int lane_offset(int wn, int lane) { return ByteTile::lane_offset(wn, lane); }
+  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at) { return ByteTile::lane_words(at); }
+  static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int, int) {
+    return {s_g * 0x10001u, s_g8 * 0x10001u};
+  }
+  static __device__ __forceinline__ Offsets offsets(int, int) { return {}; }
+
+  // Bytes (b0, b1) (sel 0x1404) or (b2, b3) (sel 0x3424) of q as a pair of T values times 2^-8 / 2^-120.
+  static __device__ __forceinline__ uint32_t pair(uint32_t q, uint32_t sel) {
+    const uint32_t x = byte_perm(q, 0u, sel);  // bytes at 8..15 and 24..31, zeros below
+    return and_or(x, 0x80008000u, (x & 0x7F007F00u) >> kShift);
+  }
+  static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets&, uint32_t (&a)[4]) {
+    const uint32_t w0 = ByteTile::first(w, step), w1 = ByteTile::second(w, step);
+    a[0] = pair(w0, 0x1404);
+    a[1] = pair(w0, 0x3424);
+    a[2] = pair(w1, 0x1404);
+    a[3] = pair(w1, 0x3424);
+  }
+  static __device__ __forceinline__ void fragment(const LaneWords& w, int step, const Consts& c, uint32_t (&a)[4]) {
+    unscaled(w, step, Offsets{}, a);
+    const pair_t<T> s_g = pair_of<pair_t<T>>(c.s_g), s_g8 = pair_of<pair_t<T>>(c.s_g8);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(pair_of<pair_t<T>>(a[i]), (i & 1) ? s_g8 : s_g));
+  }
+};
+
+}  // namespace marlin
