@@ -11,6 +11,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { RE2JS } from 're2js';
 import { FormatError, IoError } from '../errors/index.js';
 
 /** GPTQ `checkpoint_format`: v1 stores zero points minus one, v2 stores them as they are. */
@@ -22,7 +23,7 @@ export interface GptqDynamicRule {
   readonly pattern: string;
   /** "-:" rules leave matching modules unquantized; "+:" (or no prefix) rules override the fields below. */
   readonly exclude: boolean;
-  readonly regex: RegExp;
+  readonly regex: NamePattern;
   readonly overrides: Readonly<{ bits?: number; groupSize?: number; descAct?: boolean; sym?: boolean }>;
 }
 
@@ -242,30 +243,35 @@ function parseDynamic(raw: unknown, source: string): GptqDynamicRule[] {
   return rules;
 }
 
+/** A compiled module-name pattern (`re.match` semantics). */
+export interface NamePattern {
+  /** The pattern as written in the config. */
+  readonly source: string;
+  /** True when the pattern matches a prefix of `name` (Python `re.match`). */
+  test(name: string): boolean;
+}
+
 /**
- * Compiles a Python `re` pattern for `re.match` semantics (anchored at the start, not at the end). Translates the
- * Python-only spellings `(?P<name>...)`, `(?P=name)` and a leading `(?i)`.
- * @throws FormatError when the pattern is not a valid regular expression.
+ * Compiles a Python `re` pattern for `re.match` semantics (anchored at the start, not at the end) with RE2 (re2js),
+ * whose matching time is linear in the name: a config pattern such as `(a|aa)*b` cannot hang a backtracking engine.
+ * RE2 reads Python's `(?P<name>...)` and inline flags such as `(?i)` as they are; backreferences and lookaround have
+ * no linear-time match, so they are refused.
+ * @throws FormatError when the pattern is not a valid regular expression, or needs backreferences or lookaround.
  */
-export function pythonRegex(pattern: string, where: string): RegExp {
-  let flags = '';
-  let body = pattern;
-  if (body.startsWith('(?i)')) {
-    flags = 'i';
-    body = body.slice(4);
-  }
-  body = body.replace(/\(\?P</g, '(?<').replace(/\(\?P=(\w+)\)/g, '\\k<$1>');
+export function pythonRegex(pattern: string, where: string): NamePattern {
+  let re: RE2JS;
   try {
-    return new RegExp(`^(?:${body})`, flags);
+    re = RE2JS.compile(`^(?:${pattern})`);
   } catch (cause) {
     throw new FormatError(
       `${where}: ${JSON.stringify(pattern)} is not a valid regular expression (${(cause as Error).message}).`,
       {
-        fix: 'fix the pattern in the quantization config.',
+        fix: 'fix the pattern in the quantization config (RE2 syntax: no backreferences or lookaround).',
         cause,
       },
     );
   }
+  return { source: pattern, test: (name) => re.test(name) };
 }
 
 async function readJson(path: string): Promise<Record<string, unknown> | null> {

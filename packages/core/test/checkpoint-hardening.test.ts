@@ -1,0 +1,85 @@
+/**
+ * What a new user's run found (issue 19, "Hardening"): hostile or odd inputs and outputs end in a coded error (or do
+ * the right thing), never in a hang, a stack trace, a corrupt file or a file left behind.
+ */
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { GptqConfig } from '../src/checkpoint/config.js';
+import { inspectCheckpoint, parseQuantizationConfig } from '../src/checkpoint/index.js';
+import { gptqModuleConfig } from '../src/checkpoint/plan.js';
+import { ErrorCode, FormatError } from '../src/errors/index.js';
+import { encodeGptq, f16Tensor, makeTruth, tempDirs, writeCheckpoint } from './fixtures-checkpoint/build.js';
+import { buildCliBundle, runCliProcess } from './fixtures-checkpoint/cli-bundle.js';
+
+const newDir = tempDirs();
+const truth = makeTruth({ K: 128, N: 64, groupSize: 64, seed: 91 });
+const gptq = { quant_method: 'gptq', bits: 4, group_size: 64, desc_act: false, sym: true, checkpoint_format: 'gptq' };
+
+let bundle = '';
+beforeAll(async () => {
+  bundle = await buildCliBundle('hardening');
+});
+
+describe('GPTQModel dynamic patterns run in linear time', () => {
+  // Both patterns backtrack exponentially in a backtracking engine on a run of "a" that does not end in "b".
+  const evil = ['-:(a|aa)*b', '-:(a+)+b', '+:(a*)*b'];
+  const longName = 'a'.repeat(100_000);
+
+  // In-process, a backtracking engine hangs this test; the spawned test below shows the failure without hanging.
+  it('matching a long module name against catastrophic patterns takes milliseconds', () => {
+    const config = parseQuantizationConfig(
+      { ...gptq, dynamic: Object.fromEntries(evil.map((p) => [p, { bits: 8 }])) },
+      'test',
+    ) as GptqConfig;
+    const t0 = performance.now();
+    expect(gptqModuleConfig(config, longName).excludedBy).toBeNull();
+    expect(gptqModuleConfig(config, `${'a'.repeat(50)}b`).excludedBy).toBe('-:(a|aa)*b');
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('keeps Python re.match semantics: anchored at the start only, (?P<name>), (?i)', () => {
+    const c = parseQuantizationConfig(
+      {
+        ...gptq,
+        dynamic: { '-:(?i)MODEL\\.layers\\.(?P<n>\\d+)\\.mlp': {}, '+:.*v_proj': { bits: 8 }, '-:k_proj': {} },
+      },
+      'test',
+    ) as GptqConfig;
+    expect(gptqModuleConfig(c, 'model.layers.12.mlp.up_proj').excludedBy).toMatch(/mlp/);
+    expect(gptqModuleConfig(c, 'model.layers.1.self_attn.v_proj').bits).toBe(8);
+    expect(gptqModuleConfig(c, 'model.layers.1.self_attn.k_proj').excludedBy).toBeNull();
+    expect(gptqModuleConfig(c, 'k_proj.x').excludedBy).toBe('-:k_proj');
+  });
+
+  it('refuses what a linear-time engine cannot do (backreferences, lookaround) with a FormatError', () => {
+    for (const p of ['-:(?P<a>x)(?P=a)', '-:a(?=b)', '+:(']) {
+      const err = (() => {
+        try {
+          parseQuantizationConfig({ ...gptq, dynamic: { [p]: {} } }, 'cfg');
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err, p).toBeInstanceOf(FormatError);
+      expect((err as FormatError).message).toMatch(/cfg dynamic: .* is not a valid regular expression/);
+    }
+  });
+
+  it('marlin inspect and convert of a checkpoint with a long module name end quickly (spawned, killed if hung)', async () => {
+    const dir = await newDir('redos');
+    const name = 'a'.repeat(64);
+    await writeCheckpoint(dir, [...encodeGptq(name, truth, true), f16Tensor(`${'a'.repeat(80)}.weight`, [16, 16], 1)], {
+      ...gptq,
+      dynamic: { '-:(a|aa)*b': {}, '-:(a+)+b': {} },
+    });
+    const ins = await runCliProcess(bundle, ['inspect', dir, '--json'], 8000);
+    expect(ins.timedOut, 'inspect hung').toBe(false);
+    expect(ins.code).toBe(0);
+    expect(JSON.parse(ins.stdout).counts.convert).toBe(1);
+    const conv = await runCliProcess(bundle, ['convert', dir, join(dir, 'o.safetensors'), '--quiet'], 8000);
+    expect(conv.timedOut, 'convert hung').toBe(false);
+    expect(conv.code).toBe(0);
+    expect((await inspectCheckpoint(dir)).layers[0].status).toBe('convert');
+    expect(ErrorCode.FORMAT).toBe('MARLIN_E_FORMAT');
+  });
+});
