@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds a self-contained folder for a GPU host that has no Node and no npm:
 //   node.xz            the Node binary of this machine (xz, cached once in <repo>/.cache/node.xz)
-//   marlin_dense.node  the addon (built with `pnpm --filter @marlin/dense build:native` if missing)
-//   suite/             the GPU suite; suite/marlin.mjs is @marlin/core + @marlin/dense bundled into one ESM file
+//   marlin_dense.node  the addons (each built with `pnpm --filter <package> build:native` if missing)
+//   marlin_fp8.node
+//   suite/             the GPU suite; suite/marlin.mjs is @marlin/core + @marlin/dense + @marlin/fp8 in one ESM file
 //   bench/bench.mjs    the benchmark CLI (tools/bench) bundled into one file, when present
 //   run.sh             `bash run.sh suite | bench [args] | all`
 // Usage: node tools/gpu-bundle/build.mjs [outDir=<repo>/.bundle]
@@ -36,14 +37,20 @@ if (!existsSync(nodeXz) || statSync(nodeXz).size === 0) {
 }
 copyFileSync(nodeXz, join(out, 'node.xz'));
 
-// 2. The addon.
-const addon = join(root, 'packages/dense/build/Release/marlin_dense.node');
-if (!existsSync(addon)) {
-  log('marlin_dense.node missing: running pnpm --filter @marlin/dense build:native');
-  const r = spawnSync('pnpm', ['--filter', '@marlin/dense', 'build:native'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) throw new Error('build:native failed');
+// 2. The addons: every addon package's binary, next to run.sh (run.sh points MARLIN_<NAME>_BINARY at each).
+const ADDONS = [
+  { pkg: '@marlin/dense', dir: 'packages/dense', file: 'marlin_dense.node' },
+  { pkg: '@marlin/fp8', dir: 'packages/fp8', file: 'marlin_fp8.node' },
+];
+for (const a of ADDONS) {
+  const addon = join(root, a.dir, 'build/Release', a.file);
+  if (!existsSync(addon)) {
+    log(`${a.file} missing: running pnpm --filter ${a.pkg} build:native`);
+    const r = spawnSync('pnpm', ['--filter', a.pkg, 'build:native'], { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`build:native of ${a.pkg} failed`);
+  }
+  copyFileSync(addon, join(out, a.file));
 }
-copyFileSync(addon, join(out, 'marlin_dense.node'));
 
 // 3. Single-file ESM bundles from the TypeScript sources (no dist/ or node_modules needed on the GPU host).
 const common = {
@@ -55,6 +62,7 @@ const common = {
   alias: {
     '@marlin/core': join(root, 'packages/core/src/index.ts'),
     '@marlin/dense': join(root, 'packages/dense/src/index.ts'),
+    '@marlin/fp8': join(root, 'packages/fp8/src/index.ts'),
   },
   // CommonJS dependencies bundled into ESM still call require() for Node builtins.
   banner: {
@@ -90,6 +98,7 @@ if [ ! -x "$node_bin" ]; then
   xz -dc "$here/node.xz" > "$node_bin.tmp" && chmod +x "$node_bin.tmp" && mv "$node_bin.tmp" "$node_bin" || { echo "run.sh: cannot unpack node.xz (is xz installed?)" >&2; exit 2; }
 fi
 export MARLIN_DENSE_BINARY="$here/marlin_dense.node"
+export MARLIN_FP8_BINARY="$here/marlin_fp8.node"
 export MARLIN_REQUIRE_GPU="\${MARLIN_REQUIRE_GPU:-1}"
 export OUT="\${OUT:-$here/out}"
 mkdir -p "$OUT"
@@ -100,7 +109,7 @@ run_bench() {
   if [ -f "$here/bench/bench.mjs" ]; then "$node_bin" "$here/bench/bench.mjs" "$@" || status=1;
   else echo "run.sh: this bundle has no bench" >&2; status=1; fi
 }
-echo "run.sh: node $("$node_bin" --version), addon $MARLIN_DENSE_BINARY, OUT=$OUT"
+echo "run.sh: node $("$node_bin" --version), addons $MARLIN_DENSE_BINARY $MARLIN_FP8_BINARY, OUT=$OUT"
 case "$cmd" in
   suite) run_suite "$@" ;;
   bench) run_bench "$@" ;;

@@ -36,20 +36,57 @@ export function rng(seed) {
   return { next, int: (n) => Math.floor(next() * n), sym: () => next() * 2 - 1 };
 }
 
+/** A random e4m3fn code that is not NaN (0x7f / 0xff). */
+function fp8Code(r) {
+  const c = r.int(256);
+  return (c & 0x7f) === 0x7f ? c ^ 1 : c;
+}
+
 /**
- * A quantized weight (K x N, INT4) built directly from random codes so every layout bit matters.
+ * A grid e4m3 code: sign, exponent field 6..8 (|value| in [0.5, 4)) and any mantissa, so every product and partial
+ * sum of a grid GEMM stays exact in fp32 up to K of 2^16 (the kernel's summation order cannot change the result).
+ */
+function fp8GridCode(r) {
+  return (r.int(2) << 7) | ((6 + r.int(3)) << 3) | r.int(8);
+}
+
+/**
+ * A quantized weight (K x N) built directly from random codes so every layout bit matters.
+ * variant 'int4' (codes 0..15), 'int8' (codes 0..255, zero point 128 or random integer zero points) or 'fp8' (e4m3
+ * bytes, never NaN; no zero points). scaleLayout 'group' (one scale per groupSize rows and column; groupSize = K is
+ * per channel) or 'block' (128 x 128 blocks: a group-128 scale repeated over each block's 128 columns).
  * mode 'grid': scales are powers of two, so dequantized weights and all products / sums are exact in fp32.
  */
-export function makeWeight({ K, N, groupSize, dtype, sym = true, actOrder = false, mode = 'random', seed = 1 }) {
+export function makeWeight({
+  K,
+  N,
+  groupSize,
+  dtype,
+  sym = true,
+  actOrder = false,
+  mode = 'random',
+  seed = 1,
+  variant = 'int4',
+  scaleLayout = 'group',
+}) {
   const r = rng(seed);
+  if (scaleLayout === 'block') groupSize = 128;
   const G = Math.ceil(K / groupSize);
   const codes = new Uint8Array(K * N);
-  for (let i = 0; i < codes.length; i++) codes[i] = r.int(16);
+  if (variant === 'fp8')
+    for (let i = 0; i < codes.length; i++) codes[i] = mode === 'grid' ? fp8GridCode(r) : fp8Code(r);
+  else for (let i = 0; i < codes.length; i++) codes[i] = r.int(variant === 'int8' ? 256 : 16);
+  const scale = () => (mode === 'grid' ? 2 ** -(2 + r.int(3)) : (0.5 + r.next()) * 0.02);
   const scalesF = new Float32Array(G * N);
-  for (let i = 0; i < scalesF.length; i++) {
-    scalesF[i] = mode === 'grid' ? 2 ** -(2 + r.int(3)) : (0.5 + r.next()) * 0.02;
+  if (scaleLayout === 'block') {
+    const blocks = Array.from({ length: G * Math.ceil(N / 128) }, scale);
+    for (let g = 0; g < G; g++)
+      for (let n = 0; n < N; n++) scalesF[g * N + n] = blocks[g * Math.ceil(N / 128) + Math.floor(n / 128)];
+  } else {
+    for (let i = 0; i < scalesF.length; i++) scalesF[i] = scale();
   }
-  const zeros = sym ? null : Uint8Array.from({ length: G * N }, () => r.int(16));
+  const levels = variant === 'int8' ? 256 : 16;
+  const zeros = sym || variant === 'fp8' ? null : Uint8Array.from({ length: G * N }, () => r.int(levels));
   let gIdx = null;
   if (actOrder) {
     // Every row keeps a group of exactly groupSize rows (bar the last), in a shuffled order.
@@ -59,8 +96,23 @@ export function makeWeight({ K, N, groupSize, dtype, sym = true, actOrder = fals
       [gIdx[i], gIdx[j]] = [gIdx[j], gIdx[i]];
     }
   }
-  const q = { bits: 4, K, N, groupSize, codes, scales: m.toHalfBits(scalesF, dtype), scaleDtype: dtype, zeros, gIdx };
-  return q;
+  const q = {
+    bits: variant === 'int4' ? 4 : 8,
+    K,
+    N,
+    groupSize,
+    codes,
+    scales: m.toHalfBits(scalesF, dtype),
+    scaleDtype: dtype,
+    zeros,
+    gIdx,
+  };
+  return variant === 'fp8' ? { ...q, codeType: 'e4m3' } : q;
+}
+
+/** The addon API that runs a variant: @marlin/fp8 for fp8, @marlin/dense for int4 / int8. */
+export function apiFor(variant = 'int4') {
+  return variant === 'fp8' ? m.fp8 : m;
 }
 
 /** Activations (M rows, row stride lda >= K); 'grid' mode uses small integers times powers of two. */
@@ -133,20 +185,23 @@ export async function checkGemm(spec) {
     mode = 'random',
     seed = 11,
     config,
+    variant = 'int4',
+    scaleLayout = 'group',
   } = spec;
-  const q = makeWeight({ K, N, groupSize, dtype, sym, actOrder, mode, seed });
+  const api = apiFor(variant);
+  const q = makeWeight({ K, N, groupSize, dtype, sym, actOrder, mode, seed, variant, scaleLayout });
   const packed = m.pack(q);
   const xBits = makeX({ M, K, lda, dtype, mode, seed: seed + 1 });
   const biasBits = bias ? makeBias({ N, dtype, mode, seed: seed + 2 }) : undefined;
 
-  const w = m.uploadPacked(packed);
+  const w = api.uploadPacked(packed);
   const x = m.Tensor.from(xBits, [M, lda], dtype);
   const b = biasBits ? m.Tensor.from(biasBits, [N], dtype) : null;
   const y = m.Tensor.empty([M, N], dtype);
   let got;
   try {
     y.fillBytes(0xff); // NaN poison: every output element must be written
-    m.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda, config });
+    api.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda, config });
     got = await y.toHost();
   } finally {
     for (const t of [w, x, b, y]) t?.dispose();
@@ -171,7 +226,8 @@ export async function checkGemm(spec) {
   }
   const opts = { M: refM, dtype, bias: refBias, lda };
   const forced = config ? ` config ${JSON.stringify(config)}` : '';
-  const label = `M=${M} N=${N} K=${K} g=${groupSize} ${dtype}${sym ? '' : ' zeros'}${actOrder ? ' act-order' : ''}${bias ? ' bias' : ''}${lda !== K ? ` lda=${lda}` : ''} ${mode}${forced}`;
+  const layout = scaleLayout === 'block' ? ' block128' : '';
+  const label = `${variant} M=${M} N=${N} K=${K} g=${groupSize}${layout} ${dtype}${sym ? '' : ' zeros'}${actOrder ? ' act-order' : ''}${bias ? ' bias' : ''}${lda !== K ? ` lda=${lda}` : ''} ${mode}${forced}`;
   for (let i = 0; i < gotSub.length; i++) {
     if ((gotSub[i] & 0x7fff) > (dtype === 'fp16' ? 0x7c00 : 0x7f80)) {
       assert.fail(`${label}: output element ${i} is NaN (0x${gotSub[i].toString(16)}): not written or wrong`);
