@@ -2,15 +2,19 @@
  * What a new user's run found (issue 19, "Hardening"): hostile or odd inputs and outputs end in a coded error (or do
  * the right thing), never in a hang, a stack trace, a corrupt file or a file left behind.
  */
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GptqConfig } from '../src/checkpoint/config.js';
-import { inspectCheckpoint, parseQuantizationConfig } from '../src/checkpoint/index.js';
+import { inspectCheckpoint, parseQuantizationConfig, SafetensorsReader } from '../src/checkpoint/index.js';
 import { gptqModuleConfig } from '../src/checkpoint/plan.js';
-import { ErrorCode, FormatError } from '../src/errors/index.js';
+import { ErrorCode, FormatError, IoError } from '../src/errors/index.js';
 import { encodeGptq, f16Tensor, makeTruth, tempDirs, writeCheckpoint } from './fixtures-checkpoint/build.js';
 import { buildCliBundle, runCliProcess } from './fixtures-checkpoint/cli-bundle.js';
 
+const run = promisify(execFile);
 const newDir = tempDirs();
 const truth = makeTruth({ K: 128, N: 64, groupSize: 64, seed: 91 });
 const gptq = { quant_method: 'gptq', bits: 4, group_size: 64, desc_act: false, sym: true, checkpoint_format: 'gptq' };
@@ -81,5 +85,46 @@ describe('GPTQModel dynamic patterns run in linear time', () => {
     expect(conv.code).toBe(0);
     expect((await inspectCheckpoint(dir)).layers[0].status).toBe('convert');
     expect(ErrorCode.FORMAT).toBe('MARLIN_E_FORMAT');
+  });
+});
+
+describe('inputs are read from regular files only', () => {
+  async function fifoCheckpoint(which: 'model.safetensors' | 'config.json'): Promise<string> {
+    const dir = await newDir('fifo');
+    await writeCheckpoint(dir, encodeGptq('model.layers.0.mlp.up_proj', truth, true), gptq);
+    await rm(join(dir, which));
+    await run('mkfifo', [join(dir, which)]);
+    return dir;
+  }
+
+  for (const which of ['model.safetensors', 'config.json'] as const) {
+    it(`a FIFO as ${which}: inspect and convert exit 1 with MARLIN_E_IO instead of hanging (spawned)`, async () => {
+      const dir = await fifoCheckpoint(which);
+      for (const args of [
+        ['inspect', dir],
+        ['convert', dir, join(dir, 'o.safetensors')],
+      ]) {
+        const r = await runCliProcess(bundle, args, 8000);
+        expect(r.timedOut, `${args[0]} hung`).toBe(false);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/^marlin: MARLIN_E_IO: .* is a FIFO \(named pipe\), not a regular file\. Fix: /m);
+      }
+      expect((await readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
+    });
+  }
+
+  it('a device, a directory and a FIFO are refused by SafetensorsReader with IoError', async () => {
+    const dir = await newDir('nonreg');
+    await mkdir(join(dir, 'd.safetensors'));
+    await run('mkfifo', [join(dir, 'f.safetensors')]);
+    for (const [p, kind] of [
+      ['/dev/zero', 'a character device'],
+      [join(dir, 'd.safetensors'), 'a directory'],
+      [join(dir, 'f.safetensors'), 'a FIFO'],
+    ]) {
+      const err = await SafetensorsReader.open(p).catch((e: unknown) => e);
+      expect(err, p).toBeInstanceOf(IoError);
+      expect((err as IoError).message).toContain(`is ${kind}`);
+    }
   });
 });

@@ -9,10 +9,10 @@
  * Parsing only checks the config's own shape (FormatError when it is malformed). Whether a method, bit width or group
  * size can be converted is decided per layer by the planner, so `marlin inspect` can report it instead of failing.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RE2JS } from 're2js';
-import { FormatError, IoError } from '../errors/index.js';
+import { FormatError } from '../errors/index.js';
+import { readRegularText } from './files.js';
 
 /** GPTQ `checkpoint_format`: v1 stores zero points minus one, v2 stores them as they are. */
 export type GptqCheckpointFormat = 'gptq' | 'gptq_v2' | (string & {});
@@ -275,13 +275,8 @@ export function pythonRegex(pattern: string, where: string): NamePattern {
 }
 
 async function readJson(path: string): Promise<Record<string, unknown> | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new IoError(`Cannot read ${path}: ${(cause as Error).message}.`, { fix: 'check permissions.', cause });
-  }
+  const text = await readRegularText(path, 'config file');
+  if (text === null) return null;
   let json: unknown;
   try {
     json = JSON.parse(text);

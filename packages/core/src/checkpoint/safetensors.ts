@@ -16,6 +16,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open, rm } from 'node:fs/promises';
 import { FormatError, IoError, MarlinError } from '../errors/index.js';
+import { openRegularFile } from './files.js';
 
 /** Header lengths above this are rejected as malicious or corrupt (real headers are a few MB at most). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -107,20 +108,11 @@ export class SafetensorsReader {
 
   /**
    * Opens a safetensors file and validates its header against the file.
-   * @throws IoError when the file cannot be opened or read; FormatError when the header or sizes are wrong.
+   * @throws IoError when the file cannot be opened or read or is not a regular file (a FIFO, a device); FormatError when the header or sizes are wrong.
    */
   static async open(path: string): Promise<SafetensorsReader> {
-    let fh: FileHandle;
+    const { fh, size } = await openRegularFile(path, 'safetensors file');
     try {
-      fh = await open(path, 'r');
-    } catch (cause) {
-      throw new IoError(`Cannot open safetensors file ${path}: ${(cause as Error).message}.`, {
-        fix: 'check that the path exists and is readable.',
-        cause,
-      });
-    }
-    try {
-      const { size } = await fh.stat();
       const { metadata, infos } = await parseHeader(path, fh, size);
       return new SafetensorsReader(path, fh, size, metadata, infos);
     } catch (err) {

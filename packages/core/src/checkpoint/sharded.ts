@@ -2,9 +2,10 @@
  * A checkpoint's tensors across one or many safetensors files: `model.safetensors`, a sharded checkpoint with
  * `model.safetensors.index.json` (`{"weight_map": {tensor: shard file}}`), or every `*.safetensors` in a directory.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FormatError, IoError } from '../errors/index.js';
+import { readRegularText } from './files.js';
 import type { SafetensorsDtype, TensorInfo } from './safetensors.js';
 import { SafetensorsReader } from './safetensors.js';
 
@@ -198,17 +199,18 @@ async function findFiles(path: string): Promise<FoundFiles> {
 
 async function readIndex(indexPath: string): Promise<FoundFiles> {
   const fix = `${INDEX_FILE} must be {"weight_map": {"<tensor>": "<shard>.safetensors", ...}}: download it again.`;
+  const text = await readRegularText(indexPath, 'index file');
+  if (text === null) {
+    throw new IoError(`Cannot read ${indexPath}: it does not exist.`, { fix: 'check the path.' });
+  }
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(indexPath, 'utf8'));
+    json = JSON.parse(text);
   } catch (cause) {
-    if (cause instanceof SyntaxError) {
-      throw new FormatError(`${indexPath} is not valid JSON (${cause.message}).`, {
-        fix,
-        details: { path: indexPath },
-      });
-    }
-    throw new IoError(`Cannot read ${indexPath}: ${(cause as Error).message}.`, { fix: 'check permissions.', cause });
+    throw new FormatError(`${indexPath} is not valid JSON (${(cause as Error).message}).`, {
+      fix,
+      details: { path: indexPath },
+    });
   }
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
