@@ -1,4 +1,5 @@
 /** The packed weight format, version 1 (docs/format.md). */
+export * from './fp8.js';
 export * from './layout.js';
 export * from './pack.js';
 export * from './types.js';

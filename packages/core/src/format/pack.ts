@@ -2,7 +2,8 @@
  * QuantizedWeight (logical, K x N codes) <-> PackedWeight (docs/format.md version 1): tiles, padding, act-order.
  */
 import { assertHalfDtype, halfDecoder, halfEncoder } from '../dtypes.js';
-import { UnsupportedError } from '../errors/index.js';
+import { UnsupportedError, ValueError } from '../errors/index.js';
+import { FP8_SCALE_FOLD_EXPONENT, foldFp8Scales, isFp8, paddingCode, unfoldFp8Scale } from './fp8.js';
 import {
   defaultZeroPoint,
   groupOfRow,
@@ -15,7 +16,14 @@ import {
   tileInverseLookup,
   tileRows,
 } from './layout.js';
-import { FORMAT_VERSION, type HalfDtype, type PackedWeight, type QuantizedWeight, type WeightBits } from './types.js';
+import {
+  type CodeType,
+  FORMAT_VERSION,
+  type HalfDtype,
+  type PackedWeight,
+  type QuantizedWeight,
+  type WeightBits,
+} from './types.js';
 import { assertScalesUsable, validatePacked, validateQuantized } from './validate.js';
 
 /** Options of `pack`. */
@@ -71,20 +79,25 @@ export function isTrivialGIdx(gIdx: Int32Array, groupSize: number): boolean {
 
 /**
  * Packs a QuantizedWeight into format version 1: validates it, pads K to Kp and N to Np (padded codes hold the zero
- * point so padded weights are exactly 0, padded scale columns are 0, padded zero-point columns hold the default zero
- * point), sorts rows by group for act-order, and lays the codes out in tiles.
+ * point, or 0x00 for FP8, so padded weights are exactly 0, padded scale columns are 0, padded zero-point columns hold
+ * the default zero point), sorts rows by group for act-order, and lays the codes out in tiles. FP8 scales are stored
+ * folded, round_T(s * 2^FP8_SCALE_FOLD_EXPONENT[T]); a scale the fold overflows is a `ValueError`.
  */
 export function pack(q: QuantizedWeight, opts: PackOptions = {}): PackedWeight {
   validateQuantized(q);
   const scaleDtype = opts.scaleDtype ?? q.scaleDtype;
   assertHalfDtype(scaleDtype, 'opts.scaleDtype');
   const { bits, K, N, groupSize } = q;
+  const fp8 = isFp8(q);
   const Kp = paddedK(K, bits);
   const Np = paddedN(N);
   const G = numGroups(K, groupSize);
   const perm = q.gIdx === null ? null : actOrderPermutation(q.gIdx, groupSize);
   const zeros = q.zeros === null ? null : padColumns(q.zeros, G, N, Np, defaultZeroPoint(bits), Uint8Array);
-  const scales = padColumns(reencodeScales(q.scales, q.scaleDtype, scaleDtype), G, N, Np, 0, Uint16Array);
+  const stored = fp8
+    ? foldFp8Scales(q.scales, q.scaleDtype, 0, scaleDtype, N, N)
+    : reencodeScales(q.scales, q.scaleDtype, scaleDtype);
+  const scales = padColumns(stored, G, N, Np, 0, Uint16Array);
   assertScalesUsable(scales, scaleDtype, Np, N);
   const qweight = packCodes(q, perm, zeros, Kp, Np);
   const padCodes = ((Kp * Np - K * N) * bits) / 8;
@@ -92,6 +105,7 @@ export function pack(q: QuantizedWeight, opts: PackOptions = {}): PackedWeight {
   return {
     formatVersion: FORMAT_VERSION,
     bits,
+    ...(fp8 ? { codeType: 'e4m3' as const } : {}),
     K,
     N,
     Kp,
@@ -140,7 +154,7 @@ function packCodes(
 ): Uint32Array {
   const rows = new Uint8Array(Kp * Np);
   const G = numGroups(q.K, q.groupSize);
-  const zp = defaultZeroPoint(q.bits);
+  const zp = paddingCode(q.bits, codeTypeOrInt(q.codeType));
   for (let kPacked = 0; kPacked < Kp; kPacked++) {
     fillPackedRow(rows.subarray(kPacked * Np, (kPacked + 1) * Np), kPacked, q, perm, paddedZeros, G, zp);
   }
@@ -196,7 +210,11 @@ export function codeMatrixFromTiles(p: PackedWeight): Uint8Array {
   return rows;
 }
 
-/** The Np codes of packed row k': source row perm[k'] (or k'), padded rows and columns at their zero point. */
+function codeTypeOrInt(c: CodeType | undefined): CodeType {
+  return c ?? 'int';
+}
+
+/** The Np codes of packed row k': source row perm[k'] (or k'), padded rows and columns at their padding code. */
 function fillPackedRow(
   out: Uint8Array,
   kPacked: number,
@@ -224,21 +242,50 @@ function fillPackedRow(
 
 /**
  * Unpacks a PackedWeight (after `validatePacked`) back to the logical QuantizedWeight: codes in ORIGINAL row order,
- * padding stripped, g_idx rebuilt from perm (gIdx[perm[k']] = floor(k' / groupSize)). `unpack(pack(q))` equals q
- * exactly (with q.scaleDtype kept).
+ * padding stripped, g_idx rebuilt from perm (gIdx[perm[k']] = floor(k' / groupSize)), FP8 scales unfolded.
+ * `unpack(pack(q))` equals q exactly (with q.scaleDtype kept).
  */
 export function unpack(p: PackedWeight): QuantizedWeight {
   validatePacked(p);
   const { bits, K, N, Np, groupSize, numGroups: G, perm } = p;
   const codes = unpackCodes(p);
-  const scales = stripColumns(p.scales, G, N, Np, Uint16Array);
+  const stripped = stripColumns(p.scales, G, N, Np, Uint16Array);
+  const scales = isFp8(p) ? unfoldScalesExactly(stripped, p.scaleDtype, N) : stripped;
   const zeros = p.zeros === null ? null : stripColumns(p.zeros, G, N, Np, Uint8Array);
   let gIdx: Int32Array | null = null;
   if (perm !== null) {
     gIdx = new Int32Array(K);
     for (let k = 0; k < K; k++) gIdx[perm[k]] = Math.floor(k / groupSize);
   }
-  return { bits, K, N, groupSize, codes, scales, scaleDtype: p.scaleDtype, zeros, gIdx };
+  const codeType = isFp8(p) ? { codeType: 'e4m3' as const } : {};
+  return { bits, ...codeType, K, N, groupSize, codes, scales, scaleDtype: p.scaleDtype, zeros, gIdx };
+}
+
+/**
+ * Logical FP8 scale bits from folded ones. Exact for every scale pack() folded; a fold made from a more precise scale
+ * (e.g. an fp16 fold of an f32 scale below 2^-14) may unfold to a value the dtype cannot hold: `ValueError`, rather
+ * than a silently different weight.
+ */
+function unfoldScalesExactly(folded: Uint16Array, dtype: HalfDtype, N: number): Uint16Array {
+  const encode = halfEncoder(dtype);
+  const decode = halfDecoder(dtype);
+  const out = new Uint16Array(folded.length);
+  for (let i = 0; i < folded.length; i++) {
+    const s = unfoldFp8Scale(folded[i], dtype);
+    out[i] = encode(s);
+    if (decode(out[i]) !== s) {
+      const e = FP8_SCALE_FOLD_EXPONENT[dtype];
+      throw new ValueError(
+        `FP8 scale [group ${Math.floor(i / N)}, column ${i % N}] (folded ${dtype} 0x${folded[i].toString(16)}) ` +
+          `unfolds to ${s} = folded / 2^${e}, which ${dtype} cannot hold; a QuantizedWeight stores logical scales.`,
+        {
+          fix: "use the packed weight directly (dequantize and referenceGemm take it), or convertScales(p, 'bf16') first.",
+          details: { index: i, folded: folded[i], scale: s },
+        },
+      );
+    }
+  }
+  return out;
 }
 
 function stripColumns<T extends Uint8Array | Uint16Array>(
@@ -266,13 +313,16 @@ function unpackCodes(p: PackedWeight): Uint8Array {
 }
 
 /**
- * Re-encodes the scales of a packed weight to `dtype` (fp16 <-> bf16, round-to-nearest-even). Throws `ValueError` if
- * a real scale over- or underflows the target dtype (e.g. a bf16 scale above 65504 going to fp16).
+ * Re-encodes the scales of a packed weight to `dtype` (fp16 <-> bf16, round-to-nearest-even). FP8 scales are refolded:
+ * round_dtype(s * 2^FP8_SCALE_FOLD_EXPONENT[dtype]) of the exact logical scale s. Throws `ValueError` if a real scale
+ * over- or underflows the target dtype (e.g. a bf16 scale above 65504 going to fp16).
  */
 export function convertScales(p: PackedWeight, dtype: HalfDtype): PackedWeight {
   assertHalfDtype(dtype);
   if (dtype === p.scaleDtype) return p;
-  const scales = reencodeScales(p.scales, p.scaleDtype, dtype);
+  const scales = isFp8(p)
+    ? foldFp8Scales(p.scales, p.scaleDtype, FP8_SCALE_FOLD_EXPONENT[p.scaleDtype], dtype, p.Np, p.N)
+    : reencodeScales(p.scales, p.scaleDtype, dtype);
   assertScalesUsable(scales, dtype, p.Np, p.N);
   return { ...p, scales, scaleDtype: dtype };
 }

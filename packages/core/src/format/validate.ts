@@ -4,8 +4,16 @@
  */
 import { assertHalfDtype, halfDecoder } from '../dtypes.js';
 import { FormatError, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
-import { numGroups, paddedK, paddedN, qweightWords } from './layout.js';
-import { FORMAT_VERSION, type HalfDtype, type PackedWeight, type QuantizedWeight, type WeightBits } from './types.js';
+import { isFp8NaNCode } from './fp8.js';
+import { elementInTile, numGroups, paddedK, paddedN, qweightWords, TILE_N, TILE_WORDS, tileRows } from './layout.js';
+import {
+  type CodeType,
+  FORMAT_VERSION,
+  type HalfDtype,
+  type PackedWeight,
+  type QuantizedWeight,
+  type WeightBits,
+} from './types.js';
 
 /** Group sizes the kernels take (besides per-channel, groupSize === K). */
 export const SUPPORTED_GROUP_SIZES: readonly number[] = [32, 64, 128];
@@ -17,6 +25,52 @@ export function assertBits(bits: unknown): asserts bits is WeightBits {
       fix: 'quantize to bits 4 (int4) or 8 (int8).',
       details: { bits },
     });
+  }
+}
+
+/**
+ * Throws `UnsupportedError` unless codeType is absent, 'int' or 'e4m3', and an 'e4m3' weight has bits 8 and no zero
+ * points (FP8 codes are signed floats: there is nothing to subtract).
+ */
+export function assertCodeType(
+  codeType: unknown,
+  bits: WeightBits,
+  zeros: unknown,
+): asserts codeType is CodeType | undefined {
+  if (codeType !== undefined && codeType !== 'int' && codeType !== 'e4m3') {
+    throw new UnsupportedError(`codeType = ${JSON.stringify(codeType)} is not supported; codes are 'int' or 'e4m3'.`, {
+      fix: "use codeType 'e4m3' for FP8 E4M3FN weights (e5m2 is not supported), or omit it for integer codes.",
+      details: { codeType },
+    });
+  }
+  if (codeType !== 'e4m3') return;
+  if (bits !== 8) {
+    throw new UnsupportedError(`codeType 'e4m3' needs bits = 8, got bits = ${bits}.`, {
+      fix: "FP8 e4m3 codes are bytes: set bits: 8 with codeType: 'e4m3'.",
+      details: { bits },
+    });
+  }
+  if (zeros !== null) {
+    throw new UnsupportedError('An FP8 e4m3 weight has zero points; FP8 weights have none (w = e4m3(q) * s).', {
+      fix: 'pass zeros: null (an FP8 checkpoint with zero points is not e4m3 weight-only quantization).',
+    });
+  }
+}
+
+/** Throws `ValueError` at the first (row-major) e4m3 NaN code 0x7f / 0xff of a K x N code matrix. */
+export function assertNoFp8NaN(codes: Uint8Array, N: number): void {
+  for (let i = 0; i < codes.length; i++) {
+    if (isFp8NaNCode(codes[i])) {
+      const k = Math.floor(i / N);
+      const n = i % N;
+      throw new ValueError(
+        `codes[${i}] at (k = ${k}, n = ${n}) is 0x${codes[i].toString(16)}, an e4m3 NaN; FP8 weights must be finite.`,
+        {
+          fix: 'the checkpoint holds NaN weights (corrupt, or saved unsaturated after an overflow): re-quantize from the float weights with quantizeFp8, which saturates to +-448.',
+          details: { k, n, code: codes[i] },
+        },
+      );
+    }
   }
 }
 
@@ -118,6 +172,7 @@ export function validateQuantized(q: QuantizedWeight): void {
   assertKN(q.K, q.N);
   assertGroupSize(q.groupSize, q.K);
   assertHalfDtype(q.scaleDtype, 'scaleDtype');
+  assertCodeType(q.codeType, q.bits, q.zeros);
   const G = numGroups(q.K, q.groupSize);
   assertTyped('codes', q.codes, Uint8Array);
   assertLength('codes', q.codes, q.K * q.N, `K x N = ${q.K} x ${q.N}`);
@@ -129,7 +184,8 @@ export function validateQuantized(q: QuantizedWeight): void {
     assertZerosInRange(q.zeros, q.bits, q.N, q.N);
   }
   if (q.gIdx !== null) assertGIdxValues(q.gIdx, q.K, G);
-  assertCodesInRange(q.codes, q.bits, q.N);
+  if (q.codeType === 'e4m3') assertNoFp8NaN(q.codes, q.N);
+  else assertCodesInRange(q.codes, q.bits, q.N);
   assertScalesUsable(q.scales, q.scaleDtype, q.N, q.N);
 }
 
@@ -154,8 +210,9 @@ const REPACK = 'repack the weight with pack() from @marlin/core of the same form
 
 /**
  * Validates a PackedWeight that comes from outside (a file, another process): format version, bits, Kp/Np/numGroups
- * consistency, array types and lengths, perm being a permutation (FormatError); group size (UnsupportedError);
- * scale and zero point values on real columns (ValueError). Padding contents are not decoded.
+ * consistency, array types and lengths, perm being a permutation (FormatError); group size and code type
+ * (UnsupportedError); scale and zero point values on real columns (ValueError). Padding contents are not decoded, except
+ * that no FP8 code anywhere (padding included: NaN * 0 is NaN) may be an e4m3 NaN (ValueError).
  */
 export function validatePacked(p: PackedWeight): void {
   if (p.formatVersion !== FORMAT_VERSION) {
@@ -167,11 +224,59 @@ export function validatePacked(p: PackedWeight): void {
   assertKN(p.K, p.N);
   assertGroupSize(p.groupSize, p.K);
   assertHalfDtype(p.scaleDtype, 'scaleDtype');
+  assertCodeType(p.codeType, p.bits, p.zeros);
   assertPackedDims(p);
   assertPackedArrays(p);
   if (p.perm !== null) assertPermutation(p.perm, p.K);
   assertScalesUsable(p.scales, p.scaleDtype, p.Np, p.N);
   if (p.zeros !== null) assertZerosInRange(p.zeros, p.bits, p.Np, p.N);
+  if (p.codeType === 'e4m3') assertNoFp8NaNPacked(p);
+}
+
+/** True when some byte of the u32 word v is 0x7f or 0xff (bytes masked to 7 bits; +1 carries into bit 7 only at 0x7f). */
+function hasNaNByte(v: number): boolean {
+  return (((v & 0x7f7f7f7f) + 0x01010101) & 0x80808080) !== 0;
+}
+
+/**
+ * Throws `ValueError` if any byte of an FP8 qweight is an e4m3 NaN, naming the first in packed row-major order (k', n),
+ * its original row when act-order, and whether it lies in the padding.
+ */
+function assertNoFp8NaNPacked(p: PackedWeight): void {
+  const { qweight, Kp, Np, K, N, perm } = p;
+  let first = -1;
+  for (let i = 0; i < qweight.length; i++) {
+    if (!hasNaNByte(qweight[i])) continue;
+    for (let b = 0; b < 4; b++) {
+      if (!isFp8NaNCode((qweight[i] >>> (8 * b)) & 0xff)) continue;
+      const at = packedElement(i, 8 * b, Kp, Np);
+      if (first < 0 || at < first) first = at;
+    }
+  }
+  if (first < 0) return;
+  const kPacked = Math.floor(first / Np);
+  const n = first % Np;
+  const padding = kPacked >= K || n >= N;
+  const original = perm !== null && kPacked < K ? `, original row ${perm[kPacked]}` : '';
+  throw new ValueError(
+    `Packed FP8 code at (k' = ${kPacked}, n = ${n}${original})${padding ? ', in the padding,' : ''} is an e4m3 NaN ` +
+      '(0x7f / 0xff); every packed FP8 code must be finite (padding holds 0x00).',
+    {
+      fix: 'repack the weight with pack() from finite e4m3 codes (quantizeFp8 saturates instead of producing NaN).',
+      details: { kPacked, n, padding },
+    },
+  );
+}
+
+/** k' * Np + n of the code at (word index, shift) of an 8-bit qweight. */
+function packedElement(wordIndex: number, shift: number, Kp: number, Np: number): number {
+  const kt = tileRows(8);
+  const kBlocks = Kp / kt;
+  const tile = Math.floor(wordIndex / TILE_WORDS);
+  const nb = Math.floor(tile / kBlocks);
+  const kb = tile % kBlocks;
+  const { kLocal, nLocal } = elementInTile(wordIndex % TILE_WORDS, shift, 8);
+  return (kb * kt + kLocal) * Np + nb * TILE_N + nLocal;
 }
 
 function assertPackedDims(p: PackedWeight): void {
