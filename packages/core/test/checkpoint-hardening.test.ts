@@ -8,10 +8,27 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GptqConfig } from '../src/checkpoint/config.js';
-import { inspectCheckpoint, parseQuantizationConfig, SafetensorsReader } from '../src/checkpoint/index.js';
+import {
+  convertCheckpoint,
+  inspectCheckpoint,
+  loadPacked,
+  parseQuantizationConfig,
+  readPackedInfo,
+  SafetensorsReader,
+  SafetensorsWriter,
+} from '../src/checkpoint/index.js';
 import { gptqModuleConfig } from '../src/checkpoint/plan.js';
 import { ErrorCode, FormatError, IoError } from '../src/errors/index.js';
-import { encodeGptq, f16Tensor, makeTruth, tempDirs, writeCheckpoint } from './fixtures-checkpoint/build.js';
+import { dequantize } from '../src/reference/index.js';
+import {
+  dequantTruth,
+  encodeGptq,
+  f16Tensor,
+  firstBitDiff,
+  makeTruth,
+  tempDirs,
+  writeCheckpoint,
+} from './fixtures-checkpoint/build.js';
 import { buildCliBundle, runCliProcess } from './fixtures-checkpoint/cli-bundle.js';
 
 const run = promisify(execFile);
@@ -126,5 +143,58 @@ describe('inputs are read from regular files only', () => {
       expect(err, p).toBeInstanceOf(IoError);
       expect((err as IoError).message).toContain(`is ${kind}`);
     }
+  });
+});
+
+describe('names that are Object.prototype keys', () => {
+  it('a tensor named __proto__ (and constructor, toString) is copied through; layers with such names convert', async () => {
+    const dir = await newDir('proto');
+    const odd = [f16Tensor('__proto__', [4, 4], 3), f16Tensor('constructor', [8], 4), f16Tensor('toString', [2], 5)];
+    const t2 = makeTruth({ K: 128, N: 64, groupSize: 64, seed: 92 });
+    const layers = [...encodeGptq('__proto__', truth, true), ...encodeGptq('hasOwnProperty', t2, true)];
+    await writeCheckpoint(dir, [...layers, ...odd], gptq);
+    const out = join(dir, 'o.safetensors');
+    await convertCheckpoint(dir, out);
+    const r = await SafetensorsReader.open(out);
+    try {
+      expect(readPackedInfo(r).passthrough.sort()).toEqual(['__proto__', 'constructor', 'toString']);
+      for (const t of odd) expect(Buffer.from(await r.read(t.name)).equals(Buffer.from(t.data)), t.name).toBe(true);
+    } finally {
+      await r.close();
+    }
+    const packed = await loadPacked(out);
+    expect([...packed.keys()].sort()).toEqual(['__proto__', 'hasOwnProperty']);
+    expect(firstBitDiff(dequantize(packed.get('__proto__')!, 'fp16'), dequantTruth(truth))).toBe(-1);
+    expect(firstBitDiff(dequantize(packed.get('hasOwnProperty')!, 'fp16'), dequantTruth(t2))).toBe(-1);
+    // A layer that is not there is not found on Object.prototype either.
+    await expect(loadPacked(out, { layers: ['constructor'] })).rejects.toThrow(/has no packed layer "constructor"/);
+  });
+
+  it('SafetensorsWriter keeps __proto__ tensors and metadata keys; the reader returns them', async () => {
+    const dir = await newDir('proto-w');
+    const p = join(dir, 'w.safetensors');
+    const w = await SafetensorsWriter.create(
+      p,
+      [
+        { name: '__proto__', dtype: 'U8', shape: [2] },
+        { name: 'valueOf', dtype: 'U8', shape: [1] },
+      ],
+      JSON.parse('{"__proto__": "x", "format": "pt"}'),
+    );
+    await w.write('__proto__', new Uint8Array([1, 2]));
+    await w.write('valueOf', new Uint8Array([3]));
+    await w.finish();
+    const r = await SafetensorsReader.open(p);
+    expect(r.names()).toEqual(['__proto__', 'valueOf']);
+    expect(Object.hasOwn(r.metadata, '__proto__') && r.metadata['__proto__']).toBe('x');
+    expect(r.metadata['constructor']).toBeUndefined();
+    expect(Array.from(await r.read('__proto__'))).toEqual([1, 2]);
+    await r.close();
+    await expect(
+      SafetensorsWriter.create(join(dir, 'dup.safetensors'), [
+        { name: '__proto__', dtype: 'U8', shape: [1] },
+        { name: '__proto__', dtype: 'U8', shape: [1] },
+      ]),
+    ).rejects.toThrow(/declared twice/);
   });
 });

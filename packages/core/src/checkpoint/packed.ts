@@ -110,7 +110,8 @@ export async function writePackedContainer(
   const { signal, onProgress } = options;
   throwIfAborted(signal, `Writing ${path}`);
   const decls: TensorDeclaration[] = [];
-  const meta: Record<string, PackedLayerMeta> = {};
+  // Null prototype: a layer named "__proto__" is a key like any other.
+  const meta: Record<string, PackedLayerMeta> = Object.create(null);
   for (const l of layers) {
     meta[l.name] = l.meta;
     decls.push(...packedTensorDeclarations(l.name, l.meta));
@@ -247,7 +248,7 @@ export function readPackedInfo(reader: SafetensorsReader): PackedCheckpointInfo 
   }
   if (typeof layersJson !== 'object' || layersJson === null || Array.isArray(layersJson))
     fail('__metadata__.layers is not an object.');
-  const layers: Record<string, PackedLayerMeta> = {};
+  const layers: Record<string, PackedLayerMeta> = Object.create(null);
   const owned = new Set<string>();
   for (const [name, m] of Object.entries(layersJson as Record<string, unknown>)) {
     const meta = checkMeta(reader.path, name, m);

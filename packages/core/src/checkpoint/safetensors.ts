@@ -311,7 +311,8 @@ async function parseHeader(
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('the header is not a JSON object.');
   const dataStart = 8 + headerLen;
   const dataLen = fileSize - dataStart;
-  const metadata: Record<string, string> = {};
+  // Null-prototype maps throughout: a tensor or metadata key named "__proto__" is data, not the object's prototype.
+  const metadata: Record<string, string> = Object.create(null);
   const entries: TensorInfo[] = [];
   const ranges: { name: string; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
@@ -446,8 +447,9 @@ export class SafetensorsWriter {
     tensors: readonly TensorDeclaration[],
     metadata: Readonly<Record<string, string>> = {},
   ): Promise<SafetensorsWriter> {
-    const header: Record<string, unknown> = {};
-    if (Object.keys(metadata).length > 0) header['__metadata__'] = { ...metadata };
+    // Null prototype: `header["__proto__"] = ...` on a plain object would set its prototype and drop the tensor.
+    const header: Record<string, unknown> = Object.create(null);
+    if (Object.keys(metadata).length > 0) header['__metadata__'] = Object.assign(Object.create(null), metadata);
     const sizes: number[] = [];
     let offset = 0;
     for (const t of tensors) {

@@ -36,7 +36,8 @@ export function half(name: string, shape: number[], data: Uint16Array, dtype: 'f
 
 /** Serialises tensors (in the given order, contiguous) as a safetensors file. */
 export function safetensorsBytes(tensors: RawTensor[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
+  // Null prototype: a tensor named "__proto__" must become a key, not the object's prototype.
+  const header: Record<string, unknown> = Object.create(null);
   if (metadata) header['__metadata__'] = metadata;
   let off = 0;
   for (const t of tensors) {
