@@ -2,13 +2,26 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValueError } from '@marlin/core';
-import { type BenchDtype, DTYPES, M_VALUES, MODEL_IDS, type ModelId, QUICK_M_VALUES } from './protocol.js';
+import {
+  type BenchDtype,
+  DTYPES,
+  M_VALUES,
+  MODEL_IDS,
+  type ModelId,
+  QUICK_M_VALUES,
+  VARIANTS,
+  type Variant,
+} from './protocol.js';
 
 export interface BenchOptions {
   readonly outDir: string;
   /** Where outDir came from, for the log. */
   readonly outSource: '--out' | 'MARLIN_BENCH_OUT' | 'OUT' | 'repository' | 'cwd';
   readonly quick: boolean;
+  /** Kernel variants to time (int4 and int8 from @marlin/dense, fp8 from @marlin/fp8), protocol order. */
+  readonly variants: readonly Variant[];
+  /** Time the cuBLASLt FP8 W8A8 baseline (once per shape). */
+  readonly w8a8: boolean;
   readonly models: readonly ModelId[];
   readonly dtypes: readonly BenchDtype[];
   readonly mValues: readonly number[];
@@ -26,13 +39,15 @@ export interface BenchOptions {
 
 export const USAGE = `Usage: pnpm bench [options]     (node tools/bench/cli.mjs [options])
 
-Runs shared/docs/bench-protocol.md: Llama-3 8B/70B block shapes x M sweep, g128 INT4, the Marlin kernel vs cuBLAS
-fp16 in the same run (CUDA graphs, cold L2 by weight rotation, median of replays), prints a table, writes
-<date>-<gpu>-<commit>.json and .svg.
+Runs shared/docs/bench-protocol.md: Llama-3 8B/70B block shapes x M sweep, the Marlin kernels (INT4 g128 and INT8
+g128 of @marlin/dense, FP8 per-channel and 128x128-block of @marlin/fp8) vs cuBLAS fp16 and cuBLASLt FP8 W8A8 in the
+same run (CUDA graphs, cold L2 by weight rotation, median of replays), prints tables, writes one current result per
+package variant and GPU: dense-<gpu>.json, dense-int8-<gpu>.json, fp8-<gpu>.json (and .svg), replacing the last.
 
 Options:
   --out DIR         output folder (default: $MARLIN_BENCH_OUT, else $OUT, else <repo>/bench/results)
-  --quick           fewer M values (${QUICK_M_VALUES.join(',')}); smoke runs, file name ends in -quick
+  --variants LIST   int4,int8,fp8 (default all; a variant whose addon binary is missing is reported unavailable)
+  --quick           fewer M values (${QUICK_M_VALUES.join(',')}); smoke runs, file names end in -quick
   --models LIST     8b,70b (default both)
   --dtypes LIST     fp16,bf16 (default both, fp16 first)
   --m LIST          explicit M values (overrides --quick)
@@ -43,8 +58,12 @@ Options:
                     one; by default a call may start during the previous call's tail on sm_90+)
   --eager-calls N   eager gemm() calls for the host-overhead measurement (default 200)
   --no-eager        skip the eager host-overhead measurement
+  --no-w8a8         skip the cuBLASLt FP8 W8A8 baseline
   --json-only       no table and no SVG: print the result JSON on stdout (progress stays on stderr)
   -h, --help        this text
+
+A run that is not the full protocol (--quick, or a subset of models, dtypes or M) writes <name>-quick or
+<name>-partial files instead of the current result. A lone "--" (as \`pnpm bench -- --quick\` passes it) is ignored.
 `;
 
 function parseList<T extends string>(raw: string, allowed: readonly T[], what: string): T[] {
@@ -86,6 +105,12 @@ function parseMList(raw: string): number[] {
   return [...new Set(ms)].sort((a, b) => a - b);
 }
 
+/** Whether a run covers the whole protocol (both models, both dtypes, every M): only then is it the current result. */
+export function isProtocolRun(o: Pick<BenchOptions, 'quick' | 'models' | 'dtypes' | 'mValues'>): boolean {
+  const same = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  return !o.quick && same(o.models, MODEL_IDS) && same(o.dtypes, DTYPES) && same(o.mValues, M_VALUES);
+}
+
 export function resolveOutDir(
   flag: string | undefined,
   env: NodeJS.ProcessEnv,
@@ -101,6 +126,15 @@ export function resolveOutDir(
   return { dir: join(cwd, 'bench', 'results'), source: 'cwd' };
 }
 
+/**
+ * The arguments without "--" separators. pnpm appends `-- --quick` of `pnpm bench -- --quick` verbatim to the script's
+ * command line, so node hands the CLI a "--", after which parseArgs reads every option as a positional (this CLI
+ * takes none): the documented commands exited 2.
+ */
+export function dropSeparators(argv: readonly string[]): string[] {
+  return argv.filter((a) => a !== '--');
+}
+
 export function parseBenchArgs(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
@@ -109,7 +143,7 @@ export function parseBenchArgs(
 ): BenchOptions {
   let parsed: ReturnType<typeof parse>;
   try {
-    parsed = parse(argv);
+    parsed = parse(dropSeparators(argv));
   } catch (e) {
     throw new ValueError(e instanceof Error ? e.message : String(e), { fix: 'run with --help for the options.' });
   }
@@ -120,6 +154,8 @@ export function parseBenchArgs(
     outDir: out.dir,
     outSource: out.source,
     quick,
+    variants: v.variants ? parseList(v.variants, VARIANTS, 'variants') : [...VARIANTS],
+    w8a8: !(v['no-w8a8'] ?? false),
     models: v.models ? parseList(v.models, MODEL_IDS, 'models') : [...MODEL_IDS],
     dtypes: v.dtypes ? parseList(v.dtypes, DTYPES, 'dtypes') : [...DTYPES],
     mValues: v.m ? parseMList(v.m) : [...(quick ? QUICK_M_VALUES : M_VALUES)],
@@ -142,6 +178,8 @@ function parse(argv: readonly string[]) {
     options: {
       out: { type: 'string' },
       quick: { type: 'boolean' },
+      variants: { type: 'string' },
+      'no-w8a8': { type: 'boolean' },
       models: { type: 'string' },
       dtypes: { type: 'string' },
       m: { type: 'string' },

@@ -27,6 +27,10 @@ export function deviceInfoFromEnv(env: NativeEnv): DeviceInfo {
   };
 }
 
+/**
+ * The dispatch problem of a benchmark row. `codeType` ('e4m3' for FP8) selects the fp8 variant in dispatch; it is
+ * passed along even where this version's GemmProblem type does not declare it yet.
+ */
 export function gemmProblem(p: {
   M: number;
   N: number;
@@ -34,17 +38,21 @@ export function gemmProblem(p: {
   groupSize: number;
   dtype: BenchDtype;
   hasZeros: boolean;
+  bits: 4 | 8;
+  codeType: 'int' | 'e4m3';
 }): GemmProblem {
-  return {
+  const problem: GemmProblem & { readonly codeType: 'int' | 'e4m3' } = {
     M: p.M,
     N: p.N,
     K: p.K,
     groupSize: p.groupSize,
-    bits: 4,
+    bits: p.bits,
+    codeType: p.codeType,
     dtype: p.dtype,
     hasZeros: p.hasZeros,
     actOrder: false,
   };
+  return problem;
 }
 
 export function dispatchLaunch(problem: GemmProblem, device: DeviceInfo): Launch {

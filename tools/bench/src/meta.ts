@@ -1,7 +1,5 @@
 /** Run metadata: the commit, the result file names. */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 
 export interface CommitInfo {
   readonly commit: string;
@@ -44,18 +42,12 @@ export function slug(s: string): string {
     .replace(/^-+|-+$/g, '');
 }
 
-/** YYYY-MM-DD (UTC). */
-export function isoDate(d: Date): string {
-  return d.toISOString().slice(0, 10);
-}
-
 /**
- * Base name (no extension) of a run's files: <date>-<gpu>-<shortcommit>[-quick], with -2, -3... appended when a
- * JSON of that name already exists in `dir` (results are never overwritten).
+ * Base name (no extension) of a variant's result: <file>-<gpu>[-quick|-partial], with <file> = dense (INT4),
+ * dense-int8 or fp8 (protocol.ts RESULT_FILE). One current result per package variant and GPU kind: a new run
+ * replaces the file (history is in git). Quick and subset runs get their own suffix so they never replace a
+ * protocol result.
  */
-export function resultBaseName(o: { date: Date; gpu: string; commit: string; quick: boolean; dir: string }): string {
-  const base = `${isoDate(o.date)}-${slug(o.gpu) || 'gpu'}-${shortCommit(o.commit)}${o.quick ? '-quick' : ''}`;
-  let name = base;
-  for (let i = 2; existsSync(join(o.dir, `${name}.json`)); i++) name = `${base}-${i}`;
-  return name;
+export function resultBaseName(o: { file: string; gpu: string; kind: 'protocol' | 'quick' | 'partial' }): string {
+  return `${o.file}-${slug(o.gpu) || 'gpu'}${o.kind === 'protocol' ? '' : `-${o.kind}`}`;
 }

@@ -1,26 +1,18 @@
 /**
- * The benchmark exports of the @marlin/dense addon (native/napi/bench_binding.cc), typed, and how the addon is found.
+ * The benchmark's own addon (marlin_bench.node, built by tools/bench/CMakeLists.txt from native/bench and
+ * native/napi/bench_binding.cc), typed, and how it is found. It compiles no kernel: the addons under test are opened
+ * by path (`benchLoadAddon`, see addons.ts for how their paths are found) and called through their C ABI.
  *
- * Search order for the binary: $MARLIN_DENSE_BINARY, then `marlin_dense.node` next to this script (the GPU bundle
- * puts it there) or in its parent, then packages/dense/build/Release/marlin_dense.node under the repository root
- * (found from this file or the working directory). The first that loads wins; all errors are reported otherwise.
- * Node caches native modules by path, so when @marlin/dense loads the same file (the eager measurement) both share
- * one addon instance.
+ * Search order for marlin_bench.node: $MARLIN_BENCH_BINARY, then next to this script (the GPU bundle puts it there)
+ * or in its parent, then tools/bench/build/Release/marlin_bench.node under the repository root (found from this file
+ * or the working directory). The first that loads wins; all errors are reported otherwise.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  DeviceError,
-  diagnose,
-  ErrorCode,
-  MarlinError,
-  type NativeRuntime,
-  probeFacts,
-  UnsupportedError,
-} from '@marlin/core';
-import type { BenchDtype } from './protocol.js';
+import { DeviceError, ErrorCode, MarlinError } from '@marlin/core';
+import type { BenchDtype, Variant } from './protocol.js';
 
 export interface NativeCublasInfo {
   readonly available: boolean;
@@ -47,6 +39,8 @@ export interface NativeEnv {
   readonly driverVersion: number;
   readonly runtimeVersion: number;
   readonly cublas: NativeCublasInfo;
+  /** cuBLASLt (the FP8 W8A8 baseline); absent from older harness builds. */
+  readonly cublasLt?: NativeCublasInfo;
   readonly bandwidthGBs: number | null;
   readonly bandwidthBytes: number | null;
   readonly fp16Tflops: number | null;
@@ -65,9 +59,14 @@ export interface NativeTiming {
   readonly clusterSize: number;
   /** Dense: blocks of the balanced last wave's second launch, 0 without; cuBLAS: 0. */
   readonly tailBlocks: number;
+  /** Rows computed: M, or M rounded up to 16 for cuBLASLt FP8. */
+  readonly mRun?: number;
 }
 
 export interface BenchGemmArgs {
+  /** C-ABI prefix of the addon to call (loaded with benchLoadAddon): 'marlin_dense' or 'marlin_fp8'. */
+  readonly addon: AddonPrefix;
+  readonly variant: Variant;
   readonly M: number;
   readonly N: number;
   readonly K: number;
@@ -95,14 +94,27 @@ export interface BenchCublasArgs {
   readonly replays?: number;
 }
 
-/** What the CLI needs from the addon; tests substitute a fake. */
-export interface BenchNative {
-  benchEnv(opts?: { measure?: boolean }): NativeEnv;
-  benchGemm(args: BenchGemmArgs): NativeTiming;
-  benchCublas(args: BenchCublasArgs): NativeTiming;
+export type AddonPrefix = 'marlin_dense' | 'marlin_fp8';
+
+export interface LoadedAddon {
+  readonly prefix: AddonPrefix;
+  readonly path: string;
+  /** Compiled configurations the binary reports, null when it does not say. */
+  readonly configCount: number | null;
 }
 
-const ADDON_FILE = 'marlin_dense.node';
+/** What the CLI needs from marlin_bench.node; tests substitute a fake. */
+export interface BenchNative {
+  benchEnv(opts?: { measure?: boolean }): NativeEnv;
+  /** Opens an addon binary and resolves its C ABI; throws (MARLIN_E_UNSUPPORTED) when it cannot. */
+  benchLoadAddon(args: { prefix: AddonPrefix; path: string }): LoadedAddon;
+  benchGemm(args: BenchGemmArgs): NativeTiming;
+  benchCublas(args: BenchCublasArgs): NativeTiming;
+  /** cuBLASLt FP8 W8A8 on the shape (e4m3 x e4m3, per-tensor scales, M padded to 16); `dtype` is the output's. */
+  benchCublasLtFp8(args: BenchCublasArgs): NativeTiming;
+}
+
+const ADDON_FILE = 'marlin_bench.node';
 
 function scriptDirs(): string[] {
   const dirs: string[] = [];
@@ -126,10 +138,10 @@ export function findRepoRoot(start: string): string | null {
   }
 }
 
-export function addonCandidates(): string[] {
+export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const out: string[] = [];
-  const env = process.env['MARLIN_DENSE_BINARY'];
-  if (env) out.push(resolve(env));
+  const explicit = env['MARLIN_BENCH_BINARY'];
+  if (explicit) out.push(resolve(explicit));
   const roots = new Set<string>();
   for (const d of scriptDirs()) {
     out.push(join(d, ADDON_FILE), join(d, '..', ADDON_FILE));
@@ -138,8 +150,13 @@ export function addonCandidates(): string[] {
   }
   const cwdRoot = findRepoRoot(process.cwd());
   if (cwdRoot) roots.add(cwdRoot);
-  for (const r of roots) out.push(join(r, 'packages', 'dense', 'build', 'Release', ADDON_FILE));
+  for (const r of roots) out.push(join(r, 'tools', 'bench', 'build', 'Release', ADDON_FILE));
   return [...new Set(out)];
+}
+
+/** Folders of this script (the GPU bundle puts the .node files beside it). */
+export function benchScriptDirs(): string[] {
+  return scriptDirs();
 }
 
 export function isBenchNative(m: unknown): m is BenchNative {
@@ -148,28 +165,18 @@ export function isBenchNative(m: unknown): m is BenchNative {
     typeof o === 'object' &&
     o !== null &&
     typeof o['benchEnv'] === 'function' &&
+    typeof o['benchLoadAddon'] === 'function' &&
     typeof o['benchGemm'] === 'function' &&
-    typeof o['benchCublas'] === 'function'
-  );
-}
-
-/** Whether the module carries the shared runtime exports (probe, deviceInfo, hasKernelImage) of every addon. */
-export function isRuntime(m: unknown): m is NativeRuntime {
-  const o = m as Record<string, unknown> | null;
-  return (
-    typeof o === 'object' &&
-    o !== null &&
-    typeof o['probe'] === 'function' &&
-    typeof o['deviceInfo'] === 'function' &&
-    typeof o['hasKernelImage'] === 'function'
+    typeof o['benchCublas'] === 'function' &&
+    typeof o['benchCublasLtFp8'] === 'function'
   );
 }
 
 /**
- * Loads the dense addon module (the first candidate path that loads). Throws DeviceError(NO_BINARY) listing every
- * path tried when none does. The module is checked by the caller (`probeGpu`).
+ * Loads marlin_bench.node (the first candidate path that loads). Throws DeviceError(NO_BINARY) listing every path
+ * tried when none does. The module is checked by the caller (`probeGpu`).
  */
-export function loadDenseModule(): unknown {
+export function loadBenchModule(): unknown {
   const req = createRequire(import.meta.url || join(process.cwd(), 'bench.cjs'));
   const tried: string[] = [];
   for (const path of addonCandidates()) {
@@ -184,33 +191,39 @@ export function loadDenseModule(): unknown {
     }
   }
   throw new DeviceError(ErrorCode.NO_BINARY, `No loadable ${ADDON_FILE} found (${tried.join('; ')}).`, {
-    fix: 'build it with `pnpm --filter @marlin/dense build:native`, or set MARLIN_DENSE_BINARY to its path.',
+    fix: 'build it with `pnpm --filter @marlin/bench-tool build:native`, or set MARLIN_BENCH_BINARY to its path.',
     details: { tried },
   });
 }
 
+/** Oldest architecture the kernels are built for (sm_80). */
+const MIN_CC_MAJOR = 8;
+
 /**
- * The GPU check before a run, in the project's order: the addon's runtime probe through @marlin/core's `diagnose`
- * (no driver, old driver, no device, old arch, no kernel image: each a coded DeviceError with its own message), then
- * the benchmark exports, then the harness's own device query.
+ * The GPU check before a run: the benchmark exports, then the harness's own device query (no driver, old driver,
+ * no device: coded DeviceErrors from the addon), then the architecture (sm_80 or newer).
  */
 export function probeGpu(mod: unknown): { native: BenchNative } | { error: MarlinError } {
   try {
-    if (isRuntime(mod)) {
-      const summary = diagnose(probeFacts(mod));
-      if (!summary.ok && summary.error) return { error: summary.error };
-    }
     if (!isBenchNative(mod)) {
       return {
-        error: new UnsupportedError(
-          'The loaded marlin_dense.node has no benchmark exports (benchEnv, benchGemm, benchCublas).',
-          {
-            fix: 'rebuild @marlin/dense (`pnpm --filter @marlin/dense build:native`) with native/bench present: its CMakeLists.txt compiles the harness in when it finds it.',
-          },
+        error: new MarlinError(
+          ErrorCode.UNSUPPORTED,
+          'The loaded marlin_bench.node lacks benchmark exports (benchEnv, benchLoadAddon, benchGemm, benchCublas, benchCublasLtFp8).',
+          { fix: 'rebuild it: `pnpm --filter @marlin/bench-tool build:native`.' },
         ),
       };
     }
-    mod.benchEnv({ measure: false });
+    const env = mod.benchEnv({ measure: false });
+    if (env.ccMajor < MIN_CC_MAJOR) {
+      return {
+        error: new DeviceError(
+          ErrorCode.ARCH_TOO_OLD,
+          `${env.name} is sm_${env.ccMajor}${env.ccMinor}; the Marlin kernels need sm_80 or newer.`,
+          { fix: 'run the benchmark on an Ampere, Ada or Hopper GPU.' },
+        ),
+      };
+    }
     return { native: mod };
   } catch (e) {
     return { error: toMarlinError(e, 'GPU probe') };

@@ -1,12 +1,20 @@
 /**
  * The benchmark protocol as data and pure functions (shared/docs/bench-protocol.md; docs/benchmark.md summarises it):
- * Llama-3 block shapes, the M sweep, the bytes a W4A16 GEMM must move, the roofline, and the issue's targets.
+ * Llama-3 block shapes, the M sweep, the kernel series (INT4, INT8, FP8 and their scale layouts), the bytes a
+ * weight-only GEMM must move, the roofline, and the targets.
  */
 import { ValueError } from '@marlin/core';
 
 export type ModelId = '8b' | '70b';
 export type LayerName = 'qkv' | 'o' | 'gate_up' | 'down';
 export type BenchDtype = 'fp16' | 'bf16';
+/** Weight format of a kernel: the kernel-table variant. */
+export type Variant = 'int4' | 'int8' | 'fp8';
+/** The addon package a variant ships in. */
+export type AddonId = 'dense' | 'fp8';
+/** Scale layout: per group of 128 along K, per output channel, or 128 x 128 blocks (stored as group-128 scales). */
+export type ScaleLayout = 'g128' | 'channel' | 'block128';
+export type SeriesId = 'int4-g128' | 'int8-g128' | 'fp8-channel' | 'fp8-block128';
 
 /** One linear layer of a transformer block, K x N = in x out. */
 export interface LayerShape {
@@ -58,24 +66,106 @@ export const MODELS: Readonly<Record<ModelId, ModelSpec>> = {
   },
 };
 
+/** Targets of the 8-bit kernels (fp8 and int8, the protocol's table), block sums over cuBLAS fp16. */
+export const TARGETS_8BIT: Readonly<Record<ModelId, TargetTable>> = {
+  '8b': { m1to16: 1.7, m32: 1.65, m64: 1.5, m128: 1.3, m256: 0.95, m512up: 0.9 },
+  '70b': { m1to16: 1.85, m32: 1.8, m64: 1.7, m128: 1.5, m256: 1.0, m512up: 0.9 },
+};
+
+/** One kernel series of a run: a variant with one scale layout. */
+export interface SeriesSpec {
+  readonly id: SeriesId;
+  readonly variant: Variant;
+  readonly addon: AddonId;
+  readonly bits: 4 | 8;
+  readonly codeType: 'int' | 'e4m3';
+  readonly scales: ScaleLayout;
+  /** Group size along K; 0 = per output channel (group size K). */
+  readonly groupSize: number;
+  /** Human label: "INT4 g128", "FP8 per-channel". */
+  readonly label: string;
+}
+
+/** The series each variant runs, in run order (the protocol's rows: INT4 g128, INT8 g128, FP8 per-channel + block). */
+export const SERIES: readonly SeriesSpec[] = [
+  {
+    id: 'int4-g128',
+    variant: 'int4',
+    addon: 'dense',
+    bits: 4,
+    codeType: 'int',
+    scales: 'g128',
+    groupSize: 128,
+    label: 'INT4 g128',
+  },
+  {
+    id: 'int8-g128',
+    variant: 'int8',
+    addon: 'dense',
+    bits: 8,
+    codeType: 'int',
+    scales: 'g128',
+    groupSize: 128,
+    label: 'INT8 g128',
+  },
+  {
+    id: 'fp8-channel',
+    variant: 'fp8',
+    addon: 'fp8',
+    bits: 8,
+    codeType: 'e4m3',
+    scales: 'channel',
+    groupSize: 0,
+    label: 'FP8 per-channel',
+  },
+  {
+    id: 'fp8-block128',
+    variant: 'fp8',
+    addon: 'fp8',
+    bits: 8,
+    codeType: 'e4m3',
+    scales: 'block128',
+    groupSize: 128,
+    label: 'FP8 128x128 block',
+  },
+];
+
+export const VARIANTS: readonly Variant[] = ['int4', 'int8', 'fp8'];
+
+export function seriesOf(id: SeriesId): SeriesSpec {
+  const s = SERIES.find((x) => x.id === id);
+  if (!s) throw new ValueError(`unknown series '${id}'.`, { fix: `use one of ${SERIES.map((x) => x.id).join(', ')}.` });
+  return s;
+}
+
+/** The group size a series runs at on a layer: its own, or K for per-channel scales. */
+export function seriesGroupSize(s: SeriesSpec, K: number): number {
+  return s.groupSize > 0 ? s.groupSize : K;
+}
+
+/**
+ * The result file a variant's series are written to, one current file per package, variant and GPU kind:
+ * dense (INT4), dense-int8, fp8 (both scale layouts).
+ */
+export const RESULT_FILE: Readonly<Record<Variant, string>> = { int4: 'dense', int8: 'dense-int8', fp8: 'fp8' };
+
 export const MODEL_IDS: readonly ModelId[] = ['8b', '70b'];
 export const DTYPES: readonly BenchDtype[] = ['fp16', 'bf16'];
 /** Tokens per call, the protocol's sweep. */
 export const M_VALUES: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 /** --quick: one M per target column (smoke runs; not a protocol run). */
 export const QUICK_M_VALUES: readonly number[] = [1, 16, 32, 64, 128, 256, 1024];
-/** g128, symmetric INT4. */
+/** g128, symmetric INT4 (the dense series and the eager problem). */
 export const GROUP_SIZE = 128;
-export const WEIGHT_BITS = 4;
 /** bf16 must be within 5% of fp16: bf16 time <= 1.05 x fp16 time. */
 export const BF16_RATIO_LIMIT = 1.05;
 
 /**
- * Speedup target for a block at M tokens. Ranges between the protocol's columns take the next column's target
- * (M = 20 is judged against the M = 32 target).
+ * Speedup target for a block at M tokens: the INT4 table, or the 8-bit one for int8 and fp8. Ranges between the
+ * protocol's columns take the next column's target (M = 20 is judged against the M = 32 target).
  */
-export function targetSpeedup(model: ModelId, M: number): number {
-  const t = MODELS[model].targets;
+export function targetSpeedup(model: ModelId, M: number, variant: Variant = 'int4'): number {
+  const t = variant === 'int4' ? MODELS[model].targets : TARGETS_8BIT[model];
   if (M <= 16) return t.m1to16;
   if (M <= 32) return t.m32;
   if (M <= 64) return t.m64;
@@ -90,10 +180,12 @@ export interface ProblemSize {
   readonly K: number;
   readonly groupSize: number;
   readonly hasZeros: boolean;
+  /** Weight bits: 4 (default) or 8. */
+  readonly bits?: 4 | 8;
 }
 
 export interface BytesMoved {
-  /** Packed INT4 codes: 0.5 byte per weight. */
+  /** Packed codes: 0.5 byte per weight for INT4, 1 byte for INT8 and FP8. */
   readonly weights: number;
   /** 2 bytes per group per column. */
   readonly scales: number;
@@ -120,15 +212,16 @@ export function groupCount(K: number, groupSize: number): number {
 }
 
 /**
- * Bytes a W4A16 GEMM must move (the protocol's formula): packed weights (0.5 byte per weight) + scales (2 bytes per
- * group per column) + zero points if any + activations (2 M K) + output (2 M N).
- * Example, Llama-3-70B o_proj at M = 1: 8192 * 8192 / 2 + 2 * 64 * 8192 + 2 * 8192 + 2 * 8192 = 34,635,776 bytes.
+ * Bytes a weight-only GEMM must move (the protocol's formula): packed weights (bits / 8 bytes per weight) + scales
+ * (2 bytes per group per column) + zero points if any + activations (2 M K) + output (2 M N).
+ * Example, Llama-3-70B o_proj at M = 1, INT4 g128: 8192 * 8192 / 2 + 2 * 64 * 8192 + 2 * 8192 + 2 * 8192 =
+ * 34,635,776 bytes; FP8 per-channel: 8192 * 8192 + 2 * 8192 + 2 * 8192 + 2 * 8192 = 67,158,016 bytes.
  */
 export function bytesMoved(p: ProblemSize): BytesMoved {
   assertSize('M', p.M);
   assertSize('N', p.N);
   const G = groupCount(p.K, p.groupSize);
-  const weights = (p.K * p.N * WEIGHT_BITS) / 8;
+  const weights = (p.K * p.N * (p.bits ?? 4)) / 8;
   const scales = 2 * G * p.N;
   const zeros = p.hasZeros ? G * p.N : 0;
   const activations = 2 * p.M * p.K;

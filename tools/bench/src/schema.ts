@@ -1,10 +1,15 @@
 /**
- * The JSON a benchmark run writes to bench/results/ (schemaVersion 1), and a dependency-free validator for it.
- * Every number in a result file is measured or derived by the tool in the same run; nothing is typed in by hand.
+ * The JSON a benchmark run writes to bench/results/ (schemaVersion 2: one file per package variant, see
+ * docs/benchmark.md "Output"), and a dependency-free validator for it. Every number in a result file is measured or
+ * derived by the tool in the same run; nothing is typed in by hand.
+ *
+ * Version 2 (2026-12-06) over 1: `package`, `variant`, `series`, `addon` at the top; `env.cublasLt`; rows and blocks
+ * carry `variant`, `series`, `bits`, the cuBLASLt FP8 W8A8 baseline (`w8a8`) and `memRooflinePct`; blocks judge
+ * the W8A8 comparison (`w8a8Status`); geomeans are per series and dtype; `options.variants`, `options.w8a8`.
  */
-import type { BenchDtype, LayerName, ModelId } from './protocol.js';
+import type { AddonId, BenchDtype, LayerName, ModelId, ScaleLayout, SeriesId, Variant } from './protocol.js';
 
-export const SCHEMA_VERSION = 1 as const;
+export const SCHEMA_VERSION = 2 as const;
 
 export interface EnvHeader {
   readonly gpu: string;
@@ -22,6 +27,8 @@ export interface EnvHeader {
   /** CUDA runtime linked into the addon, e.g. "13.0". */
   readonly cudaRuntime: string;
   readonly cublas: { readonly library: string; readonly version: number } | null;
+  /** cuBLASLt of the FP8 W8A8 baseline; null when it did not load (`w8a8` then null everywhere). */
+  readonly cublasLt: { readonly library: string; readonly version: number } | null;
   readonly commit: string;
   readonly commitSource: 'MARLIN_COMMIT' | 'git' | 'unknown';
   /** ISO 8601 start time of the run. */
@@ -56,6 +63,10 @@ export interface SweepResult {
 }
 
 export interface Row {
+  readonly variant: Variant;
+  readonly series: SeriesId;
+  readonly bits: 4 | 8;
+  readonly scales: ScaleLayout;
   readonly model: ModelId;
   readonly layer: LayerName;
   readonly M: number;
@@ -88,18 +99,34 @@ export interface Row {
   readonly serial: Timing | null;
   /** cuBLAS fp16 on the dequantized shape (fp16 even for bf16 rows: the protocol's baseline). */
   readonly cublas: Timing | null;
+  /**
+   * The second baseline: cuBLASLt FP8 W8A8 (e4m3 x e4m3, per-tensor scales, fp16 output, M padded to 16: `mRun`) on
+   * the shape, activation quantization not counted; null without cuBLASLt or an FP8 algorithm for the device.
+   */
+  readonly w8a8: W8a8Timing | null;
   readonly bytes: number;
   readonly flops: number;
   readonly gbps: number;
   readonly rooflineUs: number;
   readonly rooflinePct: number;
+  /** 100 x bytes / measured bandwidth / our us: the share of the memory roofline alone. */
+  readonly memRooflinePct: number;
   readonly bound: 'memory' | 'compute';
   /** cuBLAS us / our us; null without cuBLAS. */
   readonly speedup: number | null;
+  /** W8A8 us / our us (> 1: ours is faster); null without the W8A8 baseline. */
+  readonly vsW8a8: number | null;
   readonly sweep: SweepResult | null;
 }
 
+export interface W8a8Timing extends Timing {
+  /** Rows computed (M rounded up to 16). */
+  readonly mRun: number;
+}
+
 export interface Block {
+  readonly variant: Variant;
+  readonly series: SeriesId;
   readonly model: ModelId;
   readonly M: number;
   readonly dtype: BenchDtype;
@@ -113,8 +140,18 @@ export interface Block {
   readonly ourSerialUs: number | null;
   /** cublasUs / ourSerialUs. */
   readonly serialSpeedup: number | null;
-  /** Measured cuBLAS fp16 block time / INT4 roofline block time: the best speedup physics allows in this run. */
+  /** Measured cuBLAS fp16 block time / the series' roofline block time: the best speedup physics allows here. */
   readonly rooflineBoundSpeedup: number | null;
+  /** Summed memory roofline / summed ours, percent. */
+  readonly memRooflinePct: number;
+  /** Summed cuBLASLt FP8 W8A8 time; null when any layer lacks it. */
+  readonly w8a8Us: number | null;
+  /** cublasUs / w8a8Us: what W8A8 gains over fp16 in this run. */
+  readonly w8a8Speedup: number | null;
+  /** w8a8Us / ourUs (> 1: ours is faster). */
+  readonly vsW8a8: number | null;
+  /** 8-bit series at M <= 64: ours must not be slower than W8A8 (vsW8a8 >= 1); 'n/a' elsewhere or unmeasured. */
+  readonly w8a8Status: 'met' | 'missed' | 'n/a';
   readonly target: number;
   readonly status: 'met' | 'missed' | 'n/a';
   /** speedup - target (negative when missed). */
@@ -124,6 +161,7 @@ export interface Block {
 }
 
 export interface Bf16Ratio {
+  readonly series: SeriesId;
   readonly model: ModelId;
   readonly M: number;
   readonly fp16Us: number;
@@ -134,6 +172,7 @@ export interface Bf16Ratio {
 }
 
 export interface GeoMean {
+  readonly series: SeriesId;
   readonly dtype: BenchDtype;
   readonly rowSpeedup: number | null;
   readonly blockSpeedup: number | null;
@@ -166,8 +205,17 @@ export interface BenchResult {
   readonly schemaVersion: typeof SCHEMA_VERSION;
   readonly tool: '@marlin/bench-tool';
   readonly protocol: 'shared/docs/bench-protocol.md';
+  /** The package whose kernels the file measures, and the variant. */
+  readonly package: AddonId;
+  readonly variant: Variant;
+  readonly series: readonly SeriesId[];
+  /** The binary that was timed (opened by path by marlin_bench.node). */
+  readonly addon: { readonly prefix: string; readonly path: string; readonly configCount: number | null };
   readonly env: EnvHeader;
   readonly options: {
+    readonly variants: readonly Variant[];
+    /** Whether the cuBLASLt FP8 W8A8 baseline was asked for (--no-w8a8 turns it off). */
+    readonly w8a8: boolean;
     readonly models: readonly ModelId[];
     readonly dtypes: readonly BenchDtype[];
     readonly mValues: readonly number[];
@@ -175,12 +223,13 @@ export interface BenchResult {
     readonly sweepSplits: boolean;
     /** Whether every row was also timed with serial launches (Row.serial). */
     readonly serial: boolean;
-    readonly groupSize: number;
   };
   readonly rows: readonly Row[];
   readonly blocks: readonly Block[];
   readonly bf16Ratios: readonly Bf16Ratio[];
   readonly geomean: readonly GeoMean[];
+  /** Why the W8A8 baseline is missing (from the run or for some shape), null when it was measured everywhere. */
+  readonly w8a8Error: string | null;
   /** null when not measured; `eagerError` then says why. */
   readonly eager: EagerOverhead | null;
   readonly eagerError: string | null;
@@ -258,11 +307,24 @@ const timing = (nullable: boolean): Check =>
 
 const models = oneOf(['8b', '70b']);
 const dtypes = oneOf(['fp16', 'bf16']);
+const variants = oneOf(['int4', 'int8', 'fp8']);
+const seriesIds = oneOf(['int4-g128', 'int8-g128', 'fp8-channel', 'fp8-block128']);
+const status3 = oneOf(['met', 'missed', 'n/a']);
+const library = obj({ library: str(), version: num({ integer: true }) }, true);
+
+const w8a8Timing: Check = (v, path, errs) => {
+  timing(true)(v, path, errs);
+  if (v !== null && isObj(v)) num({ integer: true, positive: true })(v['mRun'], `${path}.mRun`, errs);
+};
 
 const resultCheck: Check = obj({
   schemaVersion: oneOf([SCHEMA_VERSION]),
   tool: oneOf(['@marlin/bench-tool']),
   protocol: oneOf(['shared/docs/bench-protocol.md']),
+  package: oneOf(['dense', 'fp8']),
+  variant: variants,
+  series: arr(seriesIds),
+  addon: obj({ prefix: str(), path: str(), configCount: num({ integer: true, nullable: true }) }),
   env: obj({
     gpu: str(),
     smCount: num({ integer: true, positive: true }),
@@ -274,7 +336,8 @@ const resultCheck: Check = obj({
     totalMemBytes: num({ integer: true, positive: true }),
     driver: str(),
     cudaRuntime: str(),
-    cublas: obj({ library: str(), version: num({ integer: true }) }, true),
+    cublas: library,
+    cublasLt: library,
     commit: str(),
     commitSource: oneOf(['MARLIN_COMMIT', 'git', 'unknown']),
     date: str(),
@@ -285,16 +348,21 @@ const resultCheck: Check = obj({
     fp16Tflops: num({ positive: true, nullable: true }),
   }),
   options: obj({
+    variants: arr(variants),
+    w8a8: bool,
     models: arr(models),
     dtypes: arr(dtypes),
     mValues: arr(num({ integer: true, positive: true })),
     quick: bool,
     sweepSplits: bool,
     serial: bool,
-    groupSize: num({ integer: true, positive: true }),
   }),
   rows: arr(
     obj({
+      variant: variants,
+      series: seriesIds,
+      bits: oneOf([4, 8]),
+      scales: oneOf(['g128', 'channel', 'block128']),
       model: models,
       layer: oneOf(['qkv', 'o', 'gate_up', 'down']),
       M: num({ integer: true, positive: true }),
@@ -311,13 +379,16 @@ const resultCheck: Check = obj({
       ours: timing(false),
       serial: timing(true),
       cublas: timing(true),
+      w8a8: w8a8Timing,
       bytes: num({ positive: true }),
       flops: num({ positive: true }),
       gbps: num({ positive: true }),
       rooflineUs: num({ positive: true }),
       rooflinePct: num({ positive: true }),
+      memRooflinePct: num({ positive: true }),
       bound: oneOf(['memory', 'compute']),
       speedup: num({ positive: true, nullable: true }),
+      vsW8a8: num({ positive: true, nullable: true }),
       sweep: obj(
         {
           configId: num({ integer: true }),
@@ -332,6 +403,8 @@ const resultCheck: Check = obj({
   ),
   blocks: arr(
     obj({
+      variant: variants,
+      series: seriesIds,
       model: models,
       M: num({ integer: true, positive: true }),
       dtype: dtypes,
@@ -343,14 +416,20 @@ const resultCheck: Check = obj({
       ourSerialUs: num({ positive: true, nullable: true }),
       serialSpeedup: num({ positive: true, nullable: true }),
       rooflineBoundSpeedup: num({ positive: true, nullable: true }),
+      memRooflinePct: num({ positive: true }),
+      w8a8Us: num({ positive: true, nullable: true }),
+      w8a8Speedup: num({ positive: true, nullable: true }),
+      vsW8a8: num({ positive: true, nullable: true }),
+      w8a8Status: status3,
       target: num({ positive: true }),
-      status: oneOf(['met', 'missed', 'n/a']),
+      status: status3,
       gap: num({ nullable: true }),
       limit: str(true),
     }),
   ),
   bf16Ratios: arr(
     obj({
+      series: seriesIds,
       model: models,
       M: num({ integer: true, positive: true }),
       fp16Us: num({ positive: true }),
@@ -361,12 +440,14 @@ const resultCheck: Check = obj({
   ),
   geomean: arr(
     obj({
+      series: seriesIds,
       dtype: dtypes,
       rowSpeedup: num({ positive: true, nullable: true }),
       blockSpeedup: num({ positive: true, nullable: true }),
       rooflinePct: num({ positive: true }),
     }),
   ),
+  w8a8Error: str(true),
   eager: obj(
     {
       M: num({ integer: true, positive: true }),
@@ -391,5 +472,17 @@ const resultCheck: Check = obj({
 export function validateBenchResult(value: unknown): string[] {
   const errs: string[] = [];
   resultCheck(value, '$', errs);
+  // One file holds one variant: every row and block must be of it.
+  if (isObj(value) && errs.length === 0) {
+    for (const key of ['rows', 'blocks'] as const) {
+      for (const [i, r] of (value[key] as Record<string, unknown>[]).entries()) {
+        if (r['variant'] !== value['variant']) {
+          errs.push(
+            `$.${key}[${i}].variant: ${JSON.stringify(r['variant'])} in a ${JSON.stringify(value['variant'])} result`,
+          );
+        }
+      }
+    }
+  }
   return errs;
 }

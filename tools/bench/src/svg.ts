@@ -1,15 +1,25 @@
 /**
- * Speedup-vs-M plot of a run as a small standalone SVG: one line per (model, dtype) block speedup, each model's
- * target as a dashed step line and its roofline bound (measured cuBLAS / INT4 roofline, fp16 blocks) as a dotted
- * line. log2 x axis (M = 1 .. 4096), linear y axis from 0. Hand-written: no plotting dependency in the GPU bundle.
+ * Speedup-vs-M plot of one variant's result as a small standalone SVG: one line per (series, model, dtype) block
+ * speedup, each model's target as a dashed step line and its roofline bound (measured cuBLAS / the series' roofline,
+ * fp16 blocks) as a dotted line. log2 x axis (M = 1 .. 4096), linear y axis from 0. Hand-written: no plotting
+ * dependency in the GPU bundle.
  */
-import { type BenchDtype, MODELS, type ModelId, targetSpeedup } from './protocol.js';
+import {
+  type BenchDtype,
+  MODELS,
+  type ModelId,
+  type SeriesId,
+  seriesOf,
+  targetSpeedup,
+  type Variant,
+} from './protocol.js';
 import type { Block } from './schema.js';
 
 const W = 760;
 const H = 440;
 const PAD = { left: 60, right: 190, top: 40, bottom: 50 };
-const COLORS: Record<ModelId, string> = { '8b': '#1f77b4', '70b': '#d62728' };
+/** Per model: the first series' colour, then the second's (FP8 per-channel and block share one plot). */
+const COLORS: Record<ModelId, readonly string[]> = { '8b': ['#1f77b4', '#17becf'], '70b': ['#d62728', '#ff7f0e'] };
 const DASH: Record<BenchDtype, string> = { fp16: '', bf16: '6 3' };
 
 /** Escapes text for SVG element content and attribute values. */
@@ -23,6 +33,8 @@ export interface PlotInput {
   readonly title: string;
   readonly blocks: readonly Block[];
   readonly mValues: readonly number[];
+  /** Whose targets to draw (default int4). */
+  readonly variant?: Variant;
 }
 
 export function speedupSvg(p: PlotInput): string {
@@ -31,13 +43,15 @@ export function speedupSvg(p: PlotInput): string {
   const mMax = ms[ms.length - 1] ?? 4096;
   const lx0 = Math.log2(mMin);
   const lx1 = Math.max(Math.log2(mMax), lx0 + 1);
+  const variant = p.variant ?? 'int4';
   const models = [...new Set(p.blocks.map((b) => b.model))];
+  const series: SeriesId[] = [...new Set(p.blocks.map((b) => b.series))];
   const yValues: number[] = [1];
   for (const b of p.blocks) {
     if (b.speedup !== null) yValues.push(b.speedup);
     if (b.rooflineBoundSpeedup !== null) yValues.push(b.rooflineBoundSpeedup);
   }
-  for (const m of models) for (const M of ms) yValues.push(targetSpeedup(m, M));
+  for (const m of models) for (const M of ms) yValues.push(targetSpeedup(m, M, variant));
   const yMax = Math.ceil(Math.max(...yValues) * 2) / 2 + 0.5;
 
   const plotW = W - PAD.left - PAD.right;
@@ -75,12 +89,12 @@ export function speedupSvg(p: PlotInput): string {
 
   const legend: { label: string; color: string; dash: string; width: number }[] = [];
   for (const model of models) {
-    const color = COLORS[model];
+    const color = COLORS[model][0]!;
     const name = MODELS[model].name;
     // Target: a step line, flat over each M and jumping halfway (in log2) to the next M.
     const stepPts: [number, number][] = [];
     ms.forEach((M, i) => {
-      const t = y(targetSpeedup(model, M));
+      const t = y(targetSpeedup(model, M, variant));
       const left = i === 0 ? x(M) : (x(ms[i - 1]!) + x(M)) / 2;
       const right = i === ms.length - 1 ? x(M) : (x(M) + x(ms[i + 1]!)) / 2;
       stepPts.push([left, t], [right, t]);
@@ -91,7 +105,9 @@ export function speedupSvg(p: PlotInput): string {
     legend.push({ label: `${name} target`, color, dash: '8 4', width: 1 });
 
     const bound = p.blocks
-      .filter((b) => b.model === model && b.dtype === 'fp16' && b.rooflineBoundSpeedup !== null)
+      .filter(
+        (b) => b.model === model && b.series === series[0] && b.dtype === 'fp16' && b.rooflineBoundSpeedup !== null,
+      )
       .sort((a, b) => a.M - b.M);
     if (bound.length > 0) {
       out.push(
@@ -100,22 +116,26 @@ export function speedupSvg(p: PlotInput): string {
       legend.push({ label: `${name} roofline bound`, color, dash: '2 3', width: 1 });
     }
 
-    for (const dtype of ['fp16', 'bf16'] as const) {
-      const pts = p.blocks
-        .filter((b) => b.model === model && b.dtype === dtype && b.speedup !== null)
-        .sort((a, b) => a.M - b.M);
-      if (pts.length === 0) continue;
-      out.push(
-        `<path d="${path(pts.map((b) => [x(b.M), y(b.speedup!)] as const))}" fill="none" stroke="${color}" stroke-width="2"${DASH[dtype] ? ` stroke-dasharray="${DASH[dtype]}"` : ''}/>`,
-      );
-      for (const b of pts) {
+    for (const [si, sid] of series.entries()) {
+      const lineColor = COLORS[model][si] ?? color;
+      const tag = series.length > 1 ? ` ${seriesOf(sid).label.replace(/^\S+ /, '')}` : '';
+      for (const dtype of ['fp16', 'bf16'] as const) {
+        const pts = p.blocks
+          .filter((b) => b.model === model && b.series === sid && b.dtype === dtype && b.speedup !== null)
+          .sort((a, b) => a.M - b.M);
+        if (pts.length === 0) continue;
         out.push(
-          `<circle cx="${fmt(x(b.M))}" cy="${fmt(y(b.speedup!))}" r="2.5" fill="${color}"><title>${escapeXml(
-            `${name} ${dtype} M=${b.M}: ${b.speedup!.toFixed(2)}x (target ${b.target}x)`,
-          )}</title></circle>`,
+          `<path d="${path(pts.map((b) => [x(b.M), y(b.speedup!)] as const))}" fill="none" stroke="${lineColor}" stroke-width="2"${DASH[dtype] ? ` stroke-dasharray="${DASH[dtype]}"` : ''}/>`,
         );
+        for (const b of pts) {
+          out.push(
+            `<circle cx="${fmt(x(b.M))}" cy="${fmt(y(b.speedup!))}" r="2.5" fill="${lineColor}"><title>${escapeXml(
+              `${name}${tag} ${dtype} M=${b.M}: ${b.speedup!.toFixed(2)}x (target ${b.target}x)`,
+            )}</title></circle>`,
+          );
+        }
+        legend.push({ label: `${name}${tag} ${dtype}`, color: lineColor, dash: DASH[dtype], width: 2 });
       }
-      legend.push({ label: `${name} ${dtype}`, color, dash: DASH[dtype], width: 2 });
     }
   }
 

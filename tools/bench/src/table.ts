@@ -1,6 +1,6 @@
 /** Text tables of a run (cli-table3: pure JS, bundles into the GPU host's single-file CLI). */
 import Table from 'cli-table3';
-import { MODELS } from './protocol.js';
+import { MODELS, seriesOf } from './protocol.js';
 import type { BenchResult } from './schema.js';
 
 const f = (v: number | null, digits = 1): string => (v === null ? '-' : v.toFixed(digits));
@@ -17,6 +17,7 @@ function table(head: string[], alignRight: number): Table.Table {
 export function rowsTable(r: BenchResult): string {
   const sweep = r.options.sweepSplits;
   const head = [
+    'series',
     'model',
     'layer',
     'K x N',
@@ -27,15 +28,19 @@ export function rowsTable(r: BenchResult): string {
     'cuBLAS us',
     'GB/s',
     '% roof',
+    '% mem',
     'bound',
     'speedup',
+    'W8A8 us',
+    'vs W8A8',
   ];
   const serial = r.options.serial;
   if (serial) head.push('serial us', 'serial x');
   if (sweep) head.push('best cfg/split', 'best us', 'gain');
-  const t = table(head, 4);
+  const t = table(head, 5);
   for (const row of r.rows) {
     const cells = [
+      row.series,
       MODELS[row.model].name,
       row.layer,
       `${row.K}x${row.N}`,
@@ -46,8 +51,11 @@ export function rowsTable(r: BenchResult): string {
       f(row.cublas?.us ?? null, 2),
       f(row.gbps, 0),
       f(row.rooflinePct),
+      f(row.memRooflinePct),
       row.bound,
       x(row.speedup),
+      f(row.w8a8?.us ?? null, 2),
+      x(row.vsW8a8),
     ];
     if (serial) {
       const s = row.serial;
@@ -68,6 +76,7 @@ export function rowsTable(r: BenchResult): string {
 export function blocksTable(r: BenchResult): string {
   const t = table(
     [
+      'series',
       'block',
       'dtype',
       'M',
@@ -79,13 +88,18 @@ export function blocksTable(r: BenchResult): string {
       'gap',
       'roofline bound',
       '% roof',
+      '% mem',
+      'W8A8 us',
+      'W8A8 x',
+      'vs W8A8',
       'serial us',
       'serial x',
     ],
-    2,
+    3,
   );
   for (const b of r.blocks) {
     t.push([
+      b.series,
       MODELS[b.model].name,
       b.dtype,
       String(b.M),
@@ -97,6 +111,10 @@ export function blocksTable(r: BenchResult): string {
       b.gap === null ? '-' : `${b.gap >= 0 ? '+' : ''}${b.gap.toFixed(2)}x`,
       x(b.rooflineBoundSpeedup),
       f(b.rooflinePct),
+      f(b.memRooflinePct),
+      f(b.w8a8Us, 2),
+      x(b.w8a8Speedup),
+      b.w8a8Status === 'n/a' ? x(b.vsW8a8) : `${x(b.vsW8a8)} ${b.w8a8Status}`,
       f(b.ourSerialUs, 2),
       x(b.serialSpeedup),
     ]);
@@ -105,9 +123,9 @@ export function blocksTable(r: BenchResult): string {
 }
 
 export function ratioTable(r: BenchResult): string {
-  const t = table(['block', 'M', 'fp16 us', 'bf16 us', 'bf16/fp16', 'status (<= 1.05)'], 1);
+  const t = table(['series', 'block', 'M', 'fp16 us', 'bf16 us', 'bf16/fp16', 'status (<= 1.05)'], 2);
   for (const q of r.bf16Ratios) {
-    t.push([MODELS[q.model].name, String(q.M), f(q.fp16Us, 2), f(q.bf16Us, 2), q.ratio.toFixed(3), q.status]);
+    t.push([q.series, MODELS[q.model].name, String(q.M), f(q.fp16Us, 2), f(q.bf16Us, 2), q.ratio.toFixed(3), q.status]);
   }
   return t.toString();
 }
@@ -116,9 +134,12 @@ export function ratioTable(r: BenchResult): string {
 export function report(r: BenchResult, files: { json: string; svg: string | null }): string {
   const e = r.env;
   const lines: string[] = [];
+  const labels = r.series.map((id) => seriesOf(id).label).join(', ');
   lines.push(
+    `@marlin/${r.package} ${labels}: ${r.addon.path}`,
     `${e.gpu} (${e.smCount} SMs, sm_${e.computeCapability.replace('.', '')}, ${e.smClockMHz} MHz SM, ${e.memClockMHz} MHz mem), ` +
-      `driver ${e.driver}, CUDA runtime ${e.cudaRuntime}, cuBLAS ${e.cublas ? `${e.cublas.library} ${e.cublas.version}` : 'not found'}`,
+      `driver ${e.driver}, CUDA runtime ${e.cudaRuntime}, cuBLAS ${e.cublas ? `${e.cublas.library} ${e.cublas.version}` : 'not found'}, ` +
+      `cuBLASLt ${e.cublasLt ? `${e.cublasLt.library} ${e.cublasLt.version}` : 'not found'}`,
     `commit ${e.commit}, ${e.date}, node ${e.node}`,
     `measured: HBM ${e.bandwidthGBs.toFixed(0)} GB/s (d2d copy, read+write), fp16 ${
       e.fp16Tflops === null ? 'n/a (no cuBLAS)' : `${e.fp16Tflops.toFixed(0)} TFLOP/s`
@@ -126,7 +147,8 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
     '',
     rowsTable(r),
     '',
-    'Block sums (four layers), speedup over cuBLAS fp16 (serial: every call launched after the previous one completed):',
+    'Block sums (four layers), speedup over cuBLAS fp16; W8A8: cuBLASLt FP8 e4m3 x e4m3, per-tensor scales, M padded to 16,',
+    'activation quantization not counted (vs W8A8 > 1: ours faster); serial: every call launched after the previous one completed:',
     blocksTable(r),
   );
   const judged = r.blocks.filter((b) => b.status !== 'n/a');
@@ -134,14 +156,26 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
   lines.push(`targets: ${judged.length - missed.length}/${judged.length} met`);
   for (const b of missed) {
     lines.push(
-      `  missed ${MODELS[b.model].name} ${b.dtype} M=${b.M}: ${x(b.speedup)} vs >= ${b.target.toFixed(2)}x (${Math.abs(b.gap!).toFixed(2)}x short); ${b.limit}`,
+      `  missed ${b.series} ${MODELS[b.model].name} ${b.dtype} M=${b.M}: ${x(b.speedup)} vs >= ${b.target.toFixed(2)}x (${Math.abs(b.gap!).toFixed(2)}x short); ${b.limit}`,
     );
   }
+  const w8a8Judged = r.blocks.filter((b) => b.w8a8Status !== 'n/a');
+  if (w8a8Judged.length > 0) {
+    const w8a8Missed = w8a8Judged.filter((b) => b.w8a8Status === 'missed');
+    lines.push(`not slower than W8A8 at M <= 64: ${w8a8Judged.length - w8a8Missed.length}/${w8a8Judged.length} met`);
+    for (const b of w8a8Missed) {
+      const slower = (1 / b.vsW8a8! - 1) * 100;
+      lines.push(
+        `  missed ${b.series} ${MODELS[b.model].name} ${b.dtype} M=${b.M}: ${f(b.ourUs, 2)} us vs W8A8 ${f(b.w8a8Us, 2)} us (${slower.toFixed(1)}% slower)`,
+      );
+    }
+  }
+  if (r.w8a8Error) lines.push(`W8A8 baseline: ${r.w8a8Error}`);
   if (r.bf16Ratios.length > 0) lines.push('', 'bf16 vs fp16 (block time ratio, target within 5%):', ratioTable(r));
   lines.push('');
   for (const g of r.geomean) {
     lines.push(
-      `geomean ${g.dtype}: row speedup ${x(g.rowSpeedup)}, block speedup ${x(g.blockSpeedup)}, ${g.rooflinePct.toFixed(1)}% of roofline`,
+      `geomean ${g.series} ${g.dtype}: row speedup ${x(g.rowSpeedup)}, block speedup ${x(g.blockSpeedup)}, ${g.rooflinePct.toFixed(1)}% of roofline`,
     );
   }
   if (r.eager) {

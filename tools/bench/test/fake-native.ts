@@ -1,5 +1,13 @@
-/** A deterministic stand-in for the addon's benchmark exports: timings from a simple bandwidth/compute model. */
-import type { BenchCublasArgs, BenchGemmArgs, BenchNative, NativeEnv, NativeTiming } from '../src/native.js';
+/** A deterministic stand-in for marlin_bench.node: timings from a simple bandwidth/compute model. */
+import type {
+  AddonPrefix,
+  BenchCublasArgs,
+  BenchGemmArgs,
+  BenchNative,
+  LoadedAddon,
+  NativeEnv,
+  NativeTiming,
+} from '../src/native.js';
 import { bytesMoved, fp16BytesMoved } from '../src/protocol.js';
 
 export const FAKE_ENV: NativeEnv = {
@@ -20,6 +28,7 @@ export const FAKE_ENV: NativeEnv = {
   driverVersion: 13000,
   runtimeVersion: 13000,
   cublas: { available: true, version: 130100, library: 'libcublas.so.13', error: '' },
+  cublasLt: { available: true, version: 130100, library: 'libcublasLt.so.13', error: '' },
   bandwidthGBs: 3000,
   bandwidthBytes: 2 ** 31,
   fp16Tflops: 800,
@@ -29,7 +38,7 @@ export const FAKE_ENV: NativeEnv = {
  * A timing of `us` per call; clusterSize and tailBlocks as the addon reports them (dense: 1 or the split count, and
  * the second launch's blocks or 0; cuBLAS: 0 and 0).
  */
-function timing(us: number, clusterSize: number, tailBlocks: number): NativeTiming {
+function timing(us: number, clusterSize: number, tailBlocks: number, mRun = 1): NativeTiming {
   return {
     us,
     minUs: us * 0.98,
@@ -41,6 +50,7 @@ function timing(us: number, clusterSize: number, tailBlocks: number): NativeTimi
     workspaceBytes: 0,
     clusterSize,
     tailBlocks,
+    mRun,
   };
 }
 
@@ -55,11 +65,19 @@ export interface FakeOptions {
    * clock recovery the settle step waits out.
    */
   readonly recovery?: (call: number) => number;
+  /** benchLoadAddon throws for these prefixes (a binary without the exported C ABI). */
+  readonly unloadable?: readonly AddonPrefix[];
+  /** benchCublasLtFp8 throws MARLIN_E_UNSUPPORTED (no FP8 algorithm, as before sm_89). */
+  readonly noFp8Algorithm?: boolean;
+  /** Speed of the 8-bit kernels relative to the memory model (1 = as INT4's efficiency). */
+  readonly eightBitEfficiency?: number;
 }
 
 export class FakeNative implements BenchNative {
   readonly gemmCalls: BenchGemmArgs[] = [];
   readonly cublasCalls: BenchCublasArgs[] = [];
+  readonly ltCalls: BenchCublasArgs[] = [];
+  readonly loaded: { prefix: AddonPrefix; path: string }[] = [];
   constructor(private readonly opts: FakeOptions = {}) {}
 
   benchEnv(o?: { measure?: boolean }): NativeEnv {
@@ -67,15 +85,36 @@ export class FakeNative implements BenchNative {
     return o?.measure === false ? { ...env, bandwidthGBs: null, bandwidthBytes: null, fp16Tflops: null } : env;
   }
 
+  benchLoadAddon(a: { prefix: AddonPrefix; path: string }): LoadedAddon {
+    if (this.opts.unloadable?.includes(a.prefix)) {
+      throw Object.assign(new Error(`benchLoadAddon: ${a.path} does not export ${a.prefix}_plan_create`), {
+        code: 'MARLIN_E_UNSUPPORTED',
+      });
+    }
+    this.loaded.push(a);
+    return { prefix: a.prefix, path: a.path, configCount: 24 };
+  }
+
   benchGemm(a: BenchGemmArgs): NativeTiming {
     this.gemmCalls.push(a);
+    if (!this.loaded.some((l) => l.prefix === a.addon)) {
+      throw Object.assign(new Error(`benchGemm: addon '${a.addon}' is not loaded`), { code: 'MARLIN_E_VALUE' });
+    }
     if (this.opts.failGemm?.(a)) {
       throw Object.assign(new Error('marlin_dense_gemm failed: MARLIN_E_UNSUPPORTED'), {
         code: 'MARLIN_E_UNSUPPORTED',
       });
     }
-    const bytes = bytesMoved({ M: a.M, N: a.N, K: a.K, groupSize: a.groupSize, hasZeros: a.hasZeros ?? false }).total;
-    const memUs = bytes / 3000e3 / 0.7;
+    const bits = a.variant === 'int4' ? 4 : 8;
+    const bytes = bytesMoved({
+      M: a.M,
+      N: a.N,
+      K: a.K,
+      groupSize: a.groupSize,
+      hasZeros: a.hasZeros ?? false,
+      bits,
+    }).total;
+    const memUs = bytes / 3000e3 / 0.7 / (bits === 8 ? (this.opts.eightBitEfficiency ?? 1) : 1);
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.6;
     const f =
       (a.dtype === 'bf16' ? (this.opts.bf16Factor ?? 1.02) : 1) *
@@ -94,6 +133,19 @@ export class FakeNative implements BenchNative {
     this.cublasCalls.push(a);
     const memUs = fp16BytesMoved(a.M, a.N, a.K) / 3000e3 / 0.9;
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.75;
-    return timing(Math.max(memUs, computeUs) + 4, 0, 0);
+    return timing(Math.max(memUs, computeUs) + 4, 0, 0, a.M);
+  }
+
+  benchCublasLtFp8(a: BenchCublasArgs): NativeTiming {
+    this.ltCalls.push(a);
+    if (this.opts.noFp8Algorithm) {
+      throw Object.assign(new Error('cuBLASLt has no FP8 e4m3 algorithm on this device'), {
+        code: 'MARLIN_E_UNSUPPORTED',
+      });
+    }
+    const m16 = Math.ceil(a.M / 16) * 16;
+    const memUs = (a.K * a.N + m16 * a.K + 2 * m16 * a.N) / 3000e3 / 0.85;
+    const computeUs = (2 * m16 * a.N * a.K) / 1600e6 / 0.7;
+    return timing(Math.max(memUs, computeUs) + 5, 0, 0, m16);
   }
 }

@@ -7,8 +7,11 @@ import {
   gemmFlops,
   groupCount,
   MODELS,
+  RESULT_FILE,
   roofline,
   rooflinePercent,
+  SERIES,
+  seriesGroupSize,
   targetSpeedup,
 } from '../src/protocol.js';
 
@@ -102,5 +105,38 @@ describe('targets', () => {
       'gate_up:8192x57344',
       'down:28672x8192',
     ]);
+  });
+});
+
+describe('the 8-bit series', () => {
+  it('moves 1 byte per weight: FP8 per-channel 70B o_proj at M = 1, and the 8-bit memory-bound bound (1.97x)', () => {
+    const b = bytesMoved({ M: 1, N: 8192, K: 8192, groupSize: 8192, hasZeros: false, bits: 8 });
+    expect(b.weights).toBe(8192 * 8192);
+    expect(b.scales).toBe(2 * 8192);
+    expect(b.total).toBe(67_158_016);
+    const g128 = bytesMoved({ M: 1, N: 8192, K: 8192, groupSize: 128, hasZeros: false, bits: 8 });
+    // fp16 weights / (1 byte + scales) while memory-bound: 2 / 1.0156.
+    expect((2 * 8192 * 8192) / (g128.weights + g128.scales)).toBeCloseTo(1.969, 3);
+  });
+
+  it('takes the 8-bit targets for int8 and fp8, the INT4 ones for int4', () => {
+    expect([1, 16, 32, 64, 128, 256, 512, 4096].map((M) => targetSpeedup('70b', M, 'fp8'))).toEqual([
+      1.85, 1.85, 1.8, 1.7, 1.5, 1.0, 0.9, 0.9,
+    ]);
+    expect([1, 32, 64, 128, 256, 1024].map((M) => targetSpeedup('8b', M, 'int8'))).toEqual([
+      1.7, 1.65, 1.5, 1.3, 0.95, 0.9,
+    ]);
+    expect(targetSpeedup('70b', 1, 'int4')).toBe(3.5);
+    expect(targetSpeedup('70b', 1)).toBe(3.5);
+  });
+
+  it('runs FP8 per-channel at group size K and every other series at 128, from the addon that ships it', () => {
+    expect(SERIES.map((s) => [s.id, s.addon, s.bits, seriesGroupSize(s, 14336)])).toEqual([
+      ['int4-g128', 'dense', 4, 128],
+      ['int8-g128', 'dense', 8, 128],
+      ['fp8-channel', 'fp8', 8, 14336],
+      ['fp8-block128', 'fp8', 8, 128],
+    ]);
+    expect(RESULT_FILE).toEqual({ int4: 'dense', int8: 'dense-int8', fp8: 'fp8' });
   });
 });

@@ -26,6 +26,7 @@ function blockRows(
   return MODELS[model].layers.map((shape, i) =>
     makeRow(
       {
+        series: 'int4-g128',
         model,
         shape,
         M,
@@ -40,6 +41,7 @@ function blockRows(
         ours: t(ours[i]!),
         serial: serial === undefined ? null : t(serial[i]!),
         cublas: t(cublas[i]!),
+        w8a8: null,
         sweep: null,
       },
       ceilings,
@@ -100,6 +102,7 @@ describe('block sums and targets', () => {
       (s) =>
         makeRow(
           {
+            series: 'int4-g128',
             model: '8b',
             shape: s,
             M: 1,
@@ -114,6 +117,7 @@ describe('block sums and targets', () => {
             ours: t(1),
             serial: null,
             cublas: t(1),
+            w8a8: null,
             sweep: null,
           },
           ceilings,

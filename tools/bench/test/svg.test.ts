@@ -30,13 +30,16 @@ function wellFormed(xml: string): string[] {
 
 describe('speedup SVG', () => {
   it('is well-formed with one line per model and dtype plus targets and roofline bounds', async () => {
-    const r = await runBench(parseBenchArgs(['--quick', '--no-eager'], {}, '/repo', '/repo'), {
-      native: new FakeNative(),
+    const native = new FakeNative();
+    const run = await runBench(parseBenchArgs(['--quick', '--no-eager', '--variants', 'int4'], {}, '/repo', '/repo'), {
+      native,
+      addons: { dense: { loaded: native.benchLoadAddon({ prefix: 'marlin_dense', path: '/repo/marlin_dense.node' }) } },
       commit: { commit: 'abc1234', source: 'git' },
       now: () => new Date('2026-11-24T10:00:00Z'),
       progress: () => {},
       eager: null,
     });
+    const r = run.results[0]!;
     const svg = speedupSvg({ title: 'H100 <test> & "quotes"', blocks: r.blocks, mValues: r.options.mValues });
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(wellFormed(svg)).toEqual([]);
