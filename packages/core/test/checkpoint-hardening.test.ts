@@ -157,7 +157,7 @@ describe('names that are Object.prototype keys', () => {
     await convertCheckpoint(dir, out);
     const r = await SafetensorsReader.open(out);
     try {
-      expect(readPackedInfo(r).passthrough.sort()).toEqual(['__proto__', 'constructor', 'toString']);
+      expect([...readPackedInfo(r).passthrough].sort()).toEqual(['__proto__', 'constructor', 'toString']);
       for (const t of odd) expect(Buffer.from(await r.read(t.name)).equals(Buffer.from(t.data)), t.name).toBe(true);
     } finally {
       await r.close();
@@ -186,7 +186,7 @@ describe('names that are Object.prototype keys', () => {
     await w.finish();
     const r = await SafetensorsReader.open(p);
     expect(r.names()).toEqual(['__proto__', 'valueOf']);
-    expect(Object.hasOwn(r.metadata, '__proto__') && r.metadata['__proto__']).toBe('x');
+    expect(Object.getOwnPropertyDescriptor(r.metadata, '__proto__')?.value).toBe('x');
     expect(r.metadata['constructor']).toBeUndefined();
     expect(Array.from(await r.read('__proto__'))).toEqual([1, 2]);
     await r.close();
