@@ -1,0 +1,81 @@
+/**
+ * marlin_bench.node's dlopen / dlsym of an addon's C ABI, on a stub library (no GPU needed). Runs when the harness
+ * addon is built (tools/bench/build/Release) and a C compiler is on PATH; skipped otherwise.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const addonPath = new URL('../build/Release/marlin_bench.node', import.meta.url).pathname;
+const hasCc = (() => {
+  try {
+    execFileSync('cc', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** A shared library exporting `<prefix>_*` with the gemm.h entry points, minus `omit`. */
+function stub(prefix: string, omit: readonly string[] = []): string {
+  const names = [
+    'workspace_bytes',
+    'workspace_init',
+    'gemm',
+    'plan_create',
+    'plan_launch',
+    'plan_destroy',
+    'plan_cluster_size',
+    'plan_tail_blocks',
+  ].filter((n) => !omit.includes(n));
+  const src = [
+    ...names.map((n) => `int ${prefix}_${n}(void) { return 0; }`),
+    `int ${prefix}_config_count(void) { return 24; }`,
+  ].join('\n');
+  const dir = mkdtempSync(join(tmpdir(), 'bench-stub-'));
+  writeFileSync(join(dir, 'stub.c'), src);
+  const out = join(dir, `${prefix}.node`);
+  execFileSync('cc', ['-shared', '-fPIC', '-o', out, join(dir, 'stub.c')]);
+  return out;
+}
+
+describe.skipIf(!existsSync(addonPath) || !hasCc)('marlin_bench.node opens an addon by path', () => {
+  const bench = createRequire(import.meta.url)(addonPath) as {
+    benchLoadAddon(a: { prefix: string; path: string }): { prefix: string; path: string; configCount: number | null };
+  };
+
+  it('resolves every entry point of the prefix and reports the compiled config count', () => {
+    const path = stub('marlin_stubok');
+    expect(bench.benchLoadAddon({ prefix: 'marlin_stubok', path })).toEqual({
+      prefix: 'marlin_stubok',
+      path,
+      configCount: 24,
+    });
+    // The same binary again is fine; another binary under the same prefix is refused.
+    expect(bench.benchLoadAddon({ prefix: 'marlin_stubok', path }).configCount).toBe(24);
+    expect(() => bench.benchLoadAddon({ prefix: 'marlin_stubok', path: stub('marlin_stubok') })).toThrow(
+      /already loaded from/,
+    );
+  });
+
+  it('names every missing entry point (a binary built before the C ABI was exported)', () => {
+    const path = stub('marlin_stubold', ['plan_create', 'plan_tail_blocks']);
+    let err: (Error & { code?: string }) | undefined;
+    try {
+      bench.benchLoadAddon({ prefix: 'marlin_stubold', path });
+    } catch (e) {
+      err = e as Error & { code?: string };
+    }
+    expect(err?.code).toBe('MARLIN_E_UNSUPPORTED');
+    expect(err?.message).toMatch(/does not export marlin_stubold_plan_create, marlin_stubold_plan_tail_blocks/);
+  });
+
+  it('says why a file does not load', () => {
+    expect(() => bench.benchLoadAddon({ prefix: 'marlin_x', path: '/nonexistent/marlin_x.node' })).toThrow(
+      /cannot load \/nonexistent\/marlin_x.node/,
+    );
+  });
+});
