@@ -3,7 +3,8 @@
  * the right thing), never in a hang, a stack trace, a corrupt file or a file left behind.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { EventEmitter } from 'node:events';
+import { lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,7 @@ import {
   SafetensorsWriter,
 } from '../src/checkpoint/index.js';
 import { gptqModuleConfig } from '../src/checkpoint/plan.js';
+import { runCli } from '../src/cli/cli.js';
 import { ErrorCode, FormatError, IoError } from '../src/errors/index.js';
 import { dequantize } from '../src/reference/index.js';
 import {
@@ -35,6 +37,17 @@ const run = promisify(execFile);
 const newDir = tempDirs();
 const truth = makeTruth({ K: 128, N: 64, groupSize: 64, seed: 91 });
 const gptq = { quant_method: 'gptq', bits: 4, group_size: 64, desc_act: false, sym: true, checkpoint_format: 'gptq' };
+
+function capture() {
+  const o = { out: '', err: '' };
+  const signals = new EventEmitter();
+  const io = {
+    stdout: { write: (s: string) => (o.out += s), isTTY: false },
+    stderr: { write: (s: string) => (o.err += s), isTTY: false },
+    signals: signals as never,
+  };
+  return { o, io, signals };
+}
 
 let bundle = '';
 beforeAll(async () => {
@@ -196,5 +209,82 @@ describe('names that are Object.prototype keys', () => {
         { name: '__proto__', dtype: 'U8', shape: [1] },
       ]),
     ).rejects.toThrow(/declared twice/);
+  });
+});
+
+describe('outputs: written through symlinks, non-regular targets refused', () => {
+  async function source(): Promise<string> {
+    const dir = await newDir('out');
+    await writeCheckpoint(dir, encodeGptq('model.layers.0.mlp.up_proj', truth, true), gptq);
+    return dir;
+  }
+
+  it('refuses a character device, a FIFO and a directory with MARLIN_E_IO (exit 1), with or without --force', async () => {
+    const dir = await source();
+    const targets: [string, RegExp][] = [
+      [join(dir, 'dir.safetensors'), /is a directory/],
+      [join(dir, 'fifo.safetensors'), /is a FIFO/],
+    ];
+    await mkdir(targets[0][0]);
+    await run('mkfifo', [targets[1][0]]);
+    // A private copy of /dev/full (char 1:7): never point a test at the real one.
+    const dev = join(dir, 'full');
+    const haveDev = await run('mknod', [dev, 'c', '1', '7']).then(
+      () => true,
+      () => false,
+    );
+    if (haveDev) targets.push([dev, /is a character device/]);
+    const before = (await readdir(dir)).sort();
+    for (const [t, kind] of targets) {
+      for (const force of [[], ['--force']]) {
+        const c = capture();
+        expect(await runCli(['convert', dir, t, '--quiet', ...force], c.io), `${t} ${force}`).toBe(1);
+        expect(c.o.err).toMatch(/^marlin: MARLIN_E_IO: Cannot write the output .*: it is /);
+        expect(c.o.err).toMatch(kind);
+        expect(c.o.err.trimEnd().split('\n')).toHaveLength(1);
+      }
+      await expect(convertCheckpoint(dir, t)).rejects.toMatchObject({ code: 'MARLIN_E_IO' });
+    }
+    expect((await readdir(dir)).sort()).toEqual(before);
+    if (haveDev) expect((await lstat(dev)).isCharacterDevice()).toBe(true);
+    expect((await lstat(targets[0][0])).isDirectory()).toBe(true);
+  });
+
+  it('an output that is a symlink is written through: the link stays, its target gets the file', async () => {
+    const dir = await source();
+    const real = join(dir, 'real.safetensors');
+    const link = join(dir, 'link.safetensors');
+    await writeFile(real, 'old');
+    await symlink('real.safetensors', link);
+    expect(await runCli(['convert', dir, link, '--quiet', '--force'], capture().io)).toBe(0);
+    expect((await lstat(link)).isSymbolicLink()).toBe(true);
+    expect(await readlink(link)).toBe('real.safetensors');
+    expect((await loadPacked(real)).size).toBe(1);
+    // A dangling link is written through too (the file it names is created).
+    const dangling = join(dir, 'dangling.safetensors');
+    await symlink('made.safetensors', dangling);
+    await convertCheckpoint(dir, dangling);
+    expect((await lstat(dangling)).isSymbolicLink()).toBe(true);
+    expect((await loadPacked(join(dir, 'made.safetensors'))).size).toBe(1);
+    // A link to an input file is an input file.
+    const toInput = join(dir, 'in.safetensors');
+    await symlink('model.safetensors', toInput);
+    const input = await readFile(join(dir, 'model.safetensors'));
+    await expect(convertCheckpoint(dir, toInput)).rejects.toMatchObject({ code: 'MARLIN_E_IO' });
+    expect((await readFile(join(dir, 'model.safetensors'))).equals(input)).toBe(true);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.partial'))).toEqual([]);
+  });
+
+  it('a stale <out>.partial file is replaced; a <out>.partial symlink is refused, its target untouched', async () => {
+    const dir = await source();
+    const out = join(dir, 'o.safetensors');
+    await writeFile(`${out}.partial`, 'left by a killed run');
+    await convertCheckpoint(dir, out);
+    expect((await loadPacked(out)).size).toBe(1);
+    const victim = join(dir, 'victim.txt');
+    await writeFile(victim, 'keep me');
+    await symlink('victim.txt', `${out}.partial`);
+    await expect(convertCheckpoint(dir, out)).rejects.toMatchObject({ code: 'MARLIN_E_IO' });
+    expect(await readFile(victim, 'utf8')).toBe('keep me');
   });
 });

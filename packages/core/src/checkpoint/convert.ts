@@ -9,6 +9,7 @@ import { pack } from '../format/pack.js';
 import type { HalfDtype, WeightBits } from '../format/types.js';
 import type { QuantizationConfig } from './config.js';
 import { readQuantizationConfig } from './config.js';
+import { resolveOutputPath } from './files.js';
 import type { PackedLayerMeta, PackedLayerSource, WriteProgress } from './packed.js';
 import { writePackedContainer } from './packed.js';
 import type { CheckpointPlan, LayerPlan } from './plan.js';
@@ -117,9 +118,11 @@ export async function convertCheckpoint(
   const cdir = await configDir(dir);
   const config = await readQuantizationConfig(cdir);
   const outAbs = resolve(out);
-  const src = await ShardedSafetensors.open(dir, { exclude: [outAbs, `${outAbs}.partial`] });
+  // The file the output lands in (a symbolic link is written through): refused here when it is not a regular file.
+  const target = await resolveOutputPath(outAbs);
+  const src = await ShardedSafetensors.open(dir, { exclude: [outAbs, target, `${target}.partial`] });
   try {
-    if (src.files.includes(outAbs)) {
+    if (src.files.includes(outAbs) || src.files.includes(target)) {
       throw new IoError(`The output ${outAbs} is one of the checkpoint's input files.`, {
         fix: 'write the packed checkpoint to a new file.',
       });

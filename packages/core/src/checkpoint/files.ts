@@ -7,7 +7,8 @@
 import type { Stats } from 'node:fs';
 import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
+import { lstat, open, readlink, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { IoError } from '../errors/index.js';
 
 /** What a non-regular file is, for messages. */
@@ -74,4 +75,64 @@ export async function readRegularText(path: string, what: string): Promise<strin
   } finally {
     await opened.fh.close().catch(() => undefined);
   }
+}
+
+/**
+ * The file an output path will be written to: the path itself, or, for a symbolic link (dangling or not), the file at
+ * the end of its chain, so that the link is written through rather than replaced. The output is written to a temporary
+ * file and renamed over that path, which is only safe over a regular file or nothing: a device, a FIFO, a directory
+ * or a socket is refused (renaming over /dev/full as root would replace the device node).
+ * @throws IoError when the path (or the end of its link chain) exists and is not a regular file, or links loop.
+ */
+export async function resolveOutputPath(path: string): Promise<string> {
+  let cur = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    let st: Stats;
+    try {
+      st = await lstat(cur);
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return cur;
+      throw new IoError(`Cannot write the output ${path}: ${(cause as Error).message}.`, {
+        fix: 'check that its directory exists and is writable.',
+        cause,
+      });
+    }
+    if (st.isFile()) return cur;
+    if (!st.isSymbolicLink()) {
+      throw new IoError(
+        `Cannot write the output ${path}: it is ${fileKind(st)}${cur === resolve(path) ? '' : ` (${cur})`}, not a regular file.`,
+        {
+          fix: 'write the packed checkpoint to a regular file path (a new file, or an existing file with --force).',
+          details: { path, target: cur },
+        },
+      );
+    }
+    cur = resolve(dirname(cur), await readlink(cur));
+  }
+  throw new IoError(`Cannot write the output ${path}: too many levels of symbolic links.`, {
+    fix: 'point the output at a regular file.',
+    details: { path },
+  });
+}
+
+/**
+ * Makes way for a temporary output file: removes a regular file left at `path` by a killed run, and refuses anything
+ * else there (a symbolic link would make the write land in its target).
+ * @throws IoError when `path` exists and is not a regular file.
+ */
+export async function clearStaleTemp(path: string): Promise<void> {
+  let st: Stats;
+  try {
+    st = await lstat(path);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new IoError(`Cannot write ${path}: ${(cause as Error).message}.`, { fix: 'check permissions.', cause });
+  }
+  if (!st.isFile()) {
+    throw new IoError(`Cannot write the temporary file ${path}: it exists and is ${fileKind(st)}.`, {
+      fix: `remove ${path} (a leftover of another run) and convert again.`,
+      details: { path },
+    });
+  }
+  await rm(path, { force: true });
 }

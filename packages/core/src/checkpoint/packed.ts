@@ -5,11 +5,12 @@
  * `<layer>.perm` (I32, optional), plus every tensor of the source checkpoint that was not converted, unchanged.
  */
 import { rename, rm } from 'node:fs/promises';
-import { CancelledError, FormatError, MarlinError, throwIfAborted } from '../errors/index.js';
+import { CancelledError, FormatError, IoError, MarlinError, throwIfAborted } from '../errors/index.js';
 import { numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
 import type { HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
 import { FORMAT_VERSION } from '../format/types.js';
 import { validatePacked } from '../format/validate.js';
+import { clearStaleTemp, resolveOutputPath } from './files.js';
 import type { TensorDeclaration } from './safetensors.js';
 import { SafetensorsReader, SafetensorsWriter } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
@@ -98,8 +99,10 @@ export interface WriteContainerOptions {
 /**
  * Streams a packed container to `path`: header first, then each layer (loaded one at a time), then the passthrough
  * tensors copied chunk by chunk. Writes to `<path>.partial` and renames at the end, so `path` never holds a partial
- * file; on error or cancellation the partial file is removed.
- * @throws CancelledError when `signal` aborts; FormatError when a layer does not match its declared metadata.
+ * file; on error or cancellation the partial file is removed. A symbolic link at `path` is written through (its target
+ * gets the file).
+ * @throws CancelledError when `signal` aborts; FormatError when a layer does not match its declared metadata;
+ *   IoError when `path` is not a regular file (a directory, a device, a FIFO) or cannot be written.
  */
 export async function writePackedContainer(
   path: string,
@@ -131,8 +134,11 @@ export async function writePackedContainer(
   if (options.unconverted && options.unconverted.length > 0)
     metadata['unconverted'] = JSON.stringify(options.unconverted);
 
-  const partial = `${path}.partial`;
-  const writer = await SafetensorsWriter.create(partial, decls, metadata);
+  // Symbolic links are written through; the temporary file sits next to the file it becomes and is renamed over it.
+  const target = await resolveOutputPath(path);
+  const partial = `${target}.partial`;
+  await clearStaleTemp(partial);
+  const writer = await SafetensorsWriter.create(partial, decls, metadata, { exclusive: true });
   const count = layers.length + copyNames.length;
   const bytesTotal =
     layers.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
@@ -184,7 +190,16 @@ export async function writePackedContainer(
       if (src.info(n).byteLength === 0) onProgress?.({ phase: 'copy', name: n, index, count, bytesDone, bytesTotal });
     }
     await writer.finish();
-    await rename(partial, path);
+    // The target may have changed since it was checked: never rename over anything but a regular file.
+    await resolveOutputPath(target);
+    try {
+      await rename(partial, target);
+    } catch (cause) {
+      throw new IoError(`Cannot move ${partial} to ${target}: ${(cause as Error).message}.`, {
+        fix: 'check that the output directory is writable and the output is a regular file.',
+        cause,
+      });
+    }
   } catch (err) {
     await writer.abort();
     await rm(partial, { force: true });

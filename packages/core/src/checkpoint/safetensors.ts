@@ -440,12 +440,14 @@ export class SafetensorsWriter {
   /**
    * Creates (truncates) `path` and writes the header.
    * @param metadata written as `__metadata__` (string values only).
+   * @param options.exclusive fail when `path` exists (instead of truncating it).
    * @throws FormatError on duplicate names or byte sizes that a dtype cannot express; IoError when the file cannot be written.
    */
   static async create(
     path: string,
     tensors: readonly TensorDeclaration[],
     metadata: Readonly<Record<string, string>> = {},
+    options: { readonly exclusive?: boolean } = {},
   ): Promise<SafetensorsWriter> {
     // Null prototype: `header["__proto__"] = ...` on a plain object would set its prototype and drop the tensor.
     const header: Record<string, unknown> = Object.create(null);
@@ -479,10 +481,12 @@ export class SafetensorsWriter {
     const headerBytes = new TextEncoder().encode(json);
     let fh: FileHandle;
     try {
-      fh = await open(path, 'w');
+      // exclusive: O_CREAT | O_EXCL, which also refuses to follow a symbolic link planted at the path.
+      fh = await open(path, options.exclusive ? 'wx' : 'w');
     } catch (cause) {
       throw new IoError(`Cannot create ${path}: ${(cause as Error).message}.`, {
         fix: 'check that the directory exists and is writable.',
+        details: { path, errno: (cause as NodeJS.ErrnoException).code },
         cause,
       });
     }

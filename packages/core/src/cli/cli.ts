@@ -12,6 +12,7 @@ import cliProgress from 'cli-progress';
 import pkg from '../../package.json';
 import type { CheckpointReport } from '../checkpoint/convert.js';
 import { convertCheckpoint, inspectCheckpoint } from '../checkpoint/convert.js';
+import { resolveOutputPath } from '../checkpoint/files.js';
 import type { WriteProgress } from '../checkpoint/packed.js';
 import { CancelledError, MarlinError } from '../errors/index.js';
 import type { HalfDtype } from '../format/types.js';
@@ -231,6 +232,8 @@ async function convert(
     throw new UsageError(`--scale-dtype must be fp16 or bf16, got "${String(scaleDtype)}".`);
   }
   const [dir, target] = positionals;
+  // A directory, device or FIFO is refused (coded IoError) before "exists" is asked: --force cannot make it writable.
+  await resolveOutputPath(target);
   if (
     !values.force &&
     (await access(target).then(
