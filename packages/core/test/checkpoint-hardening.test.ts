@@ -2,8 +2,8 @@
  * What a new user's run found (issue 19, "Hardening"): hostile or odd inputs and outputs end in a coded error (or do
  * the right thing), never in a hang, a stack trace, a corrupt file or a file left behind.
  */
-import { execFile } from 'node:child_process';
-import { EventEmitter } from 'node:events';
+import { execFile, spawn } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
 import { lstat, mkdir, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,8 +42,8 @@ function capture() {
   const o = { out: '', err: '' };
   const signals = new EventEmitter();
   const io = {
-    stdout: { write: (s: string) => (o.out += s), isTTY: false },
-    stderr: { write: (s: string) => (o.err += s), isTTY: false },
+    stdout: { write: (s: string): unknown => (o.out += s), isTTY: false },
+    stderr: { write: (s: string): unknown => (o.err += s), isTTY: false },
     signals: signals as never,
   };
   return { o, io, signals };
@@ -286,5 +286,49 @@ describe('outputs: written through symlinks, non-regular targets refused', () =>
     await symlink('victim.txt', `${out}.partial`);
     await expect(convertCheckpoint(dir, out)).rejects.toMatchObject({ code: 'MARLIN_E_IO' });
     expect(await readFile(victim, 'utf8')).toBe('keep me');
+  });
+});
+
+describe('SIGTERM cancels like SIGINT', () => {
+  async function manyLayers(n: number, K: number, N: number): Promise<string> {
+    const dir = await newDir('term');
+    const t = makeTruth({ K, N, groupSize: 128, seed: 93 });
+    const ts = [];
+    for (let i = 0; i < n; i++) ts.push(...encodeGptq(`model.layers.${i}.mlp.up_proj`, t, true));
+    await writeCheckpoint(dir, ts, { ...gptq, group_size: 128 });
+    return dir;
+  }
+
+  it('in-process: SIGTERM mid-way exits 143 with the cancelled line, removes the partial file, unsubscribes', async () => {
+    const dir = await manyLayers(3, 128, 64);
+    const out = join(dir, 'o.safetensors');
+    const c = capture();
+    c.io.stderr.write = (s: string) => {
+      c.o.err += s;
+      if (s.startsWith('[1/')) c.signals.emit('SIGTERM');
+      return true;
+    };
+    expect(await runCli(['convert', dir, out], c.io)).toBe(143);
+    expect(c.o.err).toMatch(
+      /^marlin: MARLIN_E_CANCELLED: Writing .* was cancelled; the partial output was removed\.$/m,
+    );
+    expect((await readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(c.signals.listenerCount('SIGTERM') + c.signals.listenerCount('SIGINT')).toBe(0);
+  });
+
+  it('a real process sent SIGTERM after its first layer exits 143 and leaves no .partial file', async () => {
+    const dir = await manyLayers(48, 1024, 1024);
+    const out = join(dir, 'o.safetensors');
+    const child = spawn(process.execPath, [bundle, 'convert', dir, out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (s: string) => {
+      if (err === '' && s.includes('[1/')) child.kill('SIGTERM');
+      err += s;
+    });
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    expect({ code, signal }, err).toEqual({ code: 143, signal: null });
+    expect(err).toMatch(/MARLIN_E_CANCELLED/);
+    expect((await readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
   });
 });

@@ -3,7 +3,7 @@
  * process.exit, so tests drive it in-process; src/cli/main.ts is the executable wrapper.
  *
  * Exit codes: 0 success, 1 bad input or failure (one line: error code, what was wrong, the fix), 2 usage error,
- * 130 cancelled (Ctrl-C).
+ * 130 cancelled by SIGINT (Ctrl-C), 143 cancelled by SIGTERM.
  */
 import { access } from 'node:fs/promises';
 import type { ParseArgsConfig } from 'node:util';
@@ -22,8 +22,11 @@ import { doctorJson, formatDoctor, runDoctor } from './doctor.js';
 export interface CliIo {
   readonly stdout: { write(s: string): unknown; isTTY?: boolean };
   readonly stderr: { write(s: string): unknown; isTTY?: boolean };
-  /** SIGINT source (process by default); the CLI subscribes only while converting. */
-  readonly signals?: { once(event: 'SIGINT', f: () => void): unknown; off(event: 'SIGINT', f: () => void): unknown };
+  /** SIGINT / SIGTERM source (process by default); the CLI subscribes only while converting. */
+  readonly signals?: {
+    once(event: CancelSignal, f: () => void): unknown;
+    off(event: CancelSignal, f: () => void): unknown;
+  };
 }
 
 const HELP: Record<string, string> = {
@@ -53,7 +56,7 @@ Options:
   convert: `Usage: marlin convert <dir> <out.safetensors> [options]
 
 Converts every quantized linear to the packed format (bit exact: the same dequantized weights as the checkpoint)
-and copies all other tensors through unchanged. Ctrl-C cancels and removes the partial output.
+and copies all other tensors through unchanged. Ctrl-C (SIGINT) or SIGTERM cancels and removes the partial output.
 
 Options:
   --scale-dtype fp16|bf16   re-encode scales to this activation dtype (default: the checkpoint's, bit exact)
@@ -67,6 +70,12 @@ Prints the platform, Node and glibc versions, and what the optional @marlin/dens
 (driver, CUDA version, devices). Works without a GPU.
 `,
 };
+
+/** Signals that cancel a conversion: Ctrl-C, and what timeout, docker stop and systemd send. */
+export type CancelSignal = 'SIGINT' | 'SIGTERM';
+
+/** Exit code of a conversion cancelled by each signal (128 + the signal number, as a shell reports it). */
+const SIGNAL_EXIT: Record<CancelSignal, number> = { SIGINT: 130, SIGTERM: 143 };
 
 class UsageError extends Error {}
 
@@ -244,9 +253,17 @@ async function convert(
     throw new UsageError(`${target} already exists; pass --force to overwrite it.`);
   }
   const ac = new AbortController();
-  const onSigint = (): void => ac.abort(new CancelledError('Interrupted (SIGINT).'));
+  let caught: CancelSignal | null = null;
+  const handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => {
+    const f = (): void => {
+      caught = sig;
+      ac.abort(new CancelledError(`Interrupted (${sig}).`));
+    };
+    return [sig, f] as const;
+  });
   const signals = io.signals ?? process;
-  signals.once('SIGINT', onSigint);
+  // With a listener installed the process is not killed: the conversion stops and removes its partial file first.
+  for (const [sig, f] of handlers) signals.once(sig, f);
   const progress = values.quiet ? null : makeProgress(io.stderr);
   try {
     const res = await convertCheckpoint(dir, target, {
@@ -262,9 +279,16 @@ async function convert(
     );
     for (const u of res.unconverted) err(`  unconverted: ${u.name}: ${u.reason}`);
     return 0;
+  } catch (e) {
+    if (e instanceof CancelledError && caught !== null) {
+      progress?.stop();
+      err(`marlin: ${e.code}: ${oneLine(e.message)}`);
+      return SIGNAL_EXIT[caught];
+    }
+    throw e;
   } finally {
     progress?.stop();
-    signals.off('SIGINT', onSigint);
+    for (const [sig, f] of handlers) signals.off(sig, f);
   }
 }
 
