@@ -4,14 +4,24 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, fp8E4m3ToF32 } from '../src/dtypes.js';
+import {
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  fp8E4m3ToF32,
+  halfDecoder,
+  halfEncoder,
+  roundToHalf,
+} from '../src/dtypes.js';
 import { ErrorCode, UnsupportedError, ValueError } from '../src/errors/index.js';
 import { FP8_SCALE_FOLD_EXPONENT, isFp8NaNCode, unfoldFp8Scale } from '../src/format/fp8.js';
 import { codeLocation, paddedK, paddedN } from '../src/format/layout.js';
 import { convertScales, pack, unpack } from '../src/format/pack.js';
 import type { HalfDtype, PackedWeight, QuantizedWeight } from '../src/format/types.js';
 import { validatePacked } from '../src/format/validate.js';
-import { randInt, randomGIdx, rng, thrown } from './helpers.js';
+import { dequantize, referenceGemm } from '../src/reference/index.js';
+import { randInt, randomGIdx, randomHalfBits, rng, thrown } from './helpers.js';
 
 type Granularity = 'per-channel' | 32 | 64 | 128 | 'block';
 
@@ -289,4 +299,164 @@ describe('8-bit padding: Kp = ceil(K / 64) * 64 (an even number of 32-row tiles)
       expect(fp8.paddedBytes).toBe((fp8.Kp - K) * 64);
     });
   }
+});
+
+/** e4m3fn value of a code from the OCP definition (bias 7, 3 mantissa bits), written independently of src/. */
+function e4m3(code: number): number {
+  const sign = code & 0x80 ? -1 : 1;
+  const e = (code >> 3) & 15;
+  const m = code & 7;
+  if (e === 15 && m === 7) return Number.NaN;
+  return sign * (e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10));
+}
+
+/** Logical scale of (row k, column n) of a QuantizedWeight, as an exact number. */
+function logicalScale(q: QuantizedWeight, k: number, n: number): number {
+  const g = q.gIdx ? q.gIdx[k] : Math.floor(k / q.groupSize);
+  return halfDecoder(q.scaleDtype)(q.scales[g * q.N + n]);
+}
+
+describe('FP8 reference', () => {
+  it('dequantizes round_T(e4m3(q) * s) from QuantizedWeight and PackedWeight, every code, any scale (property)', () => {
+    fc.assert(
+      fc.property(arbSpec, (spec) => {
+        const q = randomFp8(spec);
+        const fromQ = dequantize(q, spec.scaleDtype);
+        const fromP = dequantize(pack(q), spec.scaleDtype);
+        for (let k = 0; k < q.K; k++) {
+          for (let n = 0; n < q.N; n++) {
+            const i = k * q.N + n;
+            const want = roundToHalf(e4m3(q.codes[i]) * logicalScale(q, k, n), q.scaleDtype);
+            if (!Object.is(fromQ[i], want) || !Object.is(fromP[i], want)) {
+              throw new Error(`(${k}, ${n}): q ${fromQ[i]} packed ${fromP[i]} want ${want}`);
+            }
+          }
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('covers all 254 finite codes, subnormals included, at one scale per column', () => {
+    const codes = Array.from({ length: 256 }, (_, c) => c).filter((c) => (c & 0x7f) !== 0x7f);
+    const K = 256;
+    const N = 16;
+    for (const scaleDtype of ['fp16', 'bf16'] as const) {
+      const q: QuantizedWeight = {
+        bits: 8,
+        codeType: 'e4m3',
+        K,
+        N,
+        groupSize: K,
+        codes: Uint8Array.from({ length: K * N }, (_, i) => codes[Math.floor(i / N) % codes.length]),
+        scales: Uint16Array.from({ length: N }, (_, n) => halfEncoder(scaleDtype)(1.3 ** (n - 8))),
+        scaleDtype,
+        zeros: null,
+        gIdx: null,
+      };
+      const deq = dequantize(pack(q), scaleDtype);
+      for (let i = 0; i < K * N; i++) {
+        const want = roundToHalf(e4m3(q.codes[i]) * logicalScale(q, Math.floor(i / N), i % N), scaleDtype);
+        expect(Object.is(deq[i], want)).toBe(true);
+      }
+      expect(deq[1 * N + 8]).toBe(2 ** -9); // code 0x01, scale 1.3^0 = 1: the smallest subnormal
+    }
+  });
+
+  /**
+   * Exact grid: codes with values 1 .. 15 on the e4m3 grid (and 0), power-of-two scales 2^-3 .. 2^1, x = j / 4 with
+   * |j| <= 8, K <= 256: every product is a multiple of 2^-8 below 60, every partial sum below 2^14, so f32
+   * accumulation is exact in any order and the kernel, this reference and f64 must agree bit for bit.
+   */
+  function gridWeight(spec: Fp8Spec): QuantizedWeight {
+    const q = randomFp8(spec);
+    const r = rng(spec.seed + 11);
+    const codes = q.codes as Uint8Array;
+    for (let i = 0; i < codes.length; i++) {
+      codes[i] = r() < 0.1 ? 0 : (r() < 0.5 ? 0x80 : 0) | ((7 + randInt(r, 4)) << 3) | randInt(r, 8);
+    }
+    const encode = halfEncoder(spec.scaleDtype);
+    const scales = q.scales as Uint16Array;
+    const G = scales.length / q.N;
+    for (let g = 0; g < G; g++) {
+      for (let n = 0; n < q.N; n++) {
+        const lead = spec.granularity === 'block' ? n - (n % 128) : n;
+        scales[g * q.N + n] = lead === n ? encode(2 ** (randInt(r, 5) - 3)) : scales[g * q.N + lead];
+      }
+    }
+    return q;
+  }
+
+  it('referenceGemm on an exact grid equals an independent f64 computation bit for bit (fold unfolded exactly once)', () => {
+    const grids = fc.record({
+      K: fc.constantFrom(64, 96, 128, 256),
+      N: fc.constantFrom(16, 80, 256),
+      granularity: fc.constantFrom<Granularity>('per-channel', 32, 64, 128, 'block'),
+      scaleDtype: fc.constantFrom<HalfDtype>('fp16', 'bf16'),
+      actOrder: fc.boolean(),
+      M: fc.constantFrom(1, 3, 8),
+      bias: fc.boolean(),
+      seed: fc.integer({ min: 0, max: 1e9 }),
+    });
+    fc.assert(
+      fc.property(grids, (spec) => {
+        const q = gridWeight(spec);
+        const { K, N, scaleDtype: dtype } = q;
+        const r = rng(spec.seed + 5);
+        const encode = halfEncoder(dtype);
+        const decode = halfDecoder(dtype);
+        const x = Uint16Array.from({ length: spec.M * K }, () => encode((randInt(r, 17) - 8) / 4));
+        const bias = spec.bias ? Uint16Array.from({ length: N }, () => encode((randInt(r, 65) - 32) / 4)) : undefined;
+        const y64 = new Float64Array(spec.M * N);
+        for (let m = 0; m < spec.M; m++) {
+          for (let n = 0; n < N; n++) {
+            let acc = bias ? decode(bias[n]) : 0;
+            for (let k = 0; k < K; k++) acc += decode(x[m * K + k]) * e4m3(q.codes[k * N + n]) * logicalScale(q, k, n);
+            y64[m * N + n] = acc;
+          }
+        }
+        const p = pack(q);
+        const got = referenceGemm(x, p, { M: spec.M, dtype, bias });
+        for (let i = 0; i < y64.length; i++) {
+          if (Math.fround(y64[i]) !== y64[i]) throw new Error(`grid not exact at ${i}: ${y64[i]}`);
+          if (got.values[i] !== y64[i] || got.bits[i] !== encode(y64[i])) {
+            throw new Error(`output ${i}: reference ${got.values[i]}, f64 ${y64[i]}`);
+          }
+        }
+        // the same check sees a missing fold: logical scales stored unfolded give y * 2^-e (bias aside)
+        const unfolded = { ...p, scales: p.scales.map((b) => encode(decode(b) / 2 ** FP8_SCALE_FOLD_EXPONENT[dtype])) };
+        const wrong = referenceGemm(x, unfolded, { M: spec.M, dtype }).values;
+        const nonZero = y64.findIndex((v, i) => v - (bias ? decode(bias[i % N]) : 0) !== 0);
+        if (nonZero >= 0) expect(wrong[nonZero]).not.toBe(got.values[nonZero]);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('docs/format.md worked example: one code 0x38 at (k 9, n 8), scale 2^-4: word 1 of tile 0, one product', () => {
+    // docs/format.md worked example: q[k = 9, n = 8] = 0x38 (1.0), scale 2^-4, everything else 0x00
+    for (const dtype of ['fp16', 'bf16'] as const) {
+      const q: QuantizedWeight = {
+        bits: 8,
+        codeType: 'e4m3',
+        K: 64,
+        N: 64,
+        groupSize: 64,
+        codes: new Uint8Array(64 * 64),
+        scales: new Uint16Array(64).fill(halfEncoder(dtype)(2 ** -4)),
+        scaleDtype: dtype,
+        zeros: null,
+        gIdx: null,
+      };
+      (q.codes as Uint8Array)[9 * 64 + 8] = 0x38;
+      const p = pack(q);
+      expect(p.qweight[1]).toBe(0x38000000);
+      expect(p.qweight.every((v, i) => i === 1 || v === 0)).toBe(true);
+      expect(p.scales[0]).toBe(dtype === 'fp16' ? 0x4c00 : 0x7980);
+      const x = randomHalfBits(rng(1), 64, dtype);
+      const y = referenceGemm(x, p, { M: 1, dtype });
+      expect(y.values[8]).toBe(halfDecoder(dtype)(x[9]) * 2 ** -4);
+      expect(y.values[7]).toBe(0);
+    }
+  });
 });

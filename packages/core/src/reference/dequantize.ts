@@ -1,11 +1,14 @@
 /**
  * Dequantization with exactly the kernel's semantics (docs/format.md):
- *   w[k', n] = round_T( (q[k', n] - z[g, n]) * s[g, n] )
- * (q - z) and the product are exact in f32 (at most 8 x 11 significant bits), so the only rounding is the final RNE to
- * the activation dtype T.
+ *   w[k', n] = round_T( (q[k', n] - z[g, n]) * s[g, n] )        integer codes
+ *   w[k', n] = round_T( e4m3(q[k', n]) * s[g, n] )               FP8 codes, s the LOGICAL scale (a packed weight's
+ *                                                               folded bits / 2^FP8_SCALE_FOLD_EXPONENT, exact)
+ * (q - z) or e4m3(q) and the product are exact in f32 (at most 8 x 11 significant bits), so the only rounding is the
+ * final RNE to the activation dtype T.
  */
-import { assertHalfDtype, halfDecoder, halfEncoder, roundToHalf } from '../dtypes.js';
+import { assertHalfDtype, fp8E4m3ToF32, halfDecoder, halfEncoder, roundToHalf } from '../dtypes.js';
 import { DtypeError } from '../errors/index.js';
+import { isFp8, unfoldFp8Scale } from '../format/fp8.js';
 import { defaultZeroPoint, groupOfRow } from '../format/layout.js';
 import { codeMatrixFromTiles } from '../format/pack.js';
 import type { HalfDtype, PackedWeight, QuantizedWeight } from '../format/types.js';
@@ -28,7 +31,8 @@ export function assertScaleDtypeMatches(w: PackedWeight | QuantizedWeight, dtype
 }
 
 /**
- * Dequantized weight, K x N row-major in ORIGINAL input-row order, each value round_dtype((q - z) * s) as an f32.
+ * Dequantized weight, K x N row-major in ORIGINAL input-row order, each value round_dtype((q - z) * s) (FP8:
+ * round_dtype(e4m3(q) * s)) as an f32.
  * `dtype` must equal the weight's scale dtype (`DtypeError` otherwise).
  */
 export function dequantize(w: PackedWeight | QuantizedWeight, dtype: HalfDtype): Float32Array {
@@ -42,12 +46,15 @@ function dequantizeQuantized(q: QuantizedWeight, dtype: HalfDtype): Float32Array
   const { K, N, groupSize, codes, scales, zeros, gIdx } = q;
   const decode = halfDecoder(dtype);
   const zp = defaultZeroPoint(q.bits);
+  const fp8 = isFp8(q);
   const out = new Float32Array(K * N);
   for (let k = 0; k < K; k++) {
     const g = gIdx === null ? Math.floor(k / groupSize) : gIdx[k];
     for (let n = 0; n < N; n++) {
-      const z = zeros === null ? zp : zeros[g * N + n];
-      out[k * N + n] = roundToHalf((codes[k * N + n] - z) * decode(scales[g * N + n]), dtype);
+      const s = decode(scales[g * N + n]);
+      const c = codes[k * N + n];
+      const v = fp8 ? fp8E4m3ToF32(c) : c - (zeros === null ? zp : zeros[g * N + n]);
+      out[k * N + n] = roundToHalf(v * s, dtype);
     }
   }
   return out;
@@ -89,16 +96,21 @@ export function dequantizePacked(p: PackedWeight, dtype: HalfDtype): Float32Arra
   return out;
 }
 
-/** table[n * 2^bits + q] = round_T((q - z[g, n]) * s[g, n]) for every column n < N and code q. */
+/**
+ * table[n * 2^bits + q] = round_T((q - z[g, n]) * s[g, n]) for every column n < N and code q; FP8:
+ * round_T(e4m3(q) * s) with s unfolded from the stored bits (the NaN codes' entries are NaN; validation keeps them out).
+ */
 function fillLevelTable(table: Float32Array, p: PackedWeight, g: number, dtype: HalfDtype): void {
   const decode = halfDecoder(dtype);
   const encode = halfEncoder(dtype);
   const levels = 1 << p.bits;
   const zp = defaultZeroPoint(p.bits);
+  const fp8 = isFp8(p);
   const { scales, zeros, Np, N } = p;
   for (let n = 0; n < N; n++) {
-    const s = decode(scales[g * Np + n]);
+    const bits = scales[g * Np + n];
+    const s = fp8 ? unfoldFp8Scale(bits, dtype) : decode(bits);
     const z = zeros === null ? zp : zeros[g * Np + n];
-    for (let q = 0; q < levels; q++) table[n * levels + q] = decode(encode((q - z) * s));
+    for (let q = 0; q < levels; q++) table[n * levels + q] = decode(encode((fp8 ? fp8E4m3ToF32(q) : q - z) * s));
   }
 }
