@@ -1,4 +1,12 @@
-/** Round-to-nearest INT4 / INT8 quantizers (symmetric / asymmetric, groups, clipping search). */
+/** Round-to-nearest INT4 / INT8 quantizers (symmetric / asymmetric, groups, clipping search) and the FP8 e4m3 one. */
+
+export {
+  FP8_BLOCK,
+  type Fp8Granularity,
+  type QuantizeFp8Options,
+  quantizeFp8,
+  quantizeFp8Async,
+} from './fp8.js';
 export {
   type ClipOptions,
   type QuantizationError,

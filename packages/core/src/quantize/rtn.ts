@@ -25,6 +25,18 @@ import { defaultZeroPoint, numGroups } from '../format/layout.js';
 import type { HalfDtype, QuantizedWeight, WeightBits } from '../format/types.js';
 import { assertBits, assertGroupSize, assertKN } from '../format/validate.js';
 import { dequantize } from '../reference/dequantize.js';
+import {
+  describeInput,
+  errorStats,
+  type QuantizationError,
+  type QuantizeResult,
+  runSteps,
+  runStepsAsync,
+  sumOfSquares,
+  weightKxN,
+} from './common.js';
+
+export type { QuantizationError, QuantizeResult } from './common.js';
 
 /** Clipping search settings. */
 export interface ClipOptions {
@@ -56,22 +68,6 @@ export interface QuantizeOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** Cancels between groups with `CancelledError`. */
   readonly signal?: AbortSignal;
-}
-
-/** Reconstruction error of the dequantized weight (in the scale dtype, as the kernel sees it) against the input. */
-export interface QuantizationError {
-  /** Mean squared error over all K x N weights. */
-  readonly mse: number;
-  /** Largest absolute error. */
-  readonly maxAbs: number;
-  /** ||W - deq(W)||_F / ||W||_F (0 for an all-zero W). */
-  readonly relFrobenius: number;
-}
-
-/** Result of `quantizeRtn`. */
-export interface QuantizeResult {
-  readonly weight: QuantizedWeight;
-  readonly error: QuantizationError;
 }
 
 interface Plan {
@@ -130,52 +126,8 @@ function plan(w: Float32Array, opts: QuantizeOptions): Plan {
   assertHalfDtype(dtype, 'scaleDtype');
   const groupSize = opts.groupSize === 'per-channel' ? K : (opts.groupSize ?? 128);
   assertGroupSize(groupSize, K);
-  if (!(w instanceof Float32Array) || w.length !== K * N) {
-    throw new ShapeError(`The weight must be a Float32Array of K x N = ${K * N} values, got ${describeInput(w)}.`, {
-      fix: "pass W as a row-major Float32Array (layout 'KxN', or 'NxK' for nn.Linear.weight).",
-    });
-  }
-  const layout = opts.layout ?? 'KxN';
-  if (layout !== 'KxN' && layout !== 'NxK') {
-    throw new ValueError(`layout = ${JSON.stringify(layout)} is not 'KxN' or 'NxK'.`, {
-      fix: "use 'KxN' for W (in x out) or 'NxK' for nn.Linear.weight (out x in).",
-    });
-  }
-  assertFinite(w, layout === 'KxN' ? N : K);
-  const kxn = layout === 'KxN' ? w : transpose(w, N, K);
+  const kxn = weightKxN(w, K, N, opts.layout);
   return { w: kxn, K, N, bits, groupSize, symmetric: opts.symmetric ?? true, dtype, shrinks: shrinkFactors(opts.clip) };
-}
-
-function describeInput(w: unknown): string {
-  if (ArrayBuffer.isView(w)) return `a ${w.constructor.name} of ${(w as unknown as ArrayLike<number>).length} values`;
-  return typeof w;
-}
-
-function assertFinite(w: Float32Array, cols: number): void {
-  for (let i = 0; i < w.length; i++) {
-    if (!Number.isFinite(w[i])) {
-      throw new ValueError(
-        `The weight has a non-finite value ${w[i]} at row ${Math.floor(i / cols)}, column ${i % cols}.`,
-        {
-          fix: 'fix or drop the NaN/Inf weights before quantizing (they usually mean a corrupted checkpoint or a diverged run).',
-          details: { index: i },
-        },
-      );
-    }
-  }
-}
-
-/** rows x cols row-major -> cols x rows row-major, in 32 x 32 blocks. */
-function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let r0 = 0; r0 < rows; r0 += 32) {
-    for (let c0 = 0; c0 < cols; c0 += 32) {
-      for (let r = r0; r < Math.min(r0 + 32, rows); r++) {
-        for (let c = c0; c < Math.min(c0 + 32, cols); c++) out[c * rows + r] = src[r * cols + c];
-      }
-    }
-  }
-  return out;
 }
 
 /** Column min / max over rows [r0, r1). */
@@ -319,42 +271,18 @@ function* quantizeSteps(w: Float32Array, opts: QuantizeOptions): Generator<void,
   return { weight, error: errorStats(out.sse, out.maxAbs, sumOfSquares(p.w), p.K * p.N) };
 }
 
-function sumOfSquares(w: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < w.length; i++) s += w[i] * w[i];
-  return s;
-}
-
-function errorStats(sse: number, maxAbs: number, norm2: number, count: number): QuantizationError {
-  const relFrobenius = norm2 === 0 ? (sse === 0 ? 0 : Number.POSITIVE_INFINITY) : Math.sqrt(sse / norm2);
-  return { mse: sse / count, maxAbs, relFrobenius };
-}
-
 /**
  * Quantizes a float weight with round-to-nearest (see the file comment for the exact semantics) and reports the
  * reconstruction error of the dequantized weight in the scale dtype. Synchronous; `quantizeRtnAsync` yields to the
  * event loop between groups so a big matrix can be cancelled from outside.
  */
 export function quantizeRtn(w: Float32Array, opts: QuantizeOptions): QuantizeResult {
-  const steps = quantizeSteps(w, opts);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
+  return runSteps(quantizeSteps(w, opts));
 }
 
 /** `quantizeRtn`, yielding to the event loop about every 20 ms so `signal` and progress work for big matrices. */
 export async function quantizeRtnAsync(w: Float32Array, opts: QuantizeOptions): Promise<QuantizeResult> {
-  const steps = quantizeSteps(w, opts);
-  let last = performance.now();
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    if (performance.now() - last > 20) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      last = performance.now();
-    }
-  }
+  return runStepsAsync(quantizeSteps(w, opts));
 }
 
 /**
