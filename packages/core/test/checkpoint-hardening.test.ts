@@ -332,3 +332,42 @@ describe('SIGTERM cancels like SIGINT', () => {
     expect((await readdir(dir)).sort()).toEqual(['config.json', 'model.safetensors']);
   });
 });
+
+describe('GPTQ desc_act without g_idx, and why inspect exits 1', () => {
+  it('desc_act: true with no g_idx is invalid: convert refuses, inspect exits 1 and its last line gives the code', async () => {
+    const dir = await newDir('descact');
+    const t = makeTruth({ K: 256, N: 64, groupSize: 64, actOrder: true, seed: 94 });
+    await writeCheckpoint(dir, encodeGptq('model.layers.0.mlp.up_proj', t, true, false), { ...gptq, desc_act: true });
+    const report = await inspectCheckpoint(dir);
+    expect(report.layers[0]).toMatchObject({ status: 'invalid', reason: expect.stringMatching(/desc_act.*g_idx/) });
+    expect(report.problem).toMatchObject({ code: 'MARLIN_E_FORMAT' });
+    await expect(convertCheckpoint(dir, join(dir, 'o.safetensors'))).rejects.toMatchObject({
+      code: 'MARLIN_E_FORMAT',
+      message: expect.stringMatching(/desc_act: true but .*g_idx is missing/),
+    });
+    for (const extra of [[], ['--json']]) {
+      const c = capture();
+      expect(await runCli(['inspect', dir, ...extra], c.io)).toBe(1);
+      const last = c.o.err.trimEnd().split('\n').at(-1);
+      expect(last).toMatch(
+        /^marlin: MARLIN_E_FORMAT: Cannot convert .*: 1 layer\(s\) contradict the config: .*desc_act/,
+      );
+      expect(last).toMatch(/ Fix: /);
+    }
+    expect(await readdir(dir)).not.toContain('o.safetensors');
+  });
+
+  it('an unsupported checkpoint: inspect exits 1 with MARLIN_E_UNSUPPORTED last; a good one exits 0 silently', async () => {
+    const dir = await newDir('gemv');
+    await writeCheckpoint(dir, encodeGptq('m', truth, true), { ...gptq, checkpoint_format: 'marlin' });
+    const c = capture();
+    expect(await runCli(['inspect', dir], c.io)).toBe(1);
+    expect(c.o.err.trimEnd().split('\n').at(-1)).toMatch(/^marlin: MARLIN_E_UNSUPPORTED: Cannot convert .*"marlin"/);
+    const ok = await newDir('ok');
+    await writeCheckpoint(ok, encodeGptq('m', truth, true), gptq);
+    const g = capture();
+    expect(await runCli(['inspect', ok], g.io)).toBe(0);
+    expect(g.o.err).toBe('');
+    expect((await inspectCheckpoint(ok)).problem).toBeNull();
+  });
+});

@@ -3,7 +3,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { FormatError, IoError, throwIfAborted, UnsupportedError } from '../errors/index.js';
+import type { ErrorCode } from '../errors/index.js';
+import { FormatError, IoError, type MarlinError, throwIfAborted, UnsupportedError } from '../errors/index.js';
 import { numGroups, paddedK, paddedN } from '../format/layout.js';
 import { pack } from '../format/pack.js';
 import type { HalfDtype, WeightBits } from '../format/types.js';
@@ -23,6 +24,8 @@ export interface CheckpointReport extends Omit<CheckpointPlan, 'config'> {
   /** The quantization config without compiled regexes (as read, JSON). */
   readonly config: Readonly<Record<string, unknown>> | null;
   readonly counts: { readonly convert: number; readonly unsupported: number; readonly invalid: number };
+  /** Why `convert` would fail outright (the code and message of the error it throws), or null. */
+  readonly problem: { readonly code: ErrorCode; readonly message: string } | null;
 }
 
 function configJson(c: QuantizationConfig | null): Record<string, unknown> | null {
@@ -54,6 +57,7 @@ export async function inspectCheckpoint(dir: string): Promise<CheckpointReport> 
   const src = await ShardedSafetensors.open(dir);
   try {
     const plan = await planCheckpoint(src, config);
+    const problem = planProblem(dir, plan);
     const count = (s: LayerPlan['status']): number => plan.layers.filter((l) => l.status === s).length;
     return {
       path: resolve(dir),
@@ -67,10 +71,35 @@ export async function inspectCheckpoint(dir: string): Promise<CheckpointReport> 
       passthroughBytes: plan.passthroughBytes,
       totalBytes: plan.totalBytes,
       counts: { convert: count('convert'), unsupported: count('unsupported'), invalid: count('invalid') },
+      problem: problem === null ? null : { code: problem.code, message: problem.message },
     };
   } finally {
     await src.close();
   }
+}
+
+/**
+ * Why a plan cannot be converted at all (a method or layout we do not take, or layers whose tensors contradict the
+ * config), as the error `convertCheckpoint` throws; null when conversion can go ahead (unsupported single layers are
+ * reported per layer: --keep-unsupported copies them through).
+ */
+function planProblem(dir: string, plan: CheckpointPlan): MarlinError | null {
+  if (plan.configProblem !== null) {
+    return new UnsupportedError(`Cannot convert ${dir}: ${plan.configProblem}.`, {
+      fix: 'run `marlin inspect` on the checkpoint for details; see docs/checkpoints.md for the supported formats.',
+    });
+  }
+  const invalid = plan.layers.filter((l) => l.status === 'invalid');
+  if (invalid.length > 0) {
+    return new FormatError(
+      `Cannot convert ${dir}: ${invalid.length} layer(s) contradict the config: ${listReasons(invalid)}.`,
+      {
+        fix: 'the checkpoint files do not match config.json; download or export the checkpoint again.',
+        details: { layers: invalid.map((l) => l.name) },
+      },
+    );
+  }
+  return null;
 }
 
 /** Options of `convertCheckpoint`. */
@@ -128,21 +157,8 @@ export async function convertCheckpoint(
       });
     }
     const plan = await planCheckpoint(src, config);
-    if (plan.configProblem !== null) {
-      throw new UnsupportedError(`Cannot convert ${dir}: ${plan.configProblem}.`, {
-        fix: 'run `marlin inspect` on the checkpoint for details; see docs/checkpoints.md for the supported formats.',
-      });
-    }
-    const invalid = plan.layers.filter((l) => l.status === 'invalid');
-    if (invalid.length > 0) {
-      throw new FormatError(
-        `Cannot convert ${dir}: ${invalid.length} layer(s) contradict the config: ${listReasons(invalid)}.`,
-        {
-          fix: 'the checkpoint files do not match config.json; download or export the checkpoint again.',
-          details: { layers: invalid.map((l) => l.name) },
-        },
-      );
-    }
+    const problem = planProblem(dir, plan);
+    if (problem !== null) throw problem;
     const unsupported = plan.layers.filter((l) => l.status === 'unsupported');
     if (unsupported.length > 0 && !options.keepUnsupported) {
       throw new UnsupportedError(

@@ -389,6 +389,11 @@ async function planGptq(
   const gi = b.take('g_idx');
   const v1 = c.checkpointFormat === 'gptq';
   if (configProblem !== null) b.fail('unsupported', configProblem);
+  // desc_act quantized the rows in another order: without g_idx their groups are unknown, and guessing floor(k / g)
+  // would give wrong weights without a word.
+  if (eff.descAct && gi === null) {
+    b.fail('invalid', `desc_act: true but ${m}.g_idx is missing, so the group of each input row is unknown`);
+  }
   if (eff.excludedBy !== null) {
     b.fail(
       'invalid',

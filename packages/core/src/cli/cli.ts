@@ -120,7 +120,7 @@ export async function runCli(argv: readonly string[], io: CliIo = process): Prom
     }
     switch (command) {
       case 'inspect':
-        return await inspect(rest, out);
+        return await inspect(rest, out, err);
       case 'convert':
         return await convert(rest, io, out, err);
       default:
@@ -153,7 +153,7 @@ function parse(args: readonly string[], options: ParseArgsConfig['options'], pos
   return parsed;
 }
 
-async function inspect(args: readonly string[], out: (s: string) => void): Promise<number> {
+async function inspect(args: readonly string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values, positionals } = parse(
     args,
     { json: { type: 'boolean' }, all: { type: 'boolean' } },
@@ -166,7 +166,10 @@ async function inspect(args: readonly string[], out: (s: string) => void): Promi
   } else {
     out(formatReport(report, values.all === true));
   }
-  return report.configProblem === null && report.counts.invalid === 0 ? 0 : 1;
+  if (report.problem === null) return 0;
+  // The last line says why the exit code is 1, as every other failure does (code, what was wrong, the fix).
+  err(`marlin: ${report.problem.code}: ${oneLine(report.problem.message)}`);
+  return 1;
 }
 
 /** Human-readable `marlin inspect` output. */
