@@ -453,6 +453,7 @@ describe('FP8 reference', () => {
       expect(p.qweight[1]).toBe(0x38000000);
       expect(p.qweight.every((v, i) => i === 1 || v === 0)).toBe(true);
       expect(p.scales[0]).toBe(dtype === 'fp16' ? 0x4c00 : 0x7980);
+      expect(f16ToF32((0x38 & 0x7f) << 7)).toBe(2 ** -8); // the kernel's shift of 0x38 is fp16 0x1c00
       const x = randomHalfBits(rng(1), 64, dtype);
       const y = referenceGemm(x, p, { M: 1, dtype });
       expect(y.values[8]).toBe(halfDecoder(dtype)(x[9]) * 2 ** -4);
