@@ -1,7 +1,8 @@
-// Native self-test of the dense kernel, independent of Node: packs random codes with the docs/format.md formulas
-// (written again here, independently of the TypeScript packer), runs marlin_dense_gemm for every configuration,
-// split count and feature, and compares with a float64 CPU reference of the same semantics. The second run of every
-// case goes through a prepared plan (marlin_dense_plan_create / _launch) and must equal the first bit for bit.
+// Native self-test of the shared kernels, independent of Node: packs random codes with the docs/format.md formulas
+// (written again here, independently of the TypeScript packer) for INT4, INT8 (marlin_dense_*) and FP8 e4m3
+// (marlin_fp8_*), runs every configuration, split count and feature, and compares with a float64 CPU reference of the
+// same semantics. The second run of every case goes through a prepared plan (*_plan_create / _launch) and must equal
+// the first bit for bit.
 // Build + run (GPU host):  see tools/native-selftest.sh. Exit code 0 = all cases pass.
 #include <cuda.h>
 #include <cuda_bf16.h>
@@ -19,8 +20,11 @@
 #include <utility>
 #include <vector>
 
+#include "kit/host.h"
 #include "marlin/dense.h"
-#include "marlin_dense_instances.inc"  // generated: X(id, wgmma, ws, ...) per compiled configuration
+#include "marlin/fp8.h"
+#include "marlin_dense_instances.inc"  // generated: X(id, wgmma, ws, ...) per compiled configuration of int4 / int8
+#include "marlin_fp8_instances.inc"    // and of fp8
 
 #define CHECK_CUDA(x)                                                                        \
   do {                                                                                       \
@@ -74,14 +78,69 @@ marlin_dense_problem dense_problem(marlin_dtype dt, int m, int n, int k, int np,
   return p;
 }
 
+// The weight format of a case, and the addon entry points that run it.
+enum Fmt : int { kInt4 = 0, kInt8 = 1, kFp8 = 2 };
+struct Api {
+  size_t (*workspace_bytes)(const marlin_gemm_problem*, const marlin_gemm_launch*);
+  marlin_status (*workspace_init)(void*, size_t, void*);
+  marlin_status (*gemm)(const marlin_gemm_problem*, const marlin_gemm_launch*, void*, size_t, void*);
+  marlin_status (*plan_create)(const marlin_gemm_problem*, const marlin_gemm_launch*, marlin_gemm_plan**);
+  size_t (*plan_workspace_bytes)(const marlin_gemm_plan*);
+  int32_t (*plan_cluster_size)(const marlin_gemm_plan*);
+  int32_t (*plan_tail_blocks)(const marlin_gemm_plan*);
+  marlin_status (*plan_launch)(marlin_gemm_plan*, const void*, void*, const void*, void*, size_t, void*);
+  void (*plan_destroy)(marlin_gemm_plan*);
+};
+#define SELFTEST_API(prefix)                                                                                \
+  Api {                                                                                                     \
+    prefix##_workspace_bytes, prefix##_workspace_init, prefix##_gemm, prefix##_plan_create,                 \
+        prefix##_plan_workspace_bytes, prefix##_plan_cluster_size, prefix##_plan_tail_blocks,               \
+        prefix##_plan_launch, prefix##_plan_destroy                                                         \
+  }
+const Api kDenseApi = SELFTEST_API(marlin_dense), kFp8Api = SELFTEST_API(marlin_fp8);
+const Api& api_of(int fmt) { return fmt == kFp8 ? kFp8Api : kDenseApi; }
+const char* fmt_name(int fmt) { return fmt == kInt4 ? "int4" : fmt == kInt8 ? "int8" : "fp8"; }
+
 struct Case {
   marlin_dtype dt;
   int m, n, k, group;
   bool zeros, act_order, bias;
   int config, splits;
   int64_t lda_pad;
-  int tail = 0;  // marlin_dense_launch.tail_splits (balanced last wave)
+  int tail = 0;  // marlin_gemm_launch.tail_splits (balanced last wave)
+  int fmt = kInt4;
 };
+
+// OCP E4M3FN byte -> value (bias 7, subnormals below exponent 1; the NaN codes 0x7F / 0xFF are never generated).
+double e4m3_value(uint8_t b) {
+  const int e = (b >> 3) & 15, mant = b & 7;
+  const double v = e == 0 ? std::ldexp(mant / 8.0, -6) : std::ldexp(1.0 + mant / 8.0, e - 7);
+  return (b & 0x80) ? -v : v;
+}
+
+// docs/format.md "INT8" (FP8 e4m3 uses the same bytes): 32-row format tiles of 2048 bytes, tile (nb, kb) at
+// nb * (Kp/32) + kb; lane l of warp slot w holds words (w*32+l)*4 + 2j (+1) for k step j; byte b of word 2j ->
+// (n = 16w + g + 8(b>>1), k = 16j + 2t + (b&1)), of word 2j+1 the same at k + 8.
+std::vector<uint32_t> pack_8bit(const std::vector<uint8_t>& q, int k, int n, int kp, int np, int pad_code) {
+  std::vector<uint32_t> out(size_t(kp / 32) * (np / 64) * 512, 0);
+  for (int nb = 0; nb < np / 64; ++nb)
+    for (int kb = 0; kb < kp / 32; ++kb)
+      for (int w = 0; w < 4; ++w)
+        for (int l = 0; l < 32; ++l)
+          for (int j = 0; j < 2; ++j)
+            for (int half = 0; half < 2; ++half) {
+              uint32_t word = 0;
+              const int g = l >> 2, t = l & 3;
+              for (int b = 0; b < 4; ++b) {
+                const int nn = nb * 64 + 16 * w + g + 8 * (b >> 1);
+                const int kk = kb * 32 + 16 * j + 2 * t + (b & 1) + 8 * half;
+                const uint32_t code = (nn < n && kk < k) ? q[size_t(kk) * n + nn] : uint32_t(pad_code);
+                word |= (code & 255u) << (8 * b);
+              }
+              out[(size_t(nb) * (kp / 32) + kb) * 512 + (w * 32 + l) * 4 + 2 * j + half] = word;
+            }
+  return out;
+}
 
 // docs/format.md: tile (nb, kb) at nb*(Kp/64)+kb; word (w*32+l)*4+j; nibble p -> (n = 16w + g + 8(p&1),
 // k = 16j + 2t + ((p>>2)&1) + 8((p>>1)&1)).
@@ -114,16 +173,25 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   const int m = c.m, n = c.n, k = c.k, g = c.group;
   const int np = (n + 63) / 64 * 64, kp = (k + 63) / 64 * 64, groups = (k + g - 1) / g;
   const int64_t lda = k + c.lda_pad;
-  std::uniform_int_distribution<int> code(0, 15);
+  const Api& api = api_of(c.fmt);
+  const int default_zero = c.fmt == kInt4 ? 8 : c.fmt == kInt8 ? 128 : 0;
+  // FP8 scales are stored with the exponent-bias correction folded in (docs/format.md "FP8 e4m3").
+  const int fold = c.fmt == kFp8 ? (c.dt == MARLIN_FP16 ? 8 : 120) : 0;
+  std::uniform_int_distribution<int> code(0, c.fmt == kInt4 ? 15 : 255);
   std::uniform_real_distribution<float> uni(-1.f, 1.f), sc(0.002f, 0.02f);
   // Codes in packed (act-order-sorted) row order; perm maps packed row -> original column.
   std::vector<uint8_t> q(size_t(k) * n);
-  for (auto& v : q) v = uint8_t(code(rng));
-  std::vector<uint16_t> scales(size_t(groups) * np, 0);
-  std::vector<uint8_t> zeros(size_t(groups) * np, 8);
+  for (auto& v : q) {
+    v = uint8_t(code(rng));
+    if (c.fmt == kFp8 && (v & 0x7F) == 0x7F) v ^= 1;  // never a NaN code (the packer refuses them)
+  }
+  std::vector<uint16_t> scales(size_t(groups) * np, 0), stored(size_t(groups) * np, 0);
+  std::vector<uint8_t> zeros(size_t(groups) * np, uint8_t(default_zero));
   for (int gi = 0; gi < groups; ++gi)
     for (int j = 0; j < n; ++j) {
-      scales[size_t(gi) * np + j] = float_to_bits(sc(rng), c.dt);
+      const uint16_t s = float_to_bits(sc(rng), c.dt);
+      scales[size_t(gi) * np + j] = s;
+      stored[size_t(gi) * np + j] = float_to_bits(std::ldexp(bits_to_float(s, c.dt), fold), c.dt);  // exact
       if (c.zeros) zeros[size_t(gi) * np + j] = uint8_t(code(rng));
     }
   std::vector<int32_t> perm(k);
@@ -132,7 +200,8 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   std::vector<uint16_t> x(size_t(m) * lda), bias(n);
   for (auto& v : x) v = float_to_bits(uni(rng), c.dt);
   for (auto& v : bias) v = float_to_bits(uni(rng), c.dt);
-  const auto packed = pack_int4(q, k, n, kp, np, 8);  // padding code irrelevant: activations are zero-filled
+  // The padding code is irrelevant (activations are zero-filled past K) but must not be a NaN code.
+  const auto packed = c.fmt == kInt4 ? pack_int4(q, k, n, kp, np, 8) : pack_8bit(q, k, n, kp, np, default_zero);
 
   // Reference: w = round_T((q - z) * s), y = round_T(sum f64(x[perm]) * w + bias).
   std::vector<float> wdq(size_t(k) * n);
@@ -141,7 +210,9 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
       const int gi = kk / g;
       const float s = bits_to_float(scales[size_t(gi) * np + j], c.dt);
       const int z = zeros[size_t(gi) * np + j];
-      wdq[size_t(kk) * n + j] = bits_to_float(float_to_bits(float(q[size_t(kk) * n + j] - z) * s, c.dt), c.dt);
+      const uint8_t qv = q[size_t(kk) * n + j];
+      const double w = c.fmt == kFp8 ? e4m3_value(qv) : double(int(qv) - z);
+      wdq[size_t(kk) * n + j] = bits_to_float(float_to_bits(float(w * s), c.dt), c.dt);  // w * s exact in f64
     }
   std::vector<double> ref(size_t(m) * n, 0.0);
   for (int i = 0; check && i < m; ++i) {
@@ -165,27 +236,28 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   CHECK_CUDA(cudaMalloc(&dy, size_t(m) * n * 2));
   CHECK_CUDA(cudaMemcpy(dx, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(dw, packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
-  CHECK_CUDA(cudaMemcpy(ds, scales.data(), scales.size() * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(ds, stored.data(), stored.size() * 2, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(dz, zeros.data(), zeros.size(), cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(dp, perm.data(), perm.size() * 4, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(db, bias.data(), bias.size() * 2, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemset(dy, 0xff, size_t(m) * n * 2));  // NaN poison
 
   marlin_dense_problem p = dense_problem(c.dt, m, n, k, np, kp, g, lda, dx, dw, ds, dy);
+  p.bits = c.fmt == kInt4 ? 4 : 8;
   p.zeros = c.zeros ? static_cast<uint8_t*>(dz) : nullptr;
   p.perm = c.act_order ? static_cast<int32_t*>(dp) : nullptr;
   p.bias = c.bias ? db : nullptr;
   marlin_dense_launch l{c.config, c.splits, 0u, c.tail};
-  const size_t wsb = marlin_dense_workspace_bytes(&p, &l);
+  const size_t wsb = api.workspace_bytes(&p, &l);
   CHECK_CUDA(cudaMalloc(&dws, wsb));
-  if (marlin_dense_workspace_init(dws, wsb, nullptr) != MARLIN_OK) {
+  if (api.workspace_init(dws, wsb, nullptr) != MARLIN_OK) {
     std::printf("FAIL config %d: no workspace size (unknown config id?)\n", c.config);
     return false;
   }
   std::vector<uint16_t> y1(size_t(m) * n), y2(size_t(m) * n);
   int cluster = 0;  // blocks per cluster of the default launch (1: split-K through the workspace, or none)
   int tail_blocks = 0;  // blocks of its balanced last wave's second launch (0: none)
-  marlin_status st = marlin_dense_gemm(&p, &l, dws, wsb, nullptr);
+  marlin_status st = api.gemm(&p, &l, dws, wsb, nullptr);
   const int major = device_major();
   if (st == MARLIN_E_UNSUPPORTED && major < 9) {  // the hopper family runs on sm_90 only
     for (void* ptr : {dx, dw, ds, dz, dp, db, dy, dws}) CHECK_CUDA(cudaFree(ptr));
@@ -204,18 +276,18 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
     marlin_dense_launch lw = l;
     lw.flags |= MARLIN_DENSE_LAUNCH_WORKSPACE_SPLITK;
     marlin_dense_plan* plan = nullptr;
-    st = marlin_dense_plan_create(&fixed, &l, &plan);  // how the default launch above ran
-    cluster = marlin_dense_plan_cluster_size(plan);
-    tail_blocks = marlin_dense_plan_tail_blocks(plan);
-    marlin_dense_plan_destroy(plan);
+    st = api.plan_create(&fixed, &l, &plan);  // how the default launch above ran
+    cluster = api.plan_cluster_size(plan);
+    tail_blocks = api.plan_tail_blocks(plan);
+    api.plan_destroy(plan);
     if (cluster > 1) ++g_clustered_cases;
     if (tail_blocks > 0) ++g_tail_cases;
     plan = nullptr;
-    if (st == MARLIN_OK) st = marlin_dense_plan_create(&fixed, &lw, &plan);
-    if (st == MARLIN_OK && marlin_dense_plan_cluster_size(plan) != 1) st = MARLIN_E_INVALID_ARGUMENT;  // flag ignored
-    if (st == MARLIN_OK && marlin_dense_plan_workspace_bytes(plan) != wsb) st = MARLIN_E_WORKSPACE;
-    if (st == MARLIN_OK) st = marlin_dense_plan_launch(plan, p.x, p.y, p.bias, dws, wsb, nullptr);
-    marlin_dense_plan_destroy(plan);
+    if (st == MARLIN_OK) st = api.plan_create(&fixed, &lw, &plan);
+    if (st == MARLIN_OK && api.plan_cluster_size(plan) != 1) st = MARLIN_E_INVALID_ARGUMENT;  // flag ignored
+    if (st == MARLIN_OK && api.plan_workspace_bytes(plan) != wsb) st = MARLIN_E_WORKSPACE;
+    if (st == MARLIN_OK) st = api.plan_launch(plan, p.x, p.y, p.bias, dws, wsb, nullptr);
+    api.plan_destroy(plan);
   }
   CHECK_CUDA(cudaDeviceSynchronize());
   CHECK_CUDA(cudaMemcpy(y2.data(), dy, y2.size() * 2, cudaMemcpyDeviceToHost));
@@ -238,8 +310,8 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // output rounding to T dominates: 2^-11 / 2^-8 relative
   const bool ok = st == MARLIN_OK && !nan && same && (!check || rel < tol);
   if (!ok || verbose)
-    std::printf("%s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d cluster=%d tail=%d/%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
-                ok ? "ok  " : "FAIL", c.dt == MARLIN_FP16 ? "fp16" : "bf16", m, n, k, g, c.zeros, c.act_order, c.bias,
+    std::printf("%s %s %s m=%d n=%d k=%d g=%d zeros=%d act=%d bias=%d cfg=%d splits=%d cluster=%d tail=%d/%d lda+%lld: status=%d rel=%.2e max=%.2e nan=%d det=%d\n",
+                ok ? "ok  " : "FAIL", fmt_name(c.fmt), c.dt == MARLIN_FP16 ? "fp16" : "bf16", m, n, k, g, c.zeros, c.act_order, c.bias,
                 c.config, c.splits, cluster, c.tail, tail_blocks, (long long)c.lda_pad, int(st), rel, max_err, int(nan),
                 int(same));
   return ok;
@@ -384,7 +456,7 @@ int first_ws_config() {
   int id = -1;
 #define MARLIN_SELFTEST_WS(ID, WG, WS, MT, NT, KS, ST) \
   if (WS && id < 0) id = ID;
-  MARLIN_DENSE_FOR_EACH_CONFIG(MARLIN_SELFTEST_WS)
+  MARLIN_INT4_FOR_EACH_CONFIG(MARLIN_SELFTEST_WS)
 #undef MARLIN_SELFTEST_WS
   return id;
 }
@@ -527,10 +599,22 @@ int main(int argc, char** argv) {
   const bool verbose = argc > 1 && std::strcmp(argv[1], "-v") == 0;
   std::mt19937 rng(1234);
   std::vector<Case> cases;
-  std::vector<int> configs;  // ids of kernel-table.json need not be contiguous
-  for (int id = 0; id < 64; ++id) {
-    int32_t info[4];
-    if (marlin_dense_config_info(id, info) == MARLIN_OK) configs.push_back(id);
+  std::vector<int> configs, configs8;  // the INT4 and the 8-bit rows (ids of kernel-table.json need not be contiguous)
+#define MARLIN_SELFTEST_ID(ID, WG, WS, MT, NT, KS, ST) configs.push_back(ID);
+  MARLIN_INT4_FOR_EACH_CONFIG(MARLIN_SELFTEST_ID)
+#undef MARLIN_SELFTEST_ID
+#define MARLIN_SELFTEST_ID(ID, WG, WS, MT, NT, KS, ST) configs8.push_back(ID);
+  MARLIN_INT8_FOR_EACH_CONFIG(MARLIN_SELFTEST_ID)
+#undef MARLIN_SELFTEST_ID
+  {  // int8 and fp8 share the 8-bit rows
+    std::vector<int> fp8;
+#define MARLIN_SELFTEST_ID(ID, WG, WS, MT, NT, KS, ST) fp8.push_back(ID);
+    MARLIN_FP8_FOR_EACH_CONFIG(MARLIN_SELFTEST_ID)
+#undef MARLIN_SELFTEST_ID
+    if (fp8 != configs8) {
+      std::printf("FAIL the fp8 and int8 variants were built with different rows\n");
+      return 1;
+    }
   }
   const int ms[] = {1, 3, 8, 9, 16, 17, 33, 64, 65, 130};
   for (int cfg : configs)
@@ -571,6 +655,40 @@ int main(int argc, char** argv) {
     cases.push_back({MARLIN_FP16, 20, 38400, 1024, 128, true, false, false, 1, 1, 8, 8});
     cases.push_back({MARLIN_FP16, 3, 38464, 1024, 128, false, false, true, 0, 1, 0, 4});
     if (ws_row >= 0) cases.push_back({MARLIN_BF16, 40, 38400, 1024, 128, true, false, true, ws_row, 1, 0, 2});
+  }
+  // 8-bit weights (INT8 through marlin_dense_*, FP8 e4m3 through marlin_fp8_*): every 8-bit row across M tile
+  // boundaries, every group size and dtype, zero points (INT8), act-order (INT8), bias, ragged edges, strided rows,
+  // split-K, and one M >= 16384.
+  const int ms8[] = {1, 8, 9, 16, 17, 33, 64, 65, 129, 256};
+  for (int fmt : {kInt8, kFp8}) {
+    const bool z8 = fmt == kInt8;
+    for (int cfg : configs8)
+      for (int m : ms8)
+        for (int splits : {1, 3}) {
+          Case c{MARLIN_FP16, m, 256, 512, 128, false, false, false, cfg, splits, 0};
+          c.fmt = fmt;
+          cases.push_back(c);
+        }
+    for (marlin_dtype dt : {MARLIN_FP16, MARLIN_BF16})
+      for (int g : {32, 64, 128, 7392})
+        for (bool z : {false, true}) {
+          if (z && !z8) continue;
+          Case c{dt, 5, 208, 7392, g, z, false, true, configs8.front(), 4, 8};
+          c.fmt = fmt;
+          cases.push_back(c);
+        }
+    for (int cfg : configs8)
+      for (marlin_dtype dt : {MARLIN_FP16, MARLIN_BF16}) {
+        for (Case c : {Case{dt, 77, 320, 1104, 16 * 69, z8, false, true, cfg, 1, 24},
+                       Case{dt, 131, 320, 1104, 64, z8, z8, false, cfg, 2, 0},
+                       Case{dt, 45, 320, 1088, 32, z8, false, true, cfg, 3, 8}}) {
+          c.fmt = fmt;
+          cases.push_back(c);
+        }
+      }
+    Case big{MARLIN_BF16, 16400, 192, 256, 128, z8, false, true, configs8.back(), 1, 0};
+    big.fmt = fmt;
+    cases.push_back(big);
   }
   int fails = 0;
   for (const Case& c : cases) fails += run_case(c, rng, verbose) ? 0 : 1;
