@@ -170,6 +170,8 @@ describe('quantizeFp8', () => {
     expect(decode(weight.scales[N + 128])).toBe(roundToHalf(Math.fround(9 / 448), 'bf16'));
     expect(decode(weight.scales[N + 127])).toBeLessThan(0.01);
     expect(decode(weight.scales[128])).toBeLessThan(0.01);
+    const viaBlockSize = quantizeFp8(w, { K, N, blockSize: 128, scaleDtype: 'bf16' }).weight;
+    expect(Array.from(viaBlockSize.scales)).toEqual(Array.from(weight.scales));
     // per-group scales of the same weight differ across the block's columns
     const grouped = quantizeFp8(w, { K, N, groupSize: 128, scaleDtype: 'bf16' }).weight;
     expect(new Set(grouped.scales.subarray(0, 128)).size).toBeGreaterThan(1);
@@ -258,6 +260,16 @@ describe('quantizeFp8', () => {
         () => quantizeFp8(w, { K: 32, N: 16, granularity: 'tensor' as never }),
         ErrorCode.VALUE,
         /granularity is not 'per-channel', 'group' or 'block'/,
+      ],
+      [
+        () => quantizeFp8(w, { K: 32, N: 16, blockSize: 64 as never }),
+        ErrorCode.UNSUPPORTED,
+        /blockSize = 64 is not supported; blocks are 128 x 128/,
+      ],
+      [
+        () => quantizeFp8(w, { K: 32, N: 16, blockSize: 128, groupSize: 32 }),
+        ErrorCode.VALUE,
+        /blockSize 128 asks for block scales, but granularity undefined \/ groupSize 32/,
       ],
       [() => quantizeFp8(w, { K: 32, N: 32 }), ErrorCode.SHAPE, /Float32Array of K x N = 1024 values/],
       [() => quantizeFp8(w, { K: 32, N: 16, layout: 'KN' as never }), ErrorCode.VALUE, /layout = "KN"/],

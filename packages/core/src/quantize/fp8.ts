@@ -18,7 +18,7 @@ import {
   halfMinNormal,
   roundToHalf,
 } from '../dtypes.js';
-import { throwIfAborted, ValueError } from '../errors/index.js';
+import { throwIfAborted, UnsupportedError, ValueError } from '../errors/index.js';
 import { foldFp8Scale } from '../format/fp8.js';
 import { numGroups } from '../format/layout.js';
 import type { HalfDtype, QuantizedWeight } from '../format/types.js';
@@ -44,6 +44,8 @@ export interface QuantizeFp8Options {
   readonly granularity?: Fp8Granularity;
   /** Rows per group: 32, 64 or 128 (a number alone implies granularity 'group'), or 'per-channel'. */
   readonly groupSize?: number | 'per-channel';
+  /** 128 says granularity 'block' (checkpoints call it weight_block_size [128, 128]); no other size is supported. */
+  readonly blockSize?: 128;
   /** Scale dtype = the activation dtype the weight will meet (default 'fp16'). */
   readonly scaleDtype?: HalfDtype;
   /** 'KxN' (default: W, in x out, row-major) or 'NxK' (nn.Linear.weight, out x in, row-major). */
@@ -76,6 +78,24 @@ interface Output {
 function resolveGranularity(opts: QuantizeFp8Options): { granularity: Fp8Granularity; groupSize: number } {
   const { K } = opts;
   const gs = opts.groupSize;
+  if (opts.blockSize !== undefined) {
+    if (opts.blockSize !== FP8_BLOCK) {
+      throw new UnsupportedError(
+        `blockSize = ${JSON.stringify(opts.blockSize)} is not supported; blocks are 128 x 128.`,
+        {
+          fix: "use blockSize 128 (or granularity 'block'), or group scales along K (groupSize 32, 64 or 128).",
+        },
+      );
+    }
+    if ((opts.granularity ?? 'block') !== 'block' || (gs !== undefined && gs !== FP8_BLOCK)) {
+      throw new ValueError(
+        `blockSize 128 asks for block scales, but granularity ${JSON.stringify(opts.granularity)} / groupSize ` +
+          `${JSON.stringify(gs)} ask for another layout.`,
+        { fix: "pass either blockSize 128 (or granularity 'block') or a group size, not both." },
+      );
+    }
+    return { granularity: 'block', groupSize: FP8_BLOCK };
+  }
   const granularity = opts.granularity ?? (typeof gs === 'number' && gs !== K ? 'group' : 'per-channel');
   const bad = (why: string) =>
     new ValueError(`granularity ${JSON.stringify(granularity)} with groupSize ${JSON.stringify(gs)}: ${why}.`, {
