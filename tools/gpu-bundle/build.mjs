@@ -3,6 +3,7 @@
 //   node.xz            the Node binary of this machine (xz, cached once in <repo>/.cache/node.xz)
 //   marlin_dense.node  the addons (each built with `pnpm --filter <package> build:native` if missing)
 //   marlin_fp8.node
+//   marlin_bench.node  the benchmark harness addon (tools/bench)
 //   suite/             the GPU suite; suite/marlin.mjs is @marlin/core + @marlin/dense + @marlin/fp8 in one ESM file
 //   bench/bench.mjs    the benchmark CLI (tools/bench) bundled into one file, when present
 //   run.sh             `bash run.sh suite | bench [args] | all`
@@ -41,6 +42,8 @@ copyFileSync(nodeXz, join(out, 'node.xz'));
 const ADDONS = [
   { pkg: '@marlin/dense', dir: 'packages/dense', file: 'marlin_dense.node' },
   { pkg: '@marlin/fp8', dir: 'packages/fp8', file: 'marlin_fp8.node' },
+  // The benchmark's own harness addon (it calls the two above through their exported C ABI).
+  { pkg: '@marlin/bench-tool', dir: 'tools/bench', file: 'marlin_bench.node' },
 ];
 for (const a of ADDONS) {
   const addon = join(root, a.dir, 'build/Release', a.file);
@@ -99,6 +102,7 @@ if [ ! -x "$node_bin" ]; then
 fi
 export MARLIN_DENSE_BINARY="$here/marlin_dense.node"
 export MARLIN_FP8_BINARY="$here/marlin_fp8.node"
+export MARLIN_BENCH_BINARY="$here/marlin_bench.node"
 export MARLIN_REQUIRE_GPU="\${MARLIN_REQUIRE_GPU:-1}"
 export OUT="\${OUT:-$here/out}"
 mkdir -p "$OUT"
