@@ -109,7 +109,7 @@ void UnbindWorkspace(napi_env env, PlanHolder* h) {
 // Frees the native plan and drops every reference (idempotent). Enqueued launches are unaffected.
 void DestroyPlan(napi_env env, PlanHolder* h) {
   if (h->plan == nullptr) return;
-  g_api->plan_destroy(h->plan);
+  g_api->fn.plan_destroy(h->plan);
   h->plan = nullptr;
   g_live_plans.fetch_sub(1);
   for (int i = 0; i < PlanHolder::kOperands; ++i) {
@@ -157,7 +157,7 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   p.zeros = hdr[2] != nullptr ? static_cast<const uint8_t*>(hdr[2]->ptr) : nullptr;
   p.perm = hdr[3] != nullptr ? static_cast<const int32_t*>(hdr[3]->ptr) : nullptr;
   marlin_gemm_plan* plan = nullptr;
-  Check(info.Env(), g_api->plan_create(&p, &l, &plan), "plan_create");
+  Check(info.Env(), g_api->fn.plan_create(&p, &l, &plan), "plan_create");
   auto* h = new PlanHolder{};
   h->plan = plan;
   g_live_plans.fetch_add(1);
@@ -186,7 +186,7 @@ void PlanBind(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
   PlanHolder* h = UnwrapPlan(env, info[0]);
   marlin_buffer_header* ws = UnwrapBuffer(env, info[1], "workspace");
-  if (ws->bytes < g_api->plan_workspace_bytes(h->plan)) {
+  if (ws->bytes < g_api->fn.plan_workspace_bytes(h->plan)) {
     Check(info.Env(), MARLIN_E_WORKSPACE, "planBind");
   }
   napi_valuetype type;
@@ -237,7 +237,7 @@ void PlanLaunch(const Napi::CallbackInfo& info) {
   void* y = UnwrapBuffer(env, info[2], "out")->ptr;
   const marlin_buffer_header* bias = UnwrapOptionalBuffer(env, info[3], "bias");
   Check(info.Env(),
-        g_api->plan_launch(h->plan, x, y, bias != nullptr ? bias->ptr : nullptr, h->ws->ptr, h->ws->bytes, stream),
+        g_api->fn.plan_launch(h->plan, x, y, bias != nullptr ? bias->ptr : nullptr, h->ws->ptr, h->ws->bytes, stream),
         "plan_launch");
 }
 
@@ -250,7 +250,7 @@ void PlanDestroy(const Napi::CallbackInfo& info) {
 // planWorkspaceBytes(plan) -> workspace bytes a launch of the plan needs.
 Napi::Value PlanWorkspaceBytes(const Napi::CallbackInfo& info) {
   PlanHolder* h = UnwrapPlan(info.Env(), info[0]);
-  return Napi::Number::New(info.Env(), static_cast<double>(g_api->plan_workspace_bytes(h->plan)));
+  return Napi::Number::New(info.Env(), static_cast<double>(g_api->fn.plan_workspace_bytes(h->plan)));
 }
 
 // livePlans() -> native plans created and not yet destroyed (for leak tests).
@@ -267,17 +267,17 @@ Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
   // NOTE: only perm's presence matters for sizing (it adds the gathered-activation buffer): any non-null pointer.
   static const int32_t kPresent = 0;
   p.perm = a[kHasPerm] != 0 ? &kPresent : nullptr;
-  return Napi::Number::New(info.Env(), static_cast<double>(g_api->workspace_bytes(&p, &l)));
+  return Napi::Number::New(info.Env(), static_cast<double>(g_api->fn.workspace_bytes(&p, &l)));
 }
 
 // workspaceInit(workspace, stream|null): zeroes the arrival counters once, when the workspace is created.
 void WorkspaceInit(const Napi::CallbackInfo& info) {
   const marlin_buffer_header* ws = UnwrapBuffer(info.Env(), info[0], "workspace");
-  Check(info.Env(), g_api->workspace_init(ws->ptr, ws->bytes, UnwrapStream(info.Env(), info[1])), "workspace_init");
+  Check(info.Env(), g_api->fn.workspace_init(ws->ptr, ws->bytes, UnwrapStream(info.Env(), info[1])), "workspace_init");
 }
 
 Napi::Value ConfigCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), g_api->config_count());
+  return Napi::Number::New(info.Env(), g_api->fn.config_count());
 }
 
 // configInfo(id) -> [mTile, nTiles, kTilesPerStage, stages]
@@ -285,7 +285,7 @@ Napi::Value ConfigInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) throw CodedError(env, "MARLIN_E_VALUE", "configInfo: id must be a number.");
   int32_t out[4] = {0, 0, 0, 0};
-  Check(env, g_api->config_info(info[0].As<Napi::Number>().Int32Value(), out), "config_info");
+  Check(env, g_api->fn.config_info(info[0].As<Napi::Number>().Int32Value(), out), "config_info");
   Napi::Array a = Napi::Array::New(env, 4);
   for (uint32_t i = 0; i < 4; ++i) a.Set(i, Napi::Number::New(env, out[i]));
   return a;
@@ -294,13 +294,13 @@ Napi::Value ConfigInfo(const Napi::CallbackInfo& info) {
 // planClusterSize(plan) -> blocks per cluster of the plan's launches on the current device (1: no cluster).
 Napi::Value PlanClusterSize(const Napi::CallbackInfo& info) {
   PlanHolder* h = UnwrapPlan(info.Env(), info[0]);
-  return Napi::Number::New(info.Env(), g_api->plan_cluster_size(h->plan));
+  return Napi::Number::New(info.Env(), g_api->fn.plan_cluster_size(h->plan));
 }
 
 // planTailBlocks(plan) -> blocks of the plan's balanced-last-wave launch (0: the plan is one launch).
 Napi::Value PlanTailBlocks(const Napi::CallbackInfo& info) {
   PlanHolder* h = UnwrapPlan(info.Env(), info[0]);
-  return Napi::Number::New(info.Env(), g_api->plan_tail_blocks(h->plan));
+  return Napi::Number::New(info.Env(), g_api->fn.plan_tail_blocks(h->plan));
 }
 
 }  // namespace

@@ -80,24 +80,8 @@ marlin_dense_problem dense_problem(marlin_dtype dt, int m, int n, int k, int np,
 
 // The weight format of a case, and the addon entry points that run it.
 enum Fmt : int { kInt4 = 0, kInt8 = 1, kFp8 = 2 };
-struct Api {
-  size_t (*workspace_bytes)(const marlin_gemm_problem*, const marlin_gemm_launch*);
-  marlin_status (*workspace_init)(void*, size_t, void*);
-  marlin_status (*gemm)(const marlin_gemm_problem*, const marlin_gemm_launch*, void*, size_t, void*);
-  marlin_status (*plan_create)(const marlin_gemm_problem*, const marlin_gemm_launch*, marlin_gemm_plan**);
-  size_t (*plan_workspace_bytes)(const marlin_gemm_plan*);
-  int32_t (*plan_cluster_size)(const marlin_gemm_plan*);
-  int32_t (*plan_tail_blocks)(const marlin_gemm_plan*);
-  marlin_status (*plan_launch)(marlin_gemm_plan*, const void*, void*, const void*, void*, size_t, void*);
-  void (*plan_destroy)(marlin_gemm_plan*);
-};
-#define SELFTEST_API(prefix)                                                                                \
-  Api {                                                                                                     \
-    prefix##_workspace_bytes, prefix##_workspace_init, prefix##_gemm, prefix##_plan_create,                 \
-        prefix##_plan_workspace_bytes, prefix##_plan_cluster_size, prefix##_plan_tail_blocks,               \
-        prefix##_plan_launch, prefix##_plan_destroy                                                         \
-  }
-const Api kDenseApi = SELFTEST_API(marlin_dense), kFp8Api = SELFTEST_API(marlin_fp8);
+using Api = marlin_gemm_api;
+const Api kDenseApi = MARLIN_GEMM_API_OF(marlin_dense), kFp8Api = MARLIN_GEMM_API_OF(marlin_fp8);
 const Api& api_of(int fmt) { return fmt == kFp8 ? kFp8Api : kDenseApi; }
 const char* fmt_name(int fmt) { return fmt == kInt4 ? "int4" : fmt == kInt8 ? "int8" : "fp8"; }
 

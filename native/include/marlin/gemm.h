@@ -71,6 +71,31 @@ typedef struct marlin_gemm_plan marlin_gemm_plan;
 }
 #endif
 
+// One addon's entry points as a table (the Node-API glue, the self-test and the benchmark harness drive any addon
+// through it): MARLIN_GEMM_API_OF(marlin_fp8) fills one from the declarations below.
+typedef struct marlin_gemm_api {
+  size_t (*workspace_bytes)(const marlin_gemm_problem* p, const marlin_gemm_launch* l);
+  marlin_status (*workspace_init)(void* workspace, size_t bytes, void* stream);
+  marlin_status (*gemm)(const marlin_gemm_problem* p, const marlin_gemm_launch* l, void* workspace,
+                        size_t workspace_bytes, void* stream);
+  marlin_status (*plan_create)(const marlin_gemm_problem* p, const marlin_gemm_launch* l, marlin_gemm_plan** out);
+  size_t (*plan_workspace_bytes)(const marlin_gemm_plan* plan);
+  int32_t (*plan_cluster_size)(const marlin_gemm_plan* plan);
+  int32_t (*plan_tail_blocks)(const marlin_gemm_plan* plan);
+  marlin_status (*plan_launch)(marlin_gemm_plan* plan, const void* x, void* y, const void* bias, void* workspace,
+                               size_t workspace_bytes, void* stream);
+  void (*plan_destroy)(marlin_gemm_plan* plan);
+  int32_t (*config_count)(void);
+  marlin_status (*config_info)(int32_t config_id, int32_t out[4]);
+} marlin_gemm_api;
+
+#define MARLIN_GEMM_API_OF(prefix)                                                                         \
+  {                                                                                                        \
+    prefix##_workspace_bytes, prefix##_workspace_init, prefix##_gemm, prefix##_plan_create,                \
+        prefix##_plan_workspace_bytes, prefix##_plan_cluster_size, prefix##_plan_tail_blocks,              \
+        prefix##_plan_launch, prefix##_plan_destroy, prefix##_config_count, prefix##_config_info           \
+  }
+
 // Declares one addon's entry points, all with the same contract (documented in dense.h): <prefix>_workspace_bytes,
 // _workspace_init, _gemm, _plan_create, _plan_workspace_bytes, _plan_cluster_size, _plan_tail_blocks, _plan_launch,
 // _plan_destroy, _config_count, _config_info.
