@@ -92,7 +92,26 @@ export interface CompressedTensorsConfig {
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
-/** Any quantization method we know by name but do not convert (bitsandbytes, fp8, hqq, ...). */
+/**
+ * Hugging Face FP8 (`quant_method: "fp8"`, transformers' fine-grained FP8 as DeepSeek-V3 / Qwen3-FP8 ship it): each
+ * linear holds `weight` (F8_E4M3 [N, K]) and `weight_scale_inv` ([ceil(N / bn), ceil(K / bk)], a multiplier despite
+ * its name) for `weight_block_size` [bn, bk].
+ */
+export interface Fp8Config {
+  readonly method: 'fp8';
+  /** [rows along N, rows along K] of one scale block, or null when the config gives none. */
+  readonly weightBlockSize: readonly [number, number] | null;
+  /** "e4m3" (the only format converted) or whatever `fmt` says. */
+  readonly fmt: string;
+  /** `activation_scheme` ("dynamic" or "static"): activation quantization, ignored (W8A16). */
+  readonly activationScheme: string | null;
+  /** Modules kept in full precision (matched like AutoAWQ's: a module whose name contains one of these). */
+  readonly modulesToNotConvert: readonly string[];
+  readonly source: string;
+  readonly raw: Readonly<Record<string, unknown>>;
+}
+
+/** Any quantization method we know by name but do not convert (bitsandbytes, hqq, ...). */
 export interface OtherQuantConfig {
   readonly method: 'other';
   readonly quantMethod: string;
@@ -100,7 +119,7 @@ export interface OtherQuantConfig {
   readonly raw: Readonly<Record<string, unknown>>;
 }
 
-export type QuantizationConfig = GptqConfig | AwqConfig | CompressedTensorsConfig | OtherQuantConfig;
+export type QuantizationConfig = GptqConfig | AwqConfig | CompressedTensorsConfig | Fp8Config | OtherQuantConfig;
 
 /**
  * Reads the quantization config of a checkpoint directory: `config.json["quantization_config"]` first, then
@@ -167,6 +186,16 @@ export function parseQuantizationConfig(raw: Record<string, unknown>, source: st
       };
     case 'compressed-tensors':
       return parseCompressedTensors(raw, f, source);
+    case 'fp8':
+      return {
+        method: 'fp8',
+        weightBlockSize: parseBlockSize(raw['weight_block_size'], source),
+        fmt: f.str('fmt', 'e4m3').toLowerCase(),
+        activationScheme: raw['activation_scheme'] === undefined ? null : f.str('activation_scheme', ''),
+        modulesToNotConvert: f.strList('modules_to_not_convert'),
+        source,
+        raw,
+      };
     default:
       return { method: 'other', quantMethod: method, source, raw };
   }
@@ -222,6 +251,17 @@ function parseCompressedTensors(raw: Record<string, unknown>, f: Fields, source:
     source,
     raw,
   };
+}
+
+function parseBlockSize(v: unknown, source: string): readonly [number, number] | null {
+  if (v === undefined || v === null) return null;
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((d) => Number.isSafeInteger(d) && d > 0)) {
+    throw new FormatError(`${source}: "weight_block_size" is ${JSON.stringify(v)}, expected [rows, columns].`, {
+      fix: 'repair the quantization config: FP8 block checkpoints use [128, 128].',
+      details: { source, field: 'weight_block_size' },
+    });
+  }
+  return [v[0], v[1]];
 }
 
 function parseDynamic(raw: unknown, source: string): GptqDynamicRule[] {

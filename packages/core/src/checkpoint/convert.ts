@@ -1,5 +1,5 @@
 /**
- * inspectCheckpoint / convertCheckpoint: GPTQ, AWQ and compressed-tensors checkpoints -> our packed container.
+ * inspectCheckpoint / convertCheckpoint: GPTQ, AWQ, compressed-tensors and FP8 checkpoints -> our packed container.
  */
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -13,7 +13,7 @@ import { readQuantizationConfig } from './config.js';
 import { resolveOutputPath } from './files.js';
 import type { PackedLayerMeta, PackedLayerSource, WriteProgress } from './packed.js';
 import { writePackedContainer } from './packed.js';
-import type { CheckpointPlan, LayerPlan } from './plan.js';
+import type { CheckpointPlan, LayerPlan, PlanOptions } from './plan.js';
 import { planCheckpoint } from './plan.js';
 import { ShardedSafetensors } from './sharded.js';
 
@@ -51,12 +51,12 @@ async function configDir(path: string): Promise<string> {
  * through. Reads headers and small tensors (zero points, g_idx) only.
  * @param dir checkpoint directory (or one of its .safetensors / index files).
  */
-export async function inspectCheckpoint(dir: string): Promise<CheckpointReport> {
+export async function inspectCheckpoint(dir: string, options: PlanOptions = {}): Promise<CheckpointReport> {
   const cdir = await configDir(dir);
   const config = await readQuantizationConfig(cdir);
   const src = await ShardedSafetensors.open(dir);
   try {
-    const plan = await planCheckpoint(src, config);
+    const plan = await planCheckpoint(src, config, options);
     const problem = planProblem(dir, plan);
     const count = (s: LayerPlan['status']): number => plan.layers.filter((l) => l.status === s).length;
     return {
@@ -70,6 +70,7 @@ export async function inspectCheckpoint(dir: string): Promise<CheckpointReport> 
       passthrough: plan.passthrough,
       passthroughBytes: plan.passthroughBytes,
       totalBytes: plan.totalBytes,
+      warnings: plan.warnings,
       counts: { convert: count('convert'), unsupported: count('unsupported'), invalid: count('invalid') },
       problem: problem === null ? null : { code: problem.code, message: problem.message },
     };
@@ -123,6 +124,8 @@ export interface ConvertResult {
   readonly converted: readonly string[];
   readonly unconverted: readonly { name: string; reason: string }[];
   readonly passthrough: readonly string[];
+  /** What the conversion ignored (e.g. an FP8 checkpoint's activation quantization). */
+  readonly warnings: readonly string[];
   readonly bytesWritten: number;
 }
 
@@ -132,7 +135,8 @@ function listReasons(layers: readonly LayerPlan[]): string {
 }
 
 /**
- * Converts a quantized checkpoint (GPTQ v1/v2, AWQ GEMM, compressed-tensors pack-quantized; single file or sharded)
+ * Converts a quantized checkpoint (GPTQ v1/v2, AWQ GEMM, compressed-tensors pack-quantized and float-quantized FP8,
+ * Hugging Face fp8; single file or sharded)
  * into our packed container at `out`. Every converted layer dequantizes bit for bit like the source (unless
  * `scaleDtype` re-encodes the scales); all other tensors are copied unchanged.
  * @throws UnsupportedError when the checkpoint or a layer cannot be converted (and keepUnsupported is off);
@@ -156,7 +160,7 @@ export async function convertCheckpoint(
         fix: 'write the packed checkpoint to a new file.',
       });
     }
-    const plan = await planCheckpoint(src, config);
+    const plan = await planCheckpoint(src, config, { scaleDtype: options.scaleDtype });
     const problem = planProblem(dir, plan);
     if (problem !== null) throw problem;
     const unsupported = plan.layers.filter((l) => l.status === 'unsupported');
@@ -202,6 +206,7 @@ export async function convertCheckpoint(
       converted: toConvert.map((l) => l.name),
       unconverted,
       passthrough: plan.passthrough,
+      warnings: plan.warnings,
       bytesWritten: (await stat(outAbs)).size,
     };
   } finally {
@@ -217,6 +222,7 @@ function layerMeta(l: LayerPlan, scaleDtype: HalfDtype | undefined): PackedLayer
   const G = numGroups(l.K, l.groupSize);
   return {
     bits,
+    ...(l.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
     K: l.K,
     N: l.N,
     Kp,

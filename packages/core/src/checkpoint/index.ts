@@ -8,9 +8,11 @@ export type {
   CompressedTensorsConfig,
   CtGroup,
   CtWeightScheme,
+  Fp8Config,
   GptqCheckpointFormat,
   GptqConfig,
   GptqDynamicRule,
+  NamePattern,
   OtherQuantConfig,
   QuantizationConfig,
 } from './config.js';
@@ -49,6 +51,7 @@ export type {
   ExecutablePlan,
   LayerPlan,
   LayerStatus,
+  PlanOptions,
   SourceFormat,
   UnquantizedModule,
 } from './plan.js';

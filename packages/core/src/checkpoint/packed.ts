@@ -39,6 +39,8 @@ export interface PackedCheckpointInfo {
 export function packedLayerMeta(p: PackedWeight): PackedLayerMeta {
   return {
     bits: p.bits,
+    // Absent for integer codes, so containers of INT4 / INT8 weights read as before.
+    ...(p.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
     K: p.K,
     N: p.N,
     Kp: p.Kp,
@@ -158,7 +160,8 @@ export async function writePackedContainer(
         throw err;
       }
       const got = packedLayerMeta(p);
-      for (const key of Object.keys(l.meta) as (keyof PackedLayerMeta)[]) {
+      const keys = new Set([...Object.keys(l.meta), ...Object.keys(got)]) as Set<keyof PackedLayerMeta>;
+      for (const key of keys) {
         if (got[key] !== l.meta[key]) {
           throw new FormatError(
             `Layer ${l.name}: packed ${key} = ${got[key]} but the header declared ${l.meta[key]}.`,
@@ -309,10 +312,14 @@ function checkMeta(path: string, name: string, m: unknown): PackedLayerMeta {
   const bool = (f: string): boolean => (typeof o[f] === 'boolean' ? (o[f] as boolean) : bad(f));
   const bits = int('bits');
   if (bits !== 4 && bits !== 8) bad('bits');
+  const codeType = o['codeType'];
+  if (codeType !== undefined && codeType !== 'int' && codeType !== 'e4m3') bad('codeType');
+  if (codeType === 'e4m3' && bits !== 8) bad('codeType');
   const scaleDtype = o['scaleDtype'];
   if (scaleDtype !== 'fp16' && scaleDtype !== 'bf16') bad('scaleDtype');
   const meta: PackedLayerMeta = {
     bits: bits as WeightBits,
+    ...(codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
     K: int('K'),
     N: int('N'),
     Kp: int('Kp'),
@@ -362,6 +369,7 @@ export async function loadPacked(path: string, options: LoadPackedOptions = {}):
       const p: PackedWeight = {
         formatVersion: FORMAT_VERSION,
         bits: m.bits,
+        ...(m.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
         K: m.K,
         N: m.N,
         Kp: m.Kp,

@@ -4,15 +4,18 @@
  * `inspectCheckpoint` reports it; `convertCheckpoint` executes it. Planning reads headers plus the small tensors that
  * decide the outcome (zero points, g_idx, compressed-tensors weight_shape), never the packed weights.
  */
+import { halfDecoder, halfEncoder } from '../dtypes.js';
 import { MarlinError, ValueError } from '../errors/index.js';
+import { foldFp8Scale } from '../format/fp8.js';
 import { numGroups, paddedK, paddedN, qweightWords } from '../format/layout.js';
-import type { HalfDtype, QuantizedWeight, WeightBits } from '../format/types.js';
+import type { CodeType, HalfDtype, QuantizedWeight, WeightBits } from '../format/types.js';
 import { assertGroupSize, assertKN } from '../format/validate.js';
 import type {
   AwqConfig,
   CompressedTensorsConfig,
   CtGroup,
   CtWeightScheme,
+  Fp8Config,
   GptqConfig,
   QuantizationConfig,
 } from './config.js';
@@ -31,7 +34,7 @@ import type { SafetensorsDtype } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
 
 /** Checkpoint layout a layer comes from. */
-export type SourceFormat = 'gptq' | 'awq' | 'compressed-tensors';
+export type SourceFormat = 'gptq' | 'awq' | 'compressed-tensors' | 'fp8';
 
 /** convert: will be converted; unsupported: valid, but the kernels cannot run it; invalid: tensors contradict the config. */
 export type LayerStatus = 'convert' | 'unsupported' | 'invalid';
@@ -46,6 +49,8 @@ export interface LayerPlan {
   readonly reason: string | null;
   /** Effective bits (after GPTQ `dynamic` overrides). */
   readonly bits: number;
+  /** 'e4m3' for FP8 weights; absent for integer codes. */
+  readonly codeType?: CodeType;
   /** Input features (0 when the tensors are too broken to tell). */
   readonly K: number;
   /** Output features. */
@@ -56,6 +61,11 @@ export interface LayerPlan {
   readonly groupSize: number;
   readonly numGroups: number;
   readonly scaleDtype: HalfDtype | null;
+  /**
+   * FP8 only: the largest relative error |round_T(s) - s| / |s| of the checkpoint's scales rounded to the packed
+   * scale dtype T (0 when they are stored in T already); null for integer layers, whose scales are copied.
+   */
+  readonly scaleRoundingError: number | null;
   /** Explicit zero points that differ from the symmetric default 2^(bits-1). */
   readonly hasZeros: boolean;
   /** Non-trivial g_idx (GPTQ desc_act, compressed-tensors actorder "group"). */
@@ -88,6 +98,17 @@ export interface CheckpointPlan {
   readonly passthrough: readonly string[];
   readonly passthroughBytes: number;
   readonly totalBytes: number;
+  /** What the conversion ignores and the user should know (e.g. activation quantization of an FP8 checkpoint). */
+  readonly warnings: readonly string[];
+}
+
+/** Options of `planCheckpoint`. */
+export interface PlanOptions {
+  /**
+   * Scale dtype for FP8 checkpoints whose scales are f32 (default bf16, whose range holds every e4m3 scale); 16-bit
+   * scales keep their dtype (pack() re-encodes them when convert is given another).
+   */
+  readonly scaleDtype?: HalfDtype;
 }
 
 interface LayerRecipe {
@@ -117,8 +138,13 @@ export function packedLayerBytes(
 }
 
 /** Plans a checkpoint whose tensors are in `src` and whose quantization config is `config`. */
-export async function planCheckpoint(src: TensorSource, config: QuantizationConfig | null): Promise<ExecutablePlan> {
+export async function planCheckpoint(
+  src: TensorSource,
+  config: QuantizationConfig | null,
+  options: PlanOptions = {},
+): Promise<ExecutablePlan> {
   const recipes: LayerRecipe[] = [];
+  const warnings: string[] = [];
   let configProblem: string | null = null;
   let sourceFormat: CheckpointPlan['sourceFormat'] = 'none';
   let unquantizedReason: (module: string) => string = () => 'not quantized in the checkpoint';
@@ -127,7 +153,22 @@ export async function planCheckpoint(src: TensorSource, config: QuantizationConf
       'the checkpoint has no quantization config (config.json quantization_config or quantize_config.json), so there is nothing to convert';
   } else if (config.method === 'other') {
     sourceFormat = 'other';
-    configProblem = `quant_method "${config.quantMethod}" is not converted; supported are gptq, awq (version gemm) and compressed-tensors (pack-quantized)`;
+    configProblem = `quant_method "${config.quantMethod}" is not converted; supported are gptq, awq (version gemm), fp8 and compressed-tensors (pack-quantized, float-quantized)`;
+  } else if (config.method === 'fp8') {
+    sourceFormat = 'fp8';
+    configProblem = config.fmt === 'e4m3' ? null : `fp8 fmt "${config.fmt}" is not converted: only e4m3 weights are`;
+    if (config.activationScheme !== null) {
+      warnings.push(
+        `activation_scheme "${config.activationScheme}" is ignored: the FP8 kernels are W8A16 (weights FP8, activations stay fp16 / bf16); input_scale tensors are dropped`,
+      );
+    }
+    unquantizedReason = (m) => {
+      const hit = config.modulesToNotConvert.find((s) => m.includes(s));
+      return hit !== undefined ? `in modules_to_not_convert ("${hit}")` : 'not quantized in the checkpoint';
+    };
+    for (const m of fp8Modules(src, ['weight_scale_inv', 'weight_scale'])) {
+      recipes.push(await planHfFp8(src, config, m, configProblem, options));
+    }
   } else if (config.method === 'gptq') {
     sourceFormat = 'gptq';
     configProblem = gptqConfigProblem(config);
@@ -156,6 +197,19 @@ export async function planCheckpoint(src: TensorSource, config: QuantizationConf
       return 'not quantized in the checkpoint';
     };
     for (const m of modulesWith(src, 'weight_packed')) recipes.push(await planCt(src, config, m, configProblem));
+    const packed = new Set(modulesWith(src, 'weight_packed'));
+    const fp8 = fp8Modules(src, ['weight_scale']).filter((m) => !packed.has(m));
+    const warned = new Set<string>();
+    for (const m of fp8) {
+      const g = ctGroupFor(config, m);
+      if (g?.weights?.type === 'float' && g.quantizesActivations && !warned.has(g.name)) {
+        warned.add(g.name);
+        warnings.push(
+          `config group "${g.name}" quantizes activations (input_activations), which is ignored: the FP8 kernels are W8A16 (activations stay fp16 / bf16); input_scale tensors are dropped`,
+        );
+      }
+      recipes.push(await planCtFp8(src, config, m, configProblem, options));
+    }
   }
 
   const consumed = new Set<string>();
@@ -188,6 +242,7 @@ export async function planCheckpoint(src: TensorSource, config: QuantizationConf
     passthrough,
     passthroughBytes,
     totalBytes,
+    warnings,
     loadLayer(name: string): Promise<QuantizedWeight> {
       const r = byName.get(name);
       if (r?.plan.status !== 'convert') {
@@ -216,6 +271,8 @@ class LayerBuilder {
   status: LayerStatus = 'convert';
   reason: string | null = null;
   bits = 0;
+  codeType: CodeType | undefined = undefined;
+  scaleRoundingError: number | null = null;
   K = 0;
   N = 0;
   configGroupSize: number | null = null;
@@ -323,12 +380,14 @@ class LayerBuilder {
       status: this.status,
       reason: this.reason,
       bits: this.bits,
+      ...(this.codeType === undefined ? {} : { codeType: this.codeType }),
       K: this.K,
       N: this.N,
       configGroupSize: this.configGroupSize,
       groupSize: this.groupSize,
       numGroups: G,
       scaleDtype: this.scaleDtype,
+      scaleRoundingError: this.scaleRoundingError,
       hasZeros: this.hasZeros,
       actOrder: this.actOrder,
       tensors: this.tensors,
@@ -651,4 +710,244 @@ async function planCt(
         gIdx: gi === null ? null : Int32Array.from(await src.readIntegers(gi)),
       }),
   };
+}
+
+// ------------------------------------------------------------------------------------------------------------ FP8
+
+/**
+ * Modules of an FP8 checkpoint, in file order: those whose `.weight` is F8_E4M3, or that hold one of the scale
+ * tensors named by `scaleSuffixes` (so a scale without its weight is reported, not skipped).
+ */
+function fp8Modules(src: TensorSource, scaleSuffixes: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const n of src.names()) {
+    if (n.endsWith('.weight') && src.info(n).dtype === 'F8_E4M3') out.add(n.slice(0, -'.weight'.length));
+    for (const s of scaleSuffixes) if (n.endsWith(`.${s}`)) out.add(n.slice(0, -s.length - 1));
+  }
+  return [...out];
+}
+
+/** How FP8 scales map onto the weight: one per tensor, one per output channel, or one per [bn, bk] block. */
+type Fp8ScaleLayout =
+  | { readonly kind: 'tensor' }
+  | { readonly kind: 'channel' }
+  | { readonly kind: 'block'; readonly bn: number; readonly bk: number };
+
+/** Scale values of a small F32 / F16 / BF16 tensor, as numbers (exact). */
+async function readScaleValues(src: TensorSource, name: string): Promise<number[]> {
+  const info = src.info(name);
+  const b = await src.read(name);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const n = b.byteLength / (info.dtype === 'F32' ? 4 : 2);
+  const out: number[] = new Array(n);
+  if (info.dtype === 'F32') for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+  else {
+    const decode = halfDecoder(info.dtype === 'BF16' ? 'bf16' : 'fp16');
+    for (let i = 0; i < n; i++) out[i] = decode(dv.getUint16(i * 2, true));
+  }
+  return out;
+}
+
+/**
+ * Plans one FP8 layer: `weight` F8_E4M3 [N, K] plus a scale tensor whose shape says its layout (`[]` / `[1]` per
+ * tensor, `[N]` / `[N, 1]` per channel, `[ceil(N / bn), ceil(K / bk)]` per block when `block` is given). Scales
+ * become group scales along K (a block scale repeated over its bn columns, a tensor scale over all N), rounded once
+ * from the checkpoint's value to the packed scale dtype.
+ */
+async function planFp8Layer(
+  b: LayerBuilder,
+  weight: string | null,
+  scale: string | null,
+  block: readonly [number, number] | null,
+  options: PlanOptions,
+): Promise<LayerRecipe> {
+  const src = b.src;
+  b.bits = 8;
+  b.codeType = 'e4m3';
+  b.configGroupSize = block === null ? null : block[1];
+  const wShape = b.shape(weight, ['F8_E4M3'], 2);
+  const sInfo = scale === null ? null : src.info(scale);
+  if (sInfo !== null && !['F32', 'F16', 'BF16'].includes(sInfo.dtype)) {
+    b.fail('invalid', `${scale} has dtype ${sInfo.dtype}, expected F32, BF16 or F16`);
+  }
+  let layout: Fp8ScaleLayout | null = null;
+  if (b.ok && wShape && sInfo) {
+    [b.N, b.K] = wShape;
+    const sh = sInfo.shape;
+    const [bn, bk] = block ?? [0, 0];
+    if (block !== null && sh.length === 2 && sh[0] === Math.ceil(b.N / bn) && sh[1] === Math.ceil(b.K / bk)) {
+      layout = { kind: 'block', bn, bk };
+    } else if (sh.length === 0 || (sh.length === 1 && sh[0] === 1)) layout = { kind: 'tensor' };
+    else if ((sh.length === 1 && sh[0] === b.N) || (sh.length === 2 && sh[0] === b.N && sh[1] === 1)) {
+      layout = { kind: 'channel' };
+    } else {
+      const want =
+        block === null
+          ? '[] or [1] (per tensor), [N] or [N, 1] (per channel)'
+          : `[${Math.ceil(b.N / bn)}, ${Math.ceil(b.K / bk)}] (blocks of ${bn} x ${bk})`;
+      b.fail(
+        'invalid',
+        `${scale} has shape [${sh.join(', ')}] for a weight of [N, K] = [${b.N}, ${b.K}], expected ${want}`,
+      );
+    }
+  }
+  if (layout !== null) {
+    b.groupSize = layout.kind === 'block' && layout.bk < b.K ? layout.bk : b.K;
+    const natural: HalfDtype = sInfo!.dtype === 'F16' ? 'fp16' : 'bf16';
+    const T = options.scaleDtype ?? natural;
+    b.scaleDtype = T;
+    b.checkKernel();
+    if (b.ok) checkFp8Scales(b, scale!, await readScaleValues(src, scale!), T);
+  }
+  const plan = b.build();
+  return {
+    plan,
+    load: async () => {
+      const { K, N, groupSize } = plan;
+      const T = plan.scaleDtype!;
+      const w = await src.read(weight!);
+      // [N, K] row-major bytes -> K x N codes, copied bit for bit (pack() refuses the NaN codes 0x7f / 0xff).
+      const codes = new Uint8Array(K * N);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) codes[k * N + n] = w[n * K + k];
+      const values = await readScaleValues(src, scale!);
+      const encode = halfEncoder(T);
+      const G = numGroups(K, groupSize);
+      const scales = new Uint16Array(G * N);
+      const l = layout!;
+      for (let g = 0; g < G; g++) {
+        for (let n = 0; n < N; n++) {
+          const v =
+            l.kind === 'tensor'
+              ? values[0]
+              : l.kind === 'channel'
+                ? values[n]
+                : values[Math.floor(n / l.bn) * Math.ceil(K / l.bk) + g];
+          scales[g * N + n] = encode(v);
+        }
+      }
+      return { bits: 8, codeType: 'e4m3', K, N, groupSize, codes, scales, scaleDtype: T, zeros: null, gIdx: null };
+    },
+  };
+}
+
+/**
+ * Checks FP8 scale values against the packed scale dtype T and records the largest relative rounding error. A NaN or
+ * infinite scale is invalid; a zero scale, or one that T (or T with the exponent-bias fold) cannot hold, is
+ * unsupported, with the dtype to use instead.
+ */
+function checkFp8Scales(b: LayerBuilder, tensor: string, values: readonly number[], T: HalfDtype): void {
+  const encode = halfEncoder(T);
+  const decode = halfDecoder(T);
+  const other: HalfDtype = T === 'fp16' ? 'bf16' : 'fp16';
+  let worst = 0;
+  for (let i = 0; i < values.length; i++) {
+    const s = values[i];
+    if (!Number.isFinite(s)) {
+      b.fail('invalid', `${tensor}[${i}] is ${s}: FP8 scales must be finite`);
+      return;
+    }
+    if (s === 0) {
+      b.fail('unsupported', `${tensor}[${i}] is 0: the packed format takes non-zero scales only`);
+      return;
+    }
+    const v = decode(encode(s));
+    const folded = decode(foldFp8Scale(v, T));
+    if (v === 0 || !Number.isFinite(v) || folded === 0 || !Number.isFinite(folded)) {
+      b.fail(
+        'unsupported',
+        `${tensor}[${i}] = ${s} does not fit ${T} scales${v !== 0 && Number.isFinite(v) ? ' once the FP8 exponent-bias correction is folded in' : ''}; convert with --scale-dtype ${other}${Math.abs(s) >= 255 ? ' (or rescale: FP8 scales must stay below 256)' : ''}`,
+      );
+      return;
+    }
+    worst = Math.max(worst, Math.abs(v - s) / Math.abs(s));
+  }
+  b.scaleRoundingError = worst;
+}
+
+async function planHfFp8(
+  src: TensorSource,
+  c: Fp8Config,
+  m: string,
+  configProblem: string | null,
+  options: PlanOptions,
+): Promise<LayerRecipe> {
+  const b = new LayerBuilder(src, m, 'fp8');
+  const weight = b.need('weight');
+  const inv = b.take('weight_scale_inv');
+  const perTensor = inv === null ? b.take('weight_scale') : null;
+  b.take('input_scale');
+  if (configProblem !== null) b.fail('unsupported', configProblem);
+  const excluded = c.modulesToNotConvert.find((s) => m.includes(s));
+  if (excluded !== undefined) {
+    b.fail(
+      'invalid',
+      `modules_to_not_convert ("${excluded}") leaves this module unquantized, but it holds FP8 tensors`,
+    );
+  }
+  if (inv === null && perTensor === null) b.fail('invalid', `tensor ${m}.weight_scale_inv is missing`);
+  if (inv !== null && c.weightBlockSize === null) {
+    b.fail('invalid', `${inv} is a block scale, but the config has no weight_block_size`);
+  }
+  return planFp8Layer(b, weight, inv ?? perTensor, inv !== null ? c.weightBlockSize : null, options);
+}
+
+async function planCtFp8(
+  src: TensorSource,
+  c: CompressedTensorsConfig,
+  m: string,
+  configProblem: string | null,
+  options: PlanOptions,
+): Promise<LayerRecipe> {
+  const b = new LayerBuilder(src, m, 'compressed-tensors');
+  const weight = b.need('weight');
+  const scale = b.need('weight_scale');
+  b.take('input_scale');
+  if (configProblem !== null) b.fail('unsupported', configProblem);
+  const ignored = ctIgnoreMatch(c, m);
+  if (ignored !== null) {
+    b.fail('invalid', `the ignore list ("${ignored}") leaves this module unquantized, but it holds FP8 weights`);
+  }
+  const group = ctGroupFor(c, m);
+  const w = group?.weights ?? null;
+  if (group === null || w === null) {
+    b.fail('invalid', 'no config group with a weights scheme targets this module, but it holds FP8 weights');
+  } else {
+    const format = group.format ?? c.format;
+    if (format !== 'float-quantized') {
+      b.fail(
+        'unsupported',
+        `compressed-tensors format "${format}" with FP8 weights is not converted: only "float-quantized"`,
+      );
+    } else if (w.type !== 'float' || w.numBits !== 8) {
+      b.fail('invalid', `config group "${group.name}" has ${w.type} ${w.numBits}-bit weights, but ${m}.weight is FP8`);
+    } else if (w.strategy !== 'channel' && w.strategy !== 'tensor') {
+      b.fail(
+        'unsupported',
+        `config group "${group.name}" has FP8 strategy "${w.strategy}"; only "channel" and "tensor" are converted`,
+      );
+    } else if (!w.symmetric) {
+      b.fail('unsupported', `config group "${group.name}" has asymmetric FP8 weights; FP8 weights have no zero points`);
+    } else if (w.dynamic) {
+      b.fail('unsupported', `config group "${group.name}" has dynamic weight quantization, which has no stored scales`);
+    }
+  }
+  const recipe = await planFp8Layer(b, weight, scale, null, options);
+  // The scale's shape must be the one the config's strategy promises.
+  if (recipe.plan.status === 'convert' && w !== null && scale !== null) {
+    const perTensor = numelOf(src.info(scale).shape) === 1;
+    if (perTensor !== (w.strategy === 'tensor')) {
+      const plan = {
+        ...recipe.plan,
+        status: 'invalid' as const,
+        reason: `${scale} has shape [${src.info(scale).shape.join(', ')}], which does not match strategy "${w.strategy}"`,
+        packedBytes: 0,
+      };
+      return { plan, load: recipe.load };
+    }
+  }
+  return recipe;
+}
+
+function numelOf(shape: readonly number[]): number {
+  return shape.reduce((a, d) => a * d, 1);
 }

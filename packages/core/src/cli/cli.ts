@@ -35,7 +35,7 @@ const HELP: Record<string, string> = {
 Usage: marlin <command> [options]
 
 Commands:
-  inspect <dir>                 describe a GPTQ / AWQ / compressed-tensors checkpoint and what convert would do
+  inspect <dir>                 describe a GPTQ / AWQ / compressed-tensors / FP8 checkpoint and what convert would do
   convert <dir> <out>           write the packed marlin-ts checkpoint (one .safetensors file)
   doctor                        platform, glibc, driver and GPU facts (print in bug reports)
 
@@ -43,15 +43,17 @@ Options:
   -h, --help                    help (also: marlin <command> --help)
   -v, --version                 version of @marlin/core
 `,
-  inspect: `Usage: marlin inspect <dir> [--json] [--all]
+  inspect: `Usage: marlin inspect <dir> [--json] [--all] [--scale-dtype fp16|bf16]
 
 Reads config.json / quantize_config.json and the safetensors headers (single file or sharded index) and lists
 the format, every quantized layer (K x N, bits, group size, bytes), whether it converts and, if not, why, the
-modules the config leaves unquantized, and the tensors copied through unchanged.
+modules the config leaves unquantized, and the tensors copied through unchanged. For FP8 layers it reports the
+largest relative error of rounding the checkpoint's scales to the packed scale dtype.
 
 Options:
-  --json      machine-readable report on stdout
-  --all       list every layer (default: the first 20 of each status)
+  --json                    machine-readable report on stdout
+  --all                     list every layer (default: the first 20 of each status)
+  --scale-dtype fp16|bf16   the scale dtype convert would be given (FP8 f32 scales: default bf16)
 `,
   convert: `Usage: marlin convert <dir> <out.safetensors> [options]
 
@@ -140,6 +142,13 @@ export async function runCli(argv: readonly string[], io: CliIo = process): Prom
   }
 }
 
+function scaleDtypeOption(v: unknown): HalfDtype | undefined {
+  if (v !== undefined && v !== 'fp16' && v !== 'bf16') {
+    throw new UsageError(`--scale-dtype must be fp16 or bf16, got "${String(v)}".`);
+  }
+  return v;
+}
+
 function parse(args: readonly string[], options: ParseArgsConfig['options'], positionals: number, usage: string) {
   let parsed: { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
   try {
@@ -156,16 +165,17 @@ function parse(args: readonly string[], options: ParseArgsConfig['options'], pos
 async function inspect(args: readonly string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { json: { type: 'boolean' }, all: { type: 'boolean' } },
+    { json: { type: 'boolean' }, all: { type: 'boolean' }, 'scale-dtype': { type: 'string' } },
     1,
-    'marlin inspect <dir> [--json] [--all]',
+    'marlin inspect <dir> [--json] [--all] [--scale-dtype fp16|bf16]',
   );
-  const report = await inspectCheckpoint(positionals[0]);
+  const report = await inspectCheckpoint(positionals[0], { scaleDtype: scaleDtypeOption(values['scale-dtype']) });
   if (values.json) {
     out(JSON.stringify(report, null, 2));
   } else {
     out(formatReport(report, values.all === true));
   }
+  for (const w of report.warnings) err(`marlin: warning: ${w}`);
   if (report.problem === null) return 0;
   // The last line says why the exit code is 1, as every other failure does (code, what was wrong, the fix).
   err(`marlin: ${report.problem.code}: ${oneLine(report.problem.message)}`);
@@ -182,9 +192,19 @@ export function formatReport(r: CheckpointReport, all: boolean): string {
       ? 'no quantization config'
       : Object.entries(cfg)
           .filter(([k]) =>
-            ['bits', 'group_size', 'desc_act', 'sym', 'checkpoint_format', 'version', 'zero_point', 'format'].includes(
-              k,
-            ),
+            [
+              'bits',
+              'group_size',
+              'desc_act',
+              'sym',
+              'checkpoint_format',
+              'version',
+              'zero_point',
+              'format',
+              'fmt',
+              'weight_block_size',
+              'activation_scheme',
+            ].includes(k),
           )
           .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
           .join(' ');
@@ -200,12 +220,15 @@ export function formatReport(r: CheckpointReport, all: boolean): string {
     lines.push(`\n${status} (${ls.length}):`);
     for (const l of ls.slice(0, shown)) {
       const g = l.groupSize === l.K && l.K > 0 ? 'per-channel' : `g${l.groupSize}`;
-      const flags = [l.hasZeros ? 'zeros' : 'sym', l.actOrder ? 'act-order' : '', l.scaleDtype ?? '']
+      const fp8 = l.codeType === 'e4m3';
+      const flags = [fp8 ? '' : l.hasZeros ? 'zeros' : 'sym', l.actOrder ? 'act-order' : '', l.scaleDtype ?? '']
         .filter(Boolean)
         .join(',');
       const size = status === 'convert' ? `${mb(l.sourceBytes)} -> ${mb(l.packedBytes)}` : mb(l.sourceBytes);
+      const rounding =
+        l.scaleRoundingError === null ? '' : `  scale rounding <= ${l.scaleRoundingError.toExponential(2)} (relative)`;
       lines.push(
-        `  ${l.name}  ${l.K}x${l.N} int${l.bits} ${g} ${flags}  ${size}${l.reason ? `\n      why: ${l.reason}` : ''}`,
+        `  ${l.name}  ${l.K}x${l.N} ${fp8 ? 'fp8-e4m3' : `int${l.bits}`} ${g} ${flags}  ${size}${rounding}${l.reason ? `\n      why: ${l.reason}` : ''}`,
       );
     }
     if (ls.length > shown) lines.push(`  ... ${ls.length - shown} more (--all lists them)`);
@@ -239,10 +262,7 @@ async function convert(
     2,
     usage,
   );
-  const scaleDtype = values['scale-dtype'];
-  if (scaleDtype !== undefined && scaleDtype !== 'fp16' && scaleDtype !== 'bf16') {
-    throw new UsageError(`--scale-dtype must be fp16 or bf16, got "${String(scaleDtype)}".`);
-  }
+  const scaleDtype = scaleDtypeOption(values['scale-dtype']);
   const [dir, target] = positionals;
   // A directory, device or FIFO is refused (coded IoError) before "exists" is asked: --force cannot make it writable.
   await resolveOutputPath(target);
@@ -271,11 +291,12 @@ async function convert(
   try {
     const res = await convertCheckpoint(dir, target, {
       signal: ac.signal,
-      scaleDtype: scaleDtype as HalfDtype | undefined,
+      scaleDtype,
       keepUnsupported: values['keep-unsupported'] === true,
       onProgress: progress?.update,
     });
     progress?.stop();
+    for (const w of res.warnings) err(`marlin: warning: ${w}`);
     out(
       `wrote ${res.out} (${mb(res.bytesWritten)}): ${res.converted.length} layers converted, ${res.passthrough.length} tensors copied through` +
         (res.unconverted.length > 0 ? `, ${res.unconverted.length} left unconverted` : ''),

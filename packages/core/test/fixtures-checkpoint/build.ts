@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 
-export type Dt = 'F16' | 'BF16' | 'F32' | 'I32' | 'I64' | 'U8' | 'U32';
-const DT_BYTES: Record<Dt, number> = { F16: 2, BF16: 2, F32: 4, I32: 4, I64: 8, U8: 1, U32: 4 };
+export type Dt = 'F16' | 'BF16' | 'F32' | 'I32' | 'I64' | 'U8' | 'U32' | 'F8_E4M3';
+const DT_BYTES: Record<Dt, number> = { F16: 2, BF16: 2, F32: 4, I32: 4, I64: 8, U8: 1, U32: 4, F8_E4M3: 1 };
 
 export interface RawTensor {
   name: string;
@@ -423,4 +423,115 @@ export function f16Tensor(name: string, shape: number[], seed: number): RawTenso
   const d = new Uint16Array(n);
   for (let i = 0; i < n; i++) d[i] = randomScaleBits(r, 'fp16') ^ (r() < 0.5 ? 0x8000 : 0);
   return { name, dtype: 'F16', shape, data: bytes(d) };
+}
+
+// ------------------------------------------------------------------------------------------------------------ FP8
+
+/** e4m3fn value of a byte (OCP FP8 E4M3FN: bias 7, no infinities, 0x7f / 0xff NaN), independent of src/dtypes.ts. */
+export function e4m3Value(b: number): number {
+  const sign = b & 0x80 ? -1 : 1;
+  const e = (b >> 3) & 0xf;
+  const m = b & 7;
+  if (e === 15 && m === 7) return Number.NaN;
+  return sign * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
+}
+
+export type Fp8ScaleLayout = 'block' | 'channel' | 'tensor';
+
+export interface Fp8Truth {
+  K: number;
+  N: number;
+  /** [N, K] row-major e4m3 bytes, as checkpoints store nn.Linear.weight (never NaN unless poisoned). */
+  weight: Uint8Array;
+  layout: Fp8ScaleLayout;
+  /** [bn, bk] of a block scale. */
+  block: [number, number];
+  /** Scale values (exact f32): [ceil(N/bn)][ceil(K/bk)] for blocks, [N] per channel, [1] per tensor. */
+  scale: Float32Array;
+}
+
+/** Random FP8 weight with f32 scales (magnitudes 2^-12 .. 2^-4, as amax / 448 gives for real weights). */
+export function makeFp8Truth(o: {
+  K: number;
+  N: number;
+  layout: Fp8ScaleLayout;
+  block?: [number, number];
+  seed?: number;
+}): Fp8Truth {
+  const r = rng(o.seed ?? 3);
+  const weight = new Uint8Array(o.N * o.K);
+  for (let i = 0; i < weight.length; i++) {
+    let b = Math.floor(r() * 256);
+    if ((b & 0x7f) === 0x7f) b ^= 1; // no NaN codes
+    weight[i] = b;
+  }
+  const block = o.block ?? [128, 128];
+  const count =
+    o.layout === 'block' ? Math.ceil(o.N / block[0]) * Math.ceil(o.K / block[1]) : o.layout === 'channel' ? o.N : 1;
+  const scale = new Float32Array(count);
+  for (let i = 0; i < count; i++) scale[i] = 2 ** (-12 + 8 * r()) * (1 + r() / 3);
+  return { K: o.K, N: o.N, weight, layout: o.layout, block, scale };
+}
+
+/** The f32 scale of weight element (n, k). */
+function fp8ScaleAt(t: Fp8Truth, n: number, k: number): number {
+  if (t.layout === 'tensor') return t.scale[0];
+  if (t.layout === 'channel') return t.scale[n];
+  return t.scale[Math.floor(n / t.block[0]) * Math.ceil(t.K / t.block[1]) + Math.floor(k / t.block[1])];
+}
+
+function scaleTensor(name: string, shape: number[], values: Float32Array, dtype: 'F32' | 'BF16' | 'F16'): RawTensor {
+  if (dtype === 'F32') return { name, dtype, shape, data: bytes(values) };
+  const h = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) h[i] = halfBitsOf(values[i], dtype === 'BF16' ? 'bf16' : 'fp16');
+  return { name, dtype, shape, data: bytes(h) };
+}
+
+/** Bits of roundHalf(x) (finite, normal or subnormal), independent of src/dtypes.ts. */
+function halfBitsOf(x: number, dtype: 'fp16' | 'bf16'): number {
+  const v = roundHalf(x, dtype);
+  if (dtype === 'bf16') return new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16;
+  const sign = v < 0 ? 0x8000 : 0;
+  const a = Math.abs(v);
+  if (a < 2 ** -14) return sign | Math.round(a / 2 ** -24);
+  const e = Math.floor(Math.log2(a));
+  return sign | ((e + 15) << 10) | Math.round((a / 2 ** e - 1) * 1024);
+}
+
+/** Hugging Face fp8 (block): weight F8_E4M3 [N, K], weight_scale_inv [ceil(N/bn), ceil(K/bk)] (a multiplier). */
+export function encodeHfFp8(prefix: string, t: Fp8Truth, scaleDtype: 'F32' | 'BF16' = 'F32'): RawTensor[] {
+  const [bn, bk] = t.block;
+  return [
+    { name: `${prefix}.weight`, dtype: 'F8_E4M3', shape: [t.N, t.K], data: t.weight },
+    scaleTensor(`${prefix}.weight_scale_inv`, [Math.ceil(t.N / bn), Math.ceil(t.K / bk)], t.scale, scaleDtype),
+  ];
+}
+
+/** compressed-tensors float-quantized: weight F8_E4M3 [N, K], weight_scale [N, 1] (channel) or [1] (tensor). */
+export function encodeCtFp8(
+  prefix: string,
+  t: Fp8Truth,
+  o: { scaleDtype?: 'F32' | 'BF16' | 'F16'; inputScale?: boolean } = {},
+): RawTensor[] {
+  const out: RawTensor[] = [
+    { name: `${prefix}.weight`, dtype: 'F8_E4M3', shape: [t.N, t.K], data: t.weight },
+    scaleTensor(`${prefix}.weight_scale`, t.layout === 'channel' ? [t.N, 1] : [1], t.scale, o.scaleDtype ?? 'F32'),
+  ];
+  if (o.inputScale) out.push(scaleTensor(`${prefix}.input_scale`, [1], new Float32Array([0.02]), 'F32'));
+  return out;
+}
+
+/**
+ * FP8 spec dequant, K x N: w[k, n] = round_T(e4m3(q[n, k]) * round_T(s)), s the checkpoint scale of (n, k) rounded
+ * once to the scale dtype T (the scale read from a 16-bit tensor is already in T).
+ */
+export function specDequantFp8(t: Fp8Truth, dtype: 'fp16' | 'bf16'): Float32Array {
+  const out = new Float32Array(t.K * t.N);
+  for (let k = 0; k < t.K; k++) {
+    for (let n = 0; n < t.N; n++) {
+      const s = roundHalf(fp8ScaleAt(t, n, k), dtype);
+      out[k * t.N + n] = roundHalf(e4m3Value(t.weight[n * t.K + k]) * s, dtype);
+    }
+  }
+  return out;
 }
