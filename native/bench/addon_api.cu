@@ -25,9 +25,10 @@ marlin_status resolve_api(const marlin_bench_gemm_api* given, const marlin_bench
                 "no addon API: pass marlin_bench_dense_args.api (marlin_bench_load_api) or link an addon and register "
                 "it with marlin_bench_set_default_api");
   }
-  if (api->workspace_bytes == nullptr || api->workspace_init == nullptr || api->plan_create == nullptr ||
-      api->plan_launch == nullptr || api->plan_destroy == nullptr || api->plan_cluster_size == nullptr ||
-      api->plan_tail_blocks == nullptr) {
+  const marlin_gemm_api& e = api->entry;
+  if (e.workspace_bytes == nullptr || e.workspace_init == nullptr || e.plan_create == nullptr ||
+      e.plan_launch == nullptr || e.plan_destroy == nullptr || e.plan_cluster_size == nullptr ||
+      e.plan_tail_blocks == nullptr) {
     return fail(MARLIN_E_INVALID_ARGUMENT, std::string("addon API '") + api->prefix + "' lacks a required entry point");
   }
   *out = api;
@@ -66,16 +67,19 @@ extern "C" marlin_status marlin_bench_load_api(const char* path, const char* pre
     void** slot;
     bool required;
   };
+  marlin_gemm_api& e = out->entry;
   Sym syms[] = {
-      {"_workspace_bytes", reinterpret_cast<void**>(&out->workspace_bytes), true},
-      {"_workspace_init", reinterpret_cast<void**>(&out->workspace_init), true},
-      {"_gemm", reinterpret_cast<void**>(&out->gemm), false},
-      {"_plan_create", reinterpret_cast<void**>(&out->plan_create), true},
-      {"_plan_launch", reinterpret_cast<void**>(&out->plan_launch), true},
-      {"_plan_destroy", reinterpret_cast<void**>(&out->plan_destroy), true},
-      {"_plan_cluster_size", reinterpret_cast<void**>(&out->plan_cluster_size), true},
-      {"_plan_tail_blocks", reinterpret_cast<void**>(&out->plan_tail_blocks), true},
-      {"_config_count", reinterpret_cast<void**>(&out->config_count), false},
+      {"_workspace_bytes", reinterpret_cast<void**>(&e.workspace_bytes), true},
+      {"_workspace_init", reinterpret_cast<void**>(&e.workspace_init), true},
+      {"_gemm", reinterpret_cast<void**>(&e.gemm), false},
+      {"_plan_create", reinterpret_cast<void**>(&e.plan_create), true},
+      {"_plan_workspace_bytes", reinterpret_cast<void**>(&e.plan_workspace_bytes), false},
+      {"_plan_cluster_size", reinterpret_cast<void**>(&e.plan_cluster_size), true},
+      {"_plan_tail_blocks", reinterpret_cast<void**>(&e.plan_tail_blocks), true},
+      {"_plan_launch", reinterpret_cast<void**>(&e.plan_launch), true},
+      {"_plan_destroy", reinterpret_cast<void**>(&e.plan_destroy), true},
+      {"_config_count", reinterpret_cast<void**>(&e.config_count), false},
+      {"_config_info", reinterpret_cast<void**>(&e.config_info), false},
   };
   std::string missing;
   for (const Sym& s : syms) {

@@ -114,6 +114,20 @@ class Stream {
   cudaStream_t s_ = nullptr;
 };
 
+// What every GEMM benchmark allocates besides its weight copies: a private stream, the activations x, the output y
+// and a workspace, freed on scope exit.
+struct GemmBuffers {
+  Stream stream;
+  DeviceBuffer x, y, ws;
+  marlin_status allocate(size_t x_bytes, size_t y_bytes, size_t ws_bytes) {
+    MB_TRY(stream.create());
+    MB_TRY(x.allocate(x_bytes));
+    MB_TRY(y.allocate(y_bytes));
+    MB_TRY(ws.allocate(ws_bytes));
+    return MARLIN_OK;
+  }
+};
+
 // Median / min / max of a small sample (sorted in place).
 struct Summary {
   double median, min, max;
@@ -125,6 +139,11 @@ inline size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Current device's L2 size in bytes.
 marlin_status l2_bytes(int64_t* out);
+
+// marlin_bench_time_graph of `launch` over `rotations` weight copies on `stream`, with the caller's calls / replays
+// (0 = the defaults).
+marlin_status time_rotations(marlin_bench_launch_fn launch, void* ctx, int32_t rotations, int32_t calls,
+                             int32_t replays, cudaStream_t stream, marlin_bench_timing* out);
 
 // The addon API a benchmark calls: `given`, else the registered default; MARLIN_E_UNSUPPORTED when neither exists,
 // MARLIN_E_INVALID_ARGUMENT when a required entry point is NULL.

@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <string>
 
 #include "cublas_loader.cuh"
@@ -11,66 +10,22 @@
 namespace marlin::bench {
 namespace {
 
-struct Loaded {
-  CublasApi api{};
-  bool ok = false;
-  std::string soname;
-  std::string error;
-};
-
-// Tries each soname in order; the first library with every symbol wins. The library stays loaded for the process.
-Loaded load() {
-  Loaded l;
-  const char* candidates[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
-  std::string errors;
-  for (const char* name : candidates) {
-    void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      const char* e = dlerror();
-      errors += std::string(name) + ": " + (e != nullptr ? e : "dlopen failed") + "; ";
-      continue;
-    }
-    struct Sym {
-      const char* name;
-      void** slot;
-    };
-    CublasApi api{};
-    Sym syms[] = {
-        {"cublasCreate_v2", reinterpret_cast<void**>(&api.create)},
-        {"cublasDestroy_v2", reinterpret_cast<void**>(&api.destroy)},
-        {"cublasSetStream_v2", reinterpret_cast<void**>(&api.set_stream)},
-        {"cublasSetWorkspace_v2", reinterpret_cast<void**>(&api.set_workspace)},
-        {"cublasGetVersion_v2", reinterpret_cast<void**>(&api.get_version)},
-        {"cublasGemmEx", reinterpret_cast<void**>(&api.gemm_ex)},
-    };
-    bool all = true;
-    for (const Sym& s : syms) {
-      *s.slot = dlsym(lib, s.name);
-      if (*s.slot == nullptr) {
-        errors += std::string(name) + ": missing symbol " + s.name + "; ";
-        all = false;
-        break;
-      }
-    }
-    if (!all) {
-      dlclose(lib);
-      continue;
-    }
-    l.api = api;
-    l.ok = true;
-    l.soname = name;
-    return l;
-  }
-  if (errors.size() >= 2) errors.resize(errors.size() - 2);  // drop the last "; "
-  l.error = "cuBLAS not found (" + errors +
-            "). Install the CUDA 13 (or 12) cuBLAS runtime library or add its folder to LD_LIBRARY_PATH.";
-  return l;
+std::vector<DlSymbol> cublas_symbols(CublasApi& a) {
+  return {
+      {"cublasCreate_v2", reinterpret_cast<void**>(&a.create)},
+      {"cublasDestroy_v2", reinterpret_cast<void**>(&a.destroy)},
+      {"cublasSetStream_v2", reinterpret_cast<void**>(&a.set_stream)},
+      {"cublasSetWorkspace_v2", reinterpret_cast<void**>(&a.set_workspace)},
+      {"cublasGetVersion_v2", reinterpret_cast<void**>(&a.get_version)},
+      {"cublasGemmEx", reinterpret_cast<void**>(&a.gemm_ex)},
+  };
 }
 
-const Loaded& loaded() {
-  static std::once_flag once;
-  static Loaded l;
-  std::call_once(once, [] { l = load(); });
+// Loaded once per process (thread-safe static initialisation).
+const LoadedApi<CublasApi>& loaded() {
+  static const LoadedApi<CublasApi> l =
+      dlopen_api<CublasApi>({"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, cublas_symbols, "cuBLAS",
+                            "Install the CUDA 13 (or 12) cuBLAS runtime library or add its folder to LD_LIBRARY_PATH.");
   return l;
 }
 
@@ -92,11 +47,67 @@ const char* cublas_status_name(cublasStatus_t st) {
 
 }  // namespace
 
+DlLibrary dlopen_first(std::initializer_list<const char*> sonames, const std::vector<DlSymbol>& syms,
+                       const char* what, const char* install) {
+  DlLibrary lib;
+  std::string errors;
+  for (const char* name : sonames) {
+    void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      const char* e = dlerror();
+      errors += std::string(name) + ": " + (e != nullptr ? e : "dlopen failed") + "; ";
+      continue;
+    }
+    bool all = true;
+    for (const DlSymbol& s : syms) {
+      *s.slot = dlsym(handle, s.name);
+      if (*s.slot == nullptr) {
+        errors += std::string(name) + ": missing symbol " + s.name + "; ";
+        all = false;
+        break;
+      }
+    }
+    if (all) {
+      lib.ok = true;
+      lib.soname = name;
+      return lib;
+    }
+    dlclose(handle);
+  }
+  for (const DlSymbol& s : syms) *s.slot = nullptr;
+  if (errors.size() >= 2) errors.resize(errors.size() - 2);  // drop the last "; "
+  lib.error = std::string(what) + " not found (" + errors + "). " + install;
+  return lib;
+}
+
+bool library_info(const DlLibrary& lib, marlin_bench_cublas_info* out) {
+  std::memset(out, 0, sizeof *out);
+  out->available = lib.ok ? 1 : 0;
+  if (!lib.ok) {
+    std::snprintf(out->error, sizeof out->error, "%s", lib.error.c_str());
+    return false;
+  }
+  std::snprintf(out->library, sizeof out->library, "%s", lib.soname.c_str());
+  return true;
+}
+
+marlin_status time_baseline(marlin_bench_launch_fn launch, void* ctx, int32_t rotations, int32_t calls,
+                            int32_t replays, cudaStream_t stream, size_t w_bytes, int32_t m_run,
+                            marlin_bench_gemm_result* out) {
+  MB_TRY(time_rotations(launch, ctx, rotations, calls, replays, stream, &out->timing));
+  out->bytes_per_rotation = w_bytes;
+  out->workspace_bytes = kCublasWorkspaceBytes;
+  out->cluster_size = 0;
+  out->tail_blocks = 0;
+  out->m_run = m_run;
+  return MARLIN_OK;
+}
+
 marlin_status cublas_api(const CublasApi** out) {
-  const Loaded& l = loaded();
-  if (!l.ok) {
+  const auto& l = loaded();
+  if (!l.lib.ok) {
     *out = nullptr;
-    return fail(MARLIN_E_UNSUPPORTED, l.error);
+    return fail(MARLIN_E_UNSUPPORTED, l.lib.error);
   }
   *out = &l.api;
   return MARLIN_OK;
@@ -138,14 +149,8 @@ marlin_status cublas_row_major_gemm(const CublasHandle& h, marlin_dtype dtype, i
 extern "C" void marlin_bench_cublas_probe(marlin_bench_cublas_info* out) {
   using namespace marlin::bench;
   if (out == nullptr) return;
-  std::memset(out, 0, sizeof *out);
-  const Loaded& l = loaded();
-  out->available = l.ok ? 1 : 0;
-  if (!l.ok) {
-    std::snprintf(out->error, sizeof out->error, "%s", l.error.c_str());
-    return;
-  }
-  std::snprintf(out->library, sizeof out->library, "%s", l.soname.c_str());
+  const auto& l = loaded();
+  if (!library_info(l.lib, out)) return;
   cublasHandle_t h = nullptr;
   if (l.api.create(&h) == kCublasStatusSuccess) {
     int v = 0;
@@ -153,6 +158,6 @@ extern "C" void marlin_bench_cublas_probe(marlin_bench_cublas_info* out) {
     l.api.destroy(h);
   } else {
     std::snprintf(out->error, sizeof out->error, "%s loaded but cublasCreate failed (no usable device?)",
-                  l.soname.c_str());
+                  l.lib.soname.c_str());
   }
 }

@@ -5,9 +5,53 @@
 #include <cuda_runtime.h>
 #include <library_types.h>
 
+#include <initializer_list>
+#include <string>
+#include <vector>
+
 #include "bench_internal.cuh"
 
 namespace marlin::bench {
+
+// ---- run-time loading (cuBLAS here, cuBLASLt in cublaslt_fp8.cu) ----
+
+// An entry point to resolve with dlsym and the function pointer it fills.
+struct DlSymbol {
+  const char* name;
+  void** slot;
+};
+
+// Which library dlopen_first loaded, or why none did.
+struct DlLibrary {
+  bool ok = false;
+  std::string soname;  // the soname that loaded
+  std::string error;   // when !ok: "<what> not found (<each soname's dlopen / dlsym failure>). <install>"
+};
+
+// Tries each soname in order (RTLD_NOW | RTLD_LOCAL); the first library with every symbol wins and stays loaded for
+// the process, its slots filled. A library lacking a symbol is closed and the next one tried; when none loads, every
+// slot is NULL.
+DlLibrary dlopen_first(std::initializer_list<const char*> sonames, const std::vector<DlSymbol>& syms,
+                       const char* what, const char* install);
+
+// A table of entry points (a struct of function pointers) loaded at run time, and from which library.
+template <typename Api>
+struct LoadedApi {
+  Api api{};
+  DlLibrary lib;
+};
+
+// dlopen_first for an Api table: `symbols` names each of its function pointers.
+template <typename Api>
+LoadedApi<Api> dlopen_api(std::initializer_list<const char*> sonames, std::vector<DlSymbol> (*symbols)(Api&),
+                          const char* what, const char* install) {
+  LoadedApi<Api> l;
+  l.lib = dlopen_first(sonames, symbols(l.api), what, install);
+  return l;
+}
+
+// Fills a probe's `available`, `library` and `error` from `lib` (version stays 0); returns lib.ok.
+bool library_info(const DlLibrary& lib, marlin_bench_cublas_info* out);
 
 using cublasHandle_t = struct cublasContext*;
 using cublasStatus_t = int;
@@ -57,6 +101,12 @@ class CublasHandle {
 
 // Records a cuBLAS failure and returns MARLIN_E_CUDA.
 marlin_status fail_cublas(cublasStatus_t st, const char* call);
+
+// Times a cuBLAS / cuBLASLt baseline over `rotations` weight copies of `w_bytes` each (time_rotations) and fills the
+// rest of `out`: kCublasWorkspaceBytes of workspace, no cluster, no tail launch, `m_run` rows computed.
+marlin_status time_baseline(marlin_bench_launch_fn launch, void* ctx, int32_t rotations, int32_t calls,
+                            int32_t replays, cudaStream_t stream, size_t w_bytes, int32_t m_run,
+                            marlin_bench_gemm_result* out);
 
 // y[M x N] = x[M x K] * W[K x N], all row-major, fp32 accumulation, dtype in/out. Issues one cublasGemmEx.
 marlin_status cublas_row_major_gemm(const CublasHandle& h, marlin_dtype dtype, int m, int n, int k, const void* x,

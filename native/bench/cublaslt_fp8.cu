@@ -2,11 +2,6 @@
 // the GEMM torch._scaled_mm runs on Hopper. cuBLASLt is loaded with dlopen like cuBLAS (cublas_loader.cu): the
 // harness has no link-time dependency on it and the toolkit here ships no cuBLASLt header, so the few entry points,
 // enum values and the heuristic-result struct are declared below with the ABI of cublasLt.h (CUDA 12 / 13).
-#include <dlfcn.h>
-
-#include <cstdio>
-#include <cstring>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -65,73 +60,30 @@ struct LtApi {
                      void* workspace, size_t workspace_bytes, cudaStream_t stream);
 };
 
-struct Loaded {
-  LtApi api{};
-  bool ok = false;
-  std::string soname;
-  std::string error;
-};
-
-Loaded load() {
-  Loaded l;
-  const char* candidates[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
-  std::string errors;
-  for (const char* name : candidates) {
-    void* lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      const char* e = dlerror();
-      errors += std::string(name) + ": " + (e != nullptr ? e : "dlopen failed") + "; ";
-      continue;
-    }
-    LtApi api{};
-    struct Sym {
-      const char* name;
-      void** slot;
-    };
-    Sym syms[] = {
-        {"cublasLtCreate", reinterpret_cast<void**>(&api.create)},
-        {"cublasLtDestroy", reinterpret_cast<void**>(&api.destroy)},
-        {"cublasLtGetVersion", reinterpret_cast<void**>(&api.get_version)},
-        {"cublasLtMatmulDescCreate", reinterpret_cast<void**>(&api.desc_create)},
-        {"cublasLtMatmulDescDestroy", reinterpret_cast<void**>(&api.desc_destroy)},
-        {"cublasLtMatmulDescSetAttribute", reinterpret_cast<void**>(&api.desc_set)},
-        {"cublasLtMatrixLayoutCreate", reinterpret_cast<void**>(&api.layout_create)},
-        {"cublasLtMatrixLayoutDestroy", reinterpret_cast<void**>(&api.layout_destroy)},
-        {"cublasLtMatmulPreferenceCreate", reinterpret_cast<void**>(&api.pref_create)},
-        {"cublasLtMatmulPreferenceDestroy", reinterpret_cast<void**>(&api.pref_destroy)},
-        {"cublasLtMatmulPreferenceSetAttribute", reinterpret_cast<void**>(&api.pref_set)},
-        {"cublasLtMatmulAlgoGetHeuristic", reinterpret_cast<void**>(&api.heuristic)},
-        {"cublasLtMatmul", reinterpret_cast<void**>(&api.matmul)},
-    };
-    bool all = true;
-    for (const Sym& s : syms) {
-      *s.slot = dlsym(lib, s.name);
-      if (*s.slot == nullptr) {
-        errors += std::string(name) + ": missing symbol " + s.name + "; ";
-        all = false;
-        break;
-      }
-    }
-    if (!all) {
-      dlclose(lib);
-      continue;
-    }
-    l.api = api;
-    l.ok = true;
-    l.soname = name;
-    return l;
-  }
-  if (errors.size() >= 2) errors.resize(errors.size() - 2);
-  l.error = "cuBLASLt not found (" + errors +
-            "). Install the CUDA 13 (or 12) cuBLAS runtime library (it ships libcublasLt) or add its folder to "
-            "LD_LIBRARY_PATH.";
-  return l;
+std::vector<DlSymbol> lt_symbols(LtApi& a) {
+  return {
+      {"cublasLtCreate", reinterpret_cast<void**>(&a.create)},
+      {"cublasLtDestroy", reinterpret_cast<void**>(&a.destroy)},
+      {"cublasLtGetVersion", reinterpret_cast<void**>(&a.get_version)},
+      {"cublasLtMatmulDescCreate", reinterpret_cast<void**>(&a.desc_create)},
+      {"cublasLtMatmulDescDestroy", reinterpret_cast<void**>(&a.desc_destroy)},
+      {"cublasLtMatmulDescSetAttribute", reinterpret_cast<void**>(&a.desc_set)},
+      {"cublasLtMatrixLayoutCreate", reinterpret_cast<void**>(&a.layout_create)},
+      {"cublasLtMatrixLayoutDestroy", reinterpret_cast<void**>(&a.layout_destroy)},
+      {"cublasLtMatmulPreferenceCreate", reinterpret_cast<void**>(&a.pref_create)},
+      {"cublasLtMatmulPreferenceDestroy", reinterpret_cast<void**>(&a.pref_destroy)},
+      {"cublasLtMatmulPreferenceSetAttribute", reinterpret_cast<void**>(&a.pref_set)},
+      {"cublasLtMatmulAlgoGetHeuristic", reinterpret_cast<void**>(&a.heuristic)},
+      {"cublasLtMatmul", reinterpret_cast<void**>(&a.matmul)},
+  };
 }
 
-const Loaded& loaded() {
-  static std::once_flag once;
-  static Loaded l;
-  std::call_once(once, [] { l = load(); });
+// Loaded once per process (thread-safe static initialisation).
+const LoadedApi<LtApi>& loaded() {
+  static const LoadedApi<LtApi> l =
+      dlopen_api<LtApi>({"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"}, lt_symbols, "cuBLASLt",
+                        "Install the CUDA 13 (or 12) cuBLAS runtime library (it ships libcublasLt) or add its folder "
+                        "to LD_LIBRARY_PATH.");
   return l;
 }
 
@@ -188,14 +140,8 @@ marlin_status lt_launch(void* ctx, int32_t rotation, void* stream) {
 
 extern "C" void marlin_bench_cublaslt_probe(marlin_bench_cublas_info* out) {
   if (out == nullptr) return;
-  std::memset(out, 0, sizeof *out);
-  const Loaded& l = loaded();
-  out->available = l.ok ? 1 : 0;
-  if (!l.ok) {
-    std::snprintf(out->error, sizeof out->error, "%s", l.error.c_str());
-    return;
-  }
-  std::snprintf(out->library, sizeof out->library, "%s", l.soname.c_str());
+  const auto& l = loaded();
+  if (!library_info(l.lib, out)) return;
   out->version = static_cast<int32_t>(l.api.get_version());
 }
 
@@ -213,8 +159,8 @@ extern "C" marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cubla
   if (a->out_dtype != MARLIN_FP16 && a->out_dtype != MARLIN_BF16) {
     return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_cublaslt_fp8_gemm: out_dtype must be fp16 or bf16");
   }
-  const Loaded& l = loaded();
-  if (!l.ok) return fail(MARLIN_E_UNSUPPORTED, l.error);
+  const auto& l = loaded();
+  if (!l.lib.ok) return fail(MARLIN_E_UNSUPPORTED, l.lib.error);
   const LtApi* api = &l.api;
 
   // cuBLASLt's FP8 kernels need every dimension a multiple of 16 (torch._scaled_mm pads M the same way).
@@ -225,20 +171,14 @@ extern "C" marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cubla
   int32_t rotations = 0;
   MB_TRY(marlin_bench_rotation_count(align256(w_bytes), x_bytes + y_bytes + kCublasWorkspaceBytes + 256, &rotations));
 
-  Stream stream;
-  MB_TRY(stream.create());
-  const cudaStream_t s = stream.get();
-  DeviceBuffer x;
-  DeviceBuffer y;
-  DeviceBuffer ws;
+  GemmBuffers b;
+  MB_TRY(b.allocate(x_bytes, y_bytes, kCublasWorkspaceBytes));
+  const cudaStream_t s = b.stream.get();
   DeviceBuffer scales;  // two fp32 per-tensor scales: [0] activations, [1] weights
-  MB_TRY(x.allocate(x_bytes));
-  MB_TRY(y.allocate(y_bytes));
-  MB_TRY(ws.allocate(kCublasWorkspaceBytes));
   MB_TRY(scales.allocate(2 * sizeof(float)));
   uint64_t seed = a->seed;
-  MB_TRY(marlin_bench_fill_e4m3(x.get(), x_bytes, seed++, s));
-  MB_TRY(marlin_bench_fill_halves(y.get(), y_bytes / 2, a->out_dtype, -1.0f, 1.0f, seed++, s));
+  MB_TRY(marlin_bench_fill_e4m3(b.x.get(), x_bytes, seed++, s));
+  MB_TRY(marlin_bench_fill_halves(b.y.get(), y_bytes / 2, a->out_dtype, -1.0f, 1.0f, seed++, s));
   // Per-tensor scales of amax / 448 magnitude: activations in [-1, 1), weights of |w| < 0.5.
   const float host_scales[2] = {1.0f / 448.0f, 0.5f / 448.0f};
   MB_CUDA(cudaMemcpyAsync(scales.get(), host_scales, sizeof host_scales, cudaMemcpyHostToDevice, s));
@@ -287,23 +227,10 @@ extern "C" marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cubla
   ctx.api = api;
   ctx.o = &o;
   ctx.algo = result.algo;
-  ctx.x = x.get();
-  ctx.y = y.get();
-  ctx.workspace = ws.get();
+  ctx.x = b.x.get();
+  ctx.y = b.y.get();
+  ctx.workspace = b.ws.get();
   ctx.workspace_bytes = kCublasWorkspaceBytes;
 
-  marlin_bench_timing_request req{};
-  req.launch = lt_launch;
-  req.ctx = &ctx;
-  req.rotations = rotations;
-  req.calls = a->calls;
-  req.replays = a->replays;
-  req.stream = s;
-  MB_TRY(marlin_bench_time_graph(&req, &out->timing));
-  out->bytes_per_rotation = w_bytes;
-  out->workspace_bytes = kCublasWorkspaceBytes;
-  out->cluster_size = 0;
-  out->tail_blocks = 0;
-  out->m_run = m16;
-  return MARLIN_OK;
+  return time_baseline(lt_launch, &ctx, rotations, a->calls, a->replays, s, w_bytes, m16, out);
 }

@@ -86,14 +86,14 @@ struct MarlinCtx {
   void* workspace;
   size_t workspace_bytes;
   ~MarlinCtx() {
-    for (marlin_gemm_plan* p : plans) api->plan_destroy(p);
+    for (marlin_gemm_plan* p : plans) api->entry.plan_destroy(p);
   }
 };
 
 marlin_status marlin_launch(void* ctx, int32_t rotation, void* stream) {
   MarlinCtx* c = static_cast<MarlinCtx*>(ctx);
   const marlin_status st =
-      c->api->plan_launch(c->plans[rotation], c->x, c->y, nullptr, c->workspace, c->workspace_bytes, stream);
+      c->api->entry.plan_launch(c->plans[rotation], c->x, c->y, nullptr, c->workspace, c->workspace_bytes, stream);
   if (st != MARLIN_OK) return fail_addon(c->api, st, "_plan_launch");
   return MARLIN_OK;
 }
@@ -167,25 +167,19 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   // zeros decide the workspace size too (p.zeros non-NULL = has zero points); any non-NULL pointer says so here.
   static const uint8_t kHasZeros = 1;
   p.zeros = a->has_zeros ? &kHasZeros : nullptr;
-  const size_t ws_bytes = api->workspace_bytes(&p, &launch);
+  const size_t ws_bytes = api->entry.workspace_bytes(&p, &launch);
   p.zeros = nullptr;
 
   int32_t rotations = 0;
   MB_TRY(marlin_bench_rotation_count(copy_bytes, x_bytes + y_bytes + ws_bytes, &rotations));
 
-  Stream stream;
-  MB_TRY(stream.create());
-  const cudaStream_t s = stream.get();
-  DeviceBuffer x;
-  DeviceBuffer y;
-  DeviceBuffer ws;
-  MB_TRY(x.allocate(x_bytes));
-  MB_TRY(y.allocate(y_bytes));
-  MB_TRY(ws.allocate(ws_bytes));
+  GemmBuffers b;
+  MB_TRY(b.allocate(x_bytes, y_bytes, ws_bytes));
+  const cudaStream_t s = b.stream.get();
   uint64_t seed = a->seed;
-  MB_TRY(marlin_bench_fill_halves(x.get(), x_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
-  MB_TRY(marlin_bench_fill_halves(y.get(), y_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
-  const marlin_status ws_st = api->workspace_init(ws.get(), ws_bytes, s);
+  MB_TRY(marlin_bench_fill_halves(b.x.get(), x_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
+  MB_TRY(marlin_bench_fill_halves(b.y.get(), y_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
+  const marlin_status ws_st = api->entry.workspace_init(b.ws.get(), ws_bytes, s);
   if (ws_st != MARLIN_OK) return fail_addon(api, ws_st, "_workspace_init");
 
   float scale_lo = eight ? kScaleLo8 : kScaleLo4;
@@ -196,7 +190,7 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
     scale_hi *= fold;
   }
   std::vector<DeviceBuffer> copies(static_cast<size_t>(rotations));
-  MarlinCtx ctx{api, {}, x.get(), y.get(), ws.get(), ws_bytes};
+  MarlinCtx ctx{api, {}, b.x.get(), b.y.get(), b.ws.get(), ws_bytes};
   for (int32_t r = 0; r < rotations; ++r) {
     MB_TRY(copies[r].allocate(copy_bytes));
     uint8_t* base = copies[r].as<uint8_t>();
@@ -214,7 +208,7 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
     p.scales = scales;
     p.zeros = zeros;
     marlin_gemm_plan* plan = nullptr;
-    const marlin_status plan_st = api->plan_create(&p, &launch, &plan);
+    const marlin_status plan_st = api->entry.plan_create(&p, &launch, &plan);
     if (plan_st != MARLIN_OK) {
       return fail_addon(api, plan_st,
                         std::string("_plan_create (") + variant_name(a->variant) + ", " + shape_str(a->m, a->n, a->k) +
@@ -228,19 +222,12 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   for (int32_t r = 0; r < rotations; ++r) MB_TRY(marlin_launch(&ctx, r, s));
   MB_CUDA(cudaStreamSynchronize(s));
 
-  marlin_bench_timing_request req{};
-  req.launch = marlin_launch;
-  req.ctx = &ctx;
-  req.rotations = rotations;
-  req.calls = a->calls;
-  req.replays = a->replays;
-  req.stream = s;
-  MB_TRY(marlin_bench_time_graph(&req, &out->timing));
+  MB_TRY(time_rotations(marlin_launch, &ctx, rotations, a->calls, a->replays, s, &out->timing));
   out->bytes_per_rotation = code_bytes + scale_bytes + zero_bytes;
   out->workspace_bytes = ws_bytes;
   // How the timed launches ran (every copy's plan has the same problem and launch).
-  out->cluster_size = api->plan_cluster_size(ctx.plans[0]);
-  out->tail_blocks = api->plan_tail_blocks(ctx.plans[0]);
+  out->cluster_size = api->entry.plan_cluster_size(ctx.plans[0]);
+  out->tail_blocks = api->entry.plan_tail_blocks(ctx.plans[0]);
   out->m_run = a->m;
   return MARLIN_OK;
 }
@@ -258,18 +245,12 @@ extern "C" marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args
   int32_t rotations = 0;
   MB_TRY(marlin_bench_rotation_count(align256(w_bytes), x_bytes + y_bytes + kCublasWorkspaceBytes, &rotations));
 
-  Stream stream;
-  MB_TRY(stream.create());
-  const cudaStream_t s = stream.get();
-  DeviceBuffer x;
-  DeviceBuffer y;
-  DeviceBuffer ws;
-  MB_TRY(x.allocate(x_bytes));
-  MB_TRY(y.allocate(y_bytes));
-  MB_TRY(ws.allocate(kCublasWorkspaceBytes));
+  GemmBuffers b;
+  MB_TRY(b.allocate(x_bytes, y_bytes, kCublasWorkspaceBytes));
+  const cudaStream_t s = b.stream.get();
   uint64_t seed = a->seed;
-  MB_TRY(marlin_bench_fill_halves(x.get(), x_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
-  MB_TRY(marlin_bench_fill_halves(y.get(), y_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
+  MB_TRY(marlin_bench_fill_halves(b.x.get(), x_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
+  MB_TRY(marlin_bench_fill_halves(b.y.get(), y_bytes / 2, a->dtype, kActLo, kActHi, seed++, s));
   // Dense weights of the same magnitude as the dequantized INT4 ones.
   std::vector<DeviceBuffer> copies(static_cast<size_t>(rotations));
   CublasCtx ctx{};
@@ -281,27 +262,14 @@ extern "C" marlin_status marlin_bench_cublas_gemm(const marlin_bench_cublas_args
   MB_CUDA(cudaStreamSynchronize(s));
 
   CublasHandle h;
-  MB_TRY(h.create(s, ws.get(), ws.bytes()));
+  MB_TRY(h.create(s, b.ws.get(), b.ws.bytes()));
   ctx.handle = &h;
   ctx.dtype = a->dtype;
   ctx.m = a->m;
   ctx.n = a->n;
   ctx.k = a->k;
-  ctx.x = x.get();
-  ctx.y = y.get();
+  ctx.x = b.x.get();
+  ctx.y = b.y.get();
 
-  marlin_bench_timing_request req{};
-  req.launch = cublas_launch;
-  req.ctx = &ctx;
-  req.rotations = rotations;
-  req.calls = a->calls;
-  req.replays = a->replays;
-  req.stream = s;
-  MB_TRY(marlin_bench_time_graph(&req, &out->timing));
-  out->bytes_per_rotation = w_bytes;
-  out->workspace_bytes = kCublasWorkspaceBytes;
-  out->cluster_size = 0;
-  out->tail_blocks = 0;
-  out->m_run = a->m;
-  return MARLIN_OK;
+  return time_baseline(cublas_launch, &ctx, rotations, a->calls, a->replays, s, w_bytes, a->m, out);
 }

@@ -6,24 +6,8 @@
 
 namespace {
 
-marlin_bench_gemm_api linked_dense_api() {
-  marlin_bench_gemm_api api{};
-  const char prefix[] = "marlin_dense";
-  for (size_t i = 0; i < sizeof prefix; ++i) api.prefix[i] = prefix[i];
-  api.workspace_bytes = marlin_dense_workspace_bytes;
-  api.workspace_init = marlin_dense_workspace_init;
-  api.gemm = marlin_dense_gemm;
-  api.plan_create = marlin_dense_plan_create;
-  api.plan_launch = marlin_dense_plan_launch;
-  api.plan_destroy = marlin_dense_plan_destroy;
-  api.plan_cluster_size = marlin_dense_plan_cluster_size;
-  api.plan_tail_blocks = marlin_dense_plan_tail_blocks;
-  api.config_count = marlin_dense_config_count;
-  api.last_cuda_error_string = marlin_last_cuda_error_string;
-  return api;
-}
-
-const marlin_bench_gemm_api g_linked = linked_dense_api();
+const marlin_bench_gemm_api g_linked = {"marlin_dense", MARLIN_GEMM_API_OF(marlin_dense),
+                                        marlin_last_cuda_error_string};
 
 struct Register {
   Register() { marlin_bench_set_default_api(&g_linked); }

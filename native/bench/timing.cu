@@ -145,3 +145,13 @@ extern "C" marlin_status marlin_bench_rotation_count(size_t bytes_per_copy, size
   *out = static_cast<int32_t>(rotations);
   return MARLIN_OK;
 }
+
+namespace marlin::bench {
+
+marlin_status time_rotations(marlin_bench_launch_fn launch, void* ctx, int32_t rotations, int32_t calls,
+                             int32_t replays, cudaStream_t stream, marlin_bench_timing* out) {
+  const marlin_bench_timing_request req{launch, ctx, rotations, calls, replays, stream};
+  return marlin_bench_time_graph(&req, out);
+}
+
+}  // namespace marlin::bench

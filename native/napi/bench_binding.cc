@@ -240,12 +240,24 @@ Napi::Value BenchLoadAddon(const Napi::CallbackInfo& info) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("prefix", prefix);
   r.Set("path", path);
-  if (api.config_count != nullptr) {
-    r.Set("configCount", api.config_count());
+  if (api.entry.config_count != nullptr) {
+    r.Set("configCount", api.entry.config_count());
   } else {
     r.Set("configCount", env.Null());
   }
   return r;
+}
+
+// The options every benchmark takes: M, N, K (required), seed (default 1), calls and replays (0: the protocol's
+// defaults). Args: marlin_bench_dense_args, _cublas_args, _cublaslt_fp8_args.
+template <typename Args>
+void ShapeOpts(Napi::Env env, const Napi::Object& o, const char* fn, Args* a) {
+  a->m = IntOpt(env, o, fn, "M", true, 0);
+  a->n = IntOpt(env, o, fn, "N", true, 0);
+  a->k = IntOpt(env, o, fn, "K", true, 0);
+  a->seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
+  a->calls = IntOpt(env, o, fn, "calls", false, 0);
+  a->replays = IntOpt(env, o, fn, "replays", false, 0);
 }
 
 Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
@@ -256,16 +268,11 @@ Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   a.api = ApiFor(env, StringOpt(env, o, fn, "addon"), fn);
   a.variant = VariantOpt(env, o, fn);
   a.dtype = DtypeOpt(env, o, fn);
-  a.m = IntOpt(env, o, fn, "M", true, 0);
-  a.n = IntOpt(env, o, fn, "N", true, 0);
-  a.k = IntOpt(env, o, fn, "K", true, 0);
+  ShapeOpts(env, o, fn, &a);
   a.group_size = IntOpt(env, o, fn, "groupSize", true, 0);
   a.has_zeros = BoolOpt(o, "hasZeros", false) ? 1 : 0;
   a.config_id = IntOpt(env, o, fn, "configId", true, 0);
   a.splits = IntOpt(env, o, fn, "splits", true, 1);
-  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
-  a.calls = IntOpt(env, o, fn, "calls", false, 0);
-  a.replays = IntOpt(env, o, fn, "replays", false, 0);
   a.serial = BoolOpt(o, "serial", false) ? 1 : 0;
   a.tail_splits = IntOpt(env, o, fn, "tailSplits", false, 0);
   marlin_bench_gemm_result r{};
@@ -273,38 +280,27 @@ Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   return TimingObject(env, r);
 }
 
-Napi::Value BenchCublas(const Napi::CallbackInfo& info) {
+// A baseline (cuBLAS, cuBLASLt FP8): `dtype` (its in/out or out dtype) and the shape options, then `run`.
+template <typename Args>
+Napi::Value Baseline(const Napi::CallbackInfo& info, const char* fn, marlin_dtype Args::*dtype,
+                     marlin_status (*run)(const Args*, marlin_bench_gemm_result*)) {
   Napi::Env env = info.Env();
-  const char* fn = "benchCublas";
   const Napi::Object o = ArgObject(info, fn);
-  marlin_bench_cublas_args a{};
-  a.dtype = DtypeOpt(env, o, fn);
-  a.m = IntOpt(env, o, fn, "M", true, 0);
-  a.n = IntOpt(env, o, fn, "N", true, 0);
-  a.k = IntOpt(env, o, fn, "K", true, 0);
-  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
-  a.calls = IntOpt(env, o, fn, "calls", false, 0);
-  a.replays = IntOpt(env, o, fn, "replays", false, 0);
+  Args a{};
+  a.*dtype = DtypeOpt(env, o, fn);
+  ShapeOpts(env, o, fn, &a);
   marlin_bench_gemm_result r{};
-  Check(env, marlin_bench_cublas_gemm(&a, &r), fn);
+  Check(env, run(&a, &r), fn);
   return TimingObject(env, r);
 }
 
+Napi::Value BenchCublas(const Napi::CallbackInfo& info) {
+  return Baseline(info, "benchCublas", &marlin_bench_cublas_args::dtype, marlin_bench_cublas_gemm);
+}
+
 Napi::Value BenchCublasLtFp8(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* fn = "benchCublasLtFp8";
-  const Napi::Object o = ArgObject(info, fn);
-  marlin_bench_cublaslt_fp8_args a{};
-  a.out_dtype = DtypeOpt(env, o, fn);
-  a.m = IntOpt(env, o, fn, "M", true, 0);
-  a.n = IntOpt(env, o, fn, "N", true, 0);
-  a.k = IntOpt(env, o, fn, "K", true, 0);
-  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
-  a.calls = IntOpt(env, o, fn, "calls", false, 0);
-  a.replays = IntOpt(env, o, fn, "replays", false, 0);
-  marlin_bench_gemm_result r{};
-  Check(env, marlin_bench_cublaslt_fp8_gemm(&a, &r), fn);
-  return TimingObject(env, r);
+  return Baseline(info, "benchCublasLtFp8", &marlin_bench_cublaslt_fp8_args::out_dtype,
+                  marlin_bench_cublaslt_fp8_gemm);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

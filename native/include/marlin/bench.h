@@ -129,22 +129,13 @@ MARLIN_API marlin_status marlin_bench_fill_halves(void* ptr, size_t count, marli
 
 // ---- an addon's GEMM entry points ----------------------------------------------------------------------------
 
-// The C ABI of one GEMM addon (gemm.h, MARLIN_DECLARE_GEMM_ADDON): every addon exports the same set under its
-// prefix. `gemm` and `last_cuda_error_string` may be NULL; the others are required.
+// One GEMM addon as the harness calls it: its entry points (gemm.h's marlin_gemm_api, the set every addon exports
+// under its prefix) plus the prefix and the addon's own CUDA error name. `entry.gemm`, `entry.plan_workspace_bytes`,
+// `entry.config_count`, `entry.config_info` and `last_cuda_error_string` may be NULL; the others are required.
 typedef struct marlin_bench_gemm_api {
-  char prefix[32];  // "marlin_dense", "marlin_fp8"
-  size_t (*workspace_bytes)(const marlin_gemm_problem* p, const marlin_gemm_launch* l);
-  marlin_status (*workspace_init)(void* workspace, size_t bytes, void* stream);
-  marlin_status (*gemm)(const marlin_gemm_problem* p, const marlin_gemm_launch* l, void* workspace,
-                        size_t workspace_bytes, void* stream);
-  marlin_status (*plan_create)(const marlin_gemm_problem* p, const marlin_gemm_launch* l, marlin_gemm_plan** out);
-  marlin_status (*plan_launch)(marlin_gemm_plan* plan, const void* x, void* y, const void* bias, void* workspace,
-                               size_t workspace_bytes, void* stream);
-  void (*plan_destroy)(marlin_gemm_plan* plan);
-  int32_t (*plan_cluster_size)(const marlin_gemm_plan* plan);
-  int32_t (*plan_tail_blocks)(const marlin_gemm_plan* plan);
-  int32_t (*config_count)(void);                 // optional
-  const char* (*last_cuda_error_string)(void);   // optional: the addon's own CUDA error name (its own runtime copy)
+  char prefix[32];                              // "marlin_dense", "marlin_fp8"
+  marlin_gemm_api entry;                        // e.g. MARLIN_GEMM_API_OF(marlin_dense)
+  const char* (*last_cuda_error_string)(void);  // optional: the addon's own CUDA error name (its own runtime copy)
 } marlin_bench_gemm_api;
 
 // Opens the addon binary at `path` (dlopen, RTLD_NOW | RTLD_LOCAL: the same handle when Node already loaded it; the
