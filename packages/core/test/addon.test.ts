@@ -8,12 +8,10 @@ import {
   defineAddon,
   ErrorCode,
   GemmParam,
-  MarlinError,
-  type PackedWeightMeta,
   registeredAddons,
-  type TensorMeta,
   weightVariant,
 } from '../src/index.js';
+import { caught, fp8MetaWeight, int4MetaWeight, metaTensor, quickAcceptViolations } from './addon-support.js';
 
 const root = mkdtempSync(join(tmpdir(), 'marlin-addon-'));
 // Two addons defined on the kit, neither with a binary: everything below runs without GPU and without native code.
@@ -25,32 +23,8 @@ const ints = defineAddon({
   variants: ['int4', 'int8'],
 });
 
-const w: PackedWeightMeta = {
-  bits: 8,
-  codeType: 'e4m3',
-  K: 128,
-  N: 80,
-  Kp: 128,
-  Np: 128,
-  groupSize: 128,
-  numGroups: 1,
-  scaleDtype: 'fp16',
-  hasZeros: false,
-  actOrder: false,
-  device: 0,
-  disposed: false,
-};
-const x: TensorMeta = { shape: [4, 128], dtype: 'fp16', device: 0, disposed: false };
-
-function caught(fn: () => unknown): MarlinError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MarlinError) return e;
-    throw e;
-  }
-  throw new Error('expected a MarlinError, nothing was thrown');
-}
+const w = fp8MetaWeight;
+const x = metaTensor([4, 128]);
 
 describe('weight variants', () => {
   it('e4m3 codes are fp8, other 8-bit codes int8, the rest int4', () => {
@@ -77,6 +51,18 @@ describe('weight variants', () => {
     expect(fake.quickAccept(x, { ...w, codeType: 'int' }, undefined, undefined)).toBe(false);
     expect(ints.quickAccept(x, w, undefined, undefined)).toBe(false);
     expect(ints.quickAccept(x, { ...w, bits: 4, codeType: undefined }, undefined, undefined)).toBe(true);
+  });
+
+  it('quickAccept implies validateGemm passes, for either addon over every variant', () => {
+    const weights = [w, { ...w, codeType: 'int' as const }, int4MetaWeight, { ...w, disposed: true }];
+    const xs = [x, metaTensor([4, 64]), metaTensor([4, 128], 'bf16')];
+    const biases = [undefined, metaTensor([80]), metaTensor([64])];
+    const outs = [undefined, metaTensor([4, 80]), metaTensor([4, 80], 'bf16')];
+    for (const addon of [fake, ints]) {
+      const { accepted, violations } = quickAcceptViolations(addon, { xs, weights, biases, outs });
+      expect(violations).toEqual([]);
+      expect(accepted).toBeGreaterThan(1);
+    }
   });
 
   it('a forced config must be a row built for the weight variant', () => {

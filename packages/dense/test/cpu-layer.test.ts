@@ -1,17 +1,8 @@
-import { ErrorCode, MarlinError, referenceGemm, toHalfBits } from '@marlin/core';
+import { ErrorCode, referenceGemm, toHalfBits } from '@marlin/core';
+import { caught, randoms } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { gemm, Linear } from '../src/index.js';
-import { randoms, smallPacked } from './helpers.js';
-
-function caught(fn: () => unknown): MarlinError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MarlinError) return e;
-    throw e;
-  }
-  throw new Error('expected a MarlinError, nothing was thrown');
-}
+import { smallPacked } from './helpers.js';
 
 // Issue 19: these used to need a GPU (NO_DRIVER) or to fail with the wrong code (DISPOSED). All run without a GPU.
 describe("Linear on device 'cpu': the CPU reference needs no GPU", () => {

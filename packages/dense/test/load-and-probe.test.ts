@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { DeviceError, diagnose, ErrorCode, fromNativeError, MarlinError, type ProbeFacts, Tensor } from '@marlin/core';
+import { gpuAvailability } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { candidatePaths, doctor, loadDenseBinary, noBinaryError, probe } from '../src/index.js';
-import { gpuAvailability } from './helpers.js';
 
 const builtBinary = candidatePaths().find((p) => existsSync(p));
-const gpu = gpuAvailability();
+const gpu = gpuAvailability(probe);
 
 describe('import and probe without a GPU', () => {
   it('imports without loading or probing anything', async () => {

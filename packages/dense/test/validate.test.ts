@@ -3,24 +3,14 @@ import {
   DisposedError,
   DtypeError,
   ErrorCode,
-  MarlinError,
   referenceGemm,
   ShapeError,
   toHalfBits,
 } from '@marlin/core';
+import { caught, randoms, metaTensor as t, int4MetaWeight as w } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { gemm, validateGemm } from '../src/index.js';
-import { randoms, smallPacked, metaTensor as t, metaWeight as w } from './helpers.js';
-
-function codeOf(fn: () => unknown): { code: string; message: string; error: unknown } {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof MarlinError)) throw e;
-    return { code: e.code, message: e.message, error: e };
-  }
-  throw new Error('expected a MarlinError, nothing was thrown');
-}
+import { smallPacked } from './helpers.js';
 
 describe('validateGemm: every bad operand is rejected with its code and a fix, before any launch', () => {
   it('accepts a well-formed call and reports the problem', () => {
@@ -92,7 +82,7 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
   ];
   for (const [name, fn, code, pattern] of cases) {
     it(name, () => {
-      const r = codeOf(fn);
+      const r = caught(fn);
       expect(r.code).toBe(code);
       expect(r.message).toMatch(pattern);
       expect(r.message).toContain('Fix:');
@@ -100,16 +90,16 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
   }
 
   it('typed classes match the codes', () => {
-    expect(codeOf(() => validateGemm(t([5, 64]), w)).error).toBeInstanceOf(ShapeError);
-    expect(codeOf(() => validateGemm(t([5, 132]), w, { lda: 132 })).error).toBeInstanceOf(AlignmentError);
-    expect(codeOf(() => validateGemm(t([5, 128], 'u8'), w)).error).toBeInstanceOf(DtypeError);
+    expect(caught(() => validateGemm(t([5, 64]), w))).toBeInstanceOf(ShapeError);
+    expect(caught(() => validateGemm(t([5, 132]), w, { lda: 132 }))).toBeInstanceOf(AlignmentError);
+    expect(caught(() => validateGemm(t([5, 128], 'u8'), w))).toBeInstanceOf(DtypeError);
   });
 });
 
 describe('gemm() rejects foreign operands before touching the GPU', () => {
   it('a plain object as x is a DisposedError naming x', () => {
-    const r = codeOf(() => gemm({ shape: [5, 128], dtype: 'fp16' } as never, {} as never));
-    expect(r.error).toBeInstanceOf(DisposedError);
+    const r = caught(() => gemm({ shape: [5, 128], dtype: 'fp16' } as never, {} as never));
+    expect(r).toBeInstanceOf(DisposedError);
     expect(r.message).toMatch(/x is not a @marlin Tensor/);
   });
 });
@@ -131,7 +121,7 @@ describe("gemm({ device: 'cpu' }) is the explicit CPU reference", () => {
 
   it('still validates: a bf16 x against fp16 scales is a DtypeError', () => {
     const p = smallPacked(64, 48);
-    const r = codeOf(() => gemm({ data: new Uint16Array(64), shape: [1, 64], dtype: 'bf16' }, p, { device: 'cpu' }));
+    const r = caught(() => gemm({ data: new Uint16Array(64), shape: [1, 64], dtype: 'bf16' }, p, { device: 'cpu' }));
     expect(r.code).toBe(ErrorCode.DTYPE);
   });
 });

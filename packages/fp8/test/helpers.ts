@@ -1,24 +1,5 @@
-import {
-  type HalfDtype,
-  type PackedWeight,
-  type PackedWeightMeta,
-  pack,
-  type TensorMeta,
-  toHalfBits,
-} from '@marlin/core';
-
-/** Deterministic pseudo-random numbers in [-1, 1). */
-export function randoms(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 2 ** 32) * 2 - 1;
-  }
-  return out;
-}
+import { type HalfDtype, type PackedWeight, pack, toHalfBits } from '@marlin/core';
+import { randoms } from '@marlin/core/testing';
 
 /** A packed FP8 weight (K x N) from random e4m3 codes (never the NaN codes 0x7f / 0xff) and logical scales. */
 export function fp8Packed(K: number, N: number, opts: { groupSize?: number; dtype?: HalfDtype } = {}): PackedWeight {
@@ -45,29 +26,3 @@ export function fp8Packed(K: number, N: number, opts: { groupSize?: number; dtyp
     gIdx: null,
   });
 }
-
-/** Weight metadata of a small fp16 FP8 problem (K 128, N 80, per channel) for validation tests that need no GPU. */
-export const metaWeight: PackedWeightMeta = {
-  bits: 8,
-  codeType: 'e4m3',
-  K: 128,
-  N: 80,
-  Kp: 128,
-  Np: 128,
-  groupSize: 128,
-  numGroups: 1,
-  scaleDtype: 'fp16',
-  hasZeros: false,
-  actOrder: false,
-  device: 0,
-  disposed: false,
-};
-
-/** Tensor metadata (live, device 0) for validation tests. */
-export const metaTensor = (shape: number[], dtype = 'fp16', more: Partial<TensorMeta> = {}): TensorMeta => ({
-  shape,
-  dtype,
-  device: 0,
-  disposed: false,
-  ...more,
-});

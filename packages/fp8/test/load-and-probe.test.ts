@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DeviceError, ErrorCode, registeredAddons, Tensor } from '@marlin/core';
+import { gpuAvailability } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { candidatePaths, doctor, loadFp8Binary, noBinaryError, probe } from '../src/index.js';
 
 const builtBinary = candidatePaths().find((p) => existsSync(p));
 const denseBinary = fileURLToPath(new URL('../../dense/build/Release/marlin_dense.node', import.meta.url));
-const gpuOk = probe().ok;
+const gpuOk = gpuAvailability(probe).ok;
 
 describe('import and probe without a GPU', () => {
   it('imports without loading or probing anything, and registers for marlin doctor', async () => {

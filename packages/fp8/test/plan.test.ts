@@ -1,21 +1,11 @@
-import { MarlinError, type PackedWeightMeta, planKey, type TensorMeta } from '@marlin/core';
+import { type PackedWeightMeta, planKey } from '@marlin/core';
+import { quickAcceptViolations, metaTensor as t, fp8MetaWeight as w } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { quickAccept } from '../src/gemm.js';
 import { validateGemm } from '../src/index.js';
-import { metaTensor as t, metaWeight as w } from './helpers.js';
 
 // The gemm hot path (a cached plan) skips validateGemm when quickAccept says the call has the common valid form:
-// quickAccept must never accept what validateGemm rejects, an INT weight above all.
-function validates(x: TensorMeta, weight: PackedWeightMeta, bias?: TensorMeta, out?: TensorMeta): boolean {
-  try {
-    const v = validateGemm(x, weight, { bias, out });
-    return v.lda === weight.K && v.M === x.shape[0];
-  } catch (e) {
-    if (e instanceof MarlinError) return false;
-    throw e;
-  }
-}
-
+// quickAccept must never accept what validateGemm rejects (quickAcceptViolations), an INT weight above all.
 describe('quickAccept: the hot path never skips a check validateGemm would fail', () => {
   const xs = [t([5, 128]), t([5, 64]), t([5, 128], 'bf16'), t([5, 128], 'fp16', { disposed: true }), t([1, 5, 128])];
   const weights: PackedWeightMeta[] = [
@@ -37,15 +27,11 @@ describe('quickAccept: the hot path never skips a check validateGemm would fail'
   });
 
   it('implies validateGemm passes with lda = K over every combination', () => {
-    let accepted = 0;
-    for (const x of xs)
-      for (const weight of weights)
-        for (const bias of biases)
-          for (const out of outs) {
-            if (!quickAccept(x, weight, bias, out)) continue;
-            accepted++;
-            expect(validates(x, weight, bias, out), JSON.stringify({ x, weight, bias, out })).toBe(true);
-          }
+    const { accepted, violations } = quickAcceptViolations(
+      { quickAccept, validateGemm },
+      { xs, weights, biases, outs },
+    );
+    expect(violations).toEqual([]);
     expect(accepted).toBeGreaterThan(3);
   });
 

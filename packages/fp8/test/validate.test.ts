@@ -1,17 +1,8 @@
-import { ErrorCode, MarlinError, referenceGemm, toHalfBits } from '@marlin/core';
+import { ErrorCode, referenceGemm, toHalfBits } from '@marlin/core';
+import { caught, randoms, metaTensor as t, fp8MetaWeight as w } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { gemm, Linear, uploadPacked, validateGemm } from '../src/index.js';
-import { fp8Packed, randoms, metaTensor as t, metaWeight as w } from './helpers.js';
-
-function codeOf(fn: () => unknown): MarlinError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MarlinError) return e;
-    throw e;
-  }
-  throw new Error('expected a MarlinError, nothing was thrown');
-}
+import { fp8Packed } from './helpers.js';
 
 describe('validateGemm: FP8 weights only, every bad operand typed', () => {
   it('accepts an FP8 weight', () => {
@@ -41,7 +32,7 @@ describe('validateGemm: FP8 weights only, every bad operand typed', () => {
   ];
   for (const [name, fn, code, pattern] of cases) {
     it(name, () => {
-      const e = codeOf(fn);
+      const e = caught(fn);
       expect(e.code).toBe(code);
       expect(e.message).toMatch(pattern);
       expect(e.message).toContain('Fix:');
@@ -53,13 +44,13 @@ describe('host checks before any GPU use', () => {
   it('uploadPacked refuses an INT weight before touching the GPU, naming @marlin/dense', () => {
     const p = fp8Packed(64, 64);
     const int8 = { ...p, codeType: 'int' as const };
-    const e = codeOf(() => uploadPacked(int8));
+    const e = caught(() => uploadPacked(int8));
     expect(e.code).toBe(ErrorCode.UNSUPPORTED);
     expect(e.message).toMatch(/use @marlin\/dense/);
   });
 
   it('a host matrix given to the GPU gemm is a ValueError with a fix', () => {
-    const e = codeOf(() => gemm({ data: new Uint16Array(64), shape: [1, 64], dtype: 'fp16' } as never, {} as never));
+    const e = caught(() => gemm({ data: new Uint16Array(64), shape: [1, 64], dtype: 'fp16' } as never, {} as never));
     expect(e.code).toBe(ErrorCode.VALUE);
   });
 });
@@ -97,7 +88,7 @@ describe("the CPU reference (device: 'cpu')", () => {
   }
 
   it('Linear.fromPacked refuses an INT weight on the CPU too', () => {
-    const e = codeOf(() => Linear.fromPacked({ ...fp8Packed(64, 64), codeType: 'int' }, { device: 'cpu' }));
+    const e = caught(() => Linear.fromPacked({ ...fp8Packed(64, 64), codeType: 'int' }, { device: 'cpu' }));
     expect(e.code).toBe(ErrorCode.UNSUPPORTED);
   });
 });
