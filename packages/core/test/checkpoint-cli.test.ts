@@ -4,10 +4,8 @@
  */
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { access, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { access, readFile, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPacked } from '../src/checkpoint/index.js';
@@ -23,9 +21,9 @@ import {
   tempDirs,
   writeCheckpoint,
 } from './fixtures-checkpoint/build.js';
+import { buildCliBundle } from './fixtures-checkpoint/cli-bundle.js';
 
 const run = promisify(execFile);
-const here = dirname(fileURLToPath(import.meta.url));
 const newDir = tempDirs();
 
 function capture(opts: { onErr?: (s: string) => void } = {}) {
@@ -189,24 +187,9 @@ describe('marlin CLI (in-process)', () => {
 });
 
 describe('marlin CLI (spawned process)', () => {
-  const bundle = resolve(here, '../node_modules/.cache/marlin-cli-test/cli.mjs');
+  let bundle = '';
   beforeAll(async () => {
-    await mkdir(dirname(bundle), { recursive: true });
-    // esbuild is tsup's dependency (not hoisted to node_modules/.bin on a fresh install): use its JS API.
-    const req = createRequire(import.meta.url);
-    const esbuild = createRequire(req.resolve('tsup')).resolve('esbuild');
-    const { build } = (await import(pathToFileURL(esbuild).href)) as {
-      build(options: Record<string, unknown>): Promise<unknown>;
-    };
-    await build({
-      entryPoints: [resolve(here, '../src/cli/main.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      packages: 'external',
-      outfile: bundle,
-      logLevel: 'silent',
-    });
+    bundle = await buildCliBundle('checkpoint-cli');
   });
 
   it('runs inspect / convert / doctor with real exit codes', async () => {

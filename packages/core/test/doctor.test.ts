@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { formatDoctor, KNOWN_ADDONS, runDoctor } from '../src/cli/doctor.js';
+import { buildCliBundle } from './fixtures-checkpoint/cli-bundle.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const denseBuilt = existsSync(resolve(repo, 'packages/dense/dist/index.js'));
@@ -38,23 +37,7 @@ describe('marlin doctor lists every addon package', () => {
 
   // The same through a real `marlin` process started at the repository root (Node's own resolution, no vitest).
   it.skipIf(!denseBuilt)('`marlin doctor` run at the repository root says @marlin/dense is installed', async () => {
-    const here = dirname(fileURLToPath(import.meta.url));
-    const bundle = resolve(here, '../node_modules/.cache/marlin-doctor-test/cli.mjs');
-    await mkdir(dirname(bundle), { recursive: true });
-    const req = createRequire(import.meta.url);
-    const esbuild = createRequire(req.resolve('tsup')).resolve('esbuild');
-    const { build } = (await import(pathToFileURL(esbuild).href)) as {
-      build(options: Record<string, unknown>): Promise<unknown>;
-    };
-    await build({
-      entryPoints: [resolve(here, '../src/cli/main.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      packages: 'external',
-      outfile: bundle,
-      logLevel: 'silent',
-    });
+    const bundle = await buildCliBundle('doctor');
     const { stdout } = await promisify(execFile)(process.execPath, [bundle, 'doctor', '--json'], { cwd: repo });
     const report = JSON.parse(stdout) as { addons: { package: string; installed: boolean; from: string | null }[] };
     const dense = report.addons.find((a) => a.package === '@marlin/dense');
