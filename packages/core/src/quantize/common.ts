@@ -1,6 +1,22 @@
 /** What the quantizers share: input checks, layout, error statistics, and the sync / async step runners. */
 import { ShapeError, ValueError } from '../errors/index.js';
-import type { QuantizedWeight } from '../format/types.js';
+import type { HalfDtype, QuantizedWeight } from '../format/types.js';
+
+/** What every quantizer (quantizeRtn, quantizeFp8) is told: the shape, the input layout, scale dtype, progress, cancel. */
+export interface QuantizeBaseOptions {
+  /** Input features (rows of W in 'KxN' layout). */
+  readonly K: number;
+  /** Output features. */
+  readonly N: number;
+  /** Scale dtype = the activation dtype the weight will meet (default 'fp16'). */
+  readonly scaleDtype?: HalfDtype;
+  /** 'KxN' (default: W, in x out, row-major) or 'NxK' (nn.Linear.weight, out x in, row-major). */
+  readonly layout?: 'KxN' | 'NxK';
+  /** Called after each step with (steps done, total steps); what a step is, each quantizer says. */
+  readonly onProgress?: (done: number, total: number) => void;
+  /** Cancels between steps with `CancelledError`. */
+  readonly signal?: AbortSignal;
+}
 
 /** Reconstruction error of the dequantized weight (in the scale dtype, as the kernel sees it) against the input. */
 export interface QuantizationError {

@@ -23,6 +23,7 @@ import { foldFp8Scale } from '../format/fp8.js';
 import { numGroups } from '../format/layout.js';
 import type { HalfDtype, QuantizedWeight } from '../format/types.js';
 import { assertGroupSize, assertKN } from '../format/validate.js';
+import type { QuantizeBaseOptions } from './common.js';
 import { errorStats, type QuantizeResult, runSteps, runStepsAsync, sumOfSquares, weightKxN } from './common.js';
 
 /** Where FP8 scales change: per output channel, per group of rows along K, or per 128 x 128 block. */
@@ -32,11 +33,7 @@ export type Fp8Granularity = 'per-channel' | 'group' | 'block';
 export const FP8_BLOCK = 128;
 
 /** Options of `quantizeFp8`. */
-export interface QuantizeFp8Options {
-  /** Input features (rows of W in 'KxN' layout). */
-  readonly K: number;
-  /** Output features. */
-  readonly N: number;
+export interface QuantizeFp8Options extends QuantizeBaseOptions {
   /**
    * 'per-channel' (the default unless `groupSize` is a number), 'group' (`groupSize` rows along K, default 128) or
    * 'block' (128 x 128 blocks; the weight gets groupSize 128).
@@ -46,17 +43,11 @@ export interface QuantizeFp8Options {
   readonly groupSize?: number | 'per-channel';
   /** 128 says granularity 'block' (checkpoints call it weight_block_size [128, 128]); no other size is supported. */
   readonly blockSize?: 128;
-  /** Scale dtype = the activation dtype the weight will meet (default 'fp16'). */
-  readonly scaleDtype?: HalfDtype;
-  /** 'KxN' (default: W, in x out, row-major) or 'NxK' (nn.Linear.weight, out x in, row-major). */
-  readonly layout?: 'KxN' | 'NxK';
   /**
    * Called after each step with (steps done, total steps): a step is a group of rows (group, block), or for
    * per-channel a slice of 128 rows, visited twice (amax, then codes).
    */
   readonly onProgress?: (done: number, total: number) => void;
-  /** Cancels between steps with `CancelledError`. */
-  readonly signal?: AbortSignal;
 }
 
 interface Plan {

@@ -10,6 +10,7 @@ export {
 export {
   type ClipOptions,
   type QuantizationError,
+  type QuantizeBaseOptions,
   type QuantizeOptions,
   type QuantizeResult,
   quantizationError,

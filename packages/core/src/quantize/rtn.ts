@@ -29,6 +29,7 @@ import {
   describeInput,
   errorStats,
   type QuantizationError,
+  type QuantizeBaseOptions,
   type QuantizeResult,
   runSteps,
   runStepsAsync,
@@ -36,7 +37,7 @@ import {
   weightKxN,
 } from './common.js';
 
-export type { QuantizationError, QuantizeResult } from './common.js';
+export type { QuantizationError, QuantizeBaseOptions, QuantizeResult } from './common.js';
 
 /** Clipping search settings. */
 export interface ClipOptions {
@@ -47,27 +48,17 @@ export interface ClipOptions {
 }
 
 /** Options of `quantizeRtn`. */
-export interface QuantizeOptions {
-  /** Input features (rows of W in 'KxN' layout). */
-  readonly K: number;
-  /** Output features. */
-  readonly N: number;
+export interface QuantizeOptions extends QuantizeBaseOptions {
   /** 4 (default) or 8. */
   readonly bits?: WeightBits;
   /** Rows per group: 32, 64, 128 (default) or 'per-channel' (one group of K rows). */
   readonly groupSize?: number | 'per-channel';
   /** Symmetric (default, zero point 2^(bits-1)) or asymmetric with integer zero points. */
   readonly symmetric?: boolean;
-  /** Scale dtype = the activation dtype the weight will meet (default 'fp16'). */
-  readonly scaleDtype?: HalfDtype;
-  /** 'KxN' (default: W, in x out, row-major) or 'NxK' (nn.Linear.weight, out x in, row-major). */
-  readonly layout?: 'KxN' | 'NxK';
   /** Enable the clipping search (true = default settings). */
   readonly clip?: boolean | ClipOptions;
   /** Called after each group of rows with (groups done, total groups). */
   readonly onProgress?: (done: number, total: number) => void;
-  /** Cancels between groups with `CancelledError`. */
-  readonly signal?: AbortSignal;
 }
 
 interface Plan {
