@@ -10,18 +10,6 @@ import type {
 } from '@marlin/core';
 import { kit } from './kit.js';
 
-export {
-  type CpuGemmOptions,
-  type GemmConfig,
-  type GemmOptions,
-  type GemmPlanDetails,
-  type GemmPlanInfo,
-  type HostMatrix,
-  planKey,
-  type TensorMeta,
-  type ValidatedGemm,
-} from '@marlin/core';
-
 /**
  * y = x · W (+ bias): INT4 or INT8 weights (uploaded with `uploadPacked`) times fp16/bf16 activations, fp32
  * accumulation. Validates every operand first (typed errors, nothing launched on bad input), picks the kernel

@@ -6,10 +6,16 @@
 
 // The device layer and the kit's shared types live in @marlin/core; re-exported so one import is enough.
 export {
+  type CpuGemmOptions,
   DevicePackedWeight,
+  type GemmConfig,
+  type GemmOptions,
   GemmParam,
+  type GemmPlanDetails,
+  type GemmPlanInfo,
   Graph,
   glibcVersion,
+  type HostMatrix,
   LAUNCH_SERIAL,
   type LoadAttempt,
   type LoadedBinary,
@@ -19,20 +25,14 @@ export {
   type PackedWeightMeta,
   Stream,
   Tensor,
+  type TensorMeta,
   type UploadOptions,
+  type ValidatedGemm,
 } from '@marlin/core';
 export {
-  type CpuGemmOptions,
-  type GemmConfig,
-  type GemmOptions,
-  type GemmPlanDetails,
-  type GemmPlanInfo,
   gemm,
   gemmPlan,
-  type HostMatrix,
   livePlans,
-  type TensorMeta,
-  type ValidatedGemm,
   validateGemm,
 } from './gemm.js';
 export {

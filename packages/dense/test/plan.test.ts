@@ -1,6 +1,7 @@
+import { planKey } from '@marlin/core';
 import { quickAcceptViolations, metaTensor as t, int4MetaWeight as w } from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
-import { planKey, quickAccept } from '../src/gemm.js';
+import { quickAccept } from '../src/gemm.js';
 import { type PackedWeightMeta, type TensorMeta, validateGemm } from '../src/index.js';
 
 // The gemm hot path (a cached plan) skips validateGemm when quickAccept says the call has the common valid form.

@@ -32,17 +32,8 @@ export {
   type LinearParts,
 } from './linear.js';
 export { type HostLinear, type LoadLinearsOptions, loadLinearsWith, readLinears } from './load.js';
-export type {
-  CpuGemmOptions,
-  GemmConfig,
-  GemmOptions,
-  GemmPlanDetails,
-  GemmPlanInfo,
-  HostMatrix,
-  TensorMeta,
-  ValidatedGemm,
-  ValidateGemmOptions,
-} from './types.js';
+// Every option, result and metadata type of the gemm API.
+export type * from './types.js';
 export { configIdsFor, quickAcceptFor, type ValidationTarget, validateGemmFor } from './validate.js';
 export {
   assertVariant,
