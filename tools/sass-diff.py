@@ -16,7 +16,7 @@ def kernels(path, renames):
     out = subprocess.run(["cuobjdump", "-sass", path], check=True, capture_output=True, text=True).stdout
     result, arch, name, body = {}, "?", None, []
     for line in out.splitlines():
-        m = re.match(r"\s*arch = (sm_\w+)", line)
+        m = re.match(r"\s*code for (sm_\w+)", line)
         if m:
             arch = m.group(1)
             continue
@@ -31,6 +31,7 @@ def kernels(path, renames):
         if name is not None:
             ins = re.sub(r"/\*[0-9a-f]{4,}\*/", "", line).strip()  # drop addresses and encodings
             ins = re.sub(r"\s+", " ", ins)
+            ins = re.sub(r"\.L_x_\d+", ".L_x", ins)  # branch labels are numbered per translation unit
             if ins and not ins.startswith(".") and ins != "/* 0x":
                 body.append(ins)
     if name is not None:

@@ -31,9 +31,10 @@ async function freshResult(packed, xBits, shape, dtype, options = {}) {
 }
 
 // Every configuration the device can run (the hopper family, warp-specialised rows included, on sm_90 only).
+// The INT4 rows this build has (experimental rows are not built) that the device can run.
 function runnableConfigs() {
   const sm90 = gate.probe.devices[0].major === 9;
-  return m.KERNEL_TABLE.filter((c) => c.kernel !== 'hopper' || sm90);
+  return m.variantConfigs('int4').filter((c) => !m.isExperimental(c) && (c.kernel !== 'hopper' || sm90));
 }
 
 describe('prepared plans: reuse', { skip }, () => {
