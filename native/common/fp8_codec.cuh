@@ -1,6 +1,6 @@
 // The FP8 e4m3 weight codec (docs/format.md "FP8 e4m3": OCP E4M3FN bytes in the INT8 byte layout, no zero points). The
-// dequant is bit manipulation: each byte goes to the high byte of a 16-bit half (prmt), its sign stays at bit 15 and
-// its 7 exponent + mantissa bits move down into T's exponent / mantissa fields (>> 1 for fp16, >> 4 for bf16). That
+// dequant is bit manipulation: each byte goes to a 16-bit half (prmt), its sign to bit 15 and its 7 exponent +
+// mantissa bits into T's exponent / mantissa fields (bits 7..13 for fp16, 4..10 for bf16). That
 // reads the e4m3 value times 2^-8 (fp16: bias 15 vs 7) or 2^-120 (bf16: bias 127 vs 7), exactly, subnormals included.
 // The packer folded 2^8 / 2^120 into the scales (FP8_SCALE_FOLD_EXPONENT in @marlin/core), so the one multiply by the
 // stored scale gives round_T(e4m3(q) * s), the reference's semantics; unscaled() is exact and the post-scaled path
@@ -37,17 +37,21 @@ struct Fp8Codec {
   }
   static __device__ __forceinline__ Offsets offsets(int, int) { return {}; }
 
-  // Bytes (b0, b1) (sel 0x1404) or (b2, b3) (sel 0x3424) of q as a pair of T values times 2^-8 / 2^-120.
+  // Bytes (b0, b1) (sel 0x4140) or (b2, b3) (sel 0x4342) of q as a pair of T values times 2^-8 / 2^-120: each byte
+  // lands in the low byte of its half; its magnitude moves up into T's exponent / mantissa fields (x * 2^(8 - shift))
+  // and its sign, carried there to bit 15 - shift, is topped up to bit 15 (s * (2^8 - 2^(8 - shift))). Two integer
+  // multiply-adds on the FMA pipe instead of a shift and two logic ops on the ALU pipe, which the dequant keeps busy.
+  static constexpr uint32_t kMagMul = 1u << (8 - kShift), kSignMul = (1u << 8) - kMagMul;
   static __device__ __forceinline__ uint32_t pair(uint32_t q, uint32_t sel) {
-    const uint32_t x = byte_perm(q, 0u, sel);  // bytes at 8..15 and 24..31, zeros below
-    return and_or(x, 0x80008000u, (x & 0x7F007F00u) >> kShift);
+    const uint32_t x = byte_perm(q, 0u, sel);  // bytes at 0..7 and 16..23, zeros above: no carry between the halves
+    return (x & 0x00800080u) * kSignMul + x * kMagMul;
   }
   static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets&, uint32_t (&a)[4]) {
     const uint32_t w0 = ByteTile::first(w, step), w1 = ByteTile::second(w, step);
-    a[0] = pair(w0, 0x1404);
-    a[1] = pair(w0, 0x3424);
-    a[2] = pair(w1, 0x1404);
-    a[3] = pair(w1, 0x3424);
+    a[0] = pair(w0, 0x4140);
+    a[1] = pair(w0, 0x4342);
+    a[2] = pair(w1, 0x4140);
+    a[3] = pair(w1, 0x4342);
   }
   static __device__ __forceinline__ void fragment(const LaneWords& w, int step, const Consts& c, uint32_t (&a)[4]) {
     unscaled(w, step, Offsets{}, a);
