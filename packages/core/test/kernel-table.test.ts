@@ -27,7 +27,10 @@ function generateDir(table?: unknown, addon = 'dense', env: NodeJS.ProcessEnv = 
     writeFileSync(file, JSON.stringify(table));
     args.push('--table', file);
   }
-  execFileSync(process.execPath, args, { stdio: 'pipe', env: { ...process.env, MARLIN_EXPERIMENTAL_KERNELS: '', ...env } });
+  execFileSync(process.execPath, args, {
+    stdio: 'pipe',
+    env: { ...process.env, MARLIN_EXPERIMENTAL_KERNELS: '', ...env },
+  });
   return out;
 }
 /** The addon's .inc text. */
@@ -58,7 +61,9 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
 
   it('builds experimental rows only with MARLIN_EXPERIMENTAL_KERNELS=1, one translation unit per variant and dtype', () => {
     const out = generateDir(undefined, 'dense', { MARLIN_EXPERIMENTAL_KERNELS: '1' });
-    const ids = variantRows(readFileSync(join(out, 'marlin_dense_instances.inc'), 'utf8'), 'int4').map((l) => Number(l[0]));
+    const ids = variantRows(readFileSync(join(out, 'marlin_dense_instances.inc'), 'utf8'), 'int4').map((l) =>
+      Number(l[0]),
+    );
     expect(ids).toEqual(variantConfigs('int4').map((r) => r.id));
     for (const f of ['kit_int4_fp16.cu', 'kit_int4_bf16.cu', 'kit_int8_fp16.cu', 'kit_int8_bf16.cu']) {
       expect(readFileSync(join(out, f), 'utf8')).toMatch(/ResolveFn int[48]_(fp16|bf16)\(int id, bool zeros\)/);
@@ -98,7 +103,6 @@ function checkRows(rows: readonly (typeof KERNEL_TABLE)[number][], lines: string
 }
 
 describe('kernel-table.json rows', () => {
-
   it('rejects warpSpecialized outside hopper rows, non-boolean values, duplicate ids and bad M ranges', () => {
     const base = tableJson.dense[0];
     const bad = (rows: unknown[]) => () => generate({ formatVersion: 1, variants: tableJson.variants, dense: rows });

@@ -28,8 +28,9 @@ export interface LinearFromFloatOptions extends LinearFromFloatBase {
 function quantize(w: Float32Array, K: number, N: number, o: LinearFromFloatOptions): QuantizedWeight {
   const scales = o.scales ?? 'per-channel';
   const scaleDtype: HalfDtype = o.dtype ?? 'fp16';
-  const layout = scales === 'block' ? { blockSize: 128 } : { groupSize: scales };
-  return quantizeFp8(w, { K, N, ...layout, scaleDtype, layout: 'NxK' }).weight;
+  const base = { K, N, scaleDtype, layout: 'NxK' as const };
+  const opts = scales === 'block' ? { ...base, granularity: 'block' as const } : { ...base, groupSize: scales };
+  return quantizeFp8(w, opts).weight;
 }
 
 /**

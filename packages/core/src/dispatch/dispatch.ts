@@ -348,12 +348,7 @@ function inMRange(config: KernelConfig, M: number): boolean {
 }
 
 /** Candidate rows of one family, sorted by mTile then id (so equal mTiles resolve to the lowest id). */
-function familyConfigs(
-  force: KernelFamily | undefined,
-  cc: number,
-  M: number,
-  variant: VariantName,
-): KernelConfig[] {
+function familyConfigs(force: KernelFamily | undefined, cc: number, M: number, variant: VariantName): KernelConfig[] {
   const family = force ?? defaultFamily(M, cc, variant);
   if (family === 'hopper' && cc !== 90) {
     throw new UnsupportedError(`force: 'hopper' needs sm_90 (its SASS is sm_90a), this device is sm_${cc}.`, {
@@ -382,9 +377,14 @@ function configById(id: number, problem: GemmProblem, device: DeviceInfo, reason
   }
   const variant = variantOf(problem);
   if (!config.variants.includes(variant)) {
-    throw new UnsupportedError(`configId ${id} is not built for ${variant} weights (it is for ${config.variants.join(', ')}).`, {
-      fix: `pass one of the ids ${variantConfigs(variant).map((c) => c.id).join(', ')}, or omit configId.`,
-    });
+    throw new UnsupportedError(
+      `configId ${id} is not built for ${variant} weights (it is for ${config.variants.join(', ')}).`,
+      {
+        fix: `pass one of the ids ${variantConfigs(variant)
+          .map((c) => c.id)
+          .join(', ')}, or omit configId.`,
+      },
+    );
   }
   if (!fitsDevice(config, problem.hasZeros, device)) {
     throw new UnsupportedError(
