@@ -85,7 +85,8 @@ if (addonVariants.length === 0) fail(`no variant is built by addon ${JSON.string
 const rowsOf = (name) => table.dense.filter((e) => e.variants.includes(name) && (withExperimental || !e.experimental));
 const tuArgs = (e) =>
   `${families[e.kernel]}, ${e.warpSpecialized === true ? (e.blocksPerSm ?? 1) : 0}, ${e.mTile}, ${e.nTiles}, ${e.kTilesPerStage}, ${e.stages}`;
-const header = '// Generated from packages/core/src/dispatch/kernel-table.json by tools/gen-kernel-instances.mjs. Do not edit.';
+const header =
+  '// Generated from packages/core/src/dispatch/kernel-table.json by tools/gen-kernel-instances.mjs. Do not edit.';
 
 const files = {};
 for (const [name, v] of addonVariants) {
@@ -121,7 +122,7 @@ for (const [name, v] of addonVariants) {
 
 const inc = [
   header,
-  '// Included by the addon\'s .cu after kit/host.h: per variant, its rows as X(id, wgmma, ws, mTile, nTiles,',
+  "// Included by the addon's .cu after kit/host.h: per variant, its rows as X(id, wgmma, ws, mTile, nTiles,",
   '// kTilesPerStage, stages) (wgmma = true for the sm_90a "hopper" family, ws = resident blocks per SM (1 or 2) of its',
   '// warp-specialised kernel (gemm_ws_kernel.cuh), 0 for the others), its config lookup and its Variant.',
   '#pragma once',
