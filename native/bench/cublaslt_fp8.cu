@@ -174,14 +174,20 @@ extern "C" marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cubla
   GemmBuffers b;
   MB_TRY(b.allocate(x_bytes, y_bytes, kCublasWorkspaceBytes));
   const cudaStream_t s = b.stream.get();
-  DeviceBuffer scales;  // two fp32 per-tensor scales: [0] activations, [1] weights
-  MB_TRY(scales.allocate(2 * sizeof(float)));
+  // Two fp32 per-tensor scales, each on its own 256-byte line as separately allocated tensors would be (torch's
+  // layout): [0] activations, [kScaleStride] weights. With the weight scale 4 bytes in, cublasLtMatmul returned
+  // NOT_SUPPORTED for an algorithm its heuristic had returned.
+  constexpr int kScaleStride = 64;
+  DeviceBuffer scales;
+  MB_TRY(scales.allocate(2 * kScaleStride * sizeof(float)));
   uint64_t seed = a->seed;
   MB_TRY(marlin_bench_fill_e4m3(b.x.get(), x_bytes, seed++, s));
   MB_TRY(marlin_bench_fill_halves(b.y.get(), y_bytes / 2, a->out_dtype, -1.0f, 1.0f, seed++, s));
   // Per-tensor scales of amax / 448 magnitude: activations in [-1, 1), weights of |w| < 0.5.
   const float host_scales[2] = {1.0f / 448.0f, 0.5f / 448.0f};
-  MB_CUDA(cudaMemcpyAsync(scales.get(), host_scales, sizeof host_scales, cudaMemcpyHostToDevice, s));
+  MB_CUDA(cudaMemcpyAsync(scales.get(), &host_scales[0], sizeof(float), cudaMemcpyHostToDevice, s));
+  MB_CUDA(cudaMemcpyAsync(scales.as<float>() + kScaleStride, &host_scales[1], sizeof(float), cudaMemcpyHostToDevice,
+                          s));
   std::vector<DeviceBuffer> copies(static_cast<size_t>(rotations));
   LtCtx ctx{};
   for (int32_t r = 0; r < rotations; ++r) {
@@ -202,7 +208,7 @@ extern "C" marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cubla
   MB_LT(api->desc_set(o.desc, kLtDescTransA, &trans_a, sizeof trans_a));
   MB_LT(api->desc_set(o.desc, kLtDescTransB, &trans_b, sizeof trans_b));
   const float* d_scales = scales.as<float>();
-  const void* scale_w = d_scales + 1;
+  const void* scale_w = d_scales + kScaleStride;
   const void* scale_x = d_scales;
   MB_LT(api->desc_set(o.desc, kLtDescAScalePointer, &scale_w, sizeof scale_w));
   MB_LT(api->desc_set(o.desc, kLtDescBScalePointer, &scale_x, sizeof scale_x));
