@@ -8,6 +8,7 @@ import {
   defineAddon,
   ErrorCode,
   GemmParam,
+  platformPackageName,
   registeredAddons,
   weightVariant,
 } from '../src/index.js';
@@ -76,15 +77,18 @@ describe('weight variants', () => {
 });
 
 describe('binary loader', () => {
-  it('defaults: marlin_<name>.node, MARLIN_<NAME>_BINARY first, then build/Release', () => {
+  it('defaults: marlin_<name>.node, MARLIN_<NAME>_BINARY first, then build/Release, platform package, cache', () => {
     expect(fake.spec.binaryName).toBe('marlin_fake8.node');
     expect(fake.spec.envVar).toBe('MARLIN_FAKE8_BINARY');
     expect(fake.runtimeName).toBe('marlin_fake8');
-    expect(fake.candidatePaths({ MARLIN_FAKE8_BINARY: '/opt/x.node' })).toEqual([
-      '/opt/x.node',
+    const env = { MARLIN_CACHE_DIR: '/cache' };
+    const rest = [
       join(root, 'build', 'Release', 'marlin_fake8.node'),
-    ]);
-    expect(fake.candidatePaths({})).toEqual([join(root, 'build', 'Release', 'marlin_fake8.node')]);
+      ...(platformPackageName('@marlin/fake8') !== null ? ['@marlin/fake8-linux-x64-gnu/marlin_fake8.node'] : []),
+      '/cache/fake8/0.0.0/marlin_fake8.node',
+    ];
+    expect(fake.candidatePaths({ ...env, MARLIN_FAKE8_BINARY: '/opt/x.node' })).toEqual(['/opt/x.node', ...rest]);
+    expect(fake.candidatePaths(env)).toEqual(rest);
   });
 
   it('NO_BINARY lists every path with what happened, and names the package and its env variable', () => {
@@ -96,7 +100,7 @@ describe('binary loader', () => {
     expect(e.message).toContain('Could not load the @marlin/fake8 native addon');
     expect(e.message).toContain('/nonexistent/marlin_fake8.node: not found');
     expect(e.message).toContain(`${notAddon}: loaded, but it is not a @marlin/fake8 addon`);
-    expect(e.message).toContain('pnpm --filter @marlin/fake8 build:native');
+    expect(e.message).toContain('npx marlin build fake8');
     expect(e.message).toContain('MARLIN_FAKE8_BINARY');
   });
 

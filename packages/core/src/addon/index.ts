@@ -4,16 +4,27 @@
  */
 export {
   type AddonBinarySpec,
+  addonCacheDir,
   addonCandidatePaths,
   addonNoBinaryError,
+  addonVersion,
+  type BinarySource,
+  findPlatformPackage,
   type GemmAddon,
   GemmParam,
   glibcVersion,
+  type HostPlatform,
   LAUNCH_SERIAL,
   type LoadAttempt,
   type LoadedBinary,
   loadAddonBinary,
+  marlinCacheDir,
   type NativeGemmPlan,
+  type NoBinaryContext,
+  type PlatformPackageState,
+  PREBUILT_PLATFORMS,
+  platformKey,
+  platformPackageName,
 } from './binary.js';
 export { createGemm, type GemmContext, type GemmFunction, type GemmMachinery, gemmParams, planKey } from './gemm.js';
 export {

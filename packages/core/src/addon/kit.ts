@@ -13,6 +13,7 @@ import {
   type AddonBinarySpec,
   addonCandidatePaths,
   addonNoBinaryError,
+  addonVersion,
   type GemmAddon,
   glibcVersion,
   type LoadAttempt,
@@ -47,8 +48,10 @@ export interface AddonSpec {
   readonly envVar?: string;
   /** The weight variants its kernels run (kernel-table.json "variants"). */
   readonly variants: readonly WeightVariant[];
-  /** glibc floor of its binaries (default 2.34). */
+  /** glibc floor of its binaries when the platform package does not state one (default 2.34). */
   readonly requiredGlibc?: string;
+  /** The package's version (default: packageRoot/package.json); the platform package must have the same. */
+  readonly version?: string;
 }
 
 /** probe() of an addon: the device summary plus where its binary came from. */
@@ -136,6 +139,7 @@ export function defineAddon(spec: AddonSpec): AddonKit {
     binaryName,
     envVar: spec.envVar ?? `MARLIN_${spec.name.toUpperCase()}_BINARY`,
     requiredGlibc: spec.requiredGlibc ?? '2.34',
+    version: spec.version ?? addonVersion({ ...spec, binaryName, envVar: '' }),
   };
   const runtimeName = binaryName.replace(/\.node$/, '');
   const binary: AddonBinarySpec = {
@@ -144,6 +148,7 @@ export function defineAddon(spec: AddonSpec): AddonKit {
     envVar: full.envVar,
     packageRoot: full.packageRoot,
     requiredGlibc: full.requiredGlibc,
+    version: full.version,
   };
   let loaded: { path: string; attempts: readonly LoadAttempt[] } | null = null;
   let loadError: DeviceError | null = null;
@@ -199,7 +204,10 @@ export function defineAddon(spec: AddonSpec): AddonKit {
       `  platform        ${process.platform}-${process.arch}, Node ${process.version}, glibc ${glibcVersion() ?? 'n/a'}`,
     );
     lines.push(`  binary          ${p.binaryPath ?? 'not loaded'}`);
-    for (const a of p.attempts) if (a.error !== null) lines.push(`    tried ${a.path}: ${a.error}`);
+    for (const a of p.attempts) {
+      if (a.error !== null)
+        lines.push(`    tried ${a.source !== undefined ? `[${a.source}] ` : ''}${a.path}: ${a.error}`);
+    }
     if (p.compiledConfigs !== null) {
       const agree = p.compiledConfigs === p.tableConfigs ? 'matches' : 'DIFFERS FROM';
       lines.push(`  kernel configs  ${p.compiledConfigs} compiled, ${agree} kernel-table.json (${p.tableConfigs})`);
