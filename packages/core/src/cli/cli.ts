@@ -1,5 +1,5 @@
 /**
- * The `marlin` command line: inspect, convert, doctor. `runCli(argv, io)` returns the exit code and never calls
+ * The `marlin` command line: inspect, convert, doctor, build. `runCli(argv, io)` returns the exit code and never calls
  * process.exit, so tests drive it in-process; src/cli/main.ts is the executable wrapper.
  *
  * Exit codes: 0 success, 1 bad input or failure (one line: error code, what was wrong, the fix), 2 usage error,
@@ -16,6 +16,7 @@ import { resolveOutputPath } from '../checkpoint/files.js';
 import type { WriteProgress } from '../checkpoint/packed.js';
 import { CancelledError, MarlinError } from '../errors/index.js';
 import type { HalfDtype } from '../format/types.js';
+import { buildAddon } from './build.js';
 import { doctorJson, formatDoctor, runDoctor } from './doctor.js';
 
 /** Where the CLI writes; process.stdout / process.stderr by default. */
@@ -38,6 +39,7 @@ Commands:
   inspect <dir>                 describe a GPTQ / AWQ / compressed-tensors / FP8 checkpoint and what convert would do
   convert <dir> <out>           write the packed marlin-ts checkpoint (one .safetensors file)
   doctor                        platform, glibc, driver and GPU facts (print in bug reports)
+  build <addon>                 build an addon (dense, fp8) from the sources it ships, into the loader's cache
 
 Options:
   -h, --help                    help (also: marlin <command> --help)
@@ -65,6 +67,18 @@ Options:
   --keep-unsupported        copy layers that cannot be converted through in their source layout instead of failing
   --force                   overwrite <out> if it exists
   --quiet                   no progress output
+`,
+  build: `Usage: marlin build <addon> [--archs 80;90a] [--jobs N] [--dry-run]
+
+Builds @marlin/<addon> from the native sources its package ships, for machines its prebuilt package does not
+serve (another glibc, other GPU targets). Needs nvcc from CUDA 13.0+, cmake 3.25+, a C++ compiler, make or ninja and
+node-addon-api + node-api-headers; no GPU. Writes $XDG_CACHE_HOME/marlin/<addon>/<version>/ (~/.cache/marlin when
+unset; MARLIN_CACHE_DIR overrides), never node_modules; the addon's loader tries that binary last.
+
+Options:
+  --archs <list>            SASS targets, e.g. "80;90a" (default: the GPUs nvidia-smi lists, else sm_80 + sm_90a)
+  --jobs <n>                parallel compile jobs
+  --dry-run                 check the toolchain and print the commands, build nothing
 `,
   doctor: `Usage: marlin doctor [--json]
 
@@ -125,6 +139,8 @@ export async function runCli(argv: readonly string[], io: CliIo = process): Prom
         return await inspect(rest, out, err);
       case 'convert':
         return await convert(rest, io, out, err);
+      case 'build':
+        return build(rest, out);
       default:
         return await doctor(rest, out);
     }
@@ -364,5 +380,25 @@ async function doctor(args: readonly string[], out: (s: string) => void): Promis
   const { values } = parse(args, { json: { type: 'boolean' } }, 0, 'marlin doctor [--json]');
   const report = await runDoctor();
   out(values.json ? JSON.stringify(doctorJson(report), null, 2) : formatDoctor(report));
+  return 0;
+}
+
+function build(args: readonly string[], out: (s: string) => void): number {
+  const usage = 'marlin build <addon> [--archs 80;90a] [--jobs N] [--dry-run]';
+  const { values, positionals } = parse(
+    args,
+    { archs: { type: 'string' }, jobs: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    1,
+    usage,
+  );
+  const jobs = values.jobs === undefined ? undefined : Number(values.jobs);
+  if (jobs !== undefined && !(Number.isInteger(jobs) && jobs > 0)) {
+    throw new UsageError(`--jobs must be a positive integer, got "${String(values.jobs)}".`);
+  }
+  const archs = values.archs as string | undefined;
+  if (archs !== undefined && !/^\s*\d+[a-z]?(\s*[;,\s]\s*\d+[a-z]?)*\s*$/.test(archs)) {
+    throw new UsageError(`--archs must list SM versions like "80;90a", got "${archs}".`);
+  }
+  buildAddon(positionals[0]!, { archs, jobs, dryRun: values['dry-run'] === true, log: out });
   return 0;
 }
