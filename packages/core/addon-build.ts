@@ -6,18 +6,16 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig as defineTsup } from 'tsup';
 import { defineConfig as defineVitest } from 'vitest/config';
 
-/** tsup: ESM + CJS of src/index.ts, @marlin/core external (a dependency, resolved at run time). */
+/** tsup: ESM of src/index.ts (CJS callers require() it), @marlin/core external (a dependency, resolved at run time). */
 export const addonTsupConfig = defineTsup({
   entry: { index: 'src/index.ts' },
-  format: ['esm', 'cjs'],
+  format: ['esm'],
   // No paths: the .d.ts files import @marlin/core's published types instead of inlining core's sources.
   dts: { compilerOptions: { paths: {} } },
   target: 'node20',
   platform: 'node',
   sourcemap: true,
   clean: true,
-  // import.meta.url in the CJS build (the loader resolves build/Release relative to the package).
-  shims: true,
   external: ['@marlin/core'],
 });
 
