@@ -8,6 +8,16 @@ export {
   quantizeFp8Async,
 } from './fp8.js';
 export {
+  type PruneOptions,
+  type PruneQuantizeOptions,
+  type PruneQuantizeResult,
+  type PruneResult,
+  type PruningError,
+  prune24,
+  pruneAndQuantize24,
+  pruneAndQuantize24Async,
+} from './prune.js';
+export {
   type ClipOptions,
   type QuantizationError,
   type QuantizeBaseOptions,

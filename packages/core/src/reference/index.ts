@@ -14,3 +14,9 @@ export {
   referenceGemmF64,
   ulpOf,
 } from './gemm.js';
+export {
+  dequantizeSparse,
+  packSparseAsDense,
+  referenceGemmSparse,
+  referenceGemmSparseF64,
+} from './sparse.js';
