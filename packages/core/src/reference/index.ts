@@ -15,6 +15,21 @@ export {
   ulpOf,
 } from './gemm.js';
 export {
+  type MoeActivation,
+  type MoeAlignment,
+  type MoeAlignOptions,
+  type MoeRouterOptions,
+  type MoeRouting,
+  moeAlignBlockSize,
+  moeAlignCapacity,
+  moeRouterTopK,
+  type ReferenceMoeOptions,
+  type ReferenceMoeResult,
+  referenceMoe,
+  siluAndMul,
+  swigluOai,
+} from './moe.js';
+export {
   dequantizeSparse,
   packSparseAsDense,
   referenceGemmSparse,
