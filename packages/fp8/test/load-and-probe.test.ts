@@ -46,11 +46,17 @@ describe('import and probe without a GPU', () => {
 });
 
 describe('binary loader', () => {
-  it('honours MARLIN_FP8_BINARY first, then build/Release/marlin_fp8.node', () => {
-    const paths = candidatePaths({ MARLIN_FP8_BINARY: '/opt/x/marlin_fp8.node' });
+  it('honours MARLIN_FP8_BINARY first, then build/Release, the platform package, the marlin build cache', () => {
+    const env = { MARLIN_CACHE_DIR: '/c' };
+    const paths = candidatePaths({ ...env, MARLIN_FP8_BINARY: '/opt/x/marlin_fp8.node' });
     expect(paths[0]).toBe('/opt/x/marlin_fp8.node');
     expect(paths[1]).toMatch(/packages\/fp8\/build\/Release\/marlin_fp8\.node$/);
-    expect(candidatePaths({ MARLIN_DENSE_BINARY: '/opt/x/marlin_dense.node' })).toHaveLength(1);
+    expect(paths.at(-1)).toMatch(/^\/c\/fp8\/[^/]+\/marlin_fp8\.node$/);
+    if (process.platform === 'linux' && process.arch === 'x64') {
+      expect(paths[2]).toMatch(/fp8-linux-x64-gnu\/marlin_fp8\.node$/);
+    }
+    // Another addon's variable is not this addon's override.
+    expect(candidatePaths({ ...env, MARLIN_DENSE_BINARY: '/opt/x/marlin_dense.node' })).toEqual(paths.slice(1));
   });
 
   it('lists every attempted path and says how to build @marlin/fp8', () => {
