@@ -16,6 +16,7 @@ import { writePackedContainer } from './packed.js';
 import type { CheckpointPlan, LayerPlan, PlanOptions } from './plan.js';
 import { planCheckpoint } from './plan.js';
 import { ShardedSafetensors } from './sharded.js';
+import { SPARSE_NOT_RELEASED } from './sparse-plan.js';
 
 /** `inspectCheckpoint` result: the plan plus where it came from. JSON-serialisable. */
 export interface CheckpointReport extends Omit<CheckpointPlan, 'config'> {
@@ -164,6 +165,17 @@ export async function convertCheckpoint(
     const problem = planProblem(dir, plan);
     if (problem !== null) throw problem;
     const unsupported = plan.layers.filter((l) => l.status === 'unsupported');
+    const sparse = unsupported.filter((l) => l.sparse?.decodable);
+    if (sparse.length > 0 && !options.keepUnsupported) {
+      // Recognised and decodable, but there is no packed sparse format to write yet: say so, not "cannot convert".
+      throw new UnsupportedError(
+        `${dir} has ${sparse.length} 2:4 sparse layer(s) (${sparse[0].sparse?.source}, e.g. ${sparse[0].name}): ${SPARSE_NOT_RELEASED}, so convert cannot write them.`,
+        {
+          fix: 'decode them with readSparseLayer() for the CPU reference (referenceGemmSparse), or pass --keep-unsupported to copy them through in their source layout.',
+          details: { layers: sparse.map((l) => l.name) },
+        },
+      );
+    }
     if (unsupported.length > 0 && !options.keepUnsupported) {
       throw new UnsupportedError(
         `Cannot convert ${unsupported.length} layer(s) of ${dir}: ${listReasons(unsupported)}.`,

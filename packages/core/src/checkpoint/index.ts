@@ -67,3 +67,15 @@ export {
 } from './safetensors.js';
 export type { TensorSource } from './sharded.js';
 export { INDEX_FILE, ShardedSafetensors } from './sharded.js';
+export type { Bitmask24Tensors, Marlin24Tensors } from './sparse.js';
+export {
+  decodeMarlin24,
+  decodeSparse24Bitmask,
+  MARLIN24_PERM,
+  MARLIN24_SCALE_PERM,
+  marlin24MetaOffset,
+  marlin24ShapeProblem,
+} from './sparse.js';
+export type { SparseLayerInfo } from './sparse-plan.js';
+export { claimsTwoFour, SPARSE_NOT_RELEASED } from './sparse-plan.js';
+export { readSparseLayer } from './sparse-read.js';

@@ -8,6 +8,7 @@ import { halfDecoder, halfEncoder } from '../dtypes.js';
 import { MarlinError, ValueError } from '../errors/index.js';
 import { foldFp8Scale } from '../format/fp8.js';
 import { numGroups, paddedK, paddedN, qweightWords } from '../format/layout.js';
+import type { SparseQuantizedWeight } from '../format/sparse.js';
 import type { CodeType, HalfDtype, QuantizedWeight, WeightBits } from '../format/types.js';
 import { assertGroupSize, assertKN } from '../format/validate.js';
 import type {
@@ -32,6 +33,7 @@ import {
 } from './decode.js';
 import type { SafetensorsDtype } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
+import { planSparseCt, type SparseLayerInfo, sparseCtModules, withSparsityClaim } from './sparse-plan.js';
 
 /** Checkpoint layout a layer comes from. */
 export type SourceFormat = 'gptq' | 'awq' | 'compressed-tensors' | 'fp8';
@@ -76,6 +78,8 @@ export interface LayerPlan {
   readonly sourceBytes: number;
   /** Bytes of the packed tensors we write (0 unless status is "convert"). */
   readonly packedBytes: number;
+  /** Present when the layer is 2:4 sparse (docs/checkpoints.md "2:4 sparse"). */
+  readonly sparse?: SparseLayerInfo;
 }
 
 /** A 2-D `.weight` the checkpoint keeps in full precision, with the config's reason. */
@@ -114,12 +118,16 @@ export interface PlanOptions {
 interface LayerRecipe {
   readonly plan: LayerPlan;
   readonly load: () => Promise<QuantizedWeight>;
+  /** Decodes a 2:4 sparse layer (null / absent when the layer is not one). */
+  readonly loadSparse?: (() => Promise<SparseQuantizedWeight>) | null;
 }
 
 /** Plan plus the loaders of the layers to convert. */
 export interface ExecutablePlan extends CheckpointPlan {
   /** Reads and decodes a layer whose status is "convert". */
   loadLayer(name: string): Promise<QuantizedWeight>;
+  /** Reads and decodes a 2:4 sparse layer (one whose `sparse.decodable` is true) into a SparseQuantizedWeight. */
+  loadSparseLayer(name: string): Promise<SparseQuantizedWeight>;
 }
 
 /** Bytes of a converted layer in our container (qweight + scales + zeros + perm). */
@@ -196,9 +204,15 @@ export async function planCheckpoint(
       if (ctGroupFor(config, m) === null) return 'no config group targets it';
       return 'not quantized in the checkpoint';
     };
-    for (const m of modulesWith(src, 'weight_packed')) recipes.push(await planCt(src, config, m, configProblem));
+    const sparse = sparseCtModules(src, config, ctGroupFor);
+    for (const m of modulesWith(src, 'weight_packed')) {
+      if (!sparse.has(m)) recipes.push(withSparsityClaim(config, await planCt(src, config, m, configProblem)));
+    }
+    for (const [m, kind] of sparse) {
+      recipes.push(await planSparseCt(src, config, m, kind, configProblem, ctGroupFor, ctIgnoreMatch));
+    }
     const packed = new Set(modulesWith(src, 'weight_packed'));
-    const fp8 = fp8Modules(src, ['weight_scale']).filter((m) => !packed.has(m));
+    const fp8 = fp8Modules(src, ['weight_scale']).filter((m) => !packed.has(m) && !sparse.has(m));
     const warned = new Set<string>();
     for (const m of fp8) {
       const g = ctGroupFor(config, m);
@@ -254,6 +268,16 @@ export async function planCheckpoint(
         );
       }
       return r.load();
+    },
+    loadSparseLayer(name: string): Promise<SparseQuantizedWeight> {
+      const r = byName.get(name);
+      if (!r?.loadSparse) {
+        throw new ValueError(
+          `Layer "${name}" is not a 2:4 sparse layer this plan can decode (${r ? (r.plan.sparse ? `status ${r.plan.status}: ${r.plan.reason}` : 'not 2:4 sparse') : 'no such layer'}).`,
+          { fix: 'pick a name from plan.layers whose sparse.decodable is true.' },
+        );
+      }
+      return r.loadSparse();
     },
   };
 }

@@ -244,7 +244,7 @@ export function formatReport(r: CheckpointReport, all: boolean): string {
       const rounding =
         l.scaleRoundingError === null ? '' : `  scale rounding <= ${l.scaleRoundingError.toExponential(2)} (relative)`;
       lines.push(
-        `  ${l.name}  ${l.K}x${l.N} ${fp8 ? 'fp8-e4m3' : `int${l.bits}`} ${g} ${flags}  ${size}${rounding}${l.reason ? `\n      why: ${l.reason}` : ''}`,
+        `  ${l.name}  ${l.K}x${l.N} ${fp8 ? 'fp8-e4m3' : `int${l.bits}`} ${g} ${flags}  ${size}${rounding}${l.reason ? `\n      why: ${l.reason}` : ''}${l.sparse ? `\n      2:4 sparse (${l.sparse.source}): convert produces ${l.sparse.produces}` : ''}`,
       );
     }
     if (ls.length > shown) lines.push(`  ... ${ls.length - shown} more (--all lists them)`);
