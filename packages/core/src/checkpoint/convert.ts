@@ -11,6 +11,7 @@ import type { HalfDtype, WeightBits } from '../format/types.js';
 import type { QuantizationConfig } from './config.js';
 import { readQuantizationConfig } from './config.js';
 import { resolveOutputPath } from './files.js';
+import { type ExpertsPlan, expertsMeta, loadExperts, planExperts, readConfigNumExperts } from './moe.js';
 import type { PackedLayerMeta, PackedLayerSource, WriteProgress } from './packed.js';
 import { writePackedContainer } from './packed.js';
 import type { CheckpointPlan, LayerPlan, PlanOptions } from './plan.js';
@@ -25,6 +26,8 @@ export interface CheckpointReport extends Omit<CheckpointPlan, 'config'> {
   /** The quantization config without compiled regexes (as read, JSON). */
   readonly config: Readonly<Record<string, unknown>> | null;
   readonly counts: { readonly convert: number; readonly unsupported: number; readonly invalid: number };
+  /** Mixture-of-experts weights the per-expert layers stack into (docs/checkpoints.md "Mixture-of-experts"). */
+  readonly experts: readonly ExpertsPlan[];
   /** Why `convert` would fail outright (the code and message of the error it throws), or null. */
   readonly problem: { readonly code: ErrorCode; readonly message: string } | null;
 }
@@ -58,7 +61,8 @@ export async function inspectCheckpoint(dir: string, options: PlanOptions = {}):
   const src = await ShardedSafetensors.open(dir);
   try {
     const plan = await planCheckpoint(src, config, options);
-    const problem = planProblem(dir, plan);
+    const experts = planExperts(plan.layers, await readConfigNumExperts(cdir));
+    const problem = planProblem(dir, plan) ?? expertsProblem(dir, experts);
     const count = (s: LayerPlan['status']): number => plan.layers.filter((l) => l.status === s).length;
     return {
       path: resolve(dir),
@@ -73,6 +77,7 @@ export async function inspectCheckpoint(dir: string, options: PlanOptions = {}):
       totalBytes: plan.totalBytes,
       warnings: plan.warnings,
       counts: { convert: count('convert'), unsupported: count('unsupported'), invalid: count('invalid') },
+      experts,
       problem: problem === null ? null : { code: problem.code, message: problem.message },
     };
   } finally {
@@ -104,6 +109,25 @@ function planProblem(dir: string, plan: CheckpointPlan): MarlinError | null {
   return null;
 }
 
+/**
+ * Why the experts of a MoE checkpoint cannot be stacked (a missing or mismatched expert: the files contradict the
+ * model), as the FormatError convert throws; null otherwise.
+ */
+function expertsProblem(dir: string, experts: readonly ExpertsPlan[]): MarlinError | null {
+  const invalid = experts.filter((x) => x.status === 'invalid');
+  if (invalid.length === 0) return null;
+  return new FormatError(
+    `Cannot convert ${dir}: the experts of ${invalid.length} MoE weight(s) do not stack: ${invalid
+      .slice(0, 3)
+      .map((x) => `${x.name}: ${x.reason}`)
+      .join('; ')}.`,
+    {
+      fix: 'every expert 0..E-1 needs its gate, up and down projections, quantized alike; download or export the checkpoint again.',
+      details: { experts: invalid.map((x) => x.name) },
+    },
+  );
+}
+
 /** Options of `convertCheckpoint`. */
 export interface ConvertOptions {
   /** Called after each layer and each copied chunk. */
@@ -125,6 +149,8 @@ export interface ConvertResult {
   readonly converted: readonly string[];
   readonly unconverted: readonly { name: string; reason: string }[];
   readonly passthrough: readonly string[];
+  /** Stacked mixture-of-experts weights written (their member layers are in `converted`). */
+  readonly stackedExperts: readonly string[];
   /** What the conversion ignored (e.g. an FP8 checkpoint's activation quantization). */
   readonly warnings: readonly string[];
   readonly bytesWritten: number;
@@ -162,7 +188,8 @@ export async function convertCheckpoint(
       });
     }
     const plan = await planCheckpoint(src, config, { scaleDtype: options.scaleDtype });
-    const problem = planProblem(dir, plan);
+    const moe = planExperts(plan.layers, await readConfigNumExperts(cdir));
+    const problem = planProblem(dir, plan) ?? expertsProblem(dir, moe);
     if (problem !== null) throw problem;
     const unsupported = plan.layers.filter((l) => l.status === 'unsupported');
     const sparse = unsupported.filter((l) => l.sparse?.decodable);
@@ -191,15 +218,27 @@ export async function convertCheckpoint(
         fix: 'run `marlin inspect` to see why; an unquantized model needs quantizing first.',
       });
     }
-    const layers: PackedLayerSource[] = toConvert.map((l) => ({
-      name: l.name,
-      meta: layerMeta(l, options.scaleDtype),
-      sourceBytes: l.sourceBytes,
-      load: async () => {
-        const q = await plan.loadLayer(l.name);
-        return pack(q, { scaleDtype: options.scaleDtype ?? q.scaleDtype });
-      },
+    // Layers of a stackable MoE weight are written stacked, not one by one.
+    const stacked = moe.filter((x) => x.status === 'convert');
+    const members = new Set(stacked.flatMap((x) => x.members));
+    const sourceBytes = new Map(plan.layers.map((l) => [l.name, l.sourceBytes]));
+    const experts = stacked.map((x) => ({
+      name: x.name,
+      meta: expertsMeta(x, options.scaleDtype),
+      sourceBytes: x.members.reduce((s, m) => s + (sourceBytes.get(m) ?? 0), 0),
+      load: () => loadExperts(x, (name) => plan.loadLayer(name), options.scaleDtype),
     }));
+    const layers: PackedLayerSource[] = toConvert
+      .filter((l) => !members.has(l.name))
+      .map((l) => ({
+        name: l.name,
+        meta: layerMeta(l, options.scaleDtype),
+        sourceBytes: l.sourceBytes,
+        load: async () => {
+          const q = await plan.loadLayer(l.name);
+          return pack(q, { scaleDtype: options.scaleDtype ?? q.scaleDtype });
+        },
+      }));
     const unconverted = unsupported.map((l) => ({ name: l.name, reason: l.reason ?? '' }));
     await writePackedContainer(
       outAbs,
@@ -211,6 +250,7 @@ export async function convertCheckpoint(
         unconverted,
         onProgress: options.onProgress,
         signal: options.signal,
+        experts,
       },
     );
     return {
@@ -218,6 +258,7 @@ export async function convertCheckpoint(
       converted: toConvert.map((l) => l.name),
       unconverted,
       passthrough: plan.passthrough,
+      stackedExperts: experts.map((x) => x.name),
       warnings: plan.warnings,
       bytesWritten: (await stat(outAbs)).size,
     };

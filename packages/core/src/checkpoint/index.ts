@@ -29,9 +29,12 @@ export {
   decodeGptq,
   gptqZeroPoints,
 } from './decode.js';
+export type { ExpertModule, ExpertProjection, ExpertsPlan } from './moe.js';
+export { expertsMeta, loadExperts, parseExpertModule, planExperts, readConfigNumExperts } from './moe.js';
 export type {
   LoadPackedOptions,
   PackedCheckpointInfo,
+  PackedExpertsSource,
   PackedLayerMeta,
   PackedLayerSource,
   WriteContainerOptions,
@@ -39,7 +42,9 @@ export type {
 } from './packed.js';
 export {
   loadPacked,
+  loadPackedExperts,
   PACKED_FORMAT_NAME,
+  packedExpertsTensorDeclarations,
   packedLayerMeta,
   packedTensorDeclarations,
   readPackedInfo,

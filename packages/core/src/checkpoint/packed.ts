@@ -6,6 +6,12 @@
  */
 import { rename, rm } from 'node:fs/promises';
 import { CancelledError, FormatError, IoError, MarlinError, throwIfAborted } from '../errors/index.js';
+import {
+  type PackedExperts,
+  type PackedExpertsInfo,
+  packedExpertsInfo,
+  validatePackedExperts,
+} from '../format/experts.js';
 import { numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
 import type { HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
 import { FORMAT_VERSION } from '../format/types.js';
@@ -33,6 +39,8 @@ export interface PackedCheckpointInfo {
   readonly unconverted: readonly { name: string; reason: string }[];
   /** Tensors that are not part of a packed layer (embeddings, norms, biases, unquantized layers...). */
   readonly passthrough: readonly string[];
+  /** Stacked mixture-of-experts weights (`__metadata__["experts"]`; docs/format.md "Stacked experts"). */
+  readonly experts: Readonly<Record<string, PackedExpertsInfo>>;
 }
 
 /** Metadata of a packed weight, as stored. */
@@ -69,6 +77,26 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/**
+ * The tensors a stacked-experts weight occupies: `<name>.qweight` I32 [E, tiles, 512], `<name>.scales` [E, G, Np],
+ * `<name>.zeros` U8 [E, G, Np] (hasZeros), `<name>.perm` I32 [E, K] (actOrder).
+ */
+export function packedExpertsTensorDeclarations(name: string, m: PackedExpertsInfo): TensorDeclaration[] {
+  return packedTensorDeclarations(name, m).map((d) => ({
+    ...d,
+    shape: d.name.endsWith('.qweight') ? [m.numExperts, d.shape[0], d.shape[1]] : [m.numExperts, ...d.shape],
+  }));
+}
+
+/** A stacked-experts weight to write: its metadata up front and its data on demand. */
+export interface PackedExpertsSource {
+  readonly name: string;
+  readonly meta: PackedExpertsInfo;
+  readonly load: () => Promise<PackedExperts>;
+  /** Bytes of source data it stands for (progress only). */
+  readonly sourceBytes?: number;
+}
+
 /** A layer to write: its metadata up front (for the header) and its data on demand. */
 export interface PackedLayerSource {
   readonly name: string;
@@ -96,6 +124,8 @@ export interface WriteContainerOptions {
   readonly unconverted?: readonly { name: string; reason: string }[];
   readonly onProgress?: (p: WriteProgress) => void;
   readonly signal?: AbortSignal;
+  /** Stacked mixture-of-experts weights, written after the layers (listed in `__metadata__["experts"]`). */
+  readonly experts?: readonly PackedExpertsSource[];
 }
 
 /**
@@ -121,6 +151,12 @@ export async function writePackedContainer(
     meta[l.name] = l.meta;
     decls.push(...packedTensorDeclarations(l.name, l.meta));
   }
+  const experts = options.experts ?? [];
+  const expertsMeta: Record<string, PackedExpertsInfo> = Object.create(null);
+  for (const x of experts) {
+    expertsMeta[x.name] = x.meta;
+    decls.push(...packedExpertsTensorDeclarations(x.name, x.meta));
+  }
   const copyNames = passthrough?.names ?? [];
   for (const n of copyNames) {
     const info = passthrough!.source.info(n);
@@ -135,15 +171,17 @@ export async function writePackedContainer(
   if (options.sourceConfig !== undefined) metadata['source_config'] = JSON.stringify(options.sourceConfig);
   if (options.unconverted && options.unconverted.length > 0)
     metadata['unconverted'] = JSON.stringify(options.unconverted);
+  if (experts.length > 0) metadata['experts'] = JSON.stringify(expertsMeta);
 
   // Symbolic links are written through; the temporary file sits next to the file it becomes and is renamed over it.
   const target = await resolveOutputPath(path);
   const partial = `${target}.partial`;
   await clearStaleTemp(partial);
   const writer = await SafetensorsWriter.create(partial, decls, metadata, { exclusive: true });
-  const count = layers.length + copyNames.length;
+  const count = layers.length + experts.length + copyNames.length;
   const bytesTotal =
     layers.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
+    experts.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
     copyNames.reduce((s, n) => s + passthrough!.source.info(n).byteLength, 0);
   let bytesDone = 0;
   let index = 0;
@@ -178,6 +216,17 @@ export async function writePackedContainer(
       bytesDone += l.sourceBytes ?? 0;
       onProgress?.({ phase: 'convert', name: l.name, index: ++index, count, bytesDone, bytesTotal });
     }
+    for (const x of experts) {
+      throwIfAborted(signal, `Writing ${path}`);
+      const p = await loadWithName(x.name, x.load);
+      assertDeclared(x.name, packedExpertsInfo(p), x.meta);
+      await writer.write(`${x.name}.qweight`, bytesOf(p.qweight));
+      await writer.write(`${x.name}.scales`, bytesOf(p.scales));
+      if (p.zeros) await writer.write(`${x.name}.zeros`, p.zeros);
+      if (p.perm) await writer.write(`${x.name}.perm`, bytesOf(p.perm));
+      bytesDone += x.sourceBytes ?? 0;
+      onProgress?.({ phase: 'convert', name: x.name, index: ++index, count, bytesDone, bytesTotal });
+    }
     for (const n of copyNames) {
       const src = passthrough!.source;
       index++;
@@ -210,6 +259,27 @@ export async function writePackedContainer(
       throw new CancelledError(`Writing ${path} was cancelled; the partial output was removed.`, { cause: err.cause });
     }
     throw err;
+  }
+}
+
+async function loadWithName<T>(name: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    if (err instanceof MarlinError && !(err instanceof CancelledError)) err.message = `Layer ${name}: ${err.message}`;
+    throw err;
+  }
+}
+
+function assertDeclared<T extends object>(name: string, got: T, declared: T): void {
+  const keys = new Set([...Object.keys(declared), ...Object.keys(got)]) as Set<keyof T>;
+  for (const key of keys) {
+    if (got[key] !== declared[key]) {
+      throw new FormatError(
+        `Layer ${name}: packed ${String(key)} = ${got[key]} but the header declared ${declared[key]}.`,
+        { fix: 'declare each weight with the metadata of the weight that will be written.' },
+      );
+    }
   }
 }
 
@@ -283,6 +353,7 @@ export function readPackedInfo(reader: SafetensorsReader): PackedCheckpointInfo 
       owned.add(d.name);
     }
   }
+  const experts = readExpertsInfo(reader, owned);
   return {
     formatVersion: FORMAT_VERSION,
     layers,
@@ -290,7 +361,99 @@ export function readPackedInfo(reader: SafetensorsReader): PackedCheckpointInfo 
     sourceConfig,
     unconverted: Array.isArray(unconverted) ? (unconverted as { name: string; reason: string }[]) : [],
     passthrough: reader.names().filter((n) => !owned.has(n)),
+    experts,
   };
+}
+
+/** Parses `__metadata__["experts"]` and checks each stacked weight's tensors; adds them to `owned`. */
+function readExpertsInfo(reader: SafetensorsReader, owned: Set<string>): Record<string, PackedExpertsInfo> {
+  const out: Record<string, PackedExpertsInfo> = Object.create(null);
+  const raw = reader.metadata['experts'];
+  if (raw === undefined) return out;
+  const fail = (problem: string): never => {
+    throw new FormatError(`${reader.path}: ${problem}`, { fix: FIX_RECONVERT, details: { path: reader.path } });
+  };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (cause) {
+    fail(`__metadata__.experts holds invalid JSON (${(cause as Error).message}).`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('__metadata__.experts is not an object.');
+  for (const [name, m] of Object.entries(json as Record<string, unknown>)) {
+    const E = (m as Record<string, unknown> | null)?.['numExperts'];
+    if (typeof E !== 'number' || !Number.isSafeInteger(E) || E < 1)
+      fail(`experts ${name} has an invalid "numExperts".`);
+    const meta: PackedExpertsInfo = { numExperts: E as number, ...checkMeta(reader.path, name, m) };
+    out[name] = meta;
+    for (const d of packedExpertsTensorDeclarations(name, meta)) {
+      const info = reader.has(d.name) ? reader.info(d.name) : null;
+      if (info === null) fail(`experts ${name} lack tensor ${d.name}.`);
+      const okDtype = info!.dtype === d.dtype || (d.dtype === 'I32' && info!.dtype === 'U32');
+      if (!okDtype || info!.shape.join(',') !== d.shape.join(',')) {
+        fail(
+          `tensor ${d.name} is ${info!.dtype} [${info!.shape.join(', ')}], but experts ${name} need ${d.dtype} [${d.shape.join(', ')}].`,
+        );
+      }
+      owned.add(d.name);
+    }
+  }
+  return out;
+}
+
+/**
+ * Loads every stacked-experts weight of a marlin-ts container (each checked with `validatePackedExperts`).
+ * @throws FormatError for a foreign, corrupt or other-version file; IoError when it cannot be read.
+ */
+export async function loadPackedExperts(
+  path: string,
+  options: LoadPackedOptions = {},
+): Promise<Map<string, PackedExperts>> {
+  const reader = await SafetensorsReader.open(path);
+  try {
+    const info = readPackedInfo(reader);
+    const names = options.layers ?? Object.keys(info.experts);
+    const out = new Map<string, PackedExperts>();
+    for (const name of names) {
+      throwIfAborted(options.signal, `Loading ${path}`);
+      const m = info.experts[name];
+      if (!m) {
+        throw new FormatError(`${path} has no stacked experts "${name}".`, {
+          fix: `pick one of: ${Object.keys(info.experts).slice(0, 5).join(', ') || '(none)'}.`,
+        });
+      }
+      const qb = await reader.read(`${name}.qweight`);
+      const sb = await reader.read(`${name}.scales`);
+      const p: PackedExperts = {
+        formatVersion: FORMAT_VERSION,
+        numExperts: m.numExperts,
+        bits: m.bits,
+        ...(m.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
+        K: m.K,
+        N: m.N,
+        Kp: m.Kp,
+        Np: m.Np,
+        groupSize: m.groupSize,
+        numGroups: m.numGroups,
+        scaleDtype: m.scaleDtype,
+        qweight: new Uint32Array(qb.buffer, qb.byteOffset, qb.byteLength / 4),
+        scales: new Uint16Array(sb.buffer, sb.byteOffset, sb.byteLength / 2),
+        zeros: m.hasZeros ? await reader.read(`${name}.zeros`) : null,
+        perm: m.actOrder ? await reader.readInt32(`${name}.perm`) : null,
+        paddedBytes: m.paddedBytes,
+      };
+      try {
+        validatePackedExperts(p);
+      } catch (err) {
+        if (err instanceof MarlinError) err.message = `${path}, experts ${name}: ${err.message}`;
+        throw err;
+      }
+      out.set(name, p);
+    }
+    return out;
+  } finally {
+    await reader.close();
+  }
 }
 
 function checkMeta(path: string, name: string, m: unknown): PackedLayerMeta {

@@ -7,7 +7,7 @@
  * - spec dequantizers that read those raw checkpoint tensors back and compute round_T(s * (q - z)) with their own
  *   fp16 / bf16 rounding, independent of src/dtypes.ts and src/checkpoint/decode.ts.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
@@ -534,4 +534,24 @@ export function specDequantFp8(t: Fp8Truth, dtype: 'fp16' | 'bf16'): Float32Arra
     }
   }
   return out;
+}
+
+// ------------------------------------------------------------------------------------------- mixture of experts
+
+export type MoeNaming = 'mixtral' | 'qwen';
+
+/** Module name of one expert projection: Mixtral `block_sparse_moe.experts.E.w1|w3|w2`, Qwen `mlp.experts.E.*_proj`. */
+export function moeModuleName(naming: MoeNaming, layer: number, expert: number, proj: 'gate' | 'up' | 'down'): string {
+  if (naming === 'mixtral') {
+    const w = { gate: 'w1', up: 'w3', down: 'w2' }[proj];
+    return `model.layers.${layer}.block_sparse_moe.experts.${expert}.${w}`;
+  }
+  return `model.layers.${layer}.mlp.experts.${expert}.${proj}_proj`;
+}
+
+/** Merges model fields (num_local_experts, num_experts, ...) into the config.json writeCheckpoint wrote. */
+export async function mergeModelConfig(dir: string, fields: Record<string, unknown>): Promise<void> {
+  const path = join(dir, 'config.json');
+  const config = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  await writeFile(path, JSON.stringify({ ...config, ...fields }));
 }
