@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { f16ToF32, f32ToF16, halfDecoder, halfEncoder } from '../src/dtypes.js';
 import { DtypeError, ShapeError, ValueError } from '../src/errors/index.js';
-import { expertWeight, type PackedExperts, packExperts } from '../src/format/experts.js';
+import { expertWeight, type PackedExperts, packExperts, splitExperts, stackExperts } from '../src/format/experts.js';
 import { unpack } from '../src/format/pack.js';
 import type { HalfDtype, QuantizedWeight } from '../src/format/types.js';
 import { dequantize } from '../src/reference/dequantize.js';
@@ -348,6 +348,37 @@ describe('referenceMoe', () => {
       const want = localSlot ? full.slotBits.subarray(s * L.H, (s + 1) * L.H) : new Uint16Array(L.H);
       expect(ep.slotBits.subarray(s * L.H, (s + 1) * L.H)).toEqual(want);
     }
+  });
+
+  it('property: renumbering the experts (weights and ids together) changes no output bit', () => {
+    const L = makeLayer(5, 32, 16, 'bf16', 4, 71);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 1 << 30 }),
+        (M, k, seed) => {
+          const r = rng(seed);
+          const topkIds = Int32Array.from({ length: M * k }, () => (r() < 0.15 ? -1 : randInt(r, L.E)));
+          const topkWeights = Float32Array.from({ length: M * k }, () => r());
+          const x = randomHalfBits(r, M * L.H, 'bf16', 2);
+          const order = Array.from({ length: L.E }, (_, e) => e).sort(() => r() - 0.5); // new expert i = old order[i]
+          const renumber = new Int32Array(L.E);
+          order.forEach((old, i) => {
+            renumber[old] = i;
+          });
+          const pick = (pe: PackedExperts): PackedExperts => {
+            const all = splitExperts(pe);
+            return stackExperts(order.map((old) => all[old]));
+          };
+          const ids2 = topkIds.map((id) => (id < 0 ? -1 : renumber[id]));
+          const a = referenceMoe(x, L.w13, L.w2, { M, dtype: 'bf16', topkIds, topkWeights });
+          const b = referenceMoe(x, pick(L.w13), pick(L.w2), { M, dtype: 'bf16', topkIds: ids2, topkWeights });
+          expect(b.bits).toEqual(a.bits);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it('with routing weight 1 and k = 1, applying it on the input or the output is the same', () => {
