@@ -409,51 +409,13 @@ export async function loadPackedExperts(
   path: string,
   options: LoadPackedOptions = {},
 ): Promise<Map<string, PackedExperts>> {
-  const reader = await SafetensorsReader.open(path);
-  try {
-    const info = readPackedInfo(reader);
-    const names = options.layers ?? Object.keys(info.experts);
-    const out = new Map<string, PackedExperts>();
-    for (const name of names) {
-      throwIfAborted(options.signal, `Loading ${path}`);
-      const m = info.experts[name];
-      if (!m) {
-        throw new FormatError(`${path} has no stacked experts "${name}".`, {
-          fix: `pick one of: ${Object.keys(info.experts).slice(0, 5).join(', ') || '(none)'}.`,
-        });
-      }
-      const qb = await reader.read(`${name}.qweight`);
-      const sb = await reader.read(`${name}.scales`);
-      const p: PackedExperts = {
-        formatVersion: FORMAT_VERSION,
-        numExperts: m.numExperts,
-        bits: m.bits,
-        ...(m.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
-        K: m.K,
-        N: m.N,
-        Kp: m.Kp,
-        Np: m.Np,
-        groupSize: m.groupSize,
-        numGroups: m.numGroups,
-        scaleDtype: m.scaleDtype,
-        qweight: new Uint32Array(qb.buffer, qb.byteOffset, qb.byteLength / 4),
-        scales: new Uint16Array(sb.buffer, sb.byteOffset, sb.byteLength / 2),
-        zeros: m.hasZeros ? await reader.read(`${name}.zeros`) : null,
-        perm: m.actOrder ? await reader.readInt32(`${name}.perm`) : null,
-        paddedBytes: m.paddedBytes,
-      };
-      try {
-        validatePackedExperts(p);
-      } catch (err) {
-        if (err instanceof MarlinError) err.message = `${path}, experts ${name}: ${err.message}`;
-        throw err;
-      }
-      out.set(name, p);
-    }
-    return out;
-  } finally {
-    await reader.close();
-  }
+  return loadStored(path, options, {
+    missing: 'stacked experts',
+    label: 'experts',
+    entries: (info) => info.experts,
+    make: (fields, m): PackedExperts => ({ ...fields, numExperts: m.numExperts }),
+    validate: validatePackedExperts,
+  });
 }
 
 function checkMeta(path: string, name: string, m: unknown): PackedLayerMeta {
@@ -514,22 +476,48 @@ export interface LoadPackedOptions {
  * @throws FormatError for a foreign, corrupt or other-version file; IoError when it cannot be read.
  */
 export async function loadPacked(path: string, options: LoadPackedOptions = {}): Promise<Map<string, PackedWeight>> {
+  return loadStored(path, options, {
+    missing: 'packed layer',
+    label: 'layer',
+    entries: (info) => info.layers,
+    make: (fields) => fields,
+    validate: validatePacked,
+  });
+}
+
+/** One kind of stored weight (single layers, or stacks of experts) as loadStored reads it. */
+interface StoredKind<M extends PackedLayerMeta, T> {
+  /** Noun of the "has no ..." error, and of the validation error's prefix. */
+  readonly missing: string;
+  readonly label: string;
+  readonly entries: (info: PackedCheckpointInfo) => Readonly<Record<string, M>>;
+  readonly make: (fields: PackedWeight, meta: M) => T;
+  readonly validate: (w: T) => void;
+}
+
+/** Reads the named weights of one kind from a container: its arrays as the metadata describes them, each validated. */
+async function loadStored<M extends PackedLayerMeta, T>(
+  path: string,
+  options: LoadPackedOptions,
+  kind: StoredKind<M, T>,
+): Promise<Map<string, T>> {
   const reader = await SafetensorsReader.open(path);
   try {
-    const info = readPackedInfo(reader);
-    const names = options.layers ?? Object.keys(info.layers);
-    const out = new Map<string, PackedWeight>();
+    const entries = kind.entries(readPackedInfo(reader));
+    const known = Object.keys(entries);
+    const names = options.layers ?? known;
+    const out = new Map<string, T>();
     for (const name of names) {
       throwIfAborted(options.signal, `Loading ${path}`);
-      const m = info.layers[name];
+      const m = Object.hasOwn(entries, name) ? entries[name] : undefined;
       if (!m) {
-        throw new FormatError(`${path} has no packed layer "${name}".`, {
-          fix: `pick one of: ${Object.keys(info.layers).slice(0, 5).join(', ')}${Object.keys(info.layers).length > 5 ? ', ...' : ''}.`,
+        throw new FormatError(`${path} has no ${kind.missing} "${name}".`, {
+          fix: `pick one of: ${known.slice(0, 5).join(', ') || '(none)'}${known.length > 5 ? ', ...' : ''}.`,
         });
       }
       const qb = await reader.read(`${name}.qweight`);
       const sb = await reader.read(`${name}.scales`);
-      const p: PackedWeight = {
+      const fields: PackedWeight = {
         formatVersion: FORMAT_VERSION,
         bits: m.bits,
         ...(m.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
@@ -546,13 +534,14 @@ export async function loadPacked(path: string, options: LoadPackedOptions = {}):
         perm: m.actOrder ? await reader.readInt32(`${name}.perm`) : null,
         paddedBytes: m.paddedBytes,
       };
+      const w = kind.make(fields, m);
       try {
-        validatePacked(p);
+        kind.validate(w);
       } catch (err) {
-        if (err instanceof MarlinError) err.message = `${path}, layer ${name}: ${err.message}`;
+        if (err instanceof MarlinError) err.message = `${path}, ${kind.label} ${name}: ${err.message}`;
         throw err;
       }
-      out.set(name, p);
+      out.set(name, w);
     }
     return out;
   } finally {

@@ -31,6 +31,7 @@ import {
   gIdxProblem,
   gptqZeroPoints,
 } from './decode.js';
+import { type LayerStatus, LayerTensors } from './layer-tensors.js';
 import type { SafetensorsDtype } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
 import { planSparseCt, type SparseLayerInfo, sparseCtModules, withSparsityClaim } from './sparse-plan.js';
@@ -39,7 +40,7 @@ import { planSparseCt, type SparseLayerInfo, sparseCtModules, withSparsityClaim 
 export type SourceFormat = 'gptq' | 'awq' | 'compressed-tensors' | 'fp8';
 
 /** convert: will be converted; unsupported: valid, but the kernels cannot run it; invalid: tensors contradict the config. */
-export type LayerStatus = 'convert' | 'unsupported' | 'invalid';
+export type { LayerStatus } from './layer-tensors.js';
 
 /** One quantized linear of the source checkpoint. */
 export interface LayerPlan {
@@ -291,9 +292,7 @@ function modulesWith(src: TensorSource, suffix: string): string[] {
 }
 
 /** Fields shared by every layer plan builder. */
-class LayerBuilder {
-  status: LayerStatus = 'convert';
-  reason: string | null = null;
+class LayerBuilder extends LayerTensors {
   bits = 0;
   codeType: CodeType | undefined = undefined;
   scaleRoundingError: number | null = null;
@@ -304,40 +303,13 @@ class LayerBuilder {
   scaleDtype: HalfDtype | null = null;
   hasZeros = false;
   actOrder = false;
-  readonly tensors: string[] = [];
 
   constructor(
-    readonly src: TensorSource,
-    readonly name: string,
+    src: TensorSource,
+    name: string,
     readonly format: SourceFormat,
-  ) {}
-
-  /** Records the first problem; later ones are ignored. Returns false so callers can `return b.fail(...)`. */
-  fail(status: Exclude<LayerStatus, 'convert'>, reason: string): false {
-    if (this.status === 'convert') {
-      this.status = status;
-      this.reason = reason;
-    }
-    return false;
-  }
-
-  get ok(): boolean {
-    return this.status === 'convert';
-  }
-
-  /** Adds `<name>.<suffix>` to the layer's tensors if present; returns its full name or null. */
-  take(suffix: string): string | null {
-    const t = `${this.name}.${suffix}`;
-    if (!this.src.has(t)) return null;
-    this.tensors.push(t);
-    return t;
-  }
-
-  /** Like take(), but a missing tensor makes the layer invalid. */
-  need(suffix: string): string | null {
-    const t = this.take(suffix);
-    if (t === null) this.fail('invalid', `tensor ${this.name}.${suffix} is missing`);
-    return t;
+  ) {
+    super(src, name);
   }
 
   /** Checks dtype and rank; returns the shape, or null (layer invalid). */

@@ -15,7 +15,8 @@ import type { HalfDtype, QuantizedWeight } from '../format/types.js';
 import { assertGroupSize } from '../format/validate.js';
 import type { CompressedTensorsConfig } from './config.js';
 import { pythonRegex } from './config.js';
-import type { LayerPlan, LayerStatus } from './plan.js';
+import { LayerTensors } from './layer-tensors.js';
+import type { LayerPlan } from './plan.js';
 import type { SafetensorsDtype } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
 import { decodeMarlin24, decodeSparse24Bitmask, marlin24ShapeProblem } from './sparse.js';
@@ -126,9 +127,7 @@ export function withSparsityClaim(
 }
 
 /** LayerPlan fields of a sparse-stored layer, collected like plan.ts's builder. */
-class SparseBuilder {
-  status: LayerStatus = 'convert';
-  reason: string | null = null;
+class SparseBuilder extends LayerTensors {
   bits = 4;
   K = 0;
   N = 0;
@@ -136,37 +135,6 @@ class SparseBuilder {
   groupSize = 0;
   scaleDtype: HalfDtype | null = null;
   hasZeros = false;
-  readonly tensors: string[] = [];
-
-  constructor(
-    readonly src: TensorSource,
-    readonly name: string,
-  ) {}
-
-  fail(status: Exclude<LayerStatus, 'convert'>, reason: string): false {
-    if (this.status === 'convert') {
-      this.status = status;
-      this.reason = reason;
-    }
-    return false;
-  }
-
-  get ok(): boolean {
-    return this.status === 'convert';
-  }
-
-  take(suffix: string): string | null {
-    const t = `${this.name}.${suffix}`;
-    if (!this.src.has(t)) return null;
-    this.tensors.push(t);
-    return t;
-  }
-
-  need(suffix: string): string | null {
-    const t = this.take(suffix);
-    if (t === null) this.fail('invalid', `tensor ${this.name}.${suffix} is missing`);
-    return t;
-  }
 
   shape(
     tensor: string | null,
