@@ -37,7 +37,7 @@ function configJson(c: QuantizationConfig | null): Record<string, unknown> | nul
 }
 
 /** Directory of a checkpoint path (a .safetensors / index file path -> its directory) for config lookup. */
-async function configDir(path: string): Promise<string> {
+export async function configDir(path: string): Promise<string> {
   const abs = resolve(path);
   try {
     return (await stat(abs)).isDirectory() ? abs : dirname(abs);

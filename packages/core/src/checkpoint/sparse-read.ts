@@ -1,23 +1,9 @@
 /** readSparseLayer: the programmatic decode path of 2:4 sparse checkpoint layers (docs/checkpoints.md "2:4 sparse"). */
-import { stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { IoError } from '../errors/index.js';
 import { type SparseQuantizedWeight, validateSparse } from '../format/sparse.js';
 import { readQuantizationConfig } from './config.js';
+import { configDir } from './convert.js';
 import { planCheckpoint } from './plan.js';
 import { ShardedSafetensors } from './sharded.js';
-
-async function configDirOf(path: string): Promise<string> {
-  const abs = resolve(path);
-  try {
-    return (await stat(abs)).isDirectory() ? abs : dirname(abs);
-  } catch (cause) {
-    throw new IoError(`Cannot read checkpoint ${abs}: ${(cause as Error).message}.`, {
-      fix: 'pass a directory that holds *.safetensors files and config.json.',
-      cause,
-    });
-  }
-}
 
 /**
  * Reads one 2:4 sparse layer of a checkpoint (compressed-tensors marlin-24, sparse-24-bitmask over INT4 codes, or
@@ -28,7 +14,7 @@ async function configDirOf(path: string): Promise<string> {
  *   its tensors are malformed; IoError when files cannot be read.
  */
 export async function readSparseLayer(dir: string, name: string): Promise<SparseQuantizedWeight> {
-  const config = await readQuantizationConfig(await configDirOf(dir));
+  const config = await readQuantizationConfig(await configDir(dir));
   const src = await ShardedSafetensors.open(dir);
   try {
     const plan = await planCheckpoint(src, config);
