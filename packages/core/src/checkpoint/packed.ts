@@ -12,7 +12,7 @@ import {
   packedExpertsInfo,
   validatePackedExperts,
 } from '../format/experts.js';
-import { numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
+import { formatFields, numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
 import type { HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
 import { FORMAT_VERSION } from '../format/types.js';
 import { validatePacked } from '../format/validate.js';
@@ -46,16 +46,7 @@ export interface PackedCheckpointInfo {
 /** Metadata of a packed weight, as stored. */
 export function packedLayerMeta(p: PackedWeight): PackedLayerMeta {
   return {
-    bits: p.bits,
-    // Absent for integer codes, so containers of INT4 / INT8 weights read as before.
-    ...(p.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
-    K: p.K,
-    N: p.N,
-    Kp: p.Kp,
-    Np: p.Np,
-    groupSize: p.groupSize,
-    numGroups: p.numGroups,
-    scaleDtype: p.scaleDtype,
+    ...formatFields(p),
     hasZeros: p.zeros !== null,
     actOrder: p.perm !== null,
     paddedBytes: p.paddedBytes,
@@ -519,15 +510,7 @@ async function loadStored<M extends PackedLayerMeta, T>(
       const sb = await reader.read(`${name}.scales`);
       const fields: PackedWeight = {
         formatVersion: FORMAT_VERSION,
-        bits: m.bits,
-        ...(m.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
-        K: m.K,
-        N: m.N,
-        Kp: m.Kp,
-        Np: m.Np,
-        groupSize: m.groupSize,
-        numGroups: m.numGroups,
-        scaleDtype: m.scaleDtype,
+        ...formatFields(m),
         qweight: new Uint32Array(qb.buffer, qb.byteOffset, qb.byteLength / 4),
         scales: new Uint16Array(sb.buffer, sb.byteOffset, sb.byteLength / 2),
         zeros: m.hasZeros ? await reader.read(`${name}.zeros`) : null,

@@ -5,7 +5,7 @@
  */
 import { DtypeError, FormatError, MarlinError, ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
 import { codeTypeOf } from './fp8.js';
-import { defaultZeroPoint, numGroups, qweightWords } from './layout.js';
+import { defaultZeroPoint, formatFields, numGroups, qweightWords } from './layout.js';
 import { type PackOptions, pack, unpack } from './pack.js';
 import { FORMAT_VERSION, type PackedWeight, type PackedWeightInfo, type QuantizedWeight } from './types.js';
 import { validatePacked, validateQuantized } from './validate.js';
@@ -60,15 +60,7 @@ export function expertStrides(info: Pick<PackedWeightInfo, 'bits' | 'K' | 'Kp' |
 export function packedExpertsInfo(pe: PackedExperts): PackedExpertsInfo {
   return {
     numExperts: pe.numExperts,
-    bits: pe.bits,
-    ...(pe.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
-    K: pe.K,
-    N: pe.N,
-    Kp: pe.Kp,
-    Np: pe.Np,
-    groupSize: pe.groupSize,
-    numGroups: pe.numGroups,
-    scaleDtype: pe.scaleDtype,
+    ...formatFields(pe),
     hasZeros: pe.zeros !== null,
     actOrder: pe.perm !== null,
     paddedBytes: pe.paddedBytes,
@@ -141,15 +133,7 @@ export function stackExperts(weights: readonly PackedWeight[]): PackedExperts {
   return {
     formatVersion: FORMAT_VERSION,
     numExperts: E,
-    bits: f.bits,
-    ...(f.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
-    K: f.K,
-    N: f.N,
-    Kp: f.Kp,
-    Np: f.Np,
-    groupSize: f.groupSize,
-    numGroups: f.numGroups,
-    scaleDtype: f.scaleDtype,
+    ...formatFields(f),
     qweight,
     scales,
     zeros,
@@ -181,15 +165,7 @@ export function expertWeight(pe: PackedExperts, e: number): PackedWeight {
   const G = numGroups(pe.K, pe.groupSize);
   return {
     formatVersion: FORMAT_VERSION,
-    bits: pe.bits,
-    ...(pe.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
-    K: pe.K,
-    N: pe.N,
-    Kp: pe.Kp,
-    Np: pe.Np,
-    groupSize: pe.groupSize,
-    numGroups: pe.numGroups,
-    scaleDtype: pe.scaleDtype,
+    ...formatFields(pe),
     qweight: slice(pe.qweight, s.qweight),
     scales: slice(pe.scales, s.scales),
     zeros: pe.zeros === null ? null : slice(pe.zeros, s.zeros),

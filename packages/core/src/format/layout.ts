@@ -3,7 +3,7 @@
  * the reference and the tests all go through these; the CUDA side (native/common/layout.cuh) implements the same
  * formulas.
  */
-import type { WeightBits } from './types.js';
+import type { PackedWeightInfo, WeightBits } from './types.js';
 
 /** Output columns per tile. */
 export const TILE_N = 64;
@@ -182,3 +182,24 @@ export function tileInverseLookup(bits: WeightBits): Int32Array {
 }
 
 const TILE_INVERSE = new Map<WeightBits, Int32Array>();
+
+/** The fields that say what a packed weight's arrays hold (format.md "Container"), without the arrays. */
+export type FormatFields = Pick<
+  PackedWeightInfo,
+  'bits' | 'codeType' | 'K' | 'N' | 'Kp' | 'Np' | 'groupSize' | 'numGroups' | 'scaleDtype'
+>;
+
+/** Copies FormatFields; codeType only for FP8, so integer weights and the containers written from them read as before. */
+export function formatFields(w: FormatFields): FormatFields {
+  return {
+    bits: w.bits,
+    ...(w.codeType === 'e4m3' ? { codeType: 'e4m3' as const } : {}),
+    K: w.K,
+    N: w.N,
+    Kp: w.Kp,
+    Np: w.Np,
+    groupSize: w.groupSize,
+    numGroups: w.numGroups,
+    scaleDtype: w.scaleDtype,
+  };
+}
