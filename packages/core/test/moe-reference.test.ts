@@ -208,12 +208,15 @@ function naiveMoe(x: Uint16Array, L: Layer, o: ReferenceMoeOptions): Float32Arra
       const e = g < 0 ? -1 : o.expertMap ? o.expertMap[g] : g;
       if (e < 0) continue;
       const wt = o.topkWeights[m * k + j];
+      const xs = Float64Array.from({ length: H }, (_, c) => {
+        const v = dec(x[m * H + c]);
+        return o.applyRouterWeightOnInput ? T(Math.fround(wt * v)) : v;
+      });
       const h = new Float64Array(2 * I);
       for (let c = 0; c < 2 * I; c++) {
         let s = 0;
-        for (let kk = 0; kk < H; kk++) s += dec(x[m * H + kk]) * w13[e][kk * 2 * I + c];
+        for (let kk = 0; kk < H; kk++) s += xs[kk] * w13[e][kk * 2 * I + c];
         let v = Math.fround(s);
-        if (o.applyRouterWeightOnInput) v *= wt;
         if (o.bias13) v += dec(o.bias13[e * 2 * I + c]);
         h[c] = T(v);
       }
@@ -227,8 +230,8 @@ function naiveMoe(x: Uint16Array, L: Layer, o: ReferenceMoeOptions): Float32Arra
         for (let i = 0; i < I; i++) s += a[i] * w2[e][i * H + n];
         let v = Math.fround(s);
         if (o.bias2) v += dec(o.bias2[e * H + n]);
-        if (!o.applyRouterWeightOnInput) v *= wt;
-        sum[n] += T(v);
+        const y2 = T(v);
+        sum[n] += o.applyRouterWeightOnInput ? y2 : wt * y2;
       }
     }
     for (let n = 0; n < H; n++) out[m * H + n] = T(sum[n]);
@@ -296,6 +299,55 @@ describe('referenceMoe', () => {
       expect(maxDiff(f32.bits, naiveMoe(x, L, o), v.dtype).diff).toBeLessThanOrEqual(scale * 2 ** -5);
     });
   }
+
+  it('rounding points: y2 carries no routing weight; out = round_T(f32 sum in slot order of fround(w * y2))', () => {
+    for (const dtype of ['fp16', 'bf16'] as const) {
+      const L = makeLayer(3, 32, 16, dtype, 4, 81);
+      const M = 5;
+      const k = 3;
+      const x = randomHalfBits(rng(6), M * L.H, dtype, 2);
+      const r = route(M, L.E, k, 12);
+      r.topkIds[4] = -1; // token 1, slot 1: routed nowhere
+      const got = referenceMoe(x, L.w13, L.w2, { M, dtype, ...r });
+      // Other routing weights, same ids: every y2 stays bit for bit.
+      const reweighted = referenceMoe(x, L.w13, L.w2, { M, dtype, ...r, topkWeights: r.topkWeights.map((w) => w / 3) });
+      expect(reweighted.slotBits).toEqual(got.slotBits);
+      expect(Array.from(got.routed)).toEqual(Array.from(r.topkIds, (id) => (id < 0 ? 0 : 1)));
+      const dec = halfDecoder(dtype);
+      const enc = halfEncoder(dtype);
+      for (let m = 0; m < M; m++)
+        for (let n = 0; n < L.H; n++) {
+          let acc = 0;
+          for (let j = 0; j < k; j++) {
+            const s = m * k + j;
+            if (r.topkIds[s] >= 0)
+              acc = Math.fround(acc + Math.fround(r.topkWeights[s] * dec(got.slotBits[s * L.H + n])));
+          }
+          expect(got.bits[m * L.H + n]).toBe(enc(acc));
+        }
+    }
+  });
+
+  it('weight on the input: the first GEMM sees round_T(fround(w * x)), the sum adds y2 unweighted', () => {
+    const dtype = 'bf16';
+    const L = makeLayer(2, 32, 16, dtype, 8, 91);
+    const M = 4;
+    const x = randomHalfBits(rng(7), M * L.H, dtype, 3);
+    const topkIds = new Int32Array([1, 0, 1, 1]);
+    const topkWeights = new Float32Array([0.3, 0.71, 1.9, 0.05]);
+    const got = referenceMoe(x, L.w13, L.w2, { M, dtype, topkIds, topkWeights, applyRouterWeightOnInput: true });
+    // The same layer on pre-scaled inputs with weight 1 on the output gives the same bits.
+    const dec = halfDecoder(dtype);
+    const enc = halfEncoder(dtype);
+    const scaled = x.map((b, i) => enc(Math.fround(topkWeights[Math.floor(i / L.H)] * dec(b))));
+    const ones = new Float32Array(M).fill(1);
+    const want = referenceMoe(scaled, L.w13, L.w2, { M, dtype, topkIds, topkWeights: ones });
+    expect(got.slotBits).toEqual(want.slotBits);
+    expect(got.bits).toEqual(want.bits);
+    // On the output instead: different bits (the weight is applied after the nonlinearity).
+    const onOutput = referenceMoe(x, L.w13, L.w2, { M, dtype, topkIds, topkWeights });
+    expect(onOutput.bits).not.toEqual(got.bits);
+  });
 
   it('routing edge cases: tokens routed nowhere give 0, all tokens on one expert, experts without tokens', () => {
     const L = makeLayer(3, 32, 16, 'fp16', 4, 21);

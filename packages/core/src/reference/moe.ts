@@ -1,14 +1,18 @@
 /**
  * CPU reference of a mixture-of-experts layer on stacked packed experts (docs/format.md "Stacked experts"): the
- * router, the routing alignment and the whole layer, with the semantics the @marlin/moe kernels match.
+ * router, the routing alignment and the whole layer, with the semantics the @marlin/moe kernels match
+ * (native/include/marlin/moe.h).
  *
- * Rounding points of `referenceMoe` (T = the activation dtype, every sum in f32 unless `accumulate: 'f64'`):
- *   h[r, :]  = round_T( acc1 (x[m] . w13_e, packed row order) (* topk weight, option on input) (+ bias13_e) )
- *   a[r, i]  = round_T( act(h[r, i], h[r, I + i]) )                 act evaluated in f64 from the T values
- *   y[r, :]  = round_T( (acc2 (a[r] . w2_e) (+ bias2_e)) * topk weight )     (no multiply with the option on input)
- *   out[m,:] = round_T( sum over slots j = 0..k-1 of f32(y[m * k + j]) )     slots not routed here add nothing
- * r is one routed (token m, slot j) pair; each GEMM is `referenceGemm` on that expert's weight, so its weight rounding
- * and summation order are the dense reference's. The kernels store h, a and y in T exactly where this rounds.
+ * Rounding points of `referenceMoe` (T = the activation dtype, every sum in f32 unless `accumulate: 'f64'`), for one
+ * routed slot r = (token m, slot j) on local expert e with routing weight w = topkWeights[m, j]:
+ *   xs[r, :]  = x[m, :]                      with the weight on the input: round_T( fround(w * x[m, :]) )
+ *   h[r, :]   = round_T( acc1(xs[r] . w13_e, packed row order) (+ bias13_e) )      bias added to the f32 sum
+ *   a[r, i]   = round_T( act(h[r, i], h[r, I + i]) )                 act evaluated in f64 from the T values
+ *   y2[r, :]  = round_T( acc2(a[r] . w2_e) (+ bias2_e) )             no routing weight here
+ *   out[m, :] = round_T( sum over j = 0..k-1 in order of fround(w * f32(y2[m * k + j])) )   f32 running sum;
+ *               without the multiply when the weight is on the input; slots not routed here add nothing
+ * Each GEMM is `referenceGemm` on that expert's weight, so its weight rounding and summation order are the dense
+ * reference's. The kernels store xs, h, a and y2 in T exactly where this rounds.
  */
 import { assertHalfDtype, halfDecoder, halfEncoder } from '../dtypes.js';
 import { DtypeError, ShapeError, ValueError } from '../errors/index.js';
@@ -158,9 +162,15 @@ export interface MoeAlignment {
   readonly numLocalExperts: number;
 }
 
-/** Upper bound of numTokensPostPadded, the size of a device buffer for sortedTokenIds: M k + E_local (blockSize - 1). */
+/**
+ * Rows of the device's sorted, padded buffers (moe.h marlin_moe_plan_capacity), an upper bound of
+ * numTokensPostPadded: every routed slot plus at most blockSize - 1 padding rows per expert that has any (at most
+ * min(E_local, M k) of them), rounded up to a whole block.
+ */
 export function moeAlignCapacity(M: number, topk: number, numLocalExperts: number, blockSize: number): number {
-  return M * topk + numLocalExperts * (blockSize - 1);
+  const slots = M * topk;
+  const raw = slots + Math.min(numLocalExperts, slots) * (blockSize - 1);
+  return Math.ceil(raw / blockSize) * blockSize;
 }
 
 /** Checks an expert map; returns the number of local experts. */
@@ -277,7 +287,10 @@ export interface ReferenceMoeOptions {
   /** swigluoai alpha (default 1.702) and limit (default 7.0). */
   readonly swigluAlpha?: number;
   readonly swigluLimit?: number;
-  /** Multiply the routing weight into the first GEMM (= scaling the input row) instead of the second. */
+  /**
+   * Multiply the routing weight into the input rows (xs = round_T(fround(w * x))) instead of into the final sum
+   * (gpt-oss-style "apply router weight on input"; meant for topk 1).
+   */
   readonly applyRouterWeightOnInput?: boolean;
   /** [E_local][2I] bias of the first GEMM, in dtype. */
   readonly bias13?: Uint16Array;
@@ -293,8 +306,13 @@ export interface ReferenceMoeResult {
   readonly bits: Uint16Array;
   /** [M][H] sums before the final rounding. */
   readonly values: Float32Array;
-  /** [M * topk][H] per-slot outputs y in dtype (zero for slots not routed here), what a kernel's second GEMM stores. */
+  /**
+   * [M * topk][H] per-slot outputs y2 of the second GEMM in dtype, before the routing weight (what a kernel's second
+   * GEMM stores); zero for slots not routed here.
+   */
   readonly slotBits: Uint16Array;
+  /** [M * topk] whether each slot was routed to a local expert (its y2 is part of the sum). */
+  readonly routed: Uint8Array;
 }
 
 /** silu(g) * u, in f64. */
@@ -363,7 +381,7 @@ function checkLayer(x: Uint16Array, w13: PackedExperts, w2: PackedExperts, o: Re
 
 /**
  * The whole MoE layer on the CPU: alignment, the first GEMM on the stacked gate + up weights, the activation, the
- * second GEMM with the routing weight, and the sum over each token's k slots (rounding points in the file comment).
+ * second GEMM, and the routing-weighted sum over each token's k slots (rounding points in the file comment).
  * Typed errors for bad input: expert ids out of range, k > numExperts, shapes, dtypes, an expert map that does not
  * match the stacked weights.
  */
@@ -405,6 +423,7 @@ export function referenceMoe(
   const onInput = opts.applyRouterWeightOnInput === true;
   const f64 = opts.accumulate === 'f64';
   const slotBits = new Uint16Array(M * k * H);
+  const routed = new Uint8Array(M * k);
   let at = 0;
   for (let e = 0; e < align.numLocalExperts; e++) {
     const rows = align.sortedTokenIds.subarray(at, at + align.tokensPerExpert[e]);
@@ -414,45 +433,56 @@ export function referenceMoe(
     const xe = new Uint16Array(R * H);
     for (let r = 0; r < R; r++) {
       const m = Math.floor(rows[r] / k);
-      xe.set(x.subarray(m * H, (m + 1) * H), r * H);
+      routed[rows[r]] = 1;
+      if (!onInput) {
+        xe.set(x.subarray(m * H, (m + 1) * H), r * H);
+        continue;
+      }
+      // Weight on the input: the gathered row is round_T(fround(w * x)), what the gather kernel stores.
+      const wt = opts.topkWeights[rows[r]];
+      for (let c = 0; c < H; c++) xe[r * H + c] = encode(Math.fround(wt * decode(x[m * H + c])));
     }
     const g1 = referenceGemm(xe, expertWeight(w13, e), { M: R, dtype, accumulate: opts.accumulate });
     const a = new Uint16Array(R * I);
+    const bias13 = opts.bias13;
+    const h = (r: number, c: number): number => {
+      let v = g1.values[r * 2 * I + c];
+      if (bias13) v = f64 ? v + decode(bias13[e * 2 * I + c]) : Math.fround(v + decode(bias13[e * 2 * I + c]));
+      return decode(encode(v));
+    };
     for (let r = 0; r < R; r++) {
-      const wt = opts.topkWeights[rows[r]];
-      const h = (c: number): number => {
-        let v = g1.values[r * 2 * I + c];
-        if (onInput) v = f64 ? v * wt : Math.fround(v * wt);
-        if (opts.bias13)
-          v = f64 ? v + decode(opts.bias13[e * 2 * I + c]) : Math.fround(v + decode(opts.bias13[e * 2 * I + c]));
-        return decode(encode(v));
-      };
       for (let i = 0; i < I; i++) {
-        const g = h(i);
-        const u = h(I + i);
+        const g = h(r, i);
+        const u = h(r, I + i);
         a[r * I + i] = encode(act === 'silu' ? siluAndMul(g, u) : swigluOai(g, u, alpha, limit));
       }
     }
     const g2 = referenceGemm(a, expertWeight(w2, e), { M: R, dtype, accumulate: opts.accumulate });
     for (let r = 0; r < R; r++) {
-      const wt = opts.topkWeights[rows[r]];
       for (let n = 0; n < H; n++) {
         let v = g2.values[r * H + n];
         if (opts.bias2) v = f64 ? v + decode(opts.bias2[e * H + n]) : Math.fround(v + decode(opts.bias2[e * H + n]));
-        if (!onInput) v = f64 ? v * wt : Math.fround(v * wt);
         slotBits[rows[r] * H + n] = encode(v);
       }
     }
   }
+  // The final sum: slots in order, each term fround(w * y2) (or y2 with the weight on the input), one f32 rounding
+  // per addition; a slot routed nowhere is not added at all (adding +0 would turn a -0 sum into +0).
   const acc = f64 ? new Float64Array(M * H) : new Float32Array(M * H);
   for (let m = 0; m < M; m++) {
     for (let j = 0; j < k; j++) {
-      const base = (m * k + j) * H;
-      for (let n = 0; n < H; n++) acc[m * H + n] += decode(slotBits[base + n]);
+      const s = m * k + j;
+      if (routed[s] === 0) continue;
+      const wt = opts.topkWeights[s];
+      const base = s * H;
+      for (let n = 0; n < H; n++) {
+        const y = decode(slotBits[base + n]);
+        acc[m * H + n] += onInput ? y : f64 ? wt * y : Math.fround(wt * y);
+      }
     }
   }
   const values = Float32Array.from(acc);
   const bits = new Uint16Array(M * H);
   for (let i = 0; i < bits.length; i++) bits[i] = encode(values[i]);
-  return { bits, values, slotBits };
+  return { bits, values, slotBits, routed };
 }
