@@ -29,7 +29,8 @@ if (!outDir && !values.list) {
 
 const table = JSON.parse(readFileSync(tablePath, 'utf8'));
 const DTYPES = { fp16: 'half', bf16: '__nv_bfloat16' };
-const PROBLEMS = { single: 'SingleProblem' };
+// single: one GEMM per launch; experts: grouped GEMMs on stacked experts (@marlin/moe), problem_list.cuh.
+const PROBLEMS = { single: 'SingleProblem', experts: 'ExpertProblem' };
 const OPERANDS = ['dense'];
 const MAX_CONFIG_ID = 256; // kit/host.h kMaxConfigId
 const fail = (msg) => {
@@ -38,7 +39,8 @@ const fail = (msg) => {
 
 const variants = table.variants ?? fail('no "variants" section');
 for (const [name, v] of Object.entries(variants)) {
-  if (!/^[a-z][a-z0-9]*$/.test(name)) fail(`variant name ${JSON.stringify(name)} must be lowercase letters and digits`);
+  if (!/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(name))
+    fail(`variant name ${JSON.stringify(name)} must be lowercase letters and digits, parts joined by '-'`);
   if (typeof v.addon !== 'string' || !/^[a-z][a-z0-9]*$/.test(v.addon)) fail(`variant ${name}: addon must be a name`);
   if (typeof v.codec !== 'string' || !/^[A-Za-z_]\w*$/.test(v.codec)) fail(`variant ${name}: codec must be a C++ name`);
   if (typeof v.header !== 'string' || !/^[\w.]+\.cuh$/.test(v.header)) fail(`variant ${name}: header must be a .cuh`);
@@ -88,6 +90,8 @@ const tuArgs = (e) =>
 const header =
   '// Generated from packages/core/src/dispatch/kernel-table.json by tools/gen-kernel-instances.mjs. Do not edit.';
 
+// Variant names may hold '-' (int4-moe); C++ names and file names use '_'.
+const cname = (name) => name.replaceAll('-', '_');
 const files = {};
 for (const [name, v] of addonVariants) {
   for (const [dt, cty] of Object.entries(DTYPES)) {
@@ -96,7 +100,7 @@ for (const [name, v] of addonVariants) {
       const body = v.zeroPoints ? `zeros ? ${inst('true')} : ${inst('false')}` : `zeros ? nullptr : ${inst('false')}`;
       return `    case ${e.id}:\n      return ${body};`;
     });
-    files[`kit_${name}_${dt}.cu`] = [
+    files[`kit_${cname(name)}_${dt}.cu`] = [
       header,
       `// Variant ${name} (${v.codec}<${cty}>, ${v.operand} operand, ${v.problem} problem list): every row's kernels.`,
       '#include "kit/problem_list.cuh"',
@@ -107,7 +111,7 @@ for (const [name, v] of addonVariants) {
       `using C = ${v.codec}<${cty}>;`,
       `static_assert(C::kTileBytes == ${v.tileBytes}, "kernel-table.json: tileBytes of ${name} disagrees with ${v.codec}");`,
       `static_assert(C::kZeroPoints == ${v.zeroPoints}, "kernel-table.json: zeroPoints of ${name} disagrees with ${v.codec}");`,
-      `ResolveFn ${name}_${dt}(int id, bool zeros) {`,
+      `ResolveFn ${cname(name)}_${dt}(int id, bool zeros) {`,
       '  switch (id) {',
       ...cases,
       '    default:',
@@ -130,18 +134,19 @@ const inc = [
 ];
 for (const [name, v] of addonVariants) {
   const rows = rowsOf(name);
-  const macro = `MARLIN_${name.toUpperCase()}_FOR_EACH_CONFIG`;
+  const c = cname(name);
+  const macro = `MARLIN_${c.toUpperCase()}_FOR_EACH_CONFIG`;
   inc.push(
     '',
     `#define ${macro}(X) \\`,
     ...rows.map((e) => `  X(${e.id}, ${tuArgs(e)}) \\`),
     '',
     'namespace marlin::kit::generated {',
-    ...Object.keys(DTYPES).map((dt) => `ResolveFn ${name}_${dt}(int id, bool zeros);`),
-    `inline ResolveFn ${name}_resolver(int id, marlin_dtype dtype, bool zeros) {`,
-    `  return dtype == MARLIN_FP16 ? ${name}_fp16(id, zeros) : dtype == MARLIN_BF16 ? ${name}_bf16(id, zeros) : nullptr;`,
+    ...Object.keys(DTYPES).map((dt) => `ResolveFn ${c}_${dt}(int id, bool zeros);`),
+    `inline ResolveFn ${c}_resolver(int id, marlin_dtype dtype, bool zeros) {`,
+    `  return dtype == MARLIN_FP16 ? ${c}_fp16(id, zeros) : dtype == MARLIN_BF16 ? ${c}_bf16(id, zeros) : nullptr;`,
     '}',
-    `inline bool ${name}_config(int id, ConfigInfo* out) {`,
+    `inline bool ${c}_config(int id, ConfigInfo* out) {`,
     '  switch (id) {',
     `#define MARLIN_CONFIG_CASE(ID, WG, WS, MT, NT, KS, ST) \\`,
     '  case ID:                                             \\',
@@ -153,7 +158,7 @@ for (const [name, v] of addonVariants) {
     '      return false;',
     '  }',
     '}',
-    `inline const Variant variant_${name} = {"${name}", ${v.bits}, ${v.tileBytes}, ${v.zeroPoints}, &${name}_config, &${name}_resolver};`,
+    `inline const Variant variant_${c} = {"${name}", ${v.bits}, ${v.tileBytes}, ${v.zeroPoints}, &${c}_config, &${c}_resolver, ${v.problem === 'experts'}};`,
     '}  // namespace marlin::kit::generated',
   );
 }

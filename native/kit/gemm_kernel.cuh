@@ -131,6 +131,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
 
   const auto bc = Problem::coords(args);
   const Params& p = Problem::gemm(args, bc);
+  if (!Problem::active(args, bc)) return;  // uniform per block: before any barrier
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;  // first 64-column tile of this block
   const int st_begin = bc.split * p.stages_per_split;

@@ -99,6 +99,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
   const auto bc = Problem::coords(args);
+  if (!Problem::active(args, bc)) return;  // uniform per block: before any barrier
   const Params& p = Problem::gemm(args, bc);
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;

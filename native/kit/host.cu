@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "host.h"
+#include "problem_list.cuh"
 #include "../runtime/cuda_status.h"
 
 namespace marlin::kit {
@@ -431,8 +432,11 @@ marlin_status launch_resolved(const KernelRef& k, unsigned grid, unsigned cluste
   return record_cuda(cudaLaunchKernelExC(&cfg, k.symbol, args));
 }
 
+// `experts` != nullptr: a grouped launch of an "experts" variant (problem_list.cuh ExpertProblem) whose plan describes
+// expert 0 over the routing's sorted buffers; the kernel takes ExpertArgs around the plan's parameters.
 marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const void* bias, void* workspace,
-                          size_t workspace_bytes, cudaStream_t stream) {
+                          size_t workspace_bytes, cudaStream_t stream, const ExpertRouting* experts = nullptr) {
+  if ((experts != nullptr) != pl.variant->grouped) return MARLIN_E_INVALID_ARGUMENT;  // the kernels' Args differ
   if (!x || !y) return MARLIN_E_INVALID_ARGUMENT;
   if (!aligned16(x) || !aligned16(y)) return MARLIN_E_MISALIGNED;
   if (bias && (reinterpret_cast<uintptr_t>(bias) & 1)) return MARLIN_E_MISALIGNED;
@@ -469,6 +473,15 @@ marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const vo
   // The parameters (and the descriptor) are copied at launch: later launches may rewrite pl.prm and pl.x_map.
   const bool overlap = (pl.launch.flags & MARLIN_LAUNCH_SERIAL) == 0;
   void* args[2] = {&prm, &pl.x_map};
+  ExpertArgs expert_args;
+  if (experts != nullptr) {
+    if (pl.tail_grid != 0 || p.perm != nullptr) return MARLIN_E_INVALID_ARGUMENT;
+    // Per-expert strides of the stacked layout (docs/format.md "Stacked experts"): one packed weight apart.
+    const int64_t w_stride = int64_t(p.n_padded / kTileN) * prm.k_tiles * (pl.variant->tile_bytes / sizeof(int4));
+    expert_args = {prm, experts->block_expert, experts->num_blocks, w_stride, int64_t(prm.num_groups) * prm.np,
+                   int64_t(p.n)};
+    args[0] = &expert_args;
+  }
   const marlin_status s =
       launch_resolved(pl.kernel, pl.grid, cluster_for(pl.kernel, pl.grid, prm, pl.launch.flags), args, stream, overlap);
   if (s != MARLIN_OK || pl.tail_grid == 0) return s;
@@ -550,6 +563,14 @@ int32_t plan_cluster_size(const marlin_gemm_plan* plan) {
 }
 
 int32_t plan_tail_blocks(const marlin_gemm_plan* plan) { return plan != nullptr ? int32_t(plan->tail_grid) : 0; }
+
+marlin_status plan_launch_experts(marlin_gemm_plan* plan, const ExpertRouting& routing, const void* x, void* y,
+                                  const void* bias, void* workspace, size_t workspace_bytes, void* stream) {
+  if (!plan || !routing.block_expert || !routing.num_blocks) return MARLIN_E_INVALID_ARGUMENT;
+  return launch_plan(*plan, x, y, bias, workspace, workspace_bytes, static_cast<cudaStream_t>(stream), &routing);
+}
+
+const ConfigInfo* plan_config(const marlin_gemm_plan* plan) { return plan != nullptr ? &plan->config : nullptr; }
 
 void plan_destroy(marlin_gemm_plan* plan) { delete plan; }
 

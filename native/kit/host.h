@@ -49,6 +49,7 @@ struct Variant {
   bool zero_points;     // the codec has integer zero points (problems with zeros are refused otherwise)
   bool (*config)(int id, ConfigInfo* out);                      // a compiled row of this variant
   ResolveFn (*resolver)(int id, marlin_dtype dtype, bool zeros);  // nullptr: not compiled
+  bool grouped;         // "experts" problem list: launched only through plan_launch_experts
 };
 
 constexpr int kMaxDevices = 64;
@@ -85,6 +86,16 @@ int32_t plan_tail_blocks(const marlin_gemm_plan* plan);
 marlin_status plan_launch(marlin_gemm_plan* plan, const void* x, void* y, const void* bias, void* workspace,
                           size_t workspace_bytes, void* stream);
 void plan_destroy(marlin_gemm_plan* plan);
+// Grouped launches (problem_list.cuh ExpertProblem): a plan of an "experts" variant made by plan_create on a problem
+// that describes expert 0 over the routing's sorted buffers (m = their rows, no act-order perm, no balanced wave),
+// launched on the routing the alignment kernel wrote. Expert strides follow from the plan's problem.
+struct ExpertRouting {
+  const int32_t* block_expert;  // [m_blocks] local expert of each M-block, -1: none
+  const int32_t* num_blocks;    // [1] M-blocks in use
+};
+marlin_status plan_launch_experts(marlin_gemm_plan* plan, const ExpertRouting& routing, const void* x, void* y,
+                                  const void* bias, void* workspace, size_t workspace_bytes, void* stream);
+const ConfigInfo* plan_config(const marlin_gemm_plan* plan);
 // The addon's compiled rows over all its variants (ids are unique across kernel-table.json).
 int32_t config_count(const Variant* const* variants, int n);
 marlin_status config_info(const Variant* const* variants, int n, int32_t id, int32_t out[4]);

@@ -10,10 +10,14 @@
 //   static const Params& gemm(const Args&, const Coords&)
 //                                                  the block's GEMM (a Params value is fine too: the kernels bind
 //                                                  it to a const reference)
+//   static bool active(const Args&, const Coords&)  false: the block has nothing to do and exits at once (a grouped
+//                                                  launch sized for its worst case); the same for every block of an
+//                                                  output tile (split-K and clusters rely on it)
 //
 // Everything below the block's place (pipeline, MMA, split-K, epilogue) sees one GEMM's Params.
 // docs/kernel-design.md "Adding a weight format / operand / problem list" says what a grouped policy must handle.
 #pragma once
+#include "../common/ptx.cuh"
 #include "params.cuh"
 
 namespace marlin::kit {
@@ -41,6 +45,44 @@ struct SingleProblem {
   }
 
   static __device__ __forceinline__ const Params& gemm(const Args& a, const Coords&) { return a; }
+  static __device__ __forceinline__ bool active(const Args&, const Coords&) { return true; }
+};
+
+// Grouped GEMMs on stacked experts (@marlin/moe): the rows of x and y are the routing alignment's sorted, padded
+// buffers, every M-block of them belongs to one expert, and a block's weights, scales, zero points and bias are that
+// expert's slice at a fixed stride. The grid is sized for the alignment's capacity (the host cannot know how many
+// blocks the routing fills without a sync); blocks past the used ones, or of an expert not on this GPU, exit.
+struct ExpertArgs {
+  Params gemm;                  // expert 0's operands; m = rows of the sorted buffers, m_blocks = their M-blocks
+  const int32_t* block_expert;  // local expert of each M-block (the alignment kernel writes it)
+  const int32_t* num_blocks;    // M-blocks in use
+  int64_t w_stride;             // per expert, in int4 units
+  int64_t scale_stride;         // per expert, in scale / zero-point elements (G * Np)
+  int64_t bias_stride;          // per expert, in elements (n)
+};
+
+struct ExpertProblem {
+  using Args = ExpertArgs;
+  using Coords = SingleProblem::Coords;
+
+  static __device__ __forceinline__ Coords coords(const Args& a) { return SingleProblem::coords(a.gemm); }
+
+  // The routing is written by the kernels just before this launch: wait for them (a no-op without programmatic
+  // dependent launch) before reading it, and so before the weight prefetch it selects.
+  static __device__ __forceinline__ bool active(const Args& a, const Coords& c) {
+    grid_dependency_wait();
+    return c.m_block < __ldg(a.num_blocks) && __ldg(a.block_expert + c.m_block) >= 0;
+  }
+
+  static __device__ __forceinline__ Params gemm(const Args& a, const Coords& c) {
+    Params p = a.gemm;
+    const int64_t e = __ldg(a.block_expert + c.m_block);
+    p.w += e * a.w_stride;
+    p.scales += e * a.scale_stride;
+    if (p.zeros != nullptr) p.zeros += e * a.scale_stride;
+    if (p.bias != nullptr) p.bias += e * a.bias_stride;
+    return p;
+  }
 };
 
 }  // namespace marlin::kit
