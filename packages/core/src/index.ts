@@ -9,6 +9,8 @@ export * from './checkpoint/index.js';
 export * from './device/index.js';
 // Kernel dispatch (kernel-table.json).
 export * from './dispatch/dispatch.js';
+// MoE dispatch: the M tile (alignment block) and the two grouped GEMMs' configs.
+export * from './dispatch/moe.js';
 // fp16 / bf16 / fp8-e4m3 bits <-> f32 (round-to-nearest-even).
 export * from './dtypes.js';
 // Typed errors with stable codes.
