@@ -42,7 +42,8 @@ constexpr int kProducerThreads = 32;  // sm_90 mma.sync pipeline: + one copy-iss
 // Whether the mma.sync family (WGMMA = false) is compiled with the producer-warp pipeline: on sm_90 one extra warp
 // issues every copy of a stage through the copy engine (tma_stage.cuh) and the compute warps meet it only on
 // mbarriers; below sm_90 all threads issue cp.async and a stage ends with __syncthreads. The host mirrors this rule
-// (kit/resolve.cuh resolve_kernel: compute capability >= 9) for the block size and shared memory.
+// (kit/resolve.cuh resolve_kernel: the kernel's ptxVersion >= 90, not the device's compute capability, which differs
+// when compute_80 PTX is JIT-compiled on a newer GPU) for the block size and shared memory.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 constexpr bool kArchHasProducerPipeline = true;
 #else
