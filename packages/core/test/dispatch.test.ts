@@ -565,4 +565,62 @@ suite('dispatch', () => {
     expect(old.config.warpSpecialized).toBeUndefined();
     expect(old.blocksPerSm).toBe(2);
   });
+
+  it('never picks a configuration needing more shared memory than the device allows per block (99 KiB GPUs)', () => {
+    // 101376 B (99 KiB) opt-in per block: sm_86 (A10, RTX 30xx), sm_89 (L4, RTX 40xx), sm_120 (RTX 50xx: its sm_120
+    // SASS runs the producer-warp pipeline, so that larger stage layout is what must fit), and a hypothetical sm_90
+    // part as small, where the wgmma rows must give way. B200 (sm_100, 227 KiB) for contrast.
+    const devices: [string, DeviceInfo][] = [
+      ['A10', { computeMajor: 8, computeMinor: 6, smCount: 72, maxSharedMemoryPerBlock: 101376 }],
+      ['L4', { computeMajor: 8, computeMinor: 9, smCount: 58, maxSharedMemoryPerBlock: 101376 }],
+      ['RTX5090', { computeMajor: 12, computeMinor: 0, smCount: 170, maxSharedMemoryPerBlock: 101376 }],
+      ['sm90at99KiB', { computeMajor: 9, computeMinor: 0, smCount: 132, maxSharedMemoryPerBlock: 101376 }],
+      ['B200', { computeMajor: 10, computeMinor: 0, smCount: 148, maxSharedMemoryPerBlock: 232448 }],
+    ];
+    const kinds: [string, Partial<GemmProblem>][] = [
+      ['int4', {}],
+      ['int4', { hasZeros: true, actOrder: true, dtype: 'bf16' }],
+      ['int8', { bits: 8, hasZeros: true }],
+      ['fp8', { bits: 8, codeType: 'e4m3' }],
+    ];
+    let picks = 0;
+    for (const [devName, device] of devices) {
+      const cc = (device.computeMajor ?? 0) * 10 + (device.computeMinor ?? 0);
+      const limit = device.maxSharedMemoryPerBlock;
+      for (const [variant, extra] of kinds) {
+        // A row asked for by id: accepted exactly when its (independently computed) size fits.
+        for (const row of tableJson.dense.filter((c) => c.variants.includes(variant))) {
+          const run = () => dispatch(problem({ M: 16, ...extra }), device, { configId: row.id });
+          const where = `${devName} ${variant} configId ${row.id}`;
+          if (expectedSmem(row, false, cc) <= limit) expect(run().smemBytes, where).toBe(expectedSmem(row, false, cc));
+          else expect(thrown(run).code, where).toBe(ErrorCode.UNSUPPORTED);
+        }
+        for (const force of cc === 90 ? [undefined, 'ampere' as const] : [undefined]) {
+          for (const M of M_SWEEP) {
+            for (const [K, N] of SHAPES.slice(0, 6)) {
+              const where = `${devName} ${variant} ${JSON.stringify(extra)} force=${force} M=${M} K=${K} N=${N}`;
+              const c = dispatch(problem({ M, K, N, ...extra }), device, force === undefined ? {} : { force });
+              expect(c.config.variants, where).toContain(variant);
+              expect(c.smemBytes, where).toBe(expectedSmem(c.config, false, cc));
+              expect(c.smemBytes, where).toBeLessThanOrEqual(limit);
+              picks++;
+            }
+          }
+        }
+      }
+    }
+    expect(picks).toBe((4 + 2) * kinds.length * M_SWEEP.length * 6);
+    // RTX 5090, M = 16: config 1 (mTile 16) needs 109 KiB with the sm_120 stage layout, so config 0 runs two token
+    // blocks; on the B200 config 1 fits.
+    const rtx = dispatch(problem({ M: 16 }), devices[2][1]);
+    expect([rtx.configId, rtx.mBlocks]).toEqual([0, 2]);
+    expect(describe(rtx)).toContain("Config 1 needs 109.0 KiB of shared memory, more than the device's 99.0 KiB");
+    expect(dispatch(problem({ M: 16 }), devices[4][1]).configId).toBe(1);
+    // A 99 KiB sm_90 part: no INT4 wgmma row fits, so M = 4096 runs the mma.sync family; forcing wgmma is refused.
+    const sm90 = devices[3][1];
+    expect(dispatch(problem({ M: 4096 }), sm90).config.kernel).toBe('ampere');
+    const e = thrown(() => dispatch(problem({ M: 4096 }), sm90, { force: 'hopper' }));
+    expect(e.code).toBe(ErrorCode.UNSUPPORTED);
+    expect(e.message).toMatch(/No kernel configuration fits this device's 99\.0 KiB of shared memory per block/);
+  });
 });

@@ -222,9 +222,10 @@ export function tileBytesOf(config: KernelConfig): number {
 
 /**
  * Whether `config` fills its stages through the copy engine on a device of compute capability `cc`
- * (native/kernels/dense/tma_stage.cuh: 1024-byte aligned stages, + 1024 B to align the dynamic base): the
- * warp-specialised rows always, the mma.sync ("ampere") rows on sm_90 (their producer-warp pipeline), cc 0 = unknown
- * device (the cp.async layout).
+ * (native/kit/tma_stage.cuh: 1024-byte aligned stages, + 1024 B to align the dynamic base): the warp-specialised rows
+ * always, the mma.sync ("ampere") rows from sm_90 on (their sm_90a / sm_100 / sm_120 SASS runs the producer-warp
+ * pipeline), cc 0 = unknown device (the cp.async layout). A GPU that JIT-compiles the compute_80 PTX instead runs the
+ * cp.async layout, never larger, so the size computed here still bounds it.
  */
 function tmaStages(config: KernelConfig, cc: number): boolean {
   return config.warpSpecialized === true || (config.kernel === 'ampere' && cc >= 90);
@@ -336,9 +337,14 @@ export function isExperimental(config: KernelConfig): boolean {
  */
 const HOPPER_MIN_M = 17;
 
-/** The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M. */
-function defaultFamily(M: number, cc: number, variant: VariantName): KernelFamily {
-  const hasHopper = variantConfigs(variant).some((c) => c.kernel === 'hopper' && !isExperimental(c));
+/**
+ * The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M,
+ * when one of its rows for M fits the device's shared memory per block.
+ */
+function defaultFamily(M: number, device: DeviceInfo, cc: number, variant: VariantName): KernelFamily {
+  const hasHopper = variantConfigs(variant).some(
+    (c) => c.kernel === 'hopper' && !isExperimental(c) && inMRange(c, M) && fitsDevice(c, false, device),
+  );
   return cc === 90 && M >= HOPPER_MIN_M && hasHopper ? 'hopper' : 'ampere';
 }
 
@@ -348,8 +354,14 @@ function inMRange(config: KernelConfig, M: number): boolean {
 }
 
 /** Candidate rows of one family, sorted by mTile then id (so equal mTiles resolve to the lowest id). */
-function familyConfigs(force: KernelFamily | undefined, cc: number, M: number, variant: VariantName): KernelConfig[] {
-  const family = force ?? defaultFamily(M, cc, variant);
+function familyConfigs(
+  force: KernelFamily | undefined,
+  device: DeviceInfo,
+  cc: number,
+  M: number,
+  variant: VariantName,
+): KernelConfig[] {
+  const family = force ?? defaultFamily(M, device, cc, variant);
   if (family === 'hopper' && cc !== 90) {
     throw new UnsupportedError(`force: 'hopper' needs sm_90 (its SASS is sm_90a), this device is sm_${cc}.`, {
       fix: "drop force or use force: 'ampere'.",
@@ -665,7 +677,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
   const reasons: string[] = [];
   const first =
     options.configId === undefined
-      ? chooseConfig(problem, device, familyConfigs(options.force, cc, problem.M, variantOf(problem)), reasons)
+      ? chooseConfig(problem, device, familyConfigs(options.force, device, cc, problem.M, variantOf(problem)), reasons)
       : configById(options.configId, problem, device, reasons);
   let launch = planLaunch(problem, device, cc, first);
   if (first.warpSpecialized === true && options.configId === undefined) {
