@@ -35,3 +35,11 @@ export {
   referenceGemmSparse,
   referenceGemmSparseF64,
 } from './sparse.js';
+export {
+  decodePackedSparse,
+  dequantizePackedSparse,
+  referenceGemmPackedSparse,
+  referenceGemmPackedSparseF64,
+  type SparseLaneFragment,
+  sparseLaneFragment,
+} from './sparse-packed.js';
