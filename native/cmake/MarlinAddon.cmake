@@ -6,7 +6,9 @@
 #   - the addon's kernels: tools/gen-kernel-instances.mjs --addon <addon> writes, into <build>/generated (on the
 #     include path), marlin_<addon>_instances.inc and one translation unit per variant and activation dtype of the
 #     kernel-table.json variants whose "addon" is <addon>; regenerated whenever the generator or the table changes
-#   - SASS for sm_80 and sm_90a by default; env MARLIN_CUDA_ARCHS="80;90a" (or "90a" for fast dev builds) overrides
+#   - the release targets by default (MARLIN_RELEASE_CUDA_ARCHS: the platform packages ship exactly these and
+#     tools/pack/check-binary.mjs checks them), fatbin compressed with -compress-mode=size; env MARLIN_CUDA_ARCHS
+#     overrides ("90a" for fast dev builds; "NN" or "NN-real" = SASS, "NN-virtual" = PTX, "release" = the default)
 #   - -lineinfo and ptxas resource report + spill warnings on every kernel; no L2 cache-hint policies anywhere
 #   - only the C ABI (MARLIN_API) and the Node-API module entry are exported; everything else is hidden
 #
@@ -32,21 +34,40 @@ set(MARLIN_KIT_SOURCES "${MARLIN_NATIVE_DIR}/kit/host.cu")
 
 find_program(MARLIN_NODE NAMES node nodejs REQUIRED)
 
+# The targets every published binary carries (npm/<addon>-linux-x64-gnu config.sm / config.ptx list them): SASS for
+# each GPU generation (8.6 / 8.9 have their own SASS: sm_80's runs there, but tuned for another SM), the sm_90a wgmma
+# path, Blackwell, and compute_80 PTX that the driver JIT-compiles on anything newer (the mma.sync family only).
+set(MARLIN_RELEASE_CUDA_ARCHS 80 86 89 90a 100 120 80-virtual)
+
 function(marlin_cuda_gencode_flags out_var)
-  if(DEFINED ENV{MARLIN_CUDA_ARCHS} AND NOT "$ENV{MARLIN_CUDA_ARCHS}" STREQUAL "")
+  if(DEFINED ENV{MARLIN_CUDA_ARCHS} AND NOT "$ENV{MARLIN_CUDA_ARCHS}" STREQUAL ""
+     AND NOT "$ENV{MARLIN_CUDA_ARCHS}" STREQUAL "release")
     string(REPLACE "," ";" archs "$ENV{MARLIN_CUDA_ARCHS}")
     string(REPLACE " " ";" archs "${archs}")
+    list(REMOVE_ITEM archs "")
   else()
-    set(archs 80 90a)
+    set(archs ${MARLIN_RELEASE_CUDA_ARCHS})
   endif()
   set(flags "")
+  set(sass "")
+  set(ptx "")
   foreach(arch IN LISTS archs)
-    if(NOT arch MATCHES "^[0-9]+[a-z]?$")
-      message(FATAL_ERROR "MARLIN_CUDA_ARCHS: '${arch}' is not an SM version like 80, 86, 90a")
+    if(arch MATCHES "^([0-9]+[a-z]?)(-real)?$")
+      list(APPEND flags "-gencode=arch=compute_${CMAKE_MATCH_1},code=sm_${CMAKE_MATCH_1}")
+      list(APPEND sass "sm_${CMAKE_MATCH_1}")
+    elseif(arch MATCHES "^([0-9]+[a-z]?)-virtual$")
+      list(APPEND flags "-gencode=arch=compute_${CMAKE_MATCH_1},code=compute_${CMAKE_MATCH_1}")
+      list(APPEND ptx "compute_${CMAKE_MATCH_1}")
+    else()
+      message(FATAL_ERROR "MARLIN_CUDA_ARCHS: '${arch}' is not an SM version like 80, 90a, 80-real or 80-virtual")
     endif()
-    list(APPEND flags "-gencode=arch=compute_${arch},code=sm_${arch}")
   endforeach()
-  message(STATUS "Marlin: CUDA SASS for sm_${archs}")
+  # Compressed fatbin (CUDA >= 12.8): the SASS of every target is stored compressed; the driver decompresses the
+  # image of the GPU it runs on when the module loads.
+  if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12.8)
+    list(APPEND flags "-compress-mode=size")
+  endif()
+  message(STATUS "Marlin: CUDA SASS ${sass}, PTX ${ptx}")
   set(${out_var} "${flags}" PARENT_SCOPE)
 endfunction()
 

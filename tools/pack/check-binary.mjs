@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Checks a platform package's .node against what its package.json states (config.glibc, config.sm, config.ptx,
 // config.budgetMiB): highest GLIBC_ symbol version needed <= the floor, NEEDED has no CUDA toolkit library (static
-// cudart: the user's machine needs only the driver), the fatbin's SASS / PTX targets equal the declared ones, and the
-// size is within budget. Reads the ELF itself (no binutils or cuobjdump needed).
+// cudart: the user's machine needs only the driver), the fatbin's SASS / PTX targets equal the declared ones, every
+// compiled unit carries every target, every image is compressed (-compress-mode=size), and the size is within budget.
+// Reads the ELF itself (no binutils or cuobjdump needed).
 // Usage: node tools/pack/check-binary.mjs <platform package folder> [--json]
 import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -67,7 +68,8 @@ export function readElf(buf) {
 
   // .nv_fatbin: concatenated fatbins (header: magic 0xBA55ED50, u16 version, u16 header size, u64 size), each a
   // list of entries (u16 kind: 1 PTX, 2 ELF/SASS; u32 header size; u64 payload size; u32 arch at +28; flags at +40,
-  // bit 0x100000 = architecture-specific "a" target; u64 uncompressed size at +56 when compressed).
+  // bit 0x100000 = architecture-specific "a" target, bit 0x8000 = compressed; u64 uncompressed size at +56 when
+  // compressed).
   const targets = new Map();
   const fb = byName('.nv_fatbin');
   if (fb) {
@@ -89,8 +91,9 @@ export function readElf(buf) {
         const flags = Number(buf.readBigUInt64LE(q + 40));
         const raw = Number(buf.readBigUInt64LE(q + 56));
         const key = `${kind === 1 ? 'ptx' : 'sass'}:${arch}${flags & 0x100000 ? 'a' : ''}`;
-        const t = targets.get(key) ?? { entries: 0, stored: 0, raw: 0 };
+        const t = targets.get(key) ?? { entries: 0, compressed: 0, stored: 0, raw: 0 };
         t.entries++;
+        if (flags & 0x8000) t.compressed++;
         t.stored += payload;
         t.raw += raw > 0 ? raw : payload;
         targets.set(key, t);
@@ -146,6 +149,13 @@ export function checkPlatformPackage(dir) {
   else if (JSON.stringify(declared) !== JSON.stringify(found)) {
     problems.push(`fatbin targets ${found.join(' ')} differ from config.sm/config.ptx ${declared.join(' ')}`);
   }
+  // Every CUDA translation unit is compiled for every target: a target with fewer images lacks some kernels.
+  const counts = [...elf.targets].map(([k, t]) => `${k} ${t.entries}`);
+  if (new Set([...elf.targets.values()].map((t) => t.entries)).size > 1) {
+    problems.push(`targets hold different numbers of images (${counts.join(', ')}): a unit missed a target`);
+  }
+  const plain = [...elf.targets].filter(([, t]) => t.compressed < t.entries).map(([k]) => k);
+  if (plain.length > 0) problems.push(`uncompressed images for ${plain.join(' ')} (build with -compress-mode=size)`);
   const size = statSync(path).size;
   const budget = Number(cfg.budgetMiB ?? 20) * 2 ** 20;
   if (size > budget) {
@@ -161,7 +171,10 @@ export function checkPlatformPackage(dir) {
     needed: elf.needed,
     fatbinMiB: Number((elf.fatbinBytes / 2 ** 20).toFixed(2)),
     targets: Object.fromEntries(
-      [...elf.targets].map(([k, t]) => [k, { entries: t.entries, storedKiB: Math.round(t.stored / 1024) }]),
+      [...elf.targets].map(([k, t]) => [
+        k,
+        { entries: t.entries, storedKiB: Math.round(t.stored / 1024), rawKiB: Math.round(t.raw / 1024) },
+      ]),
     ),
   };
   return { ok: problems.length === 0, problems, facts };
