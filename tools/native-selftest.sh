@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Node-free native self-test (native/tests/dense_selftest.cu) and tuning sweep (dense_sweep.cu) into
-# build/native-selftest/dense_selftest. Run the binary on a GPU host: exit 0 = every case matches the f64 reference.
+# Builds the Node-free native self-tests (native/tests/dense_selftest.cu, moe_selftest.cu) and tuning sweep
+# (dense_sweep.cu) into build/native-selftest/. Run the binary on a GPU host: exit 0 = every case matches the f64 reference.
 # MARLIN_CUDA_ARCHS: space-separated list, default "80 90a".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,5 +20,14 @@ inc=(-I "$root/native/include" -I "$root/native/common" -I "$root/native" -I "$o
   "$root/native/tests/dense_selftest.cu" "${kernels[@]}" -o "$out/dense_selftest"
 echo "built $out/dense_selftest"
 "$nvcc" -std=c++17 -O3 -lineinfo "${gencode[@]}" "${inc[@]}" --expt-relaxed-constexpr --cudart static \
-  "$root/native/tests/dense_sweep.cu" "${kernels[@]}" "$root"/native/bench/*.cu -ldl -o "$out/dense_sweep"
+  "$root/native/tests/dense_sweep.cu" "${kernels[@]}" "$root"/native/bench/*.cu "$root/native/kernels/moe/route.cu" \
+  -ldl -o "$out/dense_sweep"
 echo "built $out/dense_sweep"
+# The MoE layer (marlin_moe_*): its own generated *-moe instances, host side and routing kernels.
+moe="$out/moe"
+node "$root/tools/gen-kernel-instances.mjs" "$moe/generated" --addon moe >/dev/null
+"$nvcc" -std=c++17 -O3 -lineinfo "${gencode[@]}" -I "$root/native/include" -I "$root/native/common" -I "$root/native" \
+  -I "$moe/generated" --expt-relaxed-constexpr -Xptxas=-warn-spills,-warn-lmem-usage --cudart static \
+  "$root/native/tests/moe_selftest.cu" "$root/native/kit/host.cu" "$root/native/kernels/moe/moe.cu" \
+  "$root/native/kernels/moe/route.cu" "$moe"/generated/kit_*.cu "$root/native/runtime/status.cu" -o "$out/moe_selftest"
+echo "built $out/moe_selftest"
