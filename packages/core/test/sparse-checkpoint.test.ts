@@ -1,21 +1,30 @@
 /**
  * 2:4 sparse compressed-tensors checkpoints (marlin-24, sparse-24-bitmask over INT4 codes, pack-quantized under a 2:4
  * sparsity_config): fixtures written with the published encoders (fixtures-checkpoint/sparse-24.ts), decoded through
- * inspect / readSparseLayer, refused by convert until the packed sparse format exists.
+ * inspect / readSparseLayer, converted to the packed 2:4 layout (docs/format.md "2:4 sparse (packed)") and loaded back;
+ * layers that claim 2:4 but are not are refused with a FormatError.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   convertCheckpoint,
   decodeMarlin24,
   inspectCheckpoint,
+  loadPacked,
+  loadPackedSparse,
   MARLIN24_PERM,
   marlin24MetaOffset,
+  readPackedInfo,
   readSparseLayer,
+  SafetensorsReader,
 } from '../src/checkpoint/index.js';
 import { runCli } from '../src/cli/cli.js';
-import { FormatError, UnsupportedError } from '../src/errors/index.js';
+import { FormatError } from '../src/errors/index.js';
 import { densifySparse, type SparseQuantizedWeight } from '../src/format/sparse.js';
+import { packedSparseBytes, unpackSparse } from '../src/format/sparse-pack.js';
+import { referenceGemmSparse } from '../src/reference/sparse.js';
+import { referenceGemmPackedSparse } from '../src/reference/sparse-packed.js';
 import { tempDirs } from './fixtures-checkpoint/build.js';
 import {
   cutlassCompress,
@@ -25,6 +34,7 @@ import {
   type Tensor,
   writeSparseCheckpoint,
 } from './fixtures-checkpoint/sparse-24.js';
+import { randomHalfBits, rng } from './helpers.js';
 import { randomSparse } from './sparse-helpers.js';
 
 const newDir = tempDirs();
@@ -118,24 +128,39 @@ describe('marlin-24 layout', () => {
     [256, 128, 128, 'group'],
     [256, 64, 256, 'channel'],
   ] as const) {
-    it(`decodes a marlin-24 layer bit for bit (K ${K}, N ${N}, ${strategy} ${g})`, async () => {
+    it(`decodes a marlin-24 layer bit for bit and converts it packed 2:4 (K ${K}, N ${N}, ${strategy} ${g})`, async () => {
       const s = randomSparse({ K, N, groupSize: g, zeros: false, scaleDtype: 'fp16', seed: K + N });
       const dir = await marlin24Checkpoint(s, strategy);
       const report = await inspectCheckpoint(dir);
       const layer = report.layers.find((l) => l.name === L)!;
-      expect(layer.status).toBe('unsupported');
-      expect(layer.reason).toMatch(/not released yet/);
+      expect(layer.status).toBe('convert');
+      expect(layer.reason).toBeNull();
       expect(layer.sparse).toMatchObject({ sparsity: '2:4', source: 'marlin-24', decodable: true });
       expect(layer.sparse?.produces).toMatch(/packed 2:4 sparse INT4/);
       expect([layer.K, layer.N, layer.groupSize]).toEqual([K, N, g]);
+      expect(layer.packedBytes).toBe(packedSparseBytes(K, N, g, false));
       const got = await readSparseLayer(dir, L);
       expect(densifySparse(got).codes).toEqual(densifySparse(s).codes);
       expect(got.scales).toEqual(s.scales);
       expect(got.zeros).toBeNull();
-      // Convert refuses with the typed, explicit error; the CLI reports it and exits 1.
-      const e = await convertCheckpoint(dir, join(dir, 'out.safetensors')).catch((x: unknown) => x);
-      expect(e).toBeInstanceOf(UnsupportedError);
-      expect((e as Error).message).toMatch(/@marlin\/sparse packed format is not released yet/);
+      // Convert writes the packed 2:4 layer; loaded back it is the decoded layer, and its reference is the logical one.
+      const out = join(dir, 'out.safetensors');
+      const res = await convertCheckpoint(dir, out);
+      expect(res.converted).toEqual([L]);
+      expect(res.sparseLayers).toEqual([L]);
+      const reader = await SafetensorsReader.open(out);
+      const info = readPackedInfo(reader);
+      await reader.close();
+      expect(Object.keys(info.sparse)).toEqual([L]);
+      expect(Object.keys(info.layers)).toEqual([]);
+      expect(info.passthrough).toEqual([]);
+      expect(await loadPacked(out)).toEqual(new Map());
+      const p = (await loadPackedSparse(out)).get(L)!;
+      expect(unpackSparse(p)).toEqual(got);
+      const x = randomHalfBits(rng(K), 2 * K, 'fp16');
+      expect(referenceGemmPackedSparse(x, p, { M: 2, dtype: 'fp16' }).bits).toEqual(
+        referenceGemmSparse(x, s, { M: 2, dtype: 'fp16' }).bits,
+      );
       const o = { out: '', err: '' };
       const io = {
         stdout: { write: (x: string): unknown => (o.out += x), isTTY: false },
@@ -153,6 +178,15 @@ describe('marlin-24 layout', () => {
     expect(e).toBeInstanceOf(FormatError);
     expect((e as FormatError).details).toMatchObject({ reason: 'not-2:4', n: 3 });
     expect((e as Error).message).toMatch(/claims 2:4 sparsity but is not 2:4/);
+    // inspect reads headers only; convert decodes the layer, refuses it, and leaves no output behind.
+    expect((await inspectCheckpoint(dir)).layers[0].status).toBe('convert');
+    const out = join(dir, 'out.safetensors');
+    const c = await convertCheckpoint(dir, out).catch((x: unknown) => x);
+    expect(c).toBeInstanceOf(FormatError);
+    expect((c as FormatError).details).toMatchObject({ reason: 'not-2:4', layer: L });
+    expect((c as Error).message).toMatch(new RegExp(`^Layer ${L}: .*claims 2:4 sparsity but is not 2:4`));
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.partial`)).toBe(false);
   });
 
   it('decodeMarlin24 refuses tensors of the wrong length', () => {
@@ -208,7 +242,7 @@ async function bitmaskCheckpoint(s: SparseQuantizedWeight, breakGroup = false) {
 
 describe('sparse-24-bitmask over INT4 codes', () => {
   for (const zeros of [false, true]) {
-    it(`decodes exactly (${zeros ? 'zero points' : 'symmetric'}) and convert refuses it`, async () => {
+    it(`decodes exactly (${zeros ? 'zero points' : 'symmetric'}) and converts it packed 2:4`, async () => {
       const s = randomSparse({ K: 128, N: 32, groupSize: 64, zeros, scaleDtype: 'fp16', seed: 77 });
       const dir = await bitmaskCheckpoint(s);
       const layer = (await inspectCheckpoint(dir)).layers.find((l) => l.name === L)!;
@@ -219,9 +253,31 @@ describe('sparse-24-bitmask over INT4 codes', () => {
       expect(got.codes).toEqual(s.codes);
       expect(got.scales).toEqual(s.scales);
       expect(got.zeros).toEqual(s.zeros);
-      await expect(convertCheckpoint(dir, join(dir, 'o.safetensors'))).rejects.toThrow(/not released yet/);
+      const out = join(dir, 'o.safetensors');
+      expect((await convertCheckpoint(dir, out, { scaleDtype: 'bf16' })).sparseLayers).toEqual([L]);
+      const p = (await loadPackedSparse(out, { layers: [L] })).get(L)!;
+      expect(p.scaleDtype).toBe('bf16');
+      const back = unpackSparse(p);
+      expect([back.codes, back.indices, back.zeros]).toEqual([s.codes, s.indices, s.zeros]);
     });
   }
+
+  it('zero points that are all 8 under an asymmetric config convert as declared (stored zero points)', async () => {
+    const s = randomSparse({ K: 128, N: 32, groupSize: 64, zeros: true, scaleDtype: 'fp16', seed: 79 });
+    s.zeros!.fill(8);
+    const dir = await bitmaskCheckpoint(s);
+    const layer = (await inspectCheckpoint(dir)).layers[0];
+    expect(layer.hasZeros).toBe(true);
+    expect((await readSparseLayer(dir, L)).zeros).toBeNull();
+    const out = join(dir, 'o.safetensors');
+    await convertCheckpoint(dir, out);
+    const p = (await loadPackedSparse(out)).get(L)!;
+    expect(p.zeros).not.toBeNull();
+    const x = randomHalfBits(rng(3), 128, 'fp16');
+    expect(referenceGemmPackedSparse(x, p, { M: 1, dtype: 'fp16' }).bits).toEqual(
+      referenceGemmSparse(x, s, { M: 1, dtype: 'fp16' }).bits,
+    );
+  });
 
   it('a bitmask keeping 3 or 4 of a group is refused as not 2:4', async () => {
     const s = randomSparse({ K: 128, N: 32, groupSize: 128, zeros: false, scaleDtype: 'fp16', seed: 78 });

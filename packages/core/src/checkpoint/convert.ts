@@ -17,7 +17,7 @@ import { writePackedContainer } from './packed.js';
 import type { CheckpointPlan, LayerPlan, PlanOptions } from './plan.js';
 import { planCheckpoint } from './plan.js';
 import { ShardedSafetensors } from './sharded.js';
-import { SPARSE_NOT_RELEASED } from './sparse-plan.js';
+import { isSparseStored, sparseLayerSource } from './sparse-plan.js';
 
 /** `inspectCheckpoint` result: the plan plus where it came from. JSON-serialisable. */
 export interface CheckpointReport extends Omit<CheckpointPlan, 'config'> {
@@ -151,6 +151,8 @@ export interface ConvertResult {
   readonly passthrough: readonly string[];
   /** Stacked mixture-of-experts weights written (their member layers are in `converted`). */
   readonly stackedExperts: readonly string[];
+  /** Layers written in the packed 2:4 sparse layout (also in `converted`; docs/format.md "2:4 sparse (packed)"). */
+  readonly sparseLayers: readonly string[];
   /** What the conversion ignored (e.g. an FP8 checkpoint's activation quantization). */
   readonly warnings: readonly string[];
   readonly bytesWritten: number;
@@ -163,7 +165,8 @@ function listReasons(layers: readonly LayerPlan[]): string {
 
 /**
  * Converts a quantized checkpoint (GPTQ v1/v2, AWQ GEMM, compressed-tensors pack-quantized and float-quantized FP8,
- * Hugging Face fp8; single file or sharded)
+ * compressed-tensors 2:4 sparse INT4 (marlin-24, sparse-24-bitmask: written packed 2:4), Hugging Face fp8; single file
+ * or sharded)
  * into our packed container at `out`. Every converted layer dequantizes bit for bit like the source (unless
  * `scaleDtype` re-encodes the scales); all other tensors are copied unchanged.
  * @throws UnsupportedError when the checkpoint or a layer cannot be converted (and keepUnsupported is off);
@@ -192,17 +195,6 @@ export async function convertCheckpoint(
     const problem = planProblem(dir, plan) ?? expertsProblem(dir, moe);
     if (problem !== null) throw problem;
     const unsupported = plan.layers.filter((l) => l.status === 'unsupported');
-    const sparse = unsupported.filter((l) => l.sparse?.decodable);
-    if (sparse.length > 0 && !options.keepUnsupported) {
-      // Recognised and decodable, but there is no packed sparse format to write yet: say so, not "cannot convert".
-      throw new UnsupportedError(
-        `${dir} has ${sparse.length} 2:4 sparse layer(s) (${sparse[0].sparse?.source}, e.g. ${sparse[0].name}): ${SPARSE_NOT_RELEASED}, so convert cannot write them.`,
-        {
-          fix: 'decode them with readSparseLayer() for the CPU reference (referenceGemmSparse), or pass --keep-unsupported to copy them through in their source layout.',
-          details: { layers: sparse.map((l) => l.name) },
-        },
-      );
-    }
     if (unsupported.length > 0 && !options.keepUnsupported) {
       throw new UnsupportedError(
         `Cannot convert ${unsupported.length} layer(s) of ${dir}: ${listReasons(unsupported)}.`,
@@ -229,7 +221,7 @@ export async function convertCheckpoint(
       load: () => loadExperts(x, (name) => plan.loadLayer(name), options.scaleDtype),
     }));
     const layers: PackedLayerSource[] = toConvert
-      .filter((l) => !members.has(l.name))
+      .filter((l) => !members.has(l.name) && !isSparseStored(l))
       .map((l) => ({
         name: l.name,
         meta: layerMeta(l, options.scaleDtype),
@@ -239,6 +231,10 @@ export async function convertCheckpoint(
           return pack(q, { scaleDtype: options.scaleDtype ?? q.scaleDtype });
         },
       }));
+    // 2:4 sparse-stored layers (marlin-24, sparse-24-bitmask) are written in the packed 2:4 layout.
+    const sparse = toConvert
+      .filter((l) => !members.has(l.name) && isSparseStored(l))
+      .map((l) => sparseLayerSource(plan, l, options.scaleDtype));
     const unconverted = unsupported.map((l) => ({ name: l.name, reason: l.reason ?? '' }));
     await writePackedContainer(
       outAbs,
@@ -251,6 +247,7 @@ export async function convertCheckpoint(
         onProgress: options.onProgress,
         signal: options.signal,
         experts,
+        sparse,
       },
     );
     return {
@@ -259,6 +256,7 @@ export async function convertCheckpoint(
       unconverted,
       passthrough: plan.passthrough,
       stackedExperts: experts.map((x) => x.name),
+      sparseLayers: sparse.map((x) => x.name),
       warnings: plan.warnings,
       bytesWritten: (await stat(outAbs)).size,
     };

@@ -81,6 +81,13 @@ export {
   marlin24MetaOffset,
   marlin24ShapeProblem,
 } from './sparse.js';
+export type { PackedSparseSource } from './sparse-container.js';
+export {
+  readSparseInfo,
+  SPARSE_METADATA_KEY,
+  sparseTensorData,
+  sparseTensorDeclarations,
+} from './sparse-container.js';
 export type { SparseLayerInfo } from './sparse-plan.js';
-export { claimsTwoFour, SPARSE_NOT_RELEASED } from './sparse-plan.js';
-export { readSparseLayer } from './sparse-read.js';
+export { claimsTwoFour, isSparseStored, sparseLayerSource } from './sparse-plan.js';
+export { loadPackedSparse, readSparseLayer } from './sparse-read.js';

@@ -13,6 +13,7 @@ import {
   validatePackedExperts,
 } from '../format/experts.js';
 import { formatFields, numGroups, paddedK, paddedN, qweightWords, TILE_WORDS } from '../format/layout.js';
+import { type PackedSparseInfo, packedSparseInfo } from '../format/sparse-pack.js';
 import type { HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
 import { FORMAT_VERSION } from '../format/types.js';
 import { validatePacked } from '../format/validate.js';
@@ -20,6 +21,13 @@ import { clearStaleTemp, resolveOutputPath } from './files.js';
 import type { TensorDeclaration } from './safetensors.js';
 import { SafetensorsReader, SafetensorsWriter } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
+import {
+  type PackedSparseSource,
+  readSparseInfo,
+  SPARSE_METADATA_KEY,
+  sparseTensorData,
+  sparseTensorDeclarations,
+} from './sparse-container.js';
 
 /** `__metadata__["format"]` of a packed checkpoint. */
 export const PACKED_FORMAT_NAME = 'marlin-ts';
@@ -41,6 +49,8 @@ export interface PackedCheckpointInfo {
   readonly passthrough: readonly string[];
   /** Stacked mixture-of-experts weights (`__metadata__["experts"]`; docs/format.md "Stacked experts"). */
   readonly experts: Readonly<Record<string, PackedExpertsInfo>>;
+  /** Packed 2:4 sparse layers (`__metadata__["sparse"]`; docs/format.md "2:4 sparse (packed)"). */
+  readonly sparse: Readonly<Record<string, PackedSparseInfo>>;
 }
 
 /** Metadata of a packed weight, as stored. */
@@ -117,6 +127,8 @@ export interface WriteContainerOptions {
   readonly signal?: AbortSignal;
   /** Stacked mixture-of-experts weights, written after the layers (listed in `__metadata__["experts"]`). */
   readonly experts?: readonly PackedExpertsSource[];
+  /** Packed 2:4 sparse layers, written after the experts (listed in `__metadata__["sparse"]`). */
+  readonly sparse?: readonly PackedSparseSource[];
 }
 
 /**
@@ -148,6 +160,12 @@ export async function writePackedContainer(
     expertsMeta[x.name] = x.meta;
     decls.push(...packedExpertsTensorDeclarations(x.name, x.meta));
   }
+  const sparse = options.sparse ?? [];
+  const sparseMeta: Record<string, PackedSparseInfo> = Object.create(null);
+  for (const x of sparse) {
+    sparseMeta[x.name] = x.meta;
+    decls.push(...sparseTensorDeclarations(x.name, x.meta));
+  }
   const copyNames = passthrough?.names ?? [];
   for (const n of copyNames) {
     const info = passthrough!.source.info(n);
@@ -163,16 +181,18 @@ export async function writePackedContainer(
   if (options.unconverted && options.unconverted.length > 0)
     metadata['unconverted'] = JSON.stringify(options.unconverted);
   if (experts.length > 0) metadata['experts'] = JSON.stringify(expertsMeta);
+  if (sparse.length > 0) metadata[SPARSE_METADATA_KEY] = JSON.stringify(sparseMeta);
 
   // Symbolic links are written through; the temporary file sits next to the file it becomes and is renamed over it.
   const target = await resolveOutputPath(path);
   const partial = `${target}.partial`;
   await clearStaleTemp(partial);
   const writer = await SafetensorsWriter.create(partial, decls, metadata, { exclusive: true });
-  const count = layers.length + experts.length + copyNames.length;
+  const count = layers.length + experts.length + sparse.length + copyNames.length;
   const bytesTotal =
     layers.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
     experts.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
+    sparse.reduce((s, l) => s + (l.sourceBytes ?? 0), 0) +
     copyNames.reduce((s, n) => s + passthrough!.source.info(n).byteLength, 0);
   let bytesDone = 0;
   let index = 0;
@@ -215,6 +235,14 @@ export async function writePackedContainer(
       await writer.write(`${x.name}.scales`, bytesOf(p.scales));
       if (p.zeros) await writer.write(`${x.name}.zeros`, p.zeros);
       if (p.perm) await writer.write(`${x.name}.perm`, bytesOf(p.perm));
+      bytesDone += x.sourceBytes ?? 0;
+      onProgress?.({ phase: 'convert', name: x.name, index: ++index, count, bytesDone, bytesTotal });
+    }
+    for (const x of sparse) {
+      throwIfAborted(signal, `Writing ${path}`);
+      const p = await loadWithName(x.name, x.load);
+      assertDeclared(x.name, packedSparseInfo(p), x.meta);
+      for (const [n, data] of sparseTensorData(x.name, p)) await writer.write(n, data);
       bytesDone += x.sourceBytes ?? 0;
       onProgress?.({ phase: 'convert', name: x.name, index: ++index, count, bytesDone, bytesTotal });
     }
@@ -345,6 +373,7 @@ export function readPackedInfo(reader: SafetensorsReader): PackedCheckpointInfo 
     }
   }
   const experts = readExpertsInfo(reader, owned);
+  const sparse = readSparseInfo(reader, owned, FIX_RECONVERT);
   return {
     formatVersion: FORMAT_VERSION,
     layers,
@@ -353,6 +382,7 @@ export function readPackedInfo(reader: SafetensorsReader): PackedCheckpointInfo 
     unconverted: Array.isArray(unconverted) ? (unconverted as { name: string; reason: string }[]) : [],
     passthrough: reader.names().filter((n) => !owned.has(n)),
     experts,
+    sparse,
   };
 }
 

@@ -1,28 +1,26 @@
 /**
  * Planning of 2:4 sparse layers in compressed-tensors checkpoints (docs/checkpoints.md "2:4 sparse"):
  * - `marlin-24` layers (`weight_packed`, `meta`, `scale_packed`, `weight_shape`) and `sparse-24-bitmask` layers over
- *   integer codes (`compressed`, `bitmask`, `shape`, `weight_scale`) are recognised and decoded into
- *   SparseQuantizedWeight, but `convert` cannot write them until the @marlin/sparse packed format exists, so they are
- *   planned as unsupported with that reason;
+ *   integer codes (`compressed`, `bitmask`, `shape`, `weight_scale`) are decoded into SparseQuantizedWeight and
+ *   converted to the packed 2:4 layout (docs/format.md "2:4 sparse (packed)"); the 2:4 check runs when they are decoded;
  * - `pack-quantized` INT4 layers that the config's `sparsity_config` (sparsity_structure "2:4") targets are stored
  *   dense (the sparsity compressor only rewrites `.weight` tensors), so they keep converting to dense INT4 and can
  *   also be decoded as 2:4, which checks the claim.
  */
 import { FormatError, MarlinError, ValueError } from '../errors/index.js';
 import { numGroups } from '../format/layout.js';
-import { assertSparseKN, type SparseQuantizedWeight, sparsifyQuantized } from '../format/sparse.js';
+import { assertSparseKN, densifySparse, type SparseQuantizedWeight, sparsifyQuantized } from '../format/sparse.js';
+import { packedSparseBytes, packSparse, sparseInfoFor } from '../format/sparse-pack.js';
 import type { HalfDtype, QuantizedWeight } from '../format/types.js';
 import { assertGroupSize } from '../format/validate.js';
 import type { CompressedTensorsConfig } from './config.js';
 import { pythonRegex } from './config.js';
 import { LayerTensors } from './layer-tensors.js';
-import type { LayerPlan } from './plan.js';
+import type { ExecutablePlan, LayerPlan } from './plan.js';
 import type { SafetensorsDtype } from './safetensors.js';
 import type { TensorSource } from './sharded.js';
 import { decodeMarlin24, decodeSparse24Bitmask, marlin24ShapeProblem } from './sparse.js';
-
-/** Why convert refuses a recognised sparse layer. */
-export const SPARSE_NOT_RELEASED = 'the @marlin/sparse packed format is not released yet';
+import type { PackedSparseSource } from './sparse-container.js';
 
 /** The 2:4 side of a layer plan. */
 export interface SparseLayerInfo {
@@ -117,7 +115,8 @@ export function withSparsityClaim(
     sparsity: '2:4',
     source: 'pack-quantized',
     decodable: true,
-    produces: `dense INT4 for now (stored dense, it runs on the dense kernel); a packed 2:4 layer once ${SPARSE_NOT_RELEASED.replace('is not released yet', 'is released')}`,
+    produces:
+      'dense INT4 (it is stored dense and runs on the dense kernel); readSparseLayer + packSparse give its packed 2:4 form',
   };
   return {
     plan: { ...p, sparse },
@@ -202,7 +201,7 @@ class SparseBuilder extends LayerTensors {
       actOrder: false,
       tensors: this.tensors,
       sourceBytes: this.tensors.reduce((s, t) => s + this.src.info(t).byteLength, 0),
-      packedBytes: 0,
+      packedBytes: this.ok ? packedSparseBytes(this.K, this.N, this.groupSize, this.hasZeros) : 0,
       sparse,
     };
   }
@@ -213,8 +212,9 @@ function halfDtype(d: SafetensorsDtype): HalfDtype {
 }
 
 /**
- * Plans one sparse-stored layer (marlin-24 or sparse-24-bitmask). A layer that decodes is planned "unsupported" with
- * the reason that its packed format is not released; broken tensors are "invalid", kernel limits "unsupported".
+ * Plans one sparse-stored layer (marlin-24 or sparse-24-bitmask): "convert" (to the packed 2:4 layout) when its
+ * tensors fit the config, "invalid" when they are broken, "unsupported" for kernel limits. Its dense decode is the
+ * dense equivalent of the sparse one (pruned positions at the zero point), so `loadLayer` works on it too.
  */
 export async function planSparseCt(
   src: TensorSource,
@@ -277,18 +277,12 @@ export async function planSparseCt(
     b.hasZeros = wz !== null && w !== null && !w.symmetric;
   }
   const decodable = b.ok;
-  if (b.ok) {
-    b.fail(
-      'unsupported',
-      `2:4 sparse INT4 (${kind}) recognised; it decodes to a SparseQuantizedWeight (readSparseLayer), but convert cannot write it: ${SPARSE_NOT_RELEASED}`,
-    );
-  }
   const plan = b.build({
     sparsity: '2:4',
     source: kind,
     decodable,
     produces: decodable
-      ? `a packed 2:4 sparse INT4 layer (${b.K} x ${b.N}, group ${b.groupSize === b.K ? 'per-channel' : b.groupSize}) once ${SPARSE_NOT_RELEASED.replace('is not released yet', 'is released')}; until then, nothing`
+      ? `a packed 2:4 sparse INT4 layer (${b.K} x ${b.N}, group ${b.groupSize === b.K ? 'per-channel' : b.groupSize}, 0.375 B/weight in tiles)`
       : 'nothing (the layer cannot be decoded)',
   });
   const refuse = (): Promise<QuantizedWeight> => {
@@ -299,7 +293,7 @@ export async function planSparseCt(
   if (!decodable) return { plan, load: refuse, loadSparse: null };
   const { K, N, groupSize } = plan;
   const scaleDtype = plan.scaleDtype as HalfDtype;
-  const loadSparse = marlin
+  const loadSparse: () => Promise<SparseQuantizedWeight> = marlin
     ? async () =>
         decodeMarlin24(
           {
@@ -338,5 +332,29 @@ export async function planSparseCt(
           m,
         );
       };
-  return { plan, load: refuse, loadSparse };
+  return { plan, load: async () => densifySparse(await loadSparse()), loadSparse };
+}
+
+/** True for a layer stored 2:4 in the checkpoint (marlin-24, sparse-24-bitmask), which convert writes packed 2:4. */
+export function isSparseStored(l: LayerPlan): boolean {
+  return l.status === 'convert' && l.sparse !== undefined && l.sparse.source !== 'pack-quantized';
+}
+
+/**
+ * What convert writes for a sparse-stored layer: its packed 2:4 info (declared before it is decoded) and a loader that
+ * decodes it (FormatError 'not-2:4' when it claims 2:4 but is not) and packs it with the scales in `scaleDtype`.
+ */
+export function sparseLayerSource(plan: ExecutablePlan, l: LayerPlan, scaleDtype?: HalfDtype): PackedSparseSource {
+  return {
+    name: l.name,
+    meta: sparseInfoFor(l.K, l.N, l.groupSize, scaleDtype ?? (l.scaleDtype as HalfDtype), l.hasZeros),
+    sourceBytes: l.sourceBytes,
+    load: async () => {
+      const s = await plan.loadSparseLayer(l.name);
+      // The plan declares zero points when the tensor is there; all-8 ones decode as symmetric, which dequantizes
+      // identically, so they are written as stored zero points to match the declaration.
+      const zeros = l.hasZeros && s.zeros === null ? new Uint8Array(s.scales.length).fill(8) : s.zeros;
+      return packSparse({ ...s, zeros }, { scaleDtype });
+    },
+  };
 }
