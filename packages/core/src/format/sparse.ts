@@ -1,8 +1,8 @@
 /**
  * The logical 2:4 sparse INT4 weight (docs/format.md "2:4 sparse (logical)"): in every group of 4 consecutive K rows
  * of a column, 2 codes are kept with their positions 0..3 (strictly increasing), the other 2 are pruned and
- * dequantize to exactly 0. This is what checkpoint decoders and the pruner produce and what the @marlin/sparse packer
- * will consume; the packed tile layout of the GPU kernel is not defined here.
+ * dequantize to exactly 0. This is what checkpoint decoders and the pruner produce and what `packSparse`
+ * (sparse-pack.ts) lays out in the kernels' tiles.
  */
 import { assertHalfDtype } from '../dtypes.js';
 import { ShapeError, UnsupportedError, ValueError } from '../errors/index.js';
