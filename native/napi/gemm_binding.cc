@@ -10,6 +10,7 @@
 
 #include "handles.h"
 #include "marlin_napi.h"
+#include "plan_refs.h"
 
 namespace marlin_napi {
 namespace {
@@ -24,19 +25,7 @@ enum Param : int {
   kTailSplits, kParamCount
 };
 
-const int32_t* ArgParams(napi_env env, napi_value v) {
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* data = nullptr;
-  bool is_ta = false;
-  napi_is_typedarray(env, v, &is_ta);
-  if (is_ta) napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr);
-  if (!is_ta || type != napi_int32_array || length < kParamCount) {
-    throw CodedError(env, "MARLIN_E_VALUE",
-                     "gemm params must be an Int32Array of at least " + std::to_string(kParamCount) + " numbers.");
-  }
-  return static_cast<const int32_t*>(data);
-}
+const int32_t* ArgParams(napi_env env, napi_value v) { return ArgInt32Params(env, v, kParamCount, "gemm params"); }
 
 void FillProblem(const int32_t* a, marlin_gemm_problem* p, marlin_gemm_launch* l) {
   p->dtype = a[kDtype] == 1 ? MARLIN_BF16 : MARLIN_FP16;
@@ -57,54 +46,21 @@ void FillProblem(const int32_t* a, marlin_gemm_problem* p, marlin_gemm_launch* l
 
 // ---- prepared plans -----------------------------------------------------------------------------------------------
 
-// Type tag of a plan handle (upper half "marlin-d" in ASCII). Plans never cross addons: the tag tells them apart from
-// every other External and from another addon's plans.
-// The lower half is the addon's name hashed (FNV-1a), so a plan of one addon is refused by another.
-napi_type_tag g_plan_tag = {0x6d61726c696e2d64ULL, 0};
-uint64_t Fnv1a(const char* s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (; *s != 0; ++s) h = (h ^ static_cast<unsigned char>(*s)) * 0x100000001b3ULL;
-  return h;
-}
+// Type tag of a plan handle: "marlin-d" in the lower half, the addon's name hashed in the upper (PlanTypeTag), so a
+// plan of one addon is refused by another and by every other External.
+napi_type_tag g_plan_tag = {};
 
 std::atomic<int64_t> g_live_plans{0};
 
-// A marlin_gemm_plan plus the JS handles of the buffers it points into. The weight operands (qweight, scales,
-// zeros, perm) are fixed at creation; the workspace and the stream are bound by planBind and change only when the
-// caller moves the plan to another stream or the stream's workspace is reallocated. Every handle is held by a strong
-// reference, so its header outlives the plan; a launch checks that none was released since (a freed buffer throws
-// MARLIN_E_DISPOSED, never reaches the kernel).
+// A marlin_gemm_plan plus the JS handles of the buffers it points into (PlanRefs): the weight operands (qweight,
+// scales, zeros, perm) fixed at creation, the workspace and stream bound by planBind. Every handle is held by a strong
+// reference, so its header outlives the plan; a launch checks that none was released since.
+constexpr int kOperands = 4;
+constexpr const char* kOperandNames[kOperands] = {"w.qweight", "w.scales", "w.zeros", "w.perm"};
 struct PlanHolder {
-  static constexpr int kOperands = 4;
   marlin_gemm_plan* plan = nullptr;  // NULL once destroyed
-  napi_ref operand_refs[kOperands] = {};
-  marlin_buffer_header* operands[kOperands] = {};
-  napi_ref ws_ref = nullptr;
-  marlin_buffer_header* ws = nullptr;
-  napi_ref stream_ref = nullptr;
-  StreamHandle* stream = nullptr;  // NULL: the legacy default stream
+  PlanRefs refs{kOperandNames, kOperands};
 };
-constexpr const char* kOperandNames[PlanHolder::kOperands] = {"w.qweight", "w.scales", "w.zeros", "w.perm"};
-
-void DeleteRef(napi_env env, napi_ref* ref) {
-  if (*ref != nullptr) napi_delete_reference(env, *ref);
-  *ref = nullptr;
-}
-
-napi_ref NewRef(napi_env env, napi_value v) {
-  napi_ref ref = nullptr;
-  if (napi_create_reference(env, v, 1, &ref) != napi_ok) {
-    throw CodedError(env, "MARLIN_E_VALUE", "gemm plan: could not reference an operand handle.");
-  }
-  return ref;
-}
-
-void UnbindWorkspace(napi_env env, PlanHolder* h) {
-  DeleteRef(env, &h->ws_ref);
-  DeleteRef(env, &h->stream_ref);
-  h->ws = nullptr;
-  h->stream = nullptr;
-}
 
 // Frees the native plan and drops every reference (idempotent). Enqueued launches are unaffected.
 void DestroyPlan(napi_env env, PlanHolder* h) {
@@ -112,21 +68,13 @@ void DestroyPlan(napi_env env, PlanHolder* h) {
   g_api->fn.plan_destroy(h->plan);
   h->plan = nullptr;
   g_live_plans.fetch_sub(1);
-  for (int i = 0; i < PlanHolder::kOperands; ++i) {
-    DeleteRef(env, &h->operand_refs[i]);
-    h->operands[i] = nullptr;
-  }
-  UnbindWorkspace(env, h);
+  h->refs.Release(env);
 }
 
 // The holder behind a plan handle, destroyed or not; `what` names the caller in the error for anything else.
 PlanHolder* PlanHolderOf(napi_env env, napi_value v, const char* what) {
-  napi_valuetype type;
-  bool ok = false;
-  void* data = nullptr;
-  if (napi_typeof(env, v, &type) != napi_ok || type != napi_external ||
-      napi_check_object_type_tag(env, v, &g_plan_tag, &ok) != napi_ok || !ok ||
-      napi_get_value_external(env, v, &data) != napi_ok) {
+  void* data = TaggedExternal(env, v, g_plan_tag);
+  if (data == nullptr) {
     throw CodedError(env, "MARLIN_E_DISPOSED", std::string(what) + " is not a " + std::string(g_api->package) + " gemm plan handle.");
   }
   return static_cast<PlanHolder*>(data);
@@ -149,7 +97,7 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   marlin_gemm_problem p{};
   marlin_gemm_launch l{};
   FillProblem(ArgParams(env, info[4]), &p, &l);
-  marlin_buffer_header* hdr[PlanHolder::kOperands] = {
+  marlin_buffer_header* hdr[kOperands] = {
       UnwrapBuffer(env, info[0], kOperandNames[0]), UnwrapBuffer(env, info[1], kOperandNames[1]),
       UnwrapOptionalBuffer(env, info[2], kOperandNames[2]), UnwrapOptionalBuffer(env, info[3], kOperandNames[3])};
   p.w = hdr[0]->ptr;
@@ -162,11 +110,7 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   h->plan = plan;
   g_live_plans.fetch_add(1);
   try {
-    for (int i = 0; i < PlanHolder::kOperands; ++i) {
-      if (hdr[i] == nullptr) continue;
-      h->operand_refs[i] = NewRef(env, info[i]);
-      h->operands[i] = hdr[i];
-    }
+    for (int i = 0; i < kOperands; ++i) h->refs.Hold(env, i, info[i], hdr[i]);
   } catch (...) {
     DestroyPlan(env, h);
     delete h;
@@ -185,59 +129,20 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
 void PlanBind(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
   PlanHolder* h = UnwrapPlan(env, info[0]);
-  marlin_buffer_header* ws = UnwrapBuffer(env, info[1], "workspace");
-  if (ws->bytes < g_api->fn.plan_workspace_bytes(h->plan)) {
-    Check(info.Env(), MARLIN_E_WORKSPACE, "planBind");
-  }
-  napi_valuetype type;
-  napi_typeof(env, info[2], &type);
-  StreamHandle* stream = nullptr;
-  if (type != napi_null && type != napi_undefined) stream = UnwrapStreamHandle(env, info[2]);
-  napi_ref ws_ref = NewRef(env, info[1]);
-  napi_ref stream_ref = nullptr;
-  if (stream != nullptr) {
-    try {
-      stream_ref = NewRef(env, info[2]);
-    } catch (...) {
-      DeleteRef(env, &ws_ref);
-      throw;
-    }
-  }
-  UnbindWorkspace(env, h);
-  h->ws_ref = ws_ref;
-  h->ws = ws;
-  h->stream_ref = stream_ref;
-  h->stream = stream;
+  h->refs.Bind(env, info[1], info[2], g_api->fn.plan_workspace_bytes(h->plan), "planBind");
 }
 
 // planLaunch(plan, x, out, bias|null): enqueues one GEMM with the plan's weight, sizes, workspace and stream.
 void PlanLaunch(const Napi::CallbackInfo& info) {
   napi_env env = info.Env();
   PlanHolder* h = UnwrapPlan(env, info[0]);
-  for (int i = 0; i < PlanHolder::kOperands; ++i) {
-    const marlin_buffer_header* o = h->operands[i];
-    if (o != nullptr && o->ptr == nullptr && o->bytes != 0) {
-      throw CodedError(env, "MARLIN_E_DISPOSED",
-                       std::string(kOperandNames[i]) +
-                           " was already freed. Fix: do not use a weight after dispose() (upload it again).");
-    }
-  }
-  if (h->ws == nullptr) throw CodedError(env, "MARLIN_E_VALUE", "planLaunch: no workspace bound (call planBind).");
-  if (h->ws->ptr == nullptr) {
-    throw CodedError(env, "MARLIN_E_DISPOSED", "workspace was already freed. Fix: bind the stream's current workspace.");
-  }
-  void* stream = nullptr;
-  if (h->stream != nullptr) {
-    stream = h->stream->stream;
-    if (stream == nullptr) {
-      throw CodedError(env, "MARLIN_E_DISPOSED", "stream was already destroyed. Fix: do not use a Stream after dispose().");
-    }
-  }
+  void* stream = h->refs.CheckLaunch(env, "planLaunch");
+  const marlin_buffer_header* ws = h->refs.workspace();
   const void* x = UnwrapBuffer(env, info[1], "x")->ptr;
   void* y = UnwrapBuffer(env, info[2], "out")->ptr;
   const marlin_buffer_header* bias = UnwrapOptionalBuffer(env, info[3], "bias");
   Check(info.Env(),
-        g_api->fn.plan_launch(h->plan, x, y, bias != nullptr ? bias->ptr : nullptr, h->ws->ptr, h->ws->bytes, stream),
+        g_api->fn.plan_launch(h->plan, x, y, bias != nullptr ? bias->ptr : nullptr, ws->ptr, ws->bytes, stream),
         "plan_launch");
 }
 
@@ -281,15 +186,7 @@ Napi::Value ConfigCount(const Napi::CallbackInfo& info) {
 }
 
 // configInfo(id) -> [mTile, nTiles, kTilesPerStage, stages]
-Napi::Value ConfigInfo(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw CodedError(env, "MARLIN_E_VALUE", "configInfo: id must be a number.");
-  int32_t out[4] = {0, 0, 0, 0};
-  Check(env, g_api->fn.config_info(info[0].As<Napi::Number>().Int32Value(), out), "config_info");
-  Napi::Array a = Napi::Array::New(env, 4);
-  for (uint32_t i = 0; i < 4; ++i) a.Set(i, Napi::Number::New(env, out[i]));
-  return a;
-}
+Napi::Value ConfigInfo(const Napi::CallbackInfo& info) { return ConfigInfoArray(info, g_api->fn.config_info); }
 
 // planClusterSize(plan) -> blocks per cluster of the plan's launches on the current device (1: no cluster).
 Napi::Value PlanClusterSize(const Napi::CallbackInfo& info) {
@@ -307,7 +204,7 @@ Napi::Value PlanTailBlocks(const Napi::CallbackInfo& info) {
 
 void RegisterGemm(Napi::Env env, Napi::Object exports, const GemmApi* api) {
   g_api = api;
-  g_plan_tag.upper = Fnv1a(api->addon);
+  g_plan_tag = PlanTypeTag(0x6d61726c696e2d64ULL, api->addon);  // "marlin-d"
   RegisterRuntime(env, exports);
   exports.Set("workspaceBytes", Napi::Function::New(env, WorkspaceBytes, "workspaceBytes"));
   exports.Set("workspaceInit", Napi::Function::New(env, WorkspaceInit, "workspaceInit"));
