@@ -14,6 +14,16 @@
 //          mRun }
 //     (clusterSize: blocks per thread-block cluster of the Marlin launch, 1 without; 0 for cuBLAS; tailBlocks: blocks
 //     of its balanced-last-wave launch, 0 without or for cuBLAS; mRun: rows computed, M rounded up to 16 for FP8)
+//   MoE layers (native/bench/moe_bench.h):
+//   benchLoadMoe({ path })  -> { path, configCount }
+//   benchMoeWeights({ format: 'int4'|'int8'|'fp8'|'dense', dtype, experts, hidden, inter, groupSize?, copies, seed? })
+//     -> { handle, bytes, format, dtype, copies }; benchMoeFree(weights) releases the device memory (idempotent)
+//   benchMoe({ weights, M, topk, ids: Int32Array [rotations][M][topk], topkWeights: Float32Array [M][topk],
+//              copyOf: Int32Array [rotations], activation: 'silu'|'swigluoai', config13, splits13, config2, splits2,
+//              seed?, calls?, replays? })
+//   benchMoeCublas({ weights, M, topk, ids, topkWeights, copyOf, activation, block,
+//                    mode: 'grouped'|'per-expert'|'routing-only', seed?, calls?, replays? })
+//     -> { us, minUs, maxUs, rotations, calls, replays, workspaceBytes, blockSize, capacity, gemmLaunches }
 //
 // The calls are synchronous: a benchmark owns the GPU while it runs, and blocking the event loop is the point.
 #include <napi.h>
@@ -25,6 +35,7 @@
 #include <string>
 
 #include "marlin/bench.h"
+#include "bench/moe_bench.h"
 
 namespace {
 
@@ -303,12 +314,236 @@ Napi::Value BenchCublasLtFp8(const Napi::CallbackInfo& info) {
                   marlin_bench_cublaslt_fp8_gemm);
 }
 
+// ---- MoE layers ----
+
+std::mutex g_moe_mu;
+std::string g_moe_path;  // "" until loaded; one marlin_moe.node per process (its plans may be alive)
+marlin_bench_moe_api g_moe_api{};
+
+Napi::Value BenchLoadMoe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchLoadMoe";
+  const std::string path = StringOpt(env, ArgObject(info, fn), fn, "path");
+  std::lock_guard<std::mutex> lock(g_moe_mu);
+  if (!g_moe_path.empty() && g_moe_path != path) {
+    throw CodedError(env, "MARLIN_E_VALUE",
+                     std::string(fn) + ": marlin_moe.node is already loaded from " + g_moe_path +
+                         "; one binary per process.");
+  }
+  if (g_moe_path.empty()) {
+    marlin_bench_moe_api api{};
+    Check(env, marlin_bench_load_moe_api(path.c_str(), &api), fn);
+    g_moe_api = api;
+    g_moe_path = path;
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("path", path);
+  if (g_moe_api.config_count != nullptr) {
+    r.Set("configCount", g_moe_api.config_count());
+  } else {
+    r.Set("configCount", env.Null());
+  }
+  return r;
+}
+
+// The device weights behind a JS weights object; freed by benchMoeFree or, failing that, by the GC.
+struct MoeWeightsHolder {
+  marlin_bench_moe_weights* w = nullptr;
+  void release() {
+    marlin_bench_moe_weights_destroy(w);
+    w = nullptr;
+  }
+};
+
+Napi::Value BenchMoeWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchMoeWeights";
+  const Napi::Object o = ArgObject(info, fn);
+  marlin_bench_moe_weights_args a{};
+  const std::string format = StringOpt(env, o, fn, "format");
+  if (format == "int4") {
+    a.format = MARLIN_BENCH_MOE_INT4;
+  } else if (format == "int8") {
+    a.format = MARLIN_BENCH_MOE_INT8;
+  } else if (format == "fp8") {
+    a.format = MARLIN_BENCH_MOE_FP8;
+  } else if (format == "dense") {
+    a.format = MARLIN_BENCH_MOE_DENSE;
+  } else {
+    throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": format must be 'int4', 'int8', 'fp8' or 'dense'.");
+  }
+  a.dtype = DtypeOpt(env, o, fn);
+  a.experts = IntOpt(env, o, fn, "experts", true, 0);
+  a.hidden = IntOpt(env, o, fn, "hidden", true, 0);
+  a.inter = IntOpt(env, o, fn, "inter", true, 0);
+  a.group_size = IntOpt(env, o, fn, "groupSize", false, 128);
+  a.copies = IntOpt(env, o, fn, "copies", true, 1);
+  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
+  marlin_bench_moe_weights* w = nullptr;
+  Check(env, marlin_bench_moe_weights_create(&a, &w), fn);
+  auto* holder = new MoeWeightsHolder{w};
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("handle", Napi::External<MoeWeightsHolder>::New(env, holder, [](Napi::Env, MoeWeightsHolder* h) {
+          h->release();
+          delete h;
+        }));
+  r.Set("bytes", static_cast<double>(marlin_bench_moe_weights_bytes(w)));
+  r.Set("format", format);
+  r.Set("dtype", a.dtype == MARLIN_BF16 ? "bf16" : "fp16");
+  r.Set("copies", a.copies);
+  return r;
+}
+
+MoeWeightsHolder* HolderOf(Napi::Env env, const Napi::Value& v, const char* fn) {
+  if (v.IsObject()) {
+    const Napi::Value h = v.As<Napi::Object>().Get("handle");
+    if (h.IsExternal()) return h.As<Napi::External<MoeWeightsHolder>>().Data();
+  }
+  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": 'weights' must be an object from benchMoeWeights.");
+}
+
+Napi::Value BenchMoeFree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw CodedError(env, "MARLIN_E_VALUE", "benchMoeFree: expected a weights object.");
+  HolderOf(env, info[0], "benchMoeFree")->release();
+  return env.Undefined();
+}
+
+const marlin_bench_moe_weights* LiveWeights(Napi::Env env, const Napi::Object& o, const char* fn) {
+  const MoeWeightsHolder* h = HolderOf(env, o.Get("weights"), fn);
+  if (h->w == nullptr) throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": the weights were freed.");
+  return h->w;
+}
+
+template <typename T, napi_typedarray_type Type>
+const T* TypedArrayOpt(Napi::Env env, const Napi::Object& o, const char* fn, const char* key, size_t length,
+                       const char* type_name) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Type) {
+    throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": '" + key + "' must be a " + type_name + ".");
+  }
+  const Napi::TypedArrayOf<T> a = v.As<Napi::TypedArrayOf<T>>();
+  if (a.ElementLength() != length) {
+    throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": '" + key + "' has " +
+                                                std::to_string(a.ElementLength()) + " elements, expected " +
+                                                std::to_string(length) + ".");
+  }
+  return a.Data();
+}
+
+// The routing options of benchMoe / benchMoeCublas; the arrays stay owned by the JS objects (read synchronously).
+marlin_bench_moe_routing RoutingOpts(Napi::Env env, const Napi::Object& o, const char* fn) {
+  marlin_bench_moe_routing r{};
+  r.m = IntOpt(env, o, fn, "M", true, 0);
+  r.topk = IntOpt(env, o, fn, "topk", true, 0);
+  if (r.m < 1 || r.topk < 1) throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": M and topk must be >= 1.");
+  const Napi::Value copies = o.Get("copyOf");
+  if (!copies.IsTypedArray()) throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": 'copyOf' must be an Int32Array.");
+  r.rotations = static_cast<int32_t>(copies.As<Napi::TypedArray>().ElementLength());
+  const size_t slots = static_cast<size_t>(r.m) * static_cast<size_t>(r.topk);
+  r.copy_of = TypedArrayOpt<int32_t, napi_int32_array>(env, o, fn, "copyOf", static_cast<size_t>(r.rotations),
+                                                       "Int32Array");
+  r.ids = TypedArrayOpt<int32_t, napi_int32_array>(env, o, fn, "ids", slots * static_cast<size_t>(r.rotations),
+                                                   "Int32Array");
+  r.weights = TypedArrayOpt<float, napi_float32_array>(env, o, fn, "topkWeights", slots, "Float32Array");
+  return r;
+}
+
+marlin_moe_activation ActivationOpt(Napi::Env env, const Napi::Object& o, const char* fn) {
+  const std::string s = StringOpt(env, o, fn, "activation");
+  if (s == "silu") return MARLIN_MOE_SILU;
+  if (s == "swigluoai") return MARLIN_MOE_SWIGLU_OAI;
+  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": activation must be 'silu' or 'swigluoai'.");
+}
+
+// gpt-oss's clamped SwiGLU constants (moe.h MARLIN_MOE_SWIGLU_OAI).
+constexpr float kSwigluAlpha = 1.702f;
+constexpr float kSwigluLimit = 7.0f;
+
+Napi::Object MoeTimingObject(Napi::Env env, const marlin_bench_moe_result& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("us", r.timing.median_us);
+  o.Set("minUs", r.timing.min_us);
+  o.Set("maxUs", r.timing.max_us);
+  o.Set("rotations", r.timing.rotations);
+  o.Set("calls", r.timing.calls);
+  o.Set("replays", r.timing.replays);
+  o.Set("workspaceBytes", static_cast<double>(r.workspace_bytes));
+  o.Set("blockSize", r.block_size);
+  o.Set("capacity", static_cast<double>(r.capacity));
+  o.Set("gemmLaunches", r.gemm_launches);
+  return o;
+}
+
+Napi::Value BenchMoe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchMoe";
+  const Napi::Object o = ArgObject(info, fn);
+  marlin_bench_moe_args a{};
+  {
+    std::lock_guard<std::mutex> lock(g_moe_mu);
+    if (g_moe_path.empty()) throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": call benchLoadMoe first.");
+    a.api = &g_moe_api;
+  }
+  a.weights = LiveWeights(env, o, fn);
+  a.routing = RoutingOpts(env, o, fn);
+  a.activation = ActivationOpt(env, o, fn);
+  a.swiglu_alpha = kSwigluAlpha;
+  a.swiglu_limit = kSwigluLimit;
+  a.launch.config13 = IntOpt(env, o, fn, "config13", true, 0);
+  a.launch.splits13 = IntOpt(env, o, fn, "splits13", true, 1);
+  a.launch.config2 = IntOpt(env, o, fn, "config2", true, 0);
+  a.launch.splits2 = IntOpt(env, o, fn, "splits2", true, 1);
+  a.launch.flags = BoolOpt(o, "serial", false) ? MARLIN_LAUNCH_SERIAL : 0u;
+  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
+  a.calls = IntOpt(env, o, fn, "calls", false, 0);
+  a.replays = IntOpt(env, o, fn, "replays", false, 0);
+  marlin_bench_moe_result r{};
+  Check(env, marlin_bench_moe(&a, &r), fn);
+  return MoeTimingObject(env, r);
+}
+
+Napi::Value BenchMoeCublas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchMoeCublas";
+  const Napi::Object o = ArgObject(info, fn);
+  marlin_bench_moe_cublas_args a{};
+  a.weights = LiveWeights(env, o, fn);
+  a.routing = RoutingOpts(env, o, fn);
+  a.activation = ActivationOpt(env, o, fn);
+  a.swiglu_alpha = kSwigluAlpha;
+  a.swiglu_limit = kSwigluLimit;
+  a.block = IntOpt(env, o, fn, "block", true, 0);
+  const std::string mode = StringOpt(env, o, fn, "mode");
+  if (mode == "grouped") {
+    a.mode = MARLIN_BENCH_MOE_GROUPED;
+  } else if (mode == "per-expert") {
+    a.mode = MARLIN_BENCH_MOE_PER_EXPERT;
+  } else if (mode == "routing-only") {
+    a.mode = MARLIN_BENCH_MOE_ROUTING_ONLY;
+  } else {
+    throw CodedError(env, "MARLIN_E_VALUE",
+                     std::string(fn) + ": mode must be 'grouped', 'per-expert' or 'routing-only'.");
+  }
+  a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
+  a.calls = IntOpt(env, o, fn, "calls", false, 0);
+  a.replays = IntOpt(env, o, fn, "replays", false, 0);
+  marlin_bench_moe_result r{};
+  Check(env, marlin_bench_moe_cublas(&a, &r), fn);
+  return MoeTimingObject(env, r);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchEnv", Napi::Function::New(env, BenchEnv, "benchEnv"));
   exports.Set("benchLoadAddon", Napi::Function::New(env, BenchLoadAddon, "benchLoadAddon"));
   exports.Set("benchGemm", Napi::Function::New(env, BenchGemm, "benchGemm"));
   exports.Set("benchCublas", Napi::Function::New(env, BenchCublas, "benchCublas"));
   exports.Set("benchCublasLtFp8", Napi::Function::New(env, BenchCublasLtFp8, "benchCublasLtFp8"));
+  exports.Set("benchLoadMoe", Napi::Function::New(env, BenchLoadMoe, "benchLoadMoe"));
+  exports.Set("benchMoeWeights", Napi::Function::New(env, BenchMoeWeights, "benchMoeWeights"));
+  exports.Set("benchMoeFree", Napi::Function::New(env, BenchMoeFree, "benchMoeFree"));
+  exports.Set("benchMoe", Napi::Function::New(env, BenchMoe, "benchMoe"));
+  exports.Set("benchMoeCublas", Napi::Function::New(env, BenchMoeCublas, "benchMoeCublas"));
   exports.Set("addon", Napi::String::New(env, "marlin_bench"));
   return exports;
 }
