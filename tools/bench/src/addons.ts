@@ -1,5 +1,6 @@
 /**
- * Where the addons under test are: the binaries marlin_bench.node opens by path (dlopen) to time their kernels.
+ * Where the addons under test are: the binaries marlin_bench.node opens by path (dlopen) to time their kernels
+ * (@marlin/dense, @marlin/fp8, and @marlin/moe for the MoE layers).
  *
  * Each addon's own loader knows its binary best (its explicit-path variable, its build folder, later its platform
  * package), so the path comes first from the package: `probe().binaryPath` of @marlin/dense / @marlin/fp8 (the file
@@ -13,12 +14,18 @@ import { join, resolve } from 'node:path';
 import type { AddonPrefix } from './native.js';
 import type { AddonId } from './protocol.js';
 
-export interface AddonSpec {
+/** What locating a binary needs: its package, file name, explicit-path variable and packages/<id> folder. */
+export interface LocatableAddon {
+  readonly id: string;
+  readonly packageName: string;
+  readonly file: string;
+  readonly envVar: string;
+}
+
+export interface AddonSpec extends LocatableAddon {
   readonly id: AddonId;
   readonly packageName: '@marlin/dense' | '@marlin/fp8';
   readonly prefix: AddonPrefix;
-  readonly file: string;
-  readonly envVar: string;
 }
 
 export const ADDONS: Readonly<Record<AddonId, AddonSpec>> = {
@@ -38,6 +45,14 @@ export const ADDONS: Readonly<Record<AddonId, AddonSpec>> = {
   },
 };
 
+/** @marlin/moe's binary: opened by benchLoadMoe (its own C ABI, moe.h), not a GEMM addon. */
+export const MOE_ADDON: LocatableAddon = {
+  id: 'moe',
+  packageName: '@marlin/moe',
+  file: 'marlin_moe.node',
+  envVar: 'MARLIN_MOE_BINARY',
+};
+
 export type AddonLocation =
   | { readonly path: string; readonly source: 'package' | 'env' | 'bundle' | 'repository' }
   | { readonly path: null; readonly reason: string };
@@ -54,7 +69,7 @@ export interface LocateIo {
 }
 
 /** The loaded binary's path from the package's `probe()`, or why there is none. */
-async function fromPackage(spec: AddonSpec, io: LocateIo): Promise<{ path: string } | { reason: string }> {
+async function fromPackage(spec: LocatableAddon, io: LocateIo): Promise<{ path: string } | { reason: string }> {
   let mod: unknown;
   try {
     mod = await io.importPackage(spec.packageName);
@@ -81,7 +96,7 @@ function firstLine(e: unknown): string {
 }
 
 /** Finds one addon's binary (see the file comment for the order). Never throws. */
-export async function locateAddon(spec: AddonSpec, io: LocateIo): Promise<AddonLocation> {
+export async function locateAddon(spec: LocatableAddon, io: LocateIo): Promise<AddonLocation> {
   const pkg = await fromPackage(spec, io);
   if ('path' in pkg) return { path: pkg.path, source: 'package' };
   const reasons = [pkg.reason];

@@ -2,6 +2,8 @@
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValueError } from '@marlin/core';
+import { MOE_MODEL_IDS, type MoeCodec, type MoeModelId, ROUTINGS, type RoutingKind } from './moe-protocol.js';
+import type { MoeBaselineMode } from './native.js';
 import {
   type BenchDtype,
   DTYPES,
@@ -12,6 +14,11 @@ import {
   VARIANTS,
   type Variant,
 } from './protocol.js';
+
+/** The cuBLAS baselines of the MoE layers (the faster is the row's baseline). */
+export const MOE_BASELINES: readonly Exclude<MoeBaselineMode, 'routing-only'>[] = ['grouped', 'per-expert'];
+/** Codecs the MoE tile sweep can time. */
+export const MOE_CODECS: readonly MoeCodec[] = ['int4', 'int8', 'fp8'];
 
 export interface BenchOptions {
   readonly outDir: string;
@@ -35,6 +42,18 @@ export interface BenchOptions {
   readonly eager: boolean;
   readonly eagerCalls: number;
   readonly help: boolean;
+  /** Run the MoE layers (--moe, or --variants moe) instead of the GEMM variants. */
+  readonly moe: boolean;
+  /** MoE: also the tile sweep (--sweep-tiles): every M tile dispatch offers, the measured table written. */
+  readonly sweepTiles: boolean;
+  /** MoE layers to run (--models in MoE mode). */
+  readonly moeModels: readonly MoeModelId[];
+  readonly routings: readonly RoutingKind[];
+  readonly baselines: readonly Exclude<MoeBaselineMode, 'routing-only'>[];
+  /** Codecs of the tile sweep (the benchmark rows are INT4). */
+  readonly codecs: readonly MoeCodec[];
+  /** Also write the swept tile table here (e.g. packages/core/src/dispatch/moe-tiles.json). */
+  readonly tilesOut: string | null;
 }
 
 export const USAGE = `Usage: pnpm bench [options]     (node tools/bench/cli.mjs [options])
@@ -46,9 +65,10 @@ package variant and GPU: dense-<gpu>.json, dense-int8-<gpu>.json, fp8-<gpu>.json
 
 Options:
   --out DIR         output folder (default: $MARLIN_BENCH_OUT, else $OUT, else <repo>/bench/results)
-  --variants LIST   int4,int8,fp8 (default all; a variant whose addon binary is missing is reported unavailable)
+  --variants LIST   int4,int8,fp8 (default all; a variant whose addon binary is missing is reported unavailable);
+                    moe: the MoE layers instead (same as --moe)
   --quick           fewer M values (${QUICK_M_VALUES.join(',')}); smoke runs, file names end in -quick
-  --models LIST     8b,70b (default both)
+  --models LIST     8b,70b (default both); with --moe: mixtral,deepseek,qwen3,gptoss (default all)
   --dtypes LIST     fp16,bf16 (default both, fp16 first)
   --m LIST          explicit M values (overrides --quick)
   --sweep-splits    also time every split-K factor for the dispatched config and report the best
@@ -61,6 +81,17 @@ Options:
   --no-w8a8         skip the cuBLASLt FP8 W8A8 baseline
   --json-only       no table and no SVG: print the result JSON on stdout (progress stays on stderr)
   -h, --help        this text
+
+MoE layers (docs/benchmark.md "MoE layers"; needs marlin_moe.node):
+  --moe             run the MoE layers instead of the GEMMs (same as --variants moe): Mixtral-8x7B, DeepSeek-V3
+                    routed experts, Qwen3-30B-A3B, gpt-oss-120b, INT4 g128 vs the cuBLAS fp16 / bf16 layer;
+                    writes moe-<gpu>.json (and .svg). With --moe, --models takes ${MOE_MODEL_IDS.join(',')}
+  --routing LIST    uniform,skewed (default both)
+  --baselines LIST  grouped,per-expert (default both; each row reports the faster)
+  --sweep-tiles     the MoE tile sweep: every M tile dispatch offers, per model and M, uniform routing, fp16;
+                    writes moe-tiles-<gpu>.json (the dispatch table) and moe-tile-sweep-<gpu>.json (every point)
+  --codecs LIST     int4,int8,fp8: codecs of the tile sweep (default int4)
+  --tiles-out FILE  also write the swept table to FILE (e.g. packages/core/src/dispatch/moe-tiles.json)
 
 A run that is not the full protocol (--quick, or a subset of models, dtypes or M) writes <name>-quick or
 <name>-partial files instead of the current result. A lone "--" (as \`pnpm bench -- --quick\` passes it) is ignored.
@@ -105,10 +136,25 @@ function parseMList(raw: string): number[] {
   return [...new Set(ms)].sort((a, b) => a - b);
 }
 
+const same = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+
 /** Whether a run covers the whole protocol (both models, both dtypes, every M): only then is it the current result. */
 export function isProtocolRun(o: Pick<BenchOptions, 'quick' | 'models' | 'dtypes' | 'mValues'>): boolean {
-  const same = (a: readonly unknown[], b: readonly unknown[]) => a.length === b.length && a.every((x, i) => x === b[i]);
   return !o.quick && same(o.models, MODEL_IDS) && same(o.dtypes, DTYPES) && same(o.mValues, M_VALUES);
+}
+
+/** The MoE run's counterpart: every layer, both routings, both dtypes, every M, both baselines. */
+export function isMoeProtocolRun(
+  o: Pick<BenchOptions, 'quick' | 'moeModels' | 'routings' | 'dtypes' | 'mValues' | 'baselines'>,
+): boolean {
+  return (
+    !o.quick &&
+    same(o.moeModels, MOE_MODEL_IDS) &&
+    same(o.routings, ROUTINGS) &&
+    same(o.dtypes, DTYPES) &&
+    same(o.mValues, M_VALUES) &&
+    same(o.baselines, MOE_BASELINES)
+  );
 }
 
 export function resolveOutDir(
@@ -150,13 +196,37 @@ export function parseBenchArgs(
   const v = parsed.values;
   const quick = v.quick ?? false;
   const out = resolveOutDir(v.out, env, repoRoot, cwd);
+  // `moe` is a variant on the command line only: the MoE layers run on their own (their own problems and file).
+  const variantList = v.variants ? parseList(v.variants, [...VARIANTS, 'moe'] as const, 'variants') : null;
+  const sweepTiles = v['sweep-tiles'] ?? false;
+  const moe = (v.moe ?? false) || sweepTiles || (variantList?.includes('moe') ?? false);
+  if (moe && variantList?.some((x) => x !== 'moe')) {
+    throw new ValueError(`--variants ${v.variants}: the MoE layers run on their own.`, {
+      fix: 'run `--moe` and the GEMM variants in two invocations.',
+    });
+  }
+  if (moe && ((v['sweep-splits'] ?? false) || (v['sweep-configs'] ?? false))) {
+    throw new ValueError('--sweep-splits / --sweep-configs time the GEMM variants, not the MoE layers.', {
+      fix: 'use --sweep-tiles for the MoE tile sweep.',
+    });
+  }
+  for (const flag of ['routing', 'baselines', 'codecs', 'tiles-out'] as const) {
+    if (!moe && v[flag] !== undefined) {
+      throw new ValueError(`--${flag} applies to the MoE layers only.`, { fix: 'add --moe.' });
+    }
+  }
+  if (v.codecs !== undefined && !sweepTiles) {
+    throw new ValueError('--codecs selects the codecs of the tile sweep; the MoE benchmark rows are INT4.', {
+      fix: 'add --sweep-tiles, or drop --codecs.',
+    });
+  }
   return {
     outDir: out.dir,
     outSource: out.source,
     quick,
-    variants: v.variants ? parseList(v.variants, VARIANTS, 'variants') : [...VARIANTS],
+    variants: variantList !== null && !moe ? (variantList as Variant[]) : [...VARIANTS],
     w8a8: !(v['no-w8a8'] ?? false),
-    models: v.models ? parseList(v.models, MODEL_IDS, 'models') : [...MODEL_IDS],
+    models: v.models && !moe ? parseList(v.models, MODEL_IDS, 'models') : [...MODEL_IDS],
     dtypes: v.dtypes ? parseList(v.dtypes, DTYPES, 'dtypes') : [...DTYPES],
     mValues: v.m ? parseMList(v.m) : [...(quick ? QUICK_M_VALUES : M_VALUES)],
     jsonOnly: v['json-only'] ?? false,
@@ -167,6 +237,13 @@ export function parseBenchArgs(
     eager: !(v['no-eager'] ?? false),
     eagerCalls: parseIntOpt(v['eager-calls'], 'eager-calls', 200, 1),
     help: v.help ?? false,
+    moe,
+    sweepTiles,
+    moeModels: v.models && moe ? parseList(v.models, MOE_MODEL_IDS, 'models') : [...MOE_MODEL_IDS],
+    routings: v.routing ? parseList(v.routing, ROUTINGS, 'routing') : [...ROUTINGS],
+    baselines: v.baselines ? parseList(v.baselines, MOE_BASELINES, 'baselines') : [...MOE_BASELINES],
+    codecs: v.codecs ? parseList(v.codecs, MOE_CODECS, 'codecs') : ['int4'],
+    tilesOut: v['tiles-out'] ? resolve(cwd, v['tiles-out']) : null,
   };
 }
 
@@ -191,6 +268,12 @@ function parse(argv: readonly string[]) {
       'no-eager': { type: 'boolean' },
       'json-only': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      moe: { type: 'boolean' },
+      routing: { type: 'string' },
+      baselines: { type: 'string' },
+      'sweep-tiles': { type: 'boolean' },
+      codecs: { type: 'string' },
+      'tiles-out': { type: 'string' },
     },
   });
 }

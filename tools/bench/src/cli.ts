@@ -5,10 +5,11 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDONS, type AddonLocation, defaultLocateIo, locateAddon } from './addons.js';
+import { ADDONS, type AddonLocation, defaultLocateIo, locateAddon, MOE_ADDON } from './addons.js';
 import { isProtocolRun, parseBenchArgs, USAGE } from './args.js';
 import { noGpuMessage, runCpuReference } from './cpu-fallback.js';
 import { commitInfo, resultBaseName, shortCommit } from './meta.js';
+import { type MoeCliIo, runMoeCli } from './moe-cli.js';
 import { benchScriptDirs, findRepoRoot, loadBenchModule, NO_GPU_CODES, probeGpu, toMarlinError } from './native.js';
 import { type AddonId, RESULT_FILE, SERIES, type Variant } from './protocol.js';
 import { type AddonState, type EagerArgs, type RunDeps, runBench } from './run.js';
@@ -27,6 +28,10 @@ export interface CliIo {
   readonly locateAddon: (id: AddonId) => Promise<AddonLocation>;
   /** The launch choice (default @marlin/core dispatch); tests pass a stand-in. */
   readonly dispatch?: RunDeps['dispatch'];
+  /** Finds marlin_moe.node for --moe (default: as the other addons); tests inject a location. */
+  readonly locateMoe?: MoeCliIo['locateMoe'];
+  /** The MoE launch choice (default @marlin/core dispatchMoe); tests pass a stand-in. */
+  readonly dispatchMoe?: MoeCliIo['dispatchMoe'];
 }
 
 const defaultIo = (): CliIo => {
@@ -44,6 +49,7 @@ const defaultIo = (): CliIo => {
     cwd,
     loadNative: loadBenchModule,
     locateAddon: (id) => locateAddon(ADDONS[id], locate),
+    locateMoe: () => locateAddon(MOE_ADDON, locate),
   };
 };
 
@@ -94,6 +100,24 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
     return 0;
   }
   const native = probed.native;
+
+  if (opts.moe) {
+    return runMoeCli(
+      opts,
+      {
+        out: io.out,
+        err: io.err,
+        env: io.env,
+        cwd: io.cwd,
+        locateMoe:
+          io.locateMoe ??
+          (() => locateAddon(MOE_ADDON, defaultLocateIo(io.env, benchScriptDirs(), repoRoot ?? findRepoRoot(io.cwd)))),
+        ...(io.dispatchMoe ? { dispatchMoe: io.dispatchMoe } : {}),
+      },
+      native,
+      repoRoot,
+    );
+  }
 
   // The addons under test: found where their loaders find them, opened by the harness (dlopen).
   const addons: Partial<Record<AddonId, AddonState>> = {};

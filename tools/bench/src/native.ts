@@ -103,6 +103,105 @@ export interface LoadedAddon {
   readonly configCount: number | null;
 }
 
+/** marlin_moe.node as benchLoadMoe opened it. */
+export interface LoadedMoe {
+  readonly path: string;
+  /** Compiled kit rows of the moe variants the binary reports, null when it does not say. */
+  readonly configCount: number | null;
+}
+
+/** Weight formats of benchMoeWeights: the Marlin layer's codecs, and the baseline's dense fp16 / bf16 experts. */
+export type MoeWeightFormat = 'int4' | 'int8' | 'fp8' | 'dense';
+
+/** Device weights of one MoE layer (`copies` full copies), owned by marlin_bench.node until benchMoeFree. */
+export interface MoeWeights {
+  readonly handle: unknown;
+  readonly bytes: number;
+  readonly format: MoeWeightFormat;
+  readonly dtype: BenchDtype;
+  readonly copies: number;
+}
+
+export interface BenchMoeWeightsArgs {
+  readonly format: MoeWeightFormat;
+  readonly dtype: BenchDtype;
+  readonly experts: number;
+  readonly hidden: number;
+  readonly inter: number;
+  /** Quantized formats: 32, 64, 128, or <= 0 per channel (default 128). */
+  readonly groupSize?: number;
+  readonly copies: number;
+  readonly seed?: number;
+}
+
+/** One routed problem: every rotation's ids and weight copy (tools/bench/src/moe-routing.ts). */
+export interface BenchMoeRouting {
+  readonly weights: MoeWeights;
+  readonly M: number;
+  readonly topk: number;
+  /** [rotations][M][topk]. */
+  readonly ids: Int32Array;
+  /** [M][topk]. */
+  readonly topkWeights: Float32Array;
+  /** [rotations]. */
+  readonly copyOf: Int32Array;
+  readonly activation: 'silu' | 'swigluoai';
+  readonly seed?: number;
+  readonly calls?: number;
+  readonly replays?: number;
+}
+
+export interface BenchMoeArgs extends BenchMoeRouting {
+  readonly config13: number;
+  readonly splits13: number;
+  readonly config2: number;
+  readonly splits2: number;
+  readonly serial?: boolean;
+}
+
+/** 'routing-only': the baseline layer without its GEMMs (alignment, gather, activation, sum): the fixed cost. */
+export type MoeBaselineMode = 'grouped' | 'per-expert' | 'routing-only';
+
+export interface BenchMoeCublasArgs extends BenchMoeRouting {
+  readonly block: number;
+  readonly mode: MoeBaselineMode;
+}
+
+export interface MoeTiming {
+  readonly us: number;
+  readonly minUs: number;
+  readonly maxUs: number;
+  readonly rotations: number;
+  readonly calls: number;
+  readonly replays: number;
+  readonly workspaceBytes: number;
+  readonly blockSize: number;
+  readonly capacity: number;
+  /** GEMM launches per layer call: 2 for Marlin and grouped cuBLAS, 2 x touched experts per expert, 0 routing-only. */
+  readonly gemmLaunches: number;
+}
+
+/** The MoE entry points of marlin_bench.node (absent from harness builds before them). */
+export interface BenchMoeNative {
+  benchLoadMoe(args: { path: string }): LoadedMoe;
+  benchMoeWeights(args: BenchMoeWeightsArgs): MoeWeights;
+  /** Releases the weights' device memory now (idempotent). */
+  benchMoeFree(weights: MoeWeights): void;
+  benchMoe(args: BenchMoeArgs): MoeTiming;
+  benchMoeCublas(args: BenchMoeCublasArgs): MoeTiming;
+}
+
+export function hasMoeExports(m: unknown): m is BenchMoeNative {
+  const o = m as Record<string, unknown> | null;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    ['benchLoadMoe', 'benchMoeWeights', 'benchMoeFree', 'benchMoe', 'benchMoeCublas'].every(
+      (k) => typeof o[k] === 'function',
+    )
+  );
+}
+
 /** What the CLI needs from marlin_bench.node; tests substitute a fake. */
 export interface BenchNative {
   benchEnv(opts?: { measure?: boolean }): NativeEnv;

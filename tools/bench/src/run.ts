@@ -333,7 +333,7 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRun
 export const SETTLE_TOLERANCE = 0.02;
 export const SETTLE_MAX_RUNS = 8;
 
-function settle(run: () => number): void {
+export function settle(run: () => number): void {
   let previous = run();
   for (let i = 1; i < SETTLE_MAX_RUNS; i++) {
     const current = run();

@@ -237,11 +237,13 @@ export interface BenchResult {
   readonly failures: readonly { readonly problem: string; readonly code: string; readonly message: string }[];
 }
 
-type Check = (v: unknown, path: string, errs: string[]) => void;
+/** A schema check: appends "path: problem" for each violation of `v` (shared with moe-schema.ts). */
+export type Check = (v: unknown, path: string, errs: string[]) => void;
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const num =
+export const num =
   (opts: { positive?: boolean; nonNegative?: boolean; integer?: boolean; nullable?: boolean } = {}): Check =>
   (v, path, errs) => {
     if (v === null && opts.nullable) return;
@@ -254,20 +256,20 @@ const num =
     if (opts.nonNegative && !(v >= 0)) errs.push(`${path}: expected >= 0, got ${v}`);
   };
 
-const str =
+export const str =
   (nullable = false): Check =>
   (v, path, errs) => {
     if (v === null && nullable) return;
     if (typeof v !== 'string') errs.push(`${path}: expected a string, got ${JSON.stringify(v)}`);
   };
 
-const oneOf =
+export const oneOf =
   (values: readonly unknown[]): Check =>
   (v, path, errs) => {
     if (!values.includes(v)) errs.push(`${path}: expected one of ${values.join(', ')}, got ${JSON.stringify(v)}`);
   };
 
-const obj =
+export const obj =
   (fields: Record<string, Check>, nullable = false): Check =>
   (v, path, errs) => {
     if (v === null && nullable) return;
@@ -278,7 +280,7 @@ const obj =
     for (const [k, check] of Object.entries(fields)) check(v[k], `${path}.${k}`, errs);
   };
 
-const arr =
+export const arr =
   (item: Check): Check =>
   (v, path, errs) => {
     if (!Array.isArray(v)) {
@@ -288,11 +290,11 @@ const arr =
     for (const [i, x] of v.entries()) item(x, `${path}[${i}]`, errs);
   };
 
-const bool: Check = (v, path, errs) => {
+export const bool: Check = (v, path, errs) => {
   if (typeof v !== 'boolean') errs.push(`${path}: expected a boolean, got ${JSON.stringify(v)}`);
 };
 
-const timing = (nullable: boolean): Check =>
+export const timing = (nullable: boolean): Check =>
   obj(
     {
       us: num({ positive: true }),
@@ -317,6 +319,30 @@ const w8a8Timing: Check = (v, path, errs) => {
   if (v !== null && isObj(v)) num({ integer: true, positive: true })(v['mRun'], `${path}.mRun`, errs);
 };
 
+/** The run's environment header (EnvHeader), shared by every result kind. */
+export const envCheck: Check = obj({
+  gpu: str(),
+  smCount: num({ integer: true, positive: true }),
+  computeCapability: str(),
+  smClockMHz: num(),
+  memClockMHz: num(),
+  memBusBits: num({ integer: true }),
+  l2Bytes: num({ integer: true, positive: true }),
+  totalMemBytes: num({ integer: true, positive: true }),
+  driver: str(),
+  cudaRuntime: str(),
+  cublas: library,
+  cublasLt: library,
+  commit: str(),
+  commitSource: oneOf(['MARLIN_COMMIT', 'git', 'unknown']),
+  date: str(),
+  node: str(),
+  platform: str(),
+  bandwidthGBs: num({ positive: true }),
+  bandwidthCopyBytes: num({ integer: true, positive: true }),
+  fp16Tflops: num({ positive: true, nullable: true }),
+});
+
 const resultCheck: Check = obj({
   schemaVersion: oneOf([SCHEMA_VERSION]),
   tool: oneOf(['@marlin/bench-tool']),
@@ -325,28 +351,7 @@ const resultCheck: Check = obj({
   variant: variants,
   series: arr(seriesIds),
   addon: obj({ prefix: str(), path: str(), configCount: num({ integer: true, nullable: true }) }),
-  env: obj({
-    gpu: str(),
-    smCount: num({ integer: true, positive: true }),
-    computeCapability: str(),
-    smClockMHz: num(),
-    memClockMHz: num(),
-    memBusBits: num({ integer: true }),
-    l2Bytes: num({ integer: true, positive: true }),
-    totalMemBytes: num({ integer: true, positive: true }),
-    driver: str(),
-    cudaRuntime: str(),
-    cublas: library,
-    cublasLt: library,
-    commit: str(),
-    commitSource: oneOf(['MARLIN_COMMIT', 'git', 'unknown']),
-    date: str(),
-    node: str(),
-    platform: str(),
-    bandwidthGBs: num({ positive: true }),
-    bandwidthCopyBytes: num({ integer: true, positive: true }),
-    fp16Tflops: num({ positive: true, nullable: true }),
-  }),
+  env: envCheck,
   options: obj({
     variants: arr(variants),
     w8a8: bool,

@@ -1,10 +1,20 @@
 /** A deterministic stand-in for marlin_bench.node: timings from a simple bandwidth/compute model. */
+import { KERNEL_TABLE } from '@marlin/core';
+import { MOE_MODELS, type MoeModelSpec, moeDenseExpertBytes, moeExpertBytes } from '../src/moe-protocol.js';
+import { routingStats } from '../src/moe-routing.js';
 import type {
   AddonPrefix,
   BenchCublasArgs,
   BenchGemmArgs,
+  BenchMoeArgs,
+  BenchMoeCublasArgs,
+  BenchMoeNative,
+  BenchMoeWeightsArgs,
   BenchNative,
   LoadedAddon,
+  LoadedMoe,
+  MoeTiming,
+  MoeWeights,
   NativeEnv,
   NativeTiming,
 } from '../src/native.js';
@@ -71,9 +81,24 @@ export interface FakeOptions {
   readonly noFp8Algorithm?: boolean;
   /** Speed of the 8-bit kernels relative to the memory model (1 = as INT4's efficiency). */
   readonly eightBitEfficiency?: number;
+  /** benchMoeWeights throws (out of memory) for this format and layer size (experts). */
+  readonly moeWeightsFail?: (a: BenchMoeWeightsArgs) => boolean;
+  /** benchMoeCublas throws MARLIN_E_UNSUPPORTED for grouped (a cuBLAS without cublasGemmGroupedBatchedEx). */
+  readonly noGrouped?: boolean;
+  /** Extra us per call of the Marlin layer at M tile B (the tile sweep's signal): default 0.05 x B. */
+  readonly tileCost?: (blockSize: number, rowsPerExpert: number) => number;
 }
 
-export class FakeNative implements BenchNative {
+/** The layer a weights object holds (the fake keeps the shape to time calls on it). */
+interface FakeWeights extends MoeWeights {
+  readonly spec: MoeModelSpec;
+  freed: boolean;
+}
+
+export class FakeNative implements BenchNative, BenchMoeNative {
+  readonly moeCalls: BenchMoeArgs[] = [];
+  readonly moeCublasCalls: BenchMoeCublasArgs[] = [];
+  readonly moeWeights: FakeWeights[] = [];
   readonly gemmCalls: BenchGemmArgs[] = [];
   readonly cublasCalls: BenchCublasArgs[] = [];
   readonly ltCalls: BenchCublasArgs[] = [];
@@ -147,5 +172,92 @@ export class FakeNative implements BenchNative {
     const memUs = (a.K * a.N + m16 * a.K + 2 * m16 * a.N) / 3000e3 / 0.85;
     const computeUs = (2 * m16 * a.N * a.K) / 1600e6 / 0.7;
     return timing(Math.max(memUs, computeUs) + 5, 0, 0, m16);
+  }
+
+  // ---- MoE ----
+
+  benchLoadMoe(a: { path: string }): LoadedMoe {
+    return { path: a.path, configCount: 30 };
+  }
+
+  benchMoeWeights(a: BenchMoeWeightsArgs): MoeWeights {
+    if (this.opts.moeWeightsFail?.(a)) {
+      throw Object.assign(new Error('marlin_bench_moe_weights_create: cudaErrorMemoryAllocation (out of memory)'), {
+        code: 'MARLIN_E_CUDA',
+      });
+    }
+    const spec = Object.values(MOE_MODELS).find((m) => m.experts === a.experts && m.hidden === a.hidden)!;
+    const per =
+      a.format === 'dense' ? moeDenseExpertBytes(a.hidden, a.inter) : moeExpertBytes(a.hidden, a.inter, 128).total;
+    const w: FakeWeights = {
+      handle: {},
+      bytes: a.copies * a.experts * per,
+      format: a.format,
+      dtype: a.dtype,
+      copies: a.copies,
+      spec,
+      freed: false,
+    };
+    this.moeWeights.push(w);
+    return w;
+  }
+
+  benchMoeFree(w: MoeWeights): void {
+    (w as FakeWeights).freed = true;
+  }
+
+  private live(w: MoeWeights): FakeWeights {
+    const f = w as FakeWeights;
+    if (f.freed) throw Object.assign(new Error('the weights were freed'), { code: 'MARLIN_E_VALUE' });
+    return f;
+  }
+
+  private moeTiming(us: number, a: BenchMoeArgs | BenchMoeCublasArgs, blockSize: number, launches: number): MoeTiming {
+    return {
+      us,
+      minUs: us * 0.98,
+      maxUs: us * 1.03,
+      rotations: a.copyOf.length,
+      calls: Math.ceil(20 / a.copyOf.length) * a.copyOf.length,
+      replays: a.replays ?? 10,
+      workspaceBytes: 1 << 20,
+      blockSize,
+      capacity: 64,
+      gemmLaunches: launches,
+    };
+  }
+
+  benchMoe(a: BenchMoeArgs): MoeTiming {
+    this.moeCalls.push(a);
+    const w = this.live(a.weights);
+    if (w.format === 'dense') throw Object.assign(new Error('needs quantized weights'), { code: 'MARLIN_E_VALUE' });
+    const { spec } = w;
+    const ids = a.ids.subarray(0, a.M * a.topk);
+    const st = routingStats(ids, spec.experts);
+    const bytes = st.touched * moeExpertBytes(spec.hidden, spec.inter, 128).total;
+    const blockSize = KERNEL_TABLE.find((c) => c.id === a.config13)!.mTile;
+    const flops = 6 * a.M * a.topk * spec.hidden * spec.inter;
+    const extra = this.opts.tileCost?.(blockSize, st.rowsPerTouched) ?? 0.05 * blockSize;
+    const us = Math.max(bytes / 3000e3 / 0.8, flops / 800e6 / 0.6) + 6 + extra;
+    return this.moeTiming(us * (a.weights.dtype === 'bf16' ? 1.02 : 1), a, blockSize, 2);
+  }
+
+  benchMoeCublas(a: BenchMoeCublasArgs): MoeTiming {
+    this.moeCublasCalls.push(a);
+    const w = this.live(a.weights);
+    const { spec } = w;
+    const st = routingStats(a.ids.subarray(0, a.M * a.topk), spec.experts);
+    if (a.mode === 'routing-only') return this.moeTiming(4 + a.M * 0.002, a, a.block, 0);
+    if (w.format !== 'dense') throw Object.assign(new Error('needs dense weights'), { code: 'MARLIN_E_VALUE' });
+    if (a.mode === 'grouped' && this.opts.noGrouped) {
+      throw Object.assign(new Error('libcublas.so.13 has no cublasGemmGroupedBatchedEx (cuBLAS 12.5+)'), {
+        code: 'MARLIN_E_UNSUPPORTED',
+      });
+    }
+    const bytes = st.touched * moeDenseExpertBytes(spec.hidden, spec.inter);
+    const flops = 6 * a.M * a.topk * spec.hidden * spec.inter;
+    const launch = a.mode === 'per-expert' ? 2 * st.touched * 2.5 : 10;
+    const us = Math.max(bytes / 3000e3 / 0.85, flops / 800e6 / 0.75) + 8 + launch;
+    return this.moeTiming(us, a, a.block, a.mode === 'per-expert' ? 2 * st.touched : 2);
   }
 }
