@@ -11,22 +11,15 @@
 //      the CPU path, the binary loaded from the platform package, a `module: nodenext` consumer typechecked, and
 //      `marlin build` saying nvcc is missing.
 //   4. npm install --omit=optional: no platform package, and the documented NO_BINARY error with its solutions.
+// The addons are found, not listed (workspace.mjs: packages with a "binary" field, their optionalDependencies).
 import { execFileSync, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { checkPlatformPackage } from './check-binary.mjs';
+import { addonPackages, packAll } from './workspace.mjs';
 
-const repo = resolve(import.meta.dirname, '..', '..');
+const repo = join(import.meta.dirname, '..', '..');
 const bin = (name) => join(repo, 'node_modules', '.bin', name);
 const work = mkdtempSync(join(tmpdir(), 'marlin-pack-'));
 const tarballs = join(work, 'tarballs');
@@ -81,19 +74,18 @@ for (const k of Object.keys(userEnv)) {
 
 // ---- 1. pack
 section('pack');
-const dirs = ['packages', 'npm'].flatMap((top) =>
-  readdirSync(join(repo, top))
-    .map((d) => join(repo, top, d))
-    .filter((d) => existsSync(join(d, 'package.json'))),
-);
-const packs = [];
-for (const dir of dirs) {
-  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
-  if (pkg.private) continue;
-  const r = run('pnpm', ['pack', '--pack-destination', tarballs], { cwd: dir });
-  const tgz = join(tarballs, `${pkg.name.replace('@', '').replace('/', '-')}-${pkg.version}.tgz`);
-  if (!check(r.status === 0 && existsSync(tgz), `pnpm pack ${pkg.name}`, r.out)) continue;
-  packs.push({ name: pkg.name, dir, tgz, platform: pkg.os !== undefined, typed: pkg.types !== undefined });
+const { packs, failures } = packAll(tarballs, repo);
+for (const f of failures) fail(`pnpm pack ${f.name}`, f.out);
+for (const p of packs) ok(`pnpm pack ${p.name}`);
+// The native addons (packages/* with a "binary" field) and the platform packages that carry their binaries.
+const addons = addonPackages(repo).filter((a) => !a.private);
+for (const a of addons) {
+  const missing = a.platformPackages.length === 0 ? ['(none listed)'] : a.platformPackages;
+  check(
+    a.platformPackages.length > 0 && a.platformPackages.every((n) => packs.some((p) => p.platform && p.name === n)),
+    `${a.name}: platform package ${a.platformPackages.join(', ')} packed (optionalDependencies)`,
+    `not packed: ${missing.filter((n) => !packs.some((p) => p.name === n)).join(', ')}`,
+  );
 }
 if (failed) finish();
 const listing = (tgz) => execFileSync('tar', ['tzf', tgz], { encoding: 'utf8' }).trim().split('\n');
@@ -101,8 +93,9 @@ for (const p of packs) {
   const files = listing(p.tgz);
   const kib = (statSync(p.tgz).size / 1024).toFixed(0);
   check(files.includes('package/README.md'), `${p.name}: ${files.length} files, ${kib} KiB tarball, README.md`);
-  if (p.name === '@marlin/dense' || p.name === '@marlin/fp8') {
-    const short = p.name.slice('@marlin/'.length);
+  const addon = addons.find((a) => a.name === p.name);
+  if (addon !== undefined) {
+    const short = addon.short;
     const need = [
       'package/dist/source/manifest.json',
       'package/dist/source/native/cmake/MarlinAddon.cmake',
@@ -169,11 +162,12 @@ check(
 );
 const node = (cwd, args, env = userEnv) => run(process.execPath, args, { cwd, env });
 
+// The CPU path of the GEMM addons (Linear.fromFloat options per addon); every addon is imported and probed.
+const CPU_GEMM = { dense: { bits: 4, groupSize: 64 }, fp8: {} };
+const addonNames = addons.map((a) => a.short);
 const esm = `
 import * as core from '@marlin/core';
 import { referenceGemm } from '@marlin/core/reference';
-import * as dense from '@marlin/dense';
-import * as fp8 from '@marlin/fp8';
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const out = {};
@@ -184,11 +178,16 @@ const K = 128, N = 64, M = 3;
 const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37));
 const xs = Float32Array.from({ length: M * K }, (_, i) => Math.cos(i * 0.11));
 const x = { data: core.toHalfBits(xs, 'fp16'), shape: [M, K], dtype: 'fp16' };
-for (const [name, mod, opts] of [['dense', dense, { bits: 4, groupSize: 64 }], ['fp8', fp8, {}]]) {
-  const layer = mod.Linear.fromFloat(w, { inFeatures: K, outFeatures: N, device: 'cpu', ...opts });
-  const y = mod.gemm(x, layer.packed, { device: 'cpu' });
-  const ref = referenceGemm(x.data, layer.packed, { M, dtype: 'fp16' });
-  out[name + 'Cpu'] = y.shape.join('x') === M + 'x' + N && y.data.every((v, i) => v === ref.bits[i]);
+const cpuGemm = ${JSON.stringify(CPU_GEMM)};
+for (const name of ${JSON.stringify(addonNames)}) {
+  const mod = await import('@marlin/' + name);
+  const opts = cpuGemm[name];
+  if (opts !== undefined) {
+    const layer = mod.Linear.fromFloat(w, { inFeatures: K, outFeatures: N, device: 'cpu', ...opts });
+    const y = mod.gemm(x, layer.packed, { device: 'cpu' });
+    const ref = referenceGemm(x.data, layer.packed, { M, dtype: 'fp16' });
+    out[name + 'Cpu'] = y.shape.join('x') === M + 'x' + N && y.data.every((v, i) => v === ref.bits[i]);
+  }
   const p = mod.probe();
   out[name + 'Binary'] = p.binaryPath;
   out[name + 'Probe'] = p.ok ? 'ok' : p.error?.code;
@@ -200,15 +199,17 @@ let res = null;
 try {
   res = JSON.parse(e.stdout.trim().split('\n').at(-1));
 } catch {
-  fail('ESM import of @marlin/core, /reference, dense, fp8', e.out);
+  fail(`ESM import of @marlin/core, /reference, ${addonNames.join(', ')}`, e.out);
 }
 if (res) {
   check(res.oneCore, 'ESM import + CJS require of @marlin/core give one instance (one registry, one MarlinError)');
-  for (const k of ['dense', 'fp8']) {
-    check(
-      res[`${k}Cpu`] === true,
-      `@marlin/${k}: Linear.fromFloat + gemm(..., { device: 'cpu' }) equals referenceGemm`,
-    );
+  for (const k of addonNames) {
+    if (k in CPU_GEMM) {
+      check(
+        res[`${k}Cpu`] === true,
+        `@marlin/${k}: Linear.fromFloat + gemm(..., { device: 'cpu' }) equals referenceGemm`,
+      );
+    }
     check(
       typeof res[`${k}Binary`] === 'string' && res[`${k}Binary`].includes(`node_modules/@marlin/${k}-linux-x64-gnu/`),
       `@marlin/${k}: binary loaded from the platform package (probe: ${res[`${k}Probe`]})`,
@@ -218,13 +219,12 @@ if (res) {
 }
 const cjs = `
 const core = require('@marlin/core');
-const dense = require('@marlin/dense');
-const fp8 = require('@marlin/fp8');
-const ok = typeof dense.gemm === 'function' && typeof fp8.gemm === 'function' && typeof core.pack === 'function';
+const mods = ${JSON.stringify(addonNames)}.map((n) => require('@marlin/' + n));
+const ok = mods.every((m) => typeof m.probe === 'function') && typeof core.pack === 'function';
 process.stdout.write(String(ok));
 `;
 const c = node(app, ['-e', cjs]);
-check(c.status === 0 && c.stdout === 'true', 'CJS require of @marlin/core, dense, fp8', c.out);
+check(c.status === 0 && c.stdout === 'true', `CJS require of @marlin/core, ${addonNames.join(', ')}`, c.out);
 
 writeFileSync(
   join(app, 'tsconfig.json'),
@@ -310,6 +310,31 @@ console.log(JSON.stringify({ probe: p.error?.code, code: thrown?.code, typed: th
       missing.length === 0,
       'the error is the documented one (causes and fixes)',
       `missing: ${missing.join(' | ')}\n${msg}`,
+    );
+  }
+  // Every addon, the same way: probe() names the missing platform package and the build-from-source fix.
+  const each = `
+const out = {};
+for (const name of ${JSON.stringify(addonNames)}) {
+  const p = (await import('@marlin/' + name)).probe();
+  out[name] = { code: p.error?.code, message: p.error?.message ?? '' };
+}
+console.log(JSON.stringify(out));
+`;
+  const r2 = node(bare, ['--input-type=module', '-e', each]);
+  let all = null;
+  try {
+    all = JSON.parse(r2.stdout.trim().split('\n').at(-1));
+  } catch {
+    fail(`import ${addonNames.join(', ')} without their platform packages`, r2.out);
+  }
+  for (const a of all === null ? [] : addons) {
+    const got = all[a.short] ?? {};
+    const want = [`${a.platformPackages[0]} is not installed`, `npx marlin build ${a.short}`];
+    check(
+      got.code === 'MARLIN_E_NO_BINARY' && want.every((w) => got.message.includes(w)),
+      `${a.name}: probe() gives MARLIN_E_NO_BINARY naming ${a.platformPackages[0]}`,
+      JSON.stringify(got),
     );
   }
 }
