@@ -117,6 +117,16 @@ describe('marlin build: sources and output folder', () => {
     expect(r.binary).not.toContain('node_modules');
     expect(r.commands[0]).toContain(`-DCMAKE_CUDA_COMPILER=${join(bin, 'nvcc')}`);
     expect(lines.join('\n')).toContain('targets  sm_80');
+    // PTX targets take CMake's -virtual suffix (MarlinAddon.cmake reads them from MARLIN_CUDA_ARCHS).
+    lines.length = 0;
+    buildAddon('fp8', {
+      env: env(),
+      resolveFrom: fromDense,
+      dryRun: true,
+      archs: '90a;80-virtual',
+      log: (s) => lines.push(s),
+    });
+    expect(lines.join('\n')).toContain('targets  sm_90a, compute_80 (PTX)');
   });
 
   it('missing tools fail the build with NO_BINARY listing each one, before anything is written', () => {
@@ -135,6 +145,7 @@ describe('marlin build: sources and output folder', () => {
     expect(await runCli(['build', '../x'], io)).toBe(1);
     expect(err.join('')).toContain('MARLIN_E_VALUE');
     expect(await runCli(['build', 'fp8', '--archs', 'sm_80'], io)).toBe(2);
+    expect(await runCli(['build', 'fp8', '--archs', '80-ptx'], io)).toBe(2);
     expect(await runCli(['build'], io)).toBe(2);
   });
 });

@@ -263,7 +263,7 @@ export interface BuildOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Where the addon package and the Node-API headers are looked up from (default: the current folder). */
   readonly resolveFrom?: readonly string[];
-  /** SASS targets, e.g. '80;90a' (default: the GPUs present, else the CMake default sm_80 + sm_90a). */
+  /** GPU targets, e.g. '80;90a' or '80-virtual' for PTX (default: the GPUs present, else the CMake release set). */
   readonly archs?: string;
   /** Parallel compile jobs (default: CMake's). */
   readonly jobs?: number;
@@ -340,7 +340,19 @@ export function buildAddon(addon: string, options: BuildOptions = {}): BuildResu
     `${src.packageName}@${src.version}: nvcc ${tools.nvcc!.version} (${tools.nvcc!.path}), cmake ${tools.cmake!.version}`,
   );
   log(`  sources  ${src.sourceRoot}`);
-  log(`  targets  ${archs !== undefined ? `sm_${archs.split(/[;,\s]+/).join(', sm_')}` : 'sm_80, sm_90a (default)'}`);
+  const named = (a: string) =>
+    a.endsWith('-virtual') ? `compute_${a.slice(0, -8)} (PTX)` : `sm_${a.replace(/-real$/, '')}`;
+  log(
+    `  targets  ${
+      archs !== undefined
+        ? archs
+            .split(/[;,\s]+/)
+            .filter(Boolean)
+            .map(named)
+            .join(', ')
+        : 'the release set (MarlinAddon.cmake MARLIN_RELEASE_CUDA_ARCHS)'
+    }`,
+  );
   log(`  output   ${binary}`);
   if (options.dryRun) {
     for (const c of [configure, compile]) log(`  $ ${c.join(' ')}`);

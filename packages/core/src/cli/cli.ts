@@ -76,7 +76,8 @@ node-addon-api + node-api-headers; no GPU. Writes $XDG_CACHE_HOME/marlin/<addon>
 unset; MARLIN_CACHE_DIR overrides), never node_modules; the addon's loader tries that binary last.
 
 Options:
-  --archs <list>            SASS targets, e.g. "80;90a" (default: the GPUs nvidia-smi lists, else sm_80 + sm_90a)
+  --archs <list>            GPU targets, e.g. "80;90a" (SASS); "80-virtual" is compute_80 PTX (default: the GPUs
+                            nvidia-smi lists, else the release set: sm_80, 86, 89, 90a, 100, 120 + compute_80 PTX)
   --jobs <n>                parallel compile jobs
   --dry-run                 check the toolchain and print the commands, build nothing
 `,
@@ -396,8 +397,11 @@ function build(args: readonly string[], out: (s: string) => void): number {
     throw new UsageError(`--jobs must be a positive integer, got "${String(values.jobs)}".`);
   }
   const archs = values.archs as string | undefined;
-  if (archs !== undefined && !/^\s*\d+[a-z]?(\s*[;,\s]\s*\d+[a-z]?)*\s*$/.test(archs)) {
-    throw new UsageError(`--archs must list SM versions like "80;90a", got "${archs}".`);
+  if (
+    archs !== undefined &&
+    !/^\s*\d+[a-z]?(-real|-virtual)?(\s*[;,\s]\s*\d+[a-z]?(-real|-virtual)?)*\s*$/.test(archs)
+  ) {
+    throw new UsageError(`--archs must list SM versions like "80;90a" (or "80-virtual" for PTX), got "${archs}".`);
   }
   buildAddon(positionals[0]!, { archs, jobs, dryRun: values['dry-run'] === true, log: out });
   return 0;
