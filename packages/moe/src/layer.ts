@@ -161,20 +161,20 @@ class DeviceExperts implements Disposable {
   readonly zeros: Tensor<'u8'> | null;
   readonly perm: Tensor<'i32'> | null;
 
-  constructor(
-    readonly meta: PackedExperts,
-    device: number,
-    made: Tensor[],
-  ) {
+  /** The format fields (arrays emptied: the host copy is not kept once uploaded). */
+  readonly meta: PackedExperts;
+
+  constructor(pe: PackedExperts, device: number, made: Tensor[]) {
+    this.meta = metaOf(pe);
     const o = { device, addon: kit.runtimeName };
     const keep = <T extends Tensor>(t: T): T => {
       made.push(t);
       return t;
     };
-    this.qweight = keep(Tensor.from(meta.qweight, [meta.qweight.length], 'u32', o));
-    this.scales = keep(Tensor.from(meta.scales, [meta.scales.length], meta.scaleDtype, o));
-    this.zeros = meta.zeros === null ? null : keep(Tensor.from(meta.zeros, [meta.zeros.length], 'u8', o));
-    this.perm = meta.perm === null ? null : keep(Tensor.from(meta.perm, [meta.perm.length], 'i32', o));
+    this.qweight = keep(Tensor.from(pe.qweight, [pe.qweight.length], 'u32', o));
+    this.scales = keep(Tensor.from(pe.scales, [pe.scales.length], pe.scaleDtype, o));
+    this.zeros = pe.zeros === null ? null : keep(Tensor.from(pe.zeros, [pe.zeros.length], 'u8', o));
+    this.perm = pe.perm === null ? null : keep(Tensor.from(pe.perm, [pe.perm.length], 'i32', o));
   }
 
   /** The stacked weight downloaded back (blocking), e.g. for the CPU reference of a GPU layer. */
