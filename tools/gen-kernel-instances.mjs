@@ -31,7 +31,9 @@ const table = JSON.parse(readFileSync(tablePath, 'utf8'));
 const DTYPES = { fp16: 'half', bf16: '__nv_bfloat16' };
 // single: one GEMM per launch; experts: grouped GEMMs on stacked experts (@marlin/moe), problem_list.cuh.
 const PROBLEMS = { single: 'SingleProblem', experts: 'ExpertProblem' };
-const OPERANDS = ['dense'];
+// dense: 64 x 64 weights per tile (512 x bits bytes); sparse24: 2:4 along K, half the codes + 2-bit indices per kept
+// code (384 x bits bytes; docs/format.md "2:4 sparse (packed)"), the codec's Operand::kSparse24.
+const OPERANDS = { dense: (bits) => 512 * bits, sparse24: (bits) => 384 * bits };
 const MAX_CONFIG_ID = 256; // kit/host.h kMaxConfigId
 const fail = (msg) => {
   throw new Error(`kernel-table.json: ${msg}`);
@@ -45,9 +47,13 @@ for (const [name, v] of Object.entries(variants)) {
   if (typeof v.codec !== 'string' || !/^[A-Za-z_]\w*$/.test(v.codec)) fail(`variant ${name}: codec must be a C++ name`);
   if (typeof v.header !== 'string' || !/^[\w.]+\.cuh$/.test(v.header)) fail(`variant ${name}: header must be a .cuh`);
   if (![4, 8].includes(v.bits)) fail(`variant ${name}: bits must be 4 or 8`);
-  if (v.tileBytes !== 512 * v.bits) fail(`variant ${name}: tileBytes must be 512 x bits (a 64 x 64 tile)`);
+  if (!(v.operand in OPERANDS)) fail(`variant ${name}: operand must be one of ${Object.keys(OPERANDS).join(', ')}`);
+  if (v.operand === 'sparse24' && v.bits !== 4) fail(`variant ${name}: the sparse24 operand is INT4 only (bits 4)`);
+  if (v.tileBytes !== OPERANDS[v.operand](v.bits))
+    fail(
+      `variant ${name}: tileBytes must be ${v.operand === 'dense' ? '512' : '384'} x bits (a 64 x 64 ${v.operand} tile)`,
+    );
   if (typeof v.zeroPoints !== 'boolean') fail(`variant ${name}: zeroPoints must be a boolean`);
-  if (!OPERANDS.includes(v.operand)) fail(`variant ${name}: operand must be one of ${OPERANDS.join(', ')}`);
   if (!(v.problem in PROBLEMS)) fail(`variant ${name}: problem must be one of ${Object.keys(PROBLEMS).join(', ')}`);
 }
 
@@ -111,6 +117,7 @@ for (const [name, v] of addonVariants) {
       `using C = ${v.codec}<${cty}>;`,
       `static_assert(C::kTileBytes == ${v.tileBytes}, "kernel-table.json: tileBytes of ${name} disagrees with ${v.codec}");`,
       `static_assert(C::kZeroPoints == ${v.zeroPoints}, "kernel-table.json: zeroPoints of ${name} disagrees with ${v.codec}");`,
+      `static_assert(is_sparse24<C>() == ${v.operand === 'sparse24'}, "kernel-table.json: operand of ${name} disagrees with ${v.codec}");`,
       `ResolveFn ${cname(name)}_${dt}(int id, bool zeros) {`,
       '  switch (id) {',
       ...cases,

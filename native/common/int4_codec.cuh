@@ -97,7 +97,10 @@ struct Int4Codec {
   using Offsets = ZeroConsts;
 
   static __device__ __forceinline__ int lane_offset(int wn, int lane) { return (wn * 32 + lane) * 16; }
-  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at) { return *reinterpret_cast<const uint4*>(at); }
+  static __device__ __forceinline__ int lane_aux(int, int) { return 0; }
+  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at, int) {
+    return *reinterpret_cast<const uint4*>(at);
+  }
   static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
     return {s_g, s_g8, Int4Dequant<T>::zero_consts(z_g, z_g8)};
   }
@@ -105,15 +108,24 @@ struct Int4Codec {
     return Int4Dequant<T>::zero_consts(z_g, z_g8);
   }
   static __device__ __forceinline__ void fragment(const LaneWords& w, int step, const Consts& c, uint32_t (&a)[4]) {
+    word_fragment(word_at(w, step), c, a);
+  }
+  static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets& c, uint32_t (&a)[4]) {
+    word_unscaled(word_at(w, step), c, a);
+  }
+
+  // One packed word (8 codes in the nibble order of docs/format.md "INT4") -> the 4 A registers; shared with the 2:4
+  // codec (sparse_int4_codec.cuh), whose code words use the same order for the compressed fragment.
+  static __device__ __forceinline__ void word_fragment(uint32_t q, const Consts& c, uint32_t (&a)[4]) {
     pair_t<T> o[4];
-    Int4Dequant<T>::integers(word_at(w, step), c.z, o);
+    Int4Dequant<T>::integers(q, c.z, o);
     const pair_t<T> s_g = broadcast_pair<T>(c.s_g), s_g8 = broadcast_pair<T>(c.s_g8);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i] = bits_of(__hmul2_rn(o[i], (i & 1) ? s_g8 : s_g));  // a1, a3: rows g + 8
   }
-  static __device__ __forceinline__ void unscaled(const LaneWords& w, int step, const Offsets& c, uint32_t (&a)[4]) {
+  static __device__ __forceinline__ void word_unscaled(uint32_t q, const Offsets& c, uint32_t (&a)[4]) {
     pair_t<T> o[4];
-    Int4Dequant<T>::integers(word_at(w, step), c, o);
+    Int4Dequant<T>::integers(q, c, o);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i] = bits_of(o[i]);
   }

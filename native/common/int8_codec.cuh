@@ -66,7 +66,8 @@ struct Int8Codec {
   using Offsets = Int8Zeros;
 
   static __device__ __forceinline__ int lane_offset(int wn, int lane) { return ByteTile::lane_offset(wn, lane); }
-  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at) { return ByteTile::lane_words(at); }
+  static __device__ __forceinline__ int lane_aux(int, int) { return 0; }
+  static __device__ __forceinline__ LaneWords lane_words(const uint8_t* at, int) { return ByteTile::lane_words(at); }
   static __device__ __forceinline__ Consts consts(uint32_t s_g, uint32_t s_g8, int z_g, int z_g8) {
     return {s_g * 0x10001u, s_g8 * 0x10001u, Int8Dequant<T>::zeros(z_g, z_g8)};
   }

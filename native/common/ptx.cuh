@@ -1,4 +1,4 @@
-// Inline-PTX building blocks shared by every Marlin kernel: async copies, ldmatrix, mma.sync, lop3.
+// Inline-PTX building blocks shared by every Marlin kernel: async copies, ldmatrix, mma.sync (dense, 2:4), lop3.
 // Each wrapper says what it does, why this instruction, and the PTX ISA section it comes from.
 // NOTE: no L2 cache-hint policies anywhere (createpolicy + cp.async ... L2::cache_hint is miscompiled by ptxas 13 on
 // sm_90: illegal instruction at run time, IST-DASLab/marlin#44).
@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 namespace marlin {
 
@@ -58,6 +60,28 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const ui
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// D = A(16x32, 2:4 sparse along k: 16x16 kept values, same register layout as mma.m16n8k16 A) * B(32x8) + D, fp32
+// accumulation. `e` = the lane's metadata register, SEL = sparsity selector (an immediate: 0 = threads T0, T1 of each
+// group of four supply the metadata, 1 = T2, T3). B: b[0], b[1] = the k16 B fragment of k 0..15, b[2], b[3] of k
+// 16..31. ::ordered_metadata (PTX 8.5): the form PTX advises; the packer writes only the index pairs it defines.
+// PTX ISA 9.7.14.6 mma.sp.
+template <typename T, int SEL>
+__device__ __forceinline__ void mma_sp_16832(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[4], uint32_t e) {
+  if constexpr (std::is_same_v<T, half>) {
+    asm volatile(
+        "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e), "n"(SEL));
+  } else {
+    asm volatile(
+        "mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e), "n"(SEL));
+  }
 }
 
 // v, opaque to the optimiser: an empty asm that "modifies" it, so ptxas keeps the value in a register from here on

@@ -60,7 +60,8 @@ struct CpAsyncStage {
   int x_k[kXIters];            // k offset of the chunk within a stage (elements)
 #ifndef MARLIN_HAS_BULK_COPY
   static constexpr int kTileChunks = Codec::kTileBytes / 16, kTileChunkShift = __builtin_ctz(kTileChunks);
-  static_assert(kTileChunks == 1 << kTileChunkShift, "a tile is a power of two of 16-byte chunks");
+  // Dense tiles are a power of two of 16-byte chunks (mask and shift); a 2:4 tile is 96 (unsigned division by it).
+  static constexpr bool kPow2Tile = kTileChunks == 1 << kTileChunkShift;
   static constexpr int kWChunks = N_TILES * K_STAGE * kTileChunks, kWIters = (kWChunks + THREADS - 1) / THREADS;
   const int4* w_src[kWIters];
   uint32_t w_dst[kWIters];
@@ -87,7 +88,9 @@ struct CpAsyncStage {
     const int n_tiles_total = p.np / kTileN;
 #pragma unroll
     for (int r = 0; r < kWIters; ++r) {
-      const int i = tid + r * THREADS, c = i & (kTileChunks - 1), jt = i >> kTileChunkShift;
+      const int i = tid + r * THREADS;
+      const int c = kPow2Tile ? i & (kTileChunks - 1) : int(unsigned(i) % kTileChunks);
+      const int jt = kPow2Tile ? i >> kTileChunkShift : int(unsigned(i) / kTileChunks);
       const int nt = jt / K_STAGE, j = jt % K_STAGE;
       w_ok[r] = i < kWChunks && tile0 + nt < n_tiles_total;
       w_src[r] = p.w + (size_t(tile0 + nt) * p.k_tiles + j) * kTileChunks + c;

@@ -21,7 +21,8 @@
 // Cross-block (split-K) reduction and epilogue: epilogue.cuh (shared with the warp-specialised kernel).
 //
 // Policies (template parameters), so that other weight formats and grouped launches are variants of this kernel:
-//   Codec    the weight format: tile bytes, a lane's words, dequantization (native/common/codec.cuh; Int4Codec today)
+//   Codec    the weight format: tile bytes, a lane's words, dequantization (native/common/codec.cuh), and the operand
+//            its fragments are (dense, or 2:4 sparse: one mma.sp / wgmma.sp per 32-k half; operand.cuh)
 //   Problem  which GEMM and which block of it a CTA computes (problem_list.cuh; SingleProblem today)
 #pragma once
 #include "../common/bulk_copy.cuh"
@@ -30,6 +31,7 @@
 #include "../common/wgmma.cuh"
 #include "cp_async_stage.cuh"
 #include "epilogue.cuh"
+#include "operand.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
 #include "tma_stage.cuh"
@@ -116,6 +118,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   using Stage = StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>;
   using TL = typename Tr::TmaLayout;
   using Copies = TmaStage<Codec, M_TILE, N_TILES, K_STAGE, HAS_ZEROS>;  // the producer pipeline's copies and areas
+  using Op = OperandOps<Codec>;  // what a 32-k half is on the tensor cores (dense or 2:4 sparse)
   constexpr bool kTma = kernel_uses_producer<WGMMA>();  // producer-warp pipeline, TmaLayout stages
   constexpr int kBlockThreads = block_threads<WGMMA>();
 #ifndef MARLIN_HAS_WGMMA
@@ -131,8 +134,8 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   const int g = lane >> 2;
 
   const auto bc = Problem::coords(args);
-  const Params& p = Problem::gemm(args, bc);
   if (!Problem::active(args, bc)) return;  // uniform per block: before any barrier
+  const Params& p = Problem::gemm(args, bc);
   const int m0 = bc.m_block * M_TILE;
   const int tile0 = bc.n_block * N_TILES;  // first 64-column tile of this block
   const int st_begin = bc.split * p.stages_per_split;
@@ -208,19 +211,20 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
   // (ps_j0 * 64) >> group_shift (0 per-channel). At a ragged end of K the row is only wrong for runs past K, which
   // are skipped.
   const typename Stage::RunLane ps_group_lane = {
-      ps_lane.w, int(opaque(uint32_t(Stage::lane_col(0, 0, 0, wn, g) + ((ps_j0 * kTileK) >> min(p.group_shift, 30)) * Stage::kCtaN)))};
+      ps_lane.w, int(opaque(uint32_t(Stage::lane_col(0, 0, 0, wn, g) + ((ps_j0 * kTileK) >> min(p.group_shift, 30)) * Stage::kCtaN))),
+      ps_lane.aux};
   const uint32_t ps_x[2] = {opaque(uint32_t(x_offset(lane & 7, ps_j0 * 8 + (lane >> 3)))),
                             opaque(uint32_t(x_offset(lane & 7, ps_j0 * 8 + 4 + (lane >> 3))))};
 
-  // mma.sync family: one k32 slab (two k16 steps) of token block m8 for every column tile: fragments a[nt][step]
-  // against the B fragments of one ldmatrix.x4 (b0, b1: step 0; b2, b3: step 1), accumulated into d[nt][m8 block].
+  // mma.sync family: one k32 slab (32-k half kp of a k-tile) of token block m8 for every column tile: fragments
+  // a[nt][.] against the B fragments of one ldmatrix.x4 (b0, b1: k 0..15; b2, b3: k 16..31), accumulated into
+  // d[nt][m8 block]: two mma.m16n8k16 (dense) or one mma.sp.m16n8k32 with the lane's metadata of wq[nt] (2:4).
   auto mma_slab = [](float (&d)[N_TILES][Tr::kM8 * 4], int m8, const uint32_t (&a)[N_TILES][2][4],
-                     const uint32_t (&b)[4]) {
+                     const uint32_t (&b)[4], const typename Codec::LaneWords (&wq)[N_TILES], int kp) {
 #pragma unroll
     for (int nt = 0; nt < N_TILES; ++nt) {
       float(&c4)[4] = *reinterpret_cast<float(*)[4]>(&d[nt][m8 * 4]);
-      mma_16816<T>(c4, a[nt][0], b[0], b[1]);
-      mma_16816<T>(c4, a[nt][1], b[2], b[3]);
+      Op::half_mma(c4, a[nt], b, wq[nt], kp);
     }
   };
 
@@ -242,7 +246,7 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
     if constexpr (WGMMA) {
 #ifdef MARLIN_HAS_WGMMA
       // Warpgroup `wgrp` owns column tiles nt_base .. nt_base + kAccTiles - 1 over every k-tile of the stage.
-      // A fragments are double-buffered by k-step parity: the wgmma of step s runs while step s+1 is dequantized.
+      // A fragments are double-buffered by MMA-step parity: the wgmma of step s runs while step s+1 is dequantized.
       uint32_t a[2][kAccTiles][4];
 #pragma unroll
       for (int j = 0; j < K_STAGE; ++j) {
@@ -256,17 +260,18 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
 #pragma unroll
           for (int l = 0; l < kAccTiles; ++l) gc[l] = group_consts(j, kp, nt_base + l);
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
+          for (int e = 0; e < Op::kFragsPerHalf; ++e) {
+            const int buf = (kp * Op::kFragsPerHalf + e) & 1;  // MMA-step parity (dense: e)
 #pragma unroll
-            for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], 2 * kp + e, gc[l], a[e][l]);
+            for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], Op::step(kp, e), gc[l], a[buf][l]);
             wgmma_fence();  // the A fragments were just written
-            const int ks = j * 4 + kp * 2 + e;  // k step within the stage: core-matrix chunk columns 2 ks, 2 ks + 1
+            // First k16 step of the fragment within the stage: core-matrix chunk columns 2 ks, 2 ks + 1 (and, 2:4
+            // k32, the next two).
+            const int ks = j * 4 + kp * 2 + e;
             // K-major core matrices: LBO = next 8 k (one chunk column = M_TILE/8 cores), SBO = next 8 tokens.
             const uint64_t desc = smem_desc(xs + 2 * ks * Tr::kM8 * 128, Tr::kM8 * 128, 128);
 #pragma unroll
-            for (int l = 0; l < kAccTiles; ++l) {
-              Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[e][l], desc);
-            }
+            for (int l = 0; l < kAccTiles; ++l) Op::template wgmma<M_TILE>(acc[l], a[buf][l], desc, wq[l], kp);
             wgmma_commit();
             wgmma_wait<1>();  // the previous step's group is done: its A buffer may be rewritten next
           }
@@ -301,14 +306,13 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
               for (int nt = 0; nt < N_TILES; ++nt) {
                 const typename Codec::Offsets zc =
                     kTma ? sv.run_group_zero_consts(rl, nt) : sv.run_zero_consts(ps_lane, jj, kp, nt);
-                Codec::unscaled(wq[nt], 2 * kp, zc, a[nt][0]);
-                Codec::unscaled(wq[nt], 2 * kp + 1, zc, a[nt][1]);
+                Op::half_unscaled(wq[nt], kp, zc, a[nt]);
               }
 #pragma unroll
               for (int m8 = 0; m8 < Tr::kM8; ++m8) {
                 uint32_t b[4];
                 ldmatrix_x4(b, xs + ps_x[kp] + m8 * 8 * kXRowStep + jj * kXTileStep);
-                mma_slab(part, m8, a, b);
+                mma_slab(part, m8, a, b, wq, kp);
               }
             }
           }
@@ -336,15 +340,14 @@ __global__ void __launch_bounds__(block_threads<WGMMA>(),
 #pragma unroll
           for (int nt = 0; nt < N_TILES; ++nt) {  // dequant + scale, once per weight, reused by every token block
             const typename Codec::Consts gc = group_consts(j, kp, nt);
-            Codec::fragment(wq[nt], 2 * kp, gc, a[nt][0]);
-            Codec::fragment(wq[nt], 2 * kp + 1, gc, a[nt][1]);
+            Op::half_fragments(wq[nt], kp, gc, a[nt]);
           }
 #pragma unroll
-          for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of two k steps
+          for (int m8 = 0; m8 < Tr::kM8; ++m8) {  // activations: one ldmatrix.x4 = B fragments of the half's 32 k
             uint32_t b[4];
             const int r = m8 * 8 + (lane & 7), c = j * 8 + kp * 4 + (lane >> 3);
             ldmatrix_x4(b, xs + x_offset(r, c));
-            mma_slab(acc, m8, a, b);
+            mma_slab(acc, m8, a, b, wq, kp);
           }
         }
       }

@@ -23,6 +23,7 @@
 #include "../common/ptx.cuh"
 #include "../common/wgmma.cuh"
 #include "epilogue.cuh"
+#include "operand.cuh"
 #include "params.cuh"
 #include "stage_view.cuh"
 #include "tma_stage.cuh"
@@ -148,12 +149,15 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 #pragma unroll
     for (int c = 0; c < M_TILE / 2; ++c) acc[l][c] = 0.0f;
 
-  // A fragments in 4 buffers by k step (step s of a stage uses buffer s % 4; a stage has 4 K_STAGE steps): two or
-  // three wgmma groups stay in flight while the next step is dequantized (wgmma_in_flight), so the tensor pipe does
-  // not idle on the dequant's latency (wait_group 1 left it ~27% idle while the SM was active).
+  // A fragments in 4 buffers by MMA step (step s of a stage uses buffer s % 4; a stage has 4 K_STAGE k16 steps, or
+  // 2 K_STAGE k32 steps for a 2:4 operand): two or three wgmma groups stay in flight while the next step is
+  // dequantized (wgmma_in_flight), so the tensor pipe does not idle on the dequant's latency (wait_group 1 left it
+  // ~27% idle while the SM was active).
+  using Op = OperandOps<Codec>;
   uint32_t a[4][kAccTiles][4];
   constexpr int kWgmmaInFlight = wgmma_in_flight<STAGES, BLOCKS>();
   static_assert(kWgmmaInFlight >= 1 && kWgmmaInFlight <= 3, "the next step's A buffer must have retired");
+  static_assert(Op::kStepsPerTile * K_STAGE % 4 == 0, "a stage's steps must fill the 4 A buffers in turn");
   // Loop invariants computed once (SASS of config 15 at M = 32 rebuilt them in every stage: ~180 of a stage's
   // ~420 instructions were thread-index, barrier-address, scale-row and descriptor arithmetic around 208 of dequant).
   // The lane's word and scale / zero-point offsets for column tile nt_base of any stage (opaque, as run_lane),
@@ -162,7 +166,7 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
   using Lane = typename StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>::RunLane;
   const auto lane0 = StageView<Codec, N_TILES, K_STAGE, HAS_ZEROS>::run_lane(0, wn, lane, g);
   const Lane ln = {opaque(lane0.w + uint32_t(nt_base * K_STAGE * Codec::kTileBytes)),
-                   int(opaque(uint32_t(lane0.col + nt_base * kTileN)))};
+                   int(opaque(uint32_t(lane0.col + nt_base * kTileN))), lane0.aux};
   const uint32_t full0 = opaque(smem_addr(&full_bar[0])), empty0 = opaque(smem_addr(&empty_bar[0]));
   const uint32_t desc_lo0 = smem_desc_sw128_lo(smem);
   int slot = 0, prev_slot = STAGES - 1;
@@ -187,20 +191,21 @@ __global__ void __launch_bounds__(kWsThreads, BLOCKS)
 #pragma unroll
         for (int l = 0; l < kAccTiles; ++l) gc[l] = sv.lane_row_consts(ln, row, l);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int b = 2 * kp + e;  // k16 step of the k-tile = A buffer
+        for (int e = 0; e < Op::kFragsPerHalf; ++e) {
+          const int step = j * Op::kStepsPerTile + kp * Op::kFragsPerHalf + e;  // MMA step of the stage
+          const int b = step & 3;  // A buffer (dense: the k16 step of the k-tile)
 #pragma unroll
-          for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], b, gc[l], a[b][l]);
+          for (int l = 0; l < kAccTiles; ++l) Codec::fragment(wq[l], Op::step(kp, e), gc[l], a[b][l]);
           wgmma_fence();  // the A fragments were just written
-          // k16 step b of k-tile j: 32 B into each swizzled 128-byte token row.
-          const uint64_t desc = sw128_desc(desc_lo + uint32_t((j * Tr::kXTileBytes + b * 32) >> 4));
+          // The fragment's first k in k-tile j (32 kp + 16 e), 2 bytes each, into each swizzled 128-byte token row.
+          const uint64_t desc = sw128_desc(desc_lo + uint32_t((j * Tr::kXTileBytes + (kp * 32 + e * 16) * 2) >> 4));
 #pragma unroll
-          for (int l = 0; l < kAccTiles; ++l) Wgmma<M_TILE, std::is_same_v<T, __nv_bfloat16>>::mma(acc[l], a[b][l], desc);
+          for (int l = 0; l < kAccTiles; ++l) Op::template wgmma<M_TILE>(acc[l], a[b][l], desc, wq[l], kp);
           wgmma_commit();
           // At most kWgmmaInFlight groups stay pending: the group of kWgmmaInFlight steps back has retired. The next
           // step writes the A buffer of 4 steps back, so up to 3 may be in flight.
           wgmma_wait<kWgmmaInFlight>();
-          if (j == 0 && b == kWgmmaInFlight - 1 && it > 0) {
+          if (step == kWgmmaInFlight - 1 && it > 0) {
             // This step's wait retired every group up to the previous stage's last: hand its slot back to the
             // producer.
             __syncwarp();

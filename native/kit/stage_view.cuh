@@ -2,7 +2,8 @@
 // out the same way (only where each area starts differs): weights [nt][j] as K_STAGE k-tiles per 64-column tile
 // (Codec::kTileBytes each, docs/format.md "Tiles"), then scale rows (T bits) and zero-point rows (uint8) for the k
 // offsets 0 and 32 of each k-tile, kCtaN = N_TILES * 64 entries per row. What the weight bytes mean is the codec's
-// business (native/common/codec.cuh); the scale and zero-point rows are the same for every codec.
+// business (native/common/codec.cuh; a 2:4 codec's tile holds its metadata too); the scale and zero-point rows are the
+// same for every codec (2:4: rows of the dense K, so a k32 step lies in one group).
 #pragma once
 #include "../common/act_dtype.cuh"
 #include "../common/codec.cuh"
@@ -23,7 +24,8 @@ struct StageView {
   // This lane's words (all k16 steps) of k-tile j, column tile nt. `wn` = the warp's 16-column slot within the tile
   // (warp index within its group of 4).
   __device__ __forceinline__ typename Codec::LaneWords tile_words(int j, int nt, int wn, int lane) const {
-    return Codec::lane_words(w + (nt * K_STAGE + j) * Codec::kTileBytes + Codec::lane_offset(wn, lane));
+    return Codec::lane_words(w + (nt * K_STAGE + j) * Codec::kTileBytes + Codec::lane_offset(wn, lane),
+                             Codec::lane_aux(wn, lane));
   }
 
   // Index of this lane's row g of column tile nt in the scale / zero-point rows of k-tile j, k offset 32 kp.
@@ -47,14 +49,18 @@ struct StageView {
   struct RunLane {
     uint32_t w;  // byte offset of the lane's words of k-tile j0, column tile 0
     int col;     // index of the lane's row g, column tile 0, in the scale / zero-point row of k-tile j0, k offset 0
+    int aux;     // Codec::lane_aux (2:4: from the lane's codes to its metadata word; 0 for dense codecs)
   };
   static __device__ __forceinline__ RunLane run_lane(int j0, int wn, int lane, int g) {
-    return {opaque(uint32_t(j0 * Codec::kTileBytes + Codec::lane_offset(wn, lane))), int(opaque(lane_col(j0, 0, 0, wn, g)))};
+    int aux = 0;
+    if constexpr (is_sparse24<Codec>()) aux = int(opaque(uint32_t(Codec::lane_aux(wn, lane))));
+    return {opaque(uint32_t(j0 * Codec::kTileBytes + Codec::lane_offset(wn, lane))), int(opaque(lane_col(j0, 0, 0, wn, g))),
+            aux};
   }
   // The post-scaled path's reads for k-tile j0 + jj of the run: the lane's words (as tile_words), the zero-point
   // offsets alone and the scales as fp32 (the scale is applied to the run's fp32 partial sums).
   __device__ __forceinline__ typename Codec::LaneWords run_words(const RunLane& r, int jj, int nt) const {
-    return Codec::lane_words(w + r.w + (nt * K_STAGE + jj) * Codec::kTileBytes);
+    return Codec::lane_words(w + r.w + (nt * K_STAGE + jj) * Codec::kTileBytes, r.aux);
   }
   __device__ __forceinline__ typename Codec::Offsets run_zero_consts(const RunLane& r, int jj, int kp, int nt) const {
     if constexpr (!HAS_ZEROS) return Codec::offsets(Codec::kDefaultZero, Codec::kDefaultZero);
