@@ -100,6 +100,12 @@ Napi::Value HasKernelImage(const CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), has != 0);
 }
 
+Napi::Value KernelArch(const CallbackInfo& info) {
+  int32_t arch = 0;
+  Check(info.Env(), marlin_has_kernel_image(ArgDevice(info, 0), &arch), "kernelArch");
+  return Napi::Number::New(info.Env(), arch);
+}
+
 void SetDevice(const CallbackInfo& info) { Check(info.Env(), marlin_set_device(ArgDevice(info, 0)), "setDevice"); }
 
 void DeviceSync(const CallbackInfo& info) { Check(info.Env(), marlin_device_synchronize(), "deviceSync"); }
@@ -376,6 +382,7 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
       {"probe", Probe},
       {"deviceInfo", DeviceInfo},
       {"hasKernelImage", HasKernelImage},
+      {"kernelArch", KernelArch},
       {"memGetInfo", MemGetInfo},
       {"alloc", Alloc},
       {"bufferInfo", BufferInfo},

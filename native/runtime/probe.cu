@@ -107,6 +107,8 @@ extern "C" marlin_status marlin_has_kernel_image(int32_t ordinal, int32_t* out) 
     return MARLIN_OK;     // *out = 0: this binary lacks SASS for the device
   }
   MARLIN_CUDA_TRY(err);
-  *out = 1;
+  // The PTX target of the image the device runs (every kernel of the addon has the same -gencode list): what the
+  // kernels' __CUDA_ARCH__ was, so callers can size and choose launches as the device code will run them.
+  *out = attr.ptxVersion > 0 ? attr.ptxVersion : 1;
   return MARLIN_OK;
 }

@@ -36,7 +36,8 @@ typedef struct marlin_probe_result {
 // Never fails hard: fills what it could find (no driver, old driver, no device...).
 void marlin_probe(marlin_probe_result* out);
 marlin_status marlin_device_info_get(int32_t ordinal, marlin_device_info* out);
-// Whether this binary carries SASS for the device (cudaFuncGetAttributes on a kernel of this addon).
+// Whether this binary carries code for the device (cudaFuncGetAttributes on a kernel of this addon): 0 = none, else the
+// PTX target of the image it runs (ptxVersion, e.g. 90 for sm_90a SASS, 80 for sm_80 SASS or JIT-compiled compute_80).
 marlin_status marlin_has_kernel_image(int32_t ordinal, int32_t* out);
 
 marlin_status marlin_set_device(int32_t ordinal);

@@ -623,4 +623,44 @@ suite('dispatch', () => {
     expect(e.code).toBe(ErrorCode.UNSUPPORTED);
     expect(e.message).toMatch(/No kernel configuration fits this device's 99\.0 KiB of shared memory per block/);
   });
+  it('sizes and picks by the code the device runs (kernelArch): compute_80 PTX JIT-compiled on sm_90 / sm_110', () => {
+    // An H100 whose binary has no sm_90a image (a build of 80-virtual only): the driver JIT-compiles compute_80, the
+    // kernels run the sm_80 code (cp.async stages, 2 blocks at most, no wgmma), as the native host keys on ptxVersion.
+    const h100Jit: DeviceInfo = { ...DEVICES.H100, kernelArch: 80 };
+    const thor: DeviceInfo = {
+      computeMajor: 11,
+      computeMinor: 0,
+      smCount: 20,
+      maxSharedMemoryPerBlock: 232448,
+      kernelArch: 80,
+    };
+    for (const [name, device] of [
+      ['H100 + PTX', h100Jit],
+      ['sm_110 + PTX', thor],
+    ] as const) {
+      for (const M of M_SWEEP) {
+        for (const extra of [{}, { bits: 8 as const, codeType: 'e4m3' as const }]) {
+          const c = dispatch(problem({ M, K: 8192, N: 8192, ...extra }), device);
+          const where = `${name} M=${M} ${JSON.stringify(extra)}`;
+          expect(c.config.kernel, where).toBe('ampere');
+          expect(c.smemBytes, where).toBe(expectedSmem(c.config, false, 80));
+          expect(c.blocksPerSm, where).toBeLessThanOrEqual(2);
+        }
+      }
+    }
+    // Same device, sm_90a SASS: the producer-warp layout, 1 KiB more here (stage alignment).
+    const sass = dispatch(problem({ M: 1 }), { ...DEVICES.H100, kernelArch: 90 });
+    const jit = dispatch(problem({ M: 1 }), h100Jit);
+    expect([sass.configId, jit.configId]).toEqual([0, 0]);
+    expect(sass.smemBytes - jit.smemBytes).toBe(1024);
+    expect(dispatch(problem({ M: 64 }), { ...DEVICES.H100, kernelArch: 90 }).config.kernel).toBe('hopper');
+    const e = thrown(() => dispatch(problem({ M: 64 }), h100Jit, { force: 'hopper' }));
+    expect(e.code).toBe(ErrorCode.UNSUPPORTED);
+    expect(e.message).toContain(
+      "force: 'hopper' needs the sm_90a image, but this binary runs sm_80 code on this device",
+    );
+    // kernelArch 0 (no image for the device) falls back to the compute capability; nonsense is a typed error.
+    expect(dispatch(problem({ M: 64 }), { ...DEVICES.H100, kernelArch: 0 }).config.kernel).toBe('hopper');
+    expect(thrown(() => dispatch(problem({}), { ...DEVICES.H100, kernelArch: 8.5 })).code).toBe(ErrorCode.VALUE);
+  });
 });

@@ -191,6 +191,8 @@ export function createGemm(ctx: GemmContext): GemmMachinery {
         computeMinor: info.minor,
         smCount: info.smCount,
         maxSharedMemoryPerBlock: info.maxSmemPerBlockOptin,
+        // What the kernels were compiled for, which can differ from the device (PTX JIT): dispatch sizes by it.
+        kernelArch: addon.kernelArch?.(device),
       };
       deviceInfos.set(device, d);
     }

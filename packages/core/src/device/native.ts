@@ -67,6 +67,11 @@ export interface NativeRuntime {
   probe(): NativeProbe;
   deviceInfo(ordinal: number): NativeDeviceInfo;
   hasKernelImage(ordinal: number): boolean;
+  /**
+   * The PTX target of the kernels as the device runs them (cudaFuncAttributes.ptxVersion: 90 for sm_90a SASS, 80 for
+   * sm_80 SASS or compute_80 PTX JIT-compiled), 0 when the binary has no code for it. Absent from older binaries.
+   */
+  kernelArch?(ordinal: number): number;
   setDevice(ordinal: number): void;
   deviceSync(): void;
   memGetInfo(): { readonly free: number; readonly total: number };

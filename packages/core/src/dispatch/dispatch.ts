@@ -111,6 +111,12 @@ export interface DeviceInfo {
   readonly maxSharedMemoryPerBlock: number;
   /** Shared memory per SM in bytes; defaults to maxSharedMemoryPerBlock + 1 KiB (true for sm_80 .. sm_90). */
   readonly maxSharedMemoryPerMultiprocessor?: number;
+  /**
+   * The PTX target the addon's kernels were compiled for, as this device runs them (the runtime's kernelArch():
+   * cudaFuncAttributes.ptxVersion, e.g. 90 for sm_90a SASS, 80 for compute_80 PTX JIT-compiled on a newer GPU). It
+   * decides their stage layout, occupancy and whether the wgmma family exists; absent or 0: the compute capability.
+   */
+  readonly kernelArch?: number;
 }
 
 /** Dispatch overrides. */
@@ -224,8 +230,8 @@ export function tileBytesOf(config: KernelConfig): number {
  * Whether `config` fills its stages through the copy engine on a device of compute capability `cc`
  * (native/kit/tma_stage.cuh: 1024-byte aligned stages, + 1024 B to align the dynamic base): the warp-specialised rows
  * always, the mma.sync ("ampere") rows from sm_90 on (their sm_90a / sm_100 / sm_120 SASS runs the producer-warp
- * pipeline), cc 0 = unknown device (the cp.async layout). A GPU that JIT-compiles the compute_80 PTX instead runs the
- * cp.async layout, never larger, so the size computed here still bounds it.
+ * pipeline), cc 0 = unknown device (the cp.async layout). `cc` is the architecture the code was compiled for
+ * (DeviceInfo.kernelArch): compute_80 PTX JIT-compiled on a newer GPU runs the cp.async layout.
  */
 function tmaStages(config: KernelConfig, cc: number): boolean {
   return config.warpSpecialized === true || (config.kernel === 'ampere' && cc >= 90);
@@ -320,6 +326,21 @@ function validateDevice(device: DeviceInfo): void {
       });
     }
   }
+  const arch = device.kernelArch;
+  if (arch !== undefined && !(Number.isInteger(arch) && arch >= 0)) {
+    throw new ValueError(
+      `device.kernelArch = ${arch} must be a non-negative integer (a PTX version such as 80 or 90).`,
+      {
+        fix: "pass the runtime's kernelArch(device), or leave it out.",
+      },
+    );
+  }
+}
+
+/** The architecture the kernels run as on `device`: its kernelArch, else its compute capability (major * 10 + minor). */
+export function kernelArchOf(device: DeviceInfo): number {
+  const arch = device.kernelArch;
+  return arch !== undefined && arch > 0 ? arch : computeCapability(device);
 }
 
 /**
@@ -338,14 +359,14 @@ export function isExperimental(config: KernelConfig): boolean {
 const HOPPER_MIN_M = 17;
 
 /**
- * The family dispatch uses when not forced: hopper on sm_90 (the only target of its sm_90a SASS) from HOPPER_MIN_M,
- * when one of its rows for M fits the device's shared memory per block.
+ * The family dispatch uses when not forced: hopper on sm_90 running the sm_90a SASS (its only target) from
+ * HOPPER_MIN_M, when one of its rows for M fits the device's shared memory per block.
  */
 function defaultFamily(M: number, device: DeviceInfo, cc: number, variant: VariantName): KernelFamily {
   const hasHopper = variantConfigs(variant).some(
     (c) => c.kernel === 'hopper' && !isExperimental(c) && inMRange(c, M) && fitsDevice(c, false, device),
   );
-  return cc === 90 && M >= HOPPER_MIN_M && hasHopper ? 'hopper' : 'ampere';
+  return cc === 90 && kernelArchOf(device) === 90 && M >= HOPPER_MIN_M && hasHopper ? 'hopper' : 'ampere';
 }
 
 /** Whether dispatch may pick `config` for M tokens (its minM / maxM). */
@@ -367,6 +388,12 @@ function familyConfigs(
       fix: "drop force or use force: 'ampere'.",
     });
   }
+  if (family === 'hopper' && kernelArchOf(device) !== 90) {
+    throw new UnsupportedError(
+      `force: 'hopper' needs the sm_90a image, but this binary runs sm_${kernelArchOf(device)} code on this device.`,
+      { fix: "drop force or use force: 'ampere', or build the addon with 90a in MARLIN_CUDA_ARCHS." },
+    );
+  }
   const configs = variantConfigs(variant).filter((c) => c.kernel === family && !isExperimental(c) && inMRange(c, M));
   if (configs.length === 0) {
     throw new UnsupportedError(`kernel-table.json has no '${family}' configuration of variant ${variant}.`, {
@@ -377,7 +404,7 @@ function familyConfigs(
 }
 
 function fitsDevice(config: KernelConfig, hasZeros: boolean, device: DeviceInfo): boolean {
-  return smemBytes(config, hasZeros, computeCapability(device)) <= device.maxSharedMemoryPerBlock;
+  return smemBytes(config, hasZeros, kernelArchOf(device)) <= device.maxSharedMemoryPerBlock;
 }
 
 function configById(id: number, problem: GemmProblem, device: DeviceInfo, reasons: string[]): KernelConfig {
@@ -400,7 +427,7 @@ function configById(id: number, problem: GemmProblem, device: DeviceInfo, reason
   }
   if (!fitsDevice(config, problem.hasZeros, device)) {
     throw new UnsupportedError(
-      `configId ${id} needs ${kib(smemBytes(config, problem.hasZeros, computeCapability(device)))} of shared memory per block, the device allows ${kib(device.maxSharedMemoryPerBlock)}.`,
+      `configId ${id} needs ${kib(smemBytes(config, problem.hasZeros, kernelArchOf(device)))} of shared memory per block, the device allows ${kib(device.maxSharedMemoryPerBlock)}.`,
       { fix: 'omit configId to let dispatch choose a configuration that fits.' },
     );
   }
@@ -436,7 +463,7 @@ function chooseConfig(
     );
   }
   reasons.push(
-    `Config ${preferred.id} needs ${kib(smemBytes(preferred, hasZeros, computeCapability(device)))} of shared memory, more than the device's ${kib(device.maxSharedMemoryPerBlock)} per block, so config ${fallback.id} (mTile ${fallback.mTile}) is used with more token blocks.`,
+    `Config ${preferred.id} needs ${kib(smemBytes(preferred, hasZeros, kernelArchOf(device)))} of shared memory, more than the device's ${kib(device.maxSharedMemoryPerBlock)} per block, so config ${fallback.id} (mTile ${fallback.mTile}) is used with more token blocks.`,
   );
   return fallback;
 }
@@ -626,13 +653,13 @@ function wholeBlocks(N: number, config: KernelConfig): boolean {
   return paddedN(N) % (64 * config.nTiles) === 0;
 }
 
-/** Occupancy, grid and split-K plan of `config` for `problem`. */
-function planLaunch(problem: GemmProblem, device: DeviceInfo, cc: number, config: KernelConfig): LaunchPlan {
-  const smem = smemBytes(config, problem.hasZeros, cc);
+/** Occupancy, grid and split-K plan of `config` for `problem` on a device running `arch` code (kernelArchOf). */
+function planLaunch(problem: GemmProblem, device: DeviceInfo, arch: number, config: KernelConfig): LaunchPlan {
+  const smem = smemBytes(config, problem.hasZeros, arch);
   const perSm = device.maxSharedMemoryPerMultiprocessor ?? device.maxSharedMemoryPerBlock + RESERVED_SMEM_PER_BLOCK;
   const blocksPerSm = Math.max(
     1,
-    Math.min(maxBlocksPerSm(config, cc), Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))),
+    Math.min(maxBlocksPerSm(config, arch), Math.floor(perSm / (smem + RESERVED_SMEM_PER_BLOCK))),
   );
   const slots = device.smCount * blocksPerSm;
   const mBlocks = Math.ceil(problem.M / config.mTile);
@@ -679,7 +706,9 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
     options.configId === undefined
       ? chooseConfig(problem, device, familyConfigs(options.force, device, cc, problem.M, variantOf(problem)), reasons)
       : configById(options.configId, problem, device, reasons);
-  let launch = planLaunch(problem, device, cc, first);
+  // Stage layout and occupancy follow the code the device runs (kernelArch), the family choice its compute capability.
+  const arch = kernelArchOf(device);
+  let launch = planLaunch(problem, device, arch, first);
   if (first.warpSpecialized === true && options.configId === undefined) {
     // Same token tile, other column widths (256 / 128): the cheapest under the warp-specialised cost model.
     const alternatives = KERNEL_TABLE.filter(
@@ -694,7 +723,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
         fitsDevice(c, problem.hasZeros, device),
     );
     for (const alt of alternatives) {
-      const other = planLaunch(problem, device, cc, alt);
+      const other = planLaunch(problem, device, arch, alt);
       if (other.clocks < launch.clocks) {
         reasons.push(
           `Config ${alt.id} (${64 * alt.nTiles}-column blocks) is cheaper than config ${launch.config.id} (${64 * launch.config.nTiles} columns) for this shape under the warp-specialised cost model: ${Math.round(other.clocks)} vs ${Math.round(launch.clocks)} block-clocks (k-tile ${Math.round(kTileClocks(alt))} vs ${Math.round(kTileClocks(launch.config))} clk, waves, split-K round trip).`,
@@ -728,7 +757,7 @@ export function dispatch(problem: GemmProblem, device: DeviceInfo, options: Disp
 
 function launchReasons(problem: GemmProblem, device: DeviceInfo, c: Omit<KernelChoice, 'reasons'>): string[] {
   const cfg = c.config;
-  const cc = computeCapability(device);
+  const cc = kernelArchOf(device);
   const perStage = stageBytes(cfg, cc);
   const pipeline = cfg.stages * perStage;
   const extra =
