@@ -270,6 +270,8 @@ describe('determinism and concurrency', { skip }, () => {
               computeMinor: gate.probe.devices[0].minor,
               smCount: gate.probe.devices[0].smCount,
               maxSharedMemoryPerBlock: gate.probe.devices[0].maxSmemPerBlockOptin,
+              // As gemmPlan sees the device: the code it runs (compute_80 PTX in a PTX-only build) picks the rows.
+              kernelArch: addon.kernelArch?.(0),
             },
           ),
         );
