@@ -74,8 +74,9 @@ function expectedSmem(
   _zeros: boolean,
   cc = 0,
 ): number {
-  // A 64 x 64 tile of the row's weight format: 512 x bits bytes (INT4 2048, 8-bit 4096).
-  const tile = 512 * (tableJson.variants as Record<string, { bits: number }>)[c.variants[0]].bits;
+  // A 64 x 64 tile of the row's weight format: 512 x bits bytes (INT4 2048, 8-bit 4096), 384 x bits for 2:4 (1536).
+  const v = (tableJson.variants as Record<string, { bits: number; operand: string }>)[c.variants[0]];
+  const tile = (v.operand === 'sparse24' ? 384 : 512) * v.bits;
   const perStage =
     c.nTiles * c.kTilesPerStage * tile +
     c.mTile * c.kTilesPerStage * 64 * 2 +
@@ -380,6 +381,33 @@ suite('dispatch', () => {
     const c = dispatch(problem({ M: 1, K: 4096, N: 4096, bits: 8, codeType: 'e4m3' }), DEVICES.H100);
     expect(c.configId).toBe(30);
     expect(describe(c)).toMatch(/4 stages x \d+ B/);
+  });
+
+  it('runs 2:4 sparse weights on the int4-sparse rows only (1536-byte tiles), wgmma.sp on sm_90 from M = 17', () => {
+    for (const [devName, device] of Object.entries(DEVICES)) {
+      for (const [K, N] of SHAPES) {
+        for (const M of M_SWEEP) {
+          const c = dispatch(problem({ M, K, N, groupSize: 128, sparsity: '2:4' }), device);
+          const where = `sparse ${devName} M=${M} K=${K} N=${N}`;
+          expect(c.config.variants, where).toEqual(['int4-sparse']);
+          expect(isExperimental(c.config), where).toBe(false);
+          expect(c.smemBytes, where).toBeLessThanOrEqual(device.maxSharedMemoryPerBlock);
+          expect(c.smemBytes, where).toBe(expectedSmem(c.config, false, devName === 'H100' ? 90 : 80));
+          expect(c.config.kernel, where).toBe(devName === 'H100' && M >= 17 ? 'hopper' : 'ampere');
+        }
+      }
+    }
+    // Config 50 is config 0 with 2:4 tiles: 4 stages x (12288 weights + 4096 activations + 2048 + 1024) on sm_90.
+    const c = dispatch(problem({ M: 1, sparsity: '2:4' }), DEVICES.H100);
+    expect(c.configId).toBe(50);
+    expect(c.smemBytes).toBe(4 * 19456 + 1024);
+    expect(dispatch(problem({ M: 4096, K: 8192, N: 8192, sparsity: '2:4' }), DEVICES.H100).configId).toBe(70);
+    // A sparse problem with act-order or 8-bit weights has no kernel.
+    for (const extra of [{ actOrder: true }, { bits: 8 as const }]) {
+      const e = thrown(() => dispatch(problem({ sparsity: '2:4', ...extra }), DEVICES.H100));
+      expect(e.code, JSON.stringify(extra)).toBe(ErrorCode.UNSUPPORTED);
+      expect(e.message).toMatch(/2:4 INT4 weights without act-order/);
+    }
   });
 
   it('rejects unsupported combinations with typed errors that say what to do', () => {

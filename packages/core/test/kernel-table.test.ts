@@ -74,13 +74,44 @@ describe('kernel-table.json -> native instances (tools/gen-kernel-instances.mjs)
     expect(fp8).not.toMatch(/, true>/);
   });
 
-  it('describes each variant as its codec: tile bytes 512 x bits, rows of one tile size', () => {
-    for (const v of Object.values(KERNEL_VARIANTS)) expect(v.tileBytes).toBe(512 * v.bits);
+  it('describes each variant as its codec: tile bytes 512 x bits (2:4 sparse: 384 x bits), rows of one tile size', () => {
+    for (const v of Object.values(KERNEL_VARIANTS))
+      expect(v.tileBytes).toBe((v.operand === 'sparse24' ? 384 : 512) * v.bits);
     for (const c of KERNEL_TABLE) {
       for (const v of c.variants) expect(KERNEL_VARIANTS[v].tileBytes, `row ${c.id}`).toBe(tileBytesOf(c));
     }
     expect(KERNEL_VARIANTS.fp8).toMatchObject({ addon: 'fp8', bits: 8, codeType: 'e4m3', zeroPoints: false });
     expect(KERNEL_VARIANTS.int8).toMatchObject({ addon: 'dense', bits: 8, codeType: 'int', zeroPoints: true });
+    expect(KERNEL_VARIANTS['int4-sparse']).toMatchObject({
+      addon: 'sparse',
+      codec: 'SparseInt4Codec',
+      bits: 4,
+      tileBytes: 1536,
+      zeroPoints: true,
+      operand: 'sparse24',
+    });
+  });
+
+  it('generates the sparse addon: its rows, and units that assert the codec is a 2:4 operand', () => {
+    const out = generateDir(undefined, 'sparse');
+    const ids = variantRows(readFileSync(join(out, 'marlin_sparse_instances.inc'), 'utf8'), 'int4_sparse');
+    const rows = variantConfigs('int4-sparse').filter((r) => !isExperimental(r));
+    expect(ids.map((l) => Number(l[0]))).toEqual(rows.map((r) => r.id));
+    checkRows(rows, ids);
+    const unit = readFileSync(join(out, 'kit_int4_sparse_bf16.cu'), 'utf8');
+    expect(unit).toMatch(/using C = SparseInt4Codec<__nv_bfloat16>;/);
+    expect(unit).toMatch(/static_assert\(is_sparse24<C>\(\) == true/);
+    // The dense units assert the opposite, so a dense codec can never be listed with the sparse24 operand.
+    expect(readFileSync(join(generateDir(), 'kit_int4_fp16.cu'), 'utf8')).toMatch(/is_sparse24<C>\(\) == false/);
+  });
+
+  it('refuses a sparse24 variant that is not INT4 or whose tile bytes are not 384 x bits', () => {
+    const v = tableJson.variants['int4-sparse'];
+    const bad = (variant: unknown) => () =>
+      generate({ formatVersion: 1, variants: { ...tableJson.variants, 'int4-sparse': variant }, dense: [] }, 'sparse');
+    expect(bad({ ...v, tileBytes: 2048 })).toThrow(/tileBytes must be 384 x bits/);
+    expect(bad({ ...v, bits: 8, tileBytes: 3072 })).toThrow(/sparse24 operand is INT4 only/);
+    expect(bad({ ...v, operand: 'sparse' })).toThrow(/operand must be one of dense, sparse24/);
   });
 });
 

@@ -8,7 +8,8 @@
  * - the Kp / 64 k-tiles (64 rows each) are cut into `splits` contiguous ranges of `kTilesPerSplit` k-tiles (a multiple
  *   of kTilesPerStage; the last range holds the remainder);
  * - shared memory per block = stages * (nTiles*kTilesPerStage*tileBytes        weights (tileBytes: the variant's codec,
- *                                                                               2048 for INT4, 4096 for 8-bit)
+ *                                                                               2048 for INT4, 4096 for 8-bit,
+ *                                                                               1536 for 2:4 sparse INT4)
  *                                      + mTile*kTilesPerStage*64*2            activations
  *                                      + nTiles*kTilesPerStage*2*64*2         scales (2 groups of 32 per k-tile, fp16)
  *                                      + nTiles*kTilesPerStage*2*64)          zero points (u8, always reserved)
@@ -24,7 +25,7 @@ import { assertGroupSize, assertKN } from '../format/validate.js';
 import kernelTableJson from './kernel-table.json';
 
 /** Name of a kernel variant (codec x operand x problem list; kernel-table.json `variants`). */
-export type VariantName = 'int4' | 'int8' | 'fp8';
+export type VariantName = 'int4' | 'int8' | 'fp8' | 'int4-sparse';
 
 /** A kernel variant as kernel-table.json describes it: the codec descriptor dispatch and the generator read. */
 export interface KernelVariant {
@@ -35,10 +36,11 @@ export interface KernelVariant {
   readonly header: string;
   readonly bits: WeightBits;
   readonly codeType: CodeType;
-  /** Bytes of one 64 x 64 kernel tile (512 x bits). */
+  /** Bytes of one 64 x 64 kernel tile (512 x bits; 2:4 sparse: 384 x bits, half the codes plus 2-bit indices). */
   readonly tileBytes: number;
   readonly zeroPoints: boolean;
-  readonly operand: 'dense';
+  /** The A operand: dense, or 2:4 sparse along K (`mma.sp` / `wgmma.mma_async.sp`; docs/format.md "2:4 sparse"). */
+  readonly operand: 'dense' | 'sparse24';
   readonly problem: 'single';
   readonly why: string;
 }
@@ -91,6 +93,8 @@ export interface GemmProblem {
   readonly bits: WeightBits;
   /** Code type of the weights (absent: 'int'); 'e4m3' is FP8 (bits 8, no zero points). */
   readonly codeType?: CodeType;
+  /** '2:4': a packed 2:4 sparse INT4 weight (docs/format.md "2:4 sparse (packed)"), the int4-sparse variant. */
+  readonly sparsity?: '2:4';
   readonly dtype: HalfDtype;
   readonly hasZeros: boolean;
   readonly actOrder: boolean;
@@ -204,8 +208,16 @@ export const KERNEL_VARIANTS: Readonly<Record<VariantName, KernelVariant>> = (
   kernelTableJson as unknown as { variants: Record<VariantName, KernelVariant> }
 ).variants;
 
-/** The variant that runs a problem: FP8 for e4m3 codes, INT8 for other 8-bit weights, INT4 otherwise. */
-export function variantOf(problem: Pick<GemmProblem, 'bits' | 'codeType'>): VariantName {
+/**
+ * The variant that runs a problem: 2:4 sparse INT4 for sparse weights, FP8 for e4m3 codes, INT8 for other 8-bit
+ * weights, INT4 otherwise.
+ */
+export function variantOf(
+  problem: Pick<GemmProblem, 'bits' | 'codeType'> & { readonly sparsity?: undefined },
+): Exclude<VariantName, 'int4-sparse'>;
+export function variantOf(problem: Pick<GemmProblem, 'bits' | 'codeType' | 'sparsity'>): VariantName;
+export function variantOf(problem: Pick<GemmProblem, 'bits' | 'codeType' | 'sparsity'>): VariantName {
+  if (problem.sparsity === '2:4') return 'int4-sparse';
   if (problem.codeType === 'e4m3') return 'fp8';
   return problem.bits === 8 ? 'int8' : 'int4';
 }
@@ -213,6 +225,11 @@ export function variantOf(problem: Pick<GemmProblem, 'bits' | 'codeType'>): Vari
 /** Rows built for `variant` (experimental ones included). */
 export function variantConfigs(variant: VariantName): KernelConfig[] {
   return KERNEL_TABLE.filter((c) => c.variants.includes(variant));
+}
+
+/** Whether a row's variants have a 2:4 sparse operand (the sparse tensor cores: half the MMA work). */
+export function isSparseConfig(config: KernelConfig): boolean {
+  return KERNEL_VARIANTS[config.variants[0]]?.operand === 'sparse24';
 }
 
 /** Tile bytes of a row: its variants' codec descriptor (they share one tile size). */
@@ -309,6 +326,15 @@ function validateProblem(p: GemmProblem): void {
     throw new ValueError(`codeType ${JSON.stringify(p.codeType)} is not a weight code type.`, {
       fix: "pass codeType 'int' (INT4 / INT8) or 'e4m3' (FP8), or omit it.",
     });
+  }
+  if (p.sparsity !== undefined && (p.sparsity !== '2:4' || p.bits !== 4 || p.codeType === 'e4m3' || p.actOrder)) {
+    throw new UnsupportedError(
+      `A sparse problem (sparsity ${JSON.stringify(p.sparsity)}, bits ${p.bits}${p.actOrder ? ', act-order' : ''}): the sparse kernels take 2:4 INT4 weights without act-order.`,
+      {
+        fix: 'pass sparsity "2:4", bits 4 and no permutation (docs/format.md "2:4 sparse (packed)").',
+        details: { sparsity: p.sparsity, bits: p.bits, actOrder: p.actOrder },
+      },
+    );
   }
   if (p.codeType === 'e4m3' && (p.bits !== 8 || p.hasZeros || p.actOrder)) {
     throw new UnsupportedError('FP8 e4m3 weights are 8-bit, without zero points or act-order.', {
@@ -586,7 +612,8 @@ const REDUCE_BYTES_PER_CLK = 30;
  */
 export function kTileClocks(config: KernelConfig): number {
   const { mTile, nTiles } = config;
-  const flops = 2 * mTile * nTiles * 64 * 64;
+  // The sparse tensor cores run a 2:4 operand's k32 in the time of a dense k16: half the dense-equivalent FLOPs.
+  const flops = (2 * mTile * nTiles * 64 * 64) / (isSparseConfig(config) ? 2 : 1);
   const bytes = nTiles * tileBytesOf(config) + mTile * 128 + nTiles * 64 * 3;
   return Math.max(flops / TENSOR_FLOP_PER_CLK_SM, bytes / L2_BYTES_PER_CLK_SM);
 }
