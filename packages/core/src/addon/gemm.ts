@@ -8,8 +8,10 @@ import { foreignTensorError, Tensor } from '../device/tensor.js';
 import { workspaceBytes as coreWorkspaceBytes, type DeviceInfo, dispatch } from '../dispatch/dispatch.js';
 import { DisposedError, DtypeError, ErrorCode, MarlinError, ShapeError, ValueError } from '../errors/index.js';
 import { codeTypeOf } from '../format/fp8.js';
-import type { HalfDtype, PackedWeight } from '../format/types.js';
+import { packedSparseInfo } from '../format/sparse-pack.js';
+import type { HalfDtype } from '../format/types.js';
 import { referenceGemm } from '../reference/index.js';
+import { referenceGemmPackedSparse } from '../reference/sparse-packed.js';
 import { type GemmAddon, GemmParam, LAUNCH_SERIAL, type NativeGemmPlan } from './binary.js';
 import type {
   CpuGemmOptions,
@@ -23,12 +25,21 @@ import type {
   ValidateGemmOptions,
 } from './types.js';
 import { quickAcceptFor, type ValidationTarget, validateGemmFor } from './validate.js';
-import { addWeightDisposeHook, DevicePackedWeight, type PackedWeightMeta } from './weights.js';
+import {
+  type AnyPackedWeight,
+  addWeightDisposeHook,
+  DevicePackedWeight,
+  isPackedSparse,
+  type PackedWeightMeta,
+} from './weights.js';
 
-/** gemm's overloads: a device Tensor on the GPU, or a HostMatrix with `{ device: 'cpu' }` on the CPU reference. */
+/**
+ * gemm's overloads: a device Tensor on the GPU, or a HostMatrix with `{ device: 'cpu' }` on the CPU reference (a host
+ * PackedWeight, or a PackedSparseWeight for the 2:4 addon).
+ */
 export interface GemmFunction {
   (x: Tensor, w: DevicePackedWeight, options?: GemmOptions): Tensor;
-  (x: HostMatrix, w: PackedWeight | DevicePackedWeight, options: CpuGemmOptions): HostMatrix;
+  (x: HostMatrix, w: AnyPackedWeight | DevicePackedWeight, options: CpuGemmOptions): HostMatrix;
 }
 
 /** What the gemm machinery needs from its addon. */
@@ -217,6 +228,7 @@ export function createGemm(ctx: GemmContext): GemmMachinery {
       groupSize: w.groupSize,
       bits: w.bits,
       codeType: w.codeType,
+      sparsity: w.sparsity ?? undefined,
       dtype: v.dtype,
       hasZeros: w.hasZeros,
       actOrder: w.actOrder,
@@ -321,22 +333,19 @@ export function createGemm(ctx: GemmContext): GemmMachinery {
     addon.planLaunch(native, x.nativeHandle(), out.nativeHandle(), bias === undefined ? null : bias.nativeHandle());
   }
 
-  function gemmCpu(x: HostMatrix, w: PackedWeight | DevicePackedWeight, o: CpuGemmOptions): HostMatrix {
+  function gemmCpu(x: HostMatrix, w: AnyPackedWeight | DevicePackedWeight, o: CpuGemmOptions): HostMatrix {
     if (x instanceof Tensor || !(x?.data instanceof Uint16Array) || !Array.isArray(x.shape)) {
       throw new DtypeError(
         'gemm({ device: "cpu" }): x must be a HostMatrix { data: Uint16Array, shape: [M, K], dtype }.',
         { fix: 'download device tensors first (await t.toHost()) and wrap them as { data, shape, dtype }.' },
       );
     }
-    const host = w instanceof DevicePackedWeight ? w.toHost() : w;
-    const meta: PackedWeightMeta = {
-      ...host,
-      codeType: codeTypeOf(host),
-      hasZeros: host.zeros !== null,
-      actOrder: host.perm !== null,
-      device: 0,
-      disposed: false,
-    };
+    const host = w instanceof DevicePackedWeight ? w.toHostPacked() : w;
+    const live = { device: 0, disposed: false };
+    // A 2:4 weight's metadata (its info has the fields validation reads; no codeType, no act-order).
+    const meta: PackedWeightMeta = isPackedSparse(host)
+      ? { ...packedSparseInfo(host), codeType: 'int', actOrder: false, sparsity: '2:4', ...live }
+      : { ...host, codeType: codeTypeOf(host), hasZeros: host.zeros !== null, actOrder: host.perm !== null, ...live };
     const v = validateGemm({ shape: x.shape, dtype: x.dtype, device: 0, disposed: false }, meta, { lda: o.lda });
     if (x.data.length < (v.M - 1) * v.lda + v.K) {
       throw new ShapeError(`gemm: x.data has ${x.data.length} elements, too few for shape [${x.shape.join(', ')}].`, {
@@ -348,13 +357,14 @@ export function createGemm(ctx: GemmContext): GemmMachinery {
         fix: 'pass one bias value per output feature.',
       });
     }
-    const r = referenceGemm(x.data, host, { M: v.M, dtype: v.dtype, bias: o.bias, lda: v.lda });
+    const opts = { M: v.M, dtype: v.dtype, bias: o.bias, lda: v.lda };
+    const r = isPackedSparse(host) ? referenceGemmPackedSparse(x.data, host, opts) : referenceGemm(x.data, host, opts);
     return { data: r.bits, shape: [v.M, v.N], dtype: v.dtype };
   }
 
   function gemmImpl(
     x: Tensor | HostMatrix,
-    w: DevicePackedWeight | PackedWeight,
+    w: DevicePackedWeight | AnyPackedWeight,
     options: GemmOptions | CpuGemmOptions = NO_OPTIONS,
   ): Tensor | HostMatrix {
     if (options.device === 'cpu') return gemmCpu(x as HostMatrix, w, options as CpuGemmOptions);

@@ -37,12 +37,13 @@ export {
 } from './kit.js';
 export {
   AddonLinear,
+  fromFloatInputs,
   type LinearDevice,
   type LinearFromFloatBase,
   type LinearFromPackedOptions,
   type LinearParts,
 } from './linear.js';
-export { type HostLinear, type LoadLinearsOptions, loadLinearsWith, readLinears } from './load.js';
+export { type HostLinear, type LoadLinearsOptions, loadLinearsWith, readLinears, readSparseLinears } from './load.js';
 // Every option, result and metadata type of the gemm API.
 export type * from './types.js';
 export { configIdsFor, quickAcceptFor, type ValidationTarget, validateGemmFor } from './validate.js';
@@ -54,4 +55,10 @@ export {
   type WeightVariant,
   weightVariant,
 } from './variant.js';
-export { DevicePackedWeight, type PackedWeightMeta, type UploadOptions } from './weights.js';
+export {
+  type AnyPackedWeight,
+  DevicePackedWeight,
+  isPackedSparse,
+  type PackedWeightMeta,
+  type UploadOptions,
+} from './weights.js';

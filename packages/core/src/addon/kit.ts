@@ -32,7 +32,7 @@ import {
 import { type HostLinear, type LoadLinearsOptions, loadLinearsWith, readLinears } from './load.js';
 import { configIdsFor } from './validate.js';
 import { assertVariant, type WeightVariant } from './variant.js';
-import { DevicePackedWeight, type UploadOptions } from './weights.js';
+import { type AnyPackedWeight, DevicePackedWeight, type UploadOptions } from './weights.js';
 
 /** What an addon package says about itself. */
 export interface AddonSpec {
@@ -99,10 +99,13 @@ export interface AddonKit extends GemmMachinery {
   /** Native plans alive in the loaded binary (0 when not loaded). */
   livePlans(): number;
   /** Throws UnsupportedError when this addon does not run the weight's variant. */
-  assertRuns(what: string, w: PackedWeight): void;
-  uploadPacked(p: PackedWeight, options?: UploadOptions): DevicePackedWeight;
+  assertRuns(what: string, w: AnyPackedWeight): void;
+  uploadPacked(p: AnyPackedWeight, options?: UploadOptions): DevicePackedWeight;
   /** A layer's parts from a packed weight (uploaded, or kept on the host for device 'cpu'). */
-  linearFromPacked(packed: PackedWeight, options?: LinearFromPackedOptions): LinearParts;
+  linearFromPacked<P extends AnyPackedWeight = PackedWeight>(
+    packed: P,
+    options?: LinearFromPackedOptions,
+  ): LinearParts<P>;
   /** A layer's parts from float weights, quantized by `quantize` (the addon's quantizer). */
   linearFromFloat<O extends LinearFromFloatBase>(
     weightsNxK: Float32Array,
@@ -169,15 +172,17 @@ export function defineAddon(spec: AddonSpec): AddonKit {
 
   const addon = (device: number): GemmAddon => deviceRuntime(device, runtimeName) as GemmAddon;
   const machinery = createGemm({ name: spec.name, packageName: full.packageName, variants: full.variants, addon });
-  const assertRuns = (what: string, w: PackedWeight): void => {
+  const assertRuns = (what: string, w: AnyPackedWeight): void => {
     assertVariant(what, w, full.packageName, full.variants);
   };
-  const uploadPacked = (p: PackedWeight, options: UploadOptions = {}): DevicePackedWeight => {
+  const uploadPacked = (p: AnyPackedWeight, options: UploadOptions = {}): DevicePackedWeight => {
     assertRuns('uploadPacked', p);
     return new DevicePackedWeight(p, options);
   };
-  const linearFromPacked = (packed: PackedWeight, options: LinearFromPackedOptions = {}): LinearParts =>
-    linearPartsFromPacked(uploadPacked, (p) => assertRuns('Linear', p), packed, options);
+  const linearFromPacked = <P extends AnyPackedWeight = PackedWeight>(
+    packed: P,
+    options: LinearFromPackedOptions = {},
+  ): LinearParts<P> => linearPartsFromPacked<P>(uploadPacked, (p) => assertRuns('Linear', p), packed, options);
   // Experimental rows are not built into release binaries, so they are not counted against the binary's configs.
   const built = new Set(KERNEL_TABLE.filter((c) => !isExperimental(c)).map((c) => c.id));
   const tableConfigs = new Set(full.variants.flatMap((v) => configIdsFor(v)).filter((id) => built.has(id))).size;

@@ -2,11 +2,12 @@ import { Tensor } from '../device/tensor.js';
 import { toHalfBits } from '../dtypes.js';
 import { DisposedError, DtypeError, ShapeError, ValueError } from '../errors/index.js';
 import { pack } from '../format/pack.js';
+import { validatePackedSparse } from '../format/sparse-pack.js';
 import type { HalfDtype, PackedWeight, QuantizedWeight } from '../format/types.js';
 import { validatePacked } from '../format/validate.js';
 import type { GemmFunction } from './gemm.js';
 import type { CpuGemmOptions, GemmOptions, HostMatrix } from './types.js';
-import type { DevicePackedWeight, UploadOptions } from './weights.js';
+import { type AnyPackedWeight, type DevicePackedWeight, isPackedSparse, type UploadOptions } from './weights.js';
 
 /** Where a layer lives: a GPU ordinal, or 'cpu' (host memory; only the CPU reference runs it, no GPU needed). */
 export type LinearDevice = number | 'cpu';
@@ -32,10 +33,10 @@ export interface LinearFromFloatBase {
 }
 
 /** What a layer is made of: a device weight and bias (GPU layer) or host ones (CPU layer). */
-export interface LinearParts {
+export interface LinearParts<P extends AnyPackedWeight = PackedWeight> {
   readonly device: LinearDevice;
   readonly weight: DevicePackedWeight | null;
-  readonly packed: PackedWeight | null;
+  readonly packed: P | null;
   readonly bias: Tensor | null;
   readonly hostBias: Uint16Array | null;
 }
@@ -52,12 +53,12 @@ function checkDevice(what: string, device: unknown): LinearDevice {
  * The parts of a layer made from a packed weight: uploaded with the addon's `upload` (which refuses variants the
  * addon does not run), or kept on the host for device 'cpu' (checked with `check`, no GPU touched).
  */
-export function linearPartsFromPacked(
-  upload: (p: PackedWeight, o: UploadOptions) => DevicePackedWeight,
-  check: (p: PackedWeight) => void,
-  packed: PackedWeight,
+export function linearPartsFromPacked<P extends AnyPackedWeight = PackedWeight>(
+  upload: (p: P, o: UploadOptions) => DevicePackedWeight,
+  check: (p: P) => void,
+  packed: P,
   options: LinearFromPackedOptions = {},
-): LinearParts {
+): LinearParts<P> {
   const device = checkDevice('Linear', options.device);
   const b = options.bias;
   if (b !== undefined) {
@@ -79,7 +80,8 @@ export function linearPartsFromPacked(
         fix: 'pass the bias as Uint16Array bits in the scale dtype (await bias.toHost()).',
       });
     }
-    validatePacked(packed);
+    if (isPackedSparse(packed)) validatePackedSparse(packed);
+    else validatePacked(packed);
     check(packed);
     return { device, weight: null, packed, bias: null, hostBias: b ?? null };
   }
@@ -121,9 +123,10 @@ export function packForLinear(q: QuantizedWeight): PackedWeight {
 
 /**
  * A quantized linear layer y = x · W^T (+ bias): a packed weight on the GPU (or, for device 'cpu', on the host) plus
- * an optional bias. Owns its device memory (dispose()). Each addon's `Linear` extends it with its factories.
+ * an optional bias. Owns its device memory (dispose()). Each addon's `Linear` extends it with its factories; `P` is the
+ * host layout of its weights (PackedWeight, or PackedSparseWeight for @marlin/sparse).
  */
-export class AddonLinear implements Disposable {
+export class AddonLinear<P extends AnyPackedWeight = PackedWeight> implements Disposable {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly dtype: HalfDtype;
@@ -134,20 +137,20 @@ export class AddonLinear implements Disposable {
   /** The bias bits of a host layer, else null. */
   readonly hostBias: Uint16Array | null;
   readonly #weight: DevicePackedWeight | null;
-  readonly #packed: PackedWeight | null;
+  readonly #packed: P | null;
   readonly #gemm: GemmFunction;
   /** The GPU options of a forward() without options, built once (no object per call on the hot path). */
   readonly #plainOptions: GemmOptions;
   #disposed = false;
 
-  protected constructor(gemm: GemmFunction, parts: LinearParts) {
+  protected constructor(gemm: GemmFunction, parts: LinearParts<P>) {
     this.#gemm = gemm;
     this.#weight = parts.weight;
     this.#packed = parts.packed;
     this.device = parts.device;
     this.bias = parts.bias;
     this.hostBias = parts.hostBias;
-    const meta = parts.weight ?? (parts.packed as PackedWeight);
+    const meta = parts.weight ?? (parts.packed as P);
     this.inFeatures = meta.K;
     this.outFeatures = meta.N;
     this.dtype = meta.scaleDtype;
@@ -164,10 +167,10 @@ export class AddonLinear implements Disposable {
     return this.#weight;
   }
 
-  /** The host PackedWeight: kept for a host layer, downloaded (blocking) for a GPU layer. */
-  get packed(): PackedWeight {
+  /** The host packed weight: kept for a host layer, downloaded (blocking) for a GPU layer. */
+  get packed(): P {
     if (this.#disposed) throw new DisposedError('Linear was used after dispose().', { fix: 'create it again.' });
-    return this.#packed ?? this.weight.toHost();
+    return this.#packed ?? (this.weight.toHostPacked() as P);
   }
 
   /**
@@ -185,7 +188,7 @@ export class AddonLinear implements Disposable {
     if (options?.device === 'cpu') {
       if (this.#disposed) throw new DisposedError('Linear was used after dispose().', { fix: 'create it again.' });
       const bias = this.hostBias ?? (this.bias === null ? undefined : (this.bias.toHostSync() as Uint16Array));
-      return this.#gemm(x as HostMatrix, w ?? (this.#packed as PackedWeight), {
+      return this.#gemm(x as HostMatrix, w ?? (this.#packed as P), {
         ...(options as CpuGemmOptions),
         bias: bias ?? undefined,
       });

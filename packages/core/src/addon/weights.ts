@@ -1,13 +1,24 @@
 import type { Stream } from '../device/stream.js';
 import { Tensor } from '../device/tensor.js';
-import { DisposedError } from '../errors/index.js';
+import { DisposedError, ValueError } from '../errors/index.js';
 import { codeTypeOf } from '../format/fp8.js';
+import { type PackedSparseWeight, SPARSE_FORMAT_VERSION, validatePackedSparse } from '../format/sparse-pack.js';
 import type { CodeType, HalfDtype, PackedWeight, PackedWeightInfo, WeightBits } from '../format/types.js';
 import { validatePacked } from '../format/validate.js';
 import { type WeightVariant, weightVariant } from './variant.js';
 
+/** A packed weight of either layout the addons run: the dense format, or packed 2:4 sparse INT4. */
+export type AnyPackedWeight = PackedWeight | PackedSparseWeight;
+
+/** Whether `p` is a packed 2:4 weight (docs/format.md "2:4 sparse (packed)") rather than the dense format. */
+export function isPackedSparse(p: AnyPackedWeight): p is PackedSparseWeight {
+  return (p as Partial<PackedSparseWeight>).sparseFormatVersion !== undefined;
+}
+
 /** Metadata of a packed weight (docs/format.md), without the arrays, and where it lives: what gemm validation reads. */
 export interface PackedWeightMeta extends Omit<PackedWeightInfo, 'paddedBytes'> {
+  /** '2:4' for a packed 2:4 sparse weight (the int4-sparse variant, @marlin/sparse); absent or null: dense. */
+  readonly sparsity?: '2:4' | null;
   readonly device: number;
   readonly disposed: boolean;
 }
@@ -30,8 +41,9 @@ export function addWeightDisposeHook(hook: (w: DevicePackedWeight) => void): voi
 }
 
 /**
- * A packed weight in device memory: qweight / scales / zeros / perm tensors plus the format metadata. Owns its
- * tensors; dispose() frees them. Made by an addon's `uploadPacked`, which checks the addon runs its variant.
+ * A packed weight in device memory: qweight / scales / zeros / perm tensors plus the format metadata, for the dense
+ * format (PackedWeight) or packed 2:4 sparse INT4 (PackedSparseWeight: `sparsity` '2:4', 1536-byte tiles, no perm).
+ * Owns its tensors; dispose() frees them. Made by an addon's `uploadPacked`, which checks the addon runs its variant.
  *
  * @example
  * using w = uploadPacked(pack(quantized));
@@ -41,7 +53,9 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
   readonly formatVersion = 1 as const;
   readonly bits: WeightBits;
   readonly codeType: CodeType;
-  /** int4, int8 or fp8: which kernels run it. */
+  /** '2:4' for a packed 2:4 sparse weight, null for the dense format. */
+  readonly sparsity: '2:4' | null;
+  /** int4, int8, fp8 or int4-sparse: which kernels run it. */
   readonly variant: WeightVariant;
   readonly K: number;
   readonly N: number;
@@ -61,10 +75,13 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
   #disposed = false;
 
   /** @internal use an addon's uploadPacked() */
-  constructor(p: PackedWeight, options: UploadOptions = {}) {
-    validatePacked(p);
+  constructor(p: AnyPackedWeight, options: UploadOptions = {}) {
+    const sparse = isPackedSparse(p);
+    if (sparse) validatePackedSparse(p);
+    else validatePacked(p);
+    this.sparsity = sparse ? '2:4' : null;
     this.bits = p.bits;
-    this.codeType = codeTypeOf(p);
+    this.codeType = sparse ? 'int' : codeTypeOf(p);
     this.variant = weightVariant(this);
     this.K = p.K;
     this.N = p.N;
@@ -74,7 +91,8 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
     this.numGroups = p.numGroups;
     this.scaleDtype = p.scaleDtype;
     this.hasZeros = p.zeros !== null;
-    this.actOrder = p.perm !== null;
+    const perm = sparse ? null : p.perm; // 2:4 weights have no act-order
+    this.actOrder = perm !== null;
     this.paddedBytes = p.paddedBytes;
     this.device = options.device ?? 0;
     const made: Tensor[] = [];
@@ -85,7 +103,7 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
         | Tensor<'fp16'>
         | Tensor<'bf16'>;
       this.zeros = p.zeros === null ? null : keep(made, Tensor.from(p.zeros, [p.numGroups, p.Np], 'u8', o));
-      this.perm = p.perm === null ? null : keep(made, Tensor.from(p.perm, [p.K], 'i32', o));
+      this.perm = perm === null ? null : keep(made, Tensor.from(perm, [p.K], 'i32', o));
     } catch (e) {
       for (const t of made) t.dispose();
       throw e;
@@ -103,10 +121,13 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
     );
   }
 
-  /** Downloads the arrays back into a host PackedWeight (blocking), e.g. for the CPU reference. */
+  /** Downloads the arrays back into a host PackedWeight (blocking), e.g. for the CPU reference; dense weights only. */
   toHost(): PackedWeight {
-    if (this.#disposed) {
-      throw new DisposedError('DevicePackedWeight was used after dispose().', { fix: 'upload the weight again.' });
+    this.#assertLive();
+    if (this.sparsity !== null) {
+      throw new ValueError('DevicePackedWeight.toHost(): this is a packed 2:4 weight, not the dense format.', {
+        fix: 'download it with toHostSparse() (a PackedSparseWeight), or toHostPacked() for either layout.',
+      });
     }
     const host: PackedWeight = {
       formatVersion: 1,
@@ -126,6 +147,43 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
     };
     // INT weights come back exactly as they were packed (no codeType field); FP8 ones say what their codes are.
     return this.codeType === 'e4m3' ? { ...host, codeType: 'e4m3' } : host;
+  }
+
+  /** Downloads a packed 2:4 weight back into a host PackedSparseWeight (blocking), e.g. for the CPU reference. */
+  toHostSparse(): PackedSparseWeight {
+    this.#assertLive();
+    if (this.sparsity === null) {
+      throw new ValueError('DevicePackedWeight.toHostSparse(): this weight has the dense format, not packed 2:4.', {
+        fix: 'download it with toHost() (a PackedWeight), or toHostPacked() for either layout.',
+      });
+    }
+    return {
+      sparseFormatVersion: SPARSE_FORMAT_VERSION,
+      sparsity: '2:4',
+      bits: 4,
+      K: this.K,
+      N: this.N,
+      Kp: this.Kp,
+      Np: this.Np,
+      groupSize: this.groupSize,
+      numGroups: this.numGroups,
+      scaleDtype: this.scaleDtype,
+      qweight: this.qweight.toHostSync(),
+      scales: this.scales.toHostSync(),
+      zeros: this.zeros?.toHostSync() ?? null,
+      paddedBytes: this.paddedBytes,
+    };
+  }
+
+  /** Downloads the weight in the layout it was uploaded in (blocking). */
+  toHostPacked(): AnyPackedWeight {
+    return this.sparsity === null ? this.toHost() : this.toHostSparse();
+  }
+
+  #assertLive(): void {
+    if (this.#disposed) {
+      throw new DisposedError('DevicePackedWeight was used after dispose().', { fix: 'upload the weight again.' });
+    }
   }
 
   dispose(): void {
