@@ -1,0 +1,1 @@
+export { addonTsupConfig as default } from '../core/addon-build.js';

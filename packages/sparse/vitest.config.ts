@@ -1,0 +1,1 @@
+export { addonVitestConfig as default } from '../core/addon-build.js';
