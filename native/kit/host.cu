@@ -474,12 +474,13 @@ marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const vo
   const bool overlap = (pl.launch.flags & MARLIN_LAUNCH_SERIAL) == 0;
   void* args[2] = {&prm, &pl.x_map};
   ExpertArgs expert_args;
+  int64_t w_stride = 0;
   if (experts != nullptr) {
-    if (pl.tail_grid != 0 || p.perm != nullptr) return MARLIN_E_INVALID_ARGUMENT;
+    if (p.perm != nullptr) return MARLIN_E_INVALID_ARGUMENT;  // the MoE gather applies act-order itself
     // Per-expert strides of the stacked layout (docs/format.md "Stacked experts"): one packed weight apart.
-    const int64_t w_stride = int64_t(p.n_padded / kTileN) * prm.k_tiles * (pl.variant->tile_bytes / sizeof(int4));
+    w_stride = int64_t(p.n_padded / kTileN) * prm.k_tiles * (pl.variant->tile_bytes / sizeof(int4));
     expert_args = {prm, experts->block_expert, experts->num_blocks, w_stride, int64_t(prm.num_groups) * prm.np,
-                   int64_t(p.n)};
+                   int64_t(p.n), true};
     args[0] = &expert_args;
   }
   const marlin_status s =
@@ -495,6 +496,13 @@ marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const vo
   tail.partials = prm.partials;
   tail.counters = prm.counters;
   args[0] = &tail;
+  if (experts != nullptr) {
+    // The tail's blocks start only after every head block has passed its wait for the routing kernels, so the
+    // routing is visible: they skip that wait and prefetch their expert's weights at once.
+    expert_args = {tail, experts->block_expert, experts->num_blocks, w_stride, int64_t(prm.num_groups) * prm.np,
+                   int64_t(p.n), false};
+    args[0] = &expert_args;
+  }
   return launch_resolved(pl.kernel, pl.tail_grid, cluster_for(pl.kernel, pl.tail_grid, tail, pl.launch.flags), args,
                          stream, overlap);
 }

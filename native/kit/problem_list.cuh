@@ -59,6 +59,7 @@ struct ExpertArgs {
   int64_t w_stride;             // per expert, in int4 units
   int64_t scale_stride;         // per expert, in scale / zero-point elements (G * Np)
   int64_t bias_stride;          // per expert, in elements (n)
+  bool wait_for_routing;        // false: the routing is known visible (a balanced last wave's second launch)
 };
 
 struct ExpertProblem {
@@ -70,7 +71,7 @@ struct ExpertProblem {
   // The routing is written by the kernels just before this launch: wait for them (a no-op without programmatic
   // dependent launch) before reading it, and so before the weight prefetch it selects.
   static __device__ __forceinline__ bool active(const Args& a, const Coords& c) {
-    grid_dependency_wait();
+    if (a.wait_for_routing) grid_dependency_wait();
     return c.m_block < __ldg(a.num_blocks) && __ldg(a.block_expert + c.m_block) >= 0;
   }
 

@@ -494,6 +494,8 @@ Napi::Value BenchMoe(const Napi::CallbackInfo& info) {
   a.launch.splits13 = IntOpt(env, o, fn, "splits13", true, 1);
   a.launch.config2 = IntOpt(env, o, fn, "config2", true, 0);
   a.launch.splits2 = IntOpt(env, o, fn, "splits2", true, 1);
+  a.launch.tail13 = IntOpt(env, o, fn, "tail13", false, 0);
+  a.launch.tail2 = IntOpt(env, o, fn, "tail2", false, 0);
   a.launch.flags = BoolOpt(o, "serial", false) ? MARLIN_LAUNCH_SERIAL : 0u;
   a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
   a.calls = IntOpt(env, o, fn, "calls", false, 0);

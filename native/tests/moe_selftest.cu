@@ -31,6 +31,7 @@ struct MoeCase {
   int E = 8, topk = 2, m = 1, H = 256, I = 128, group = 128;
   bool zeros = false, bias = false, swiglu = false, on_input = false, act_order = false;
   int config = 0, splits13 = 1, splits2 = 1;
+  int tail = 0;  // balanced last wave of both GEMMs (marlin_moe_launch.tail13 / tail2)
   Routing routing = kUniform;
 };
 
@@ -225,7 +226,7 @@ bool run_case(const MoeCase& c, std::mt19937& rng, bool verbose) {
   CHECK_CUDA(cudaMalloc(&dout, size_t(m) * H * 2));
   owned.push_back(dout);
 
-  const marlin_moe_launch l{c.config, c.splits13, c.config, c.splits2, 0u};
+  const marlin_moe_launch l{c.config, c.splits13, c.config, c.splits2, 0u, c.tail, c.tail};
   marlin_moe_plan* plan = nullptr;
   marlin_status st = marlin_moe_plan_create(&p, &l, &plan);
   std::vector<uint16_t> y1(size_t(m) * H), y2(size_t(m) * H), y3(size_t(m) * H);
@@ -291,9 +292,9 @@ bool run_case(const MoeCase& c, std::mt19937& rng, bool verbose) {
   const char* codec = c.codec == MARLIN_MOE_INT4 ? "int4" : c.codec == MARLIN_MOE_INT8 ? "int8" : "fp8";
   if (!ok || verbose)
     std::printf("%s %s %s E=%d k=%d m=%d H=%d I=%d g=%d z=%d bias=%d swiglu=%d on_input=%d act=%d cfg=%d(B=%d) "
-                "splits=%d/%d routing=%d: status=%d rel=%.2e max=%.2e nan=%d det=%d graph=%d invalid=%d/%d\n",
+                "splits=%d/%d tail=%d routing=%d: status=%d rel=%.2e max=%.2e nan=%d det=%d graph=%d invalid=%d/%d\n",
                 ok ? "ok  " : "FAIL", codec, c.dt == MARLIN_FP16 ? "fp16" : "bf16", c.E, k, m, H, I, c.group, c.zeros,
-                c.bias, c.swiglu, c.on_input, c.act_order, c.config, block, c.splits13, c.splits2, int(c.routing),
+                c.bias, c.swiglu, c.on_input, c.act_order, c.config, block, c.splits13, c.splits2, c.tail, int(c.routing),
                 int(st), rel, max_err, int(nan), int(same), int(graph_same), invalid, 4 * r.invalid);
   return ok;
 }
@@ -416,6 +417,15 @@ int main(int argc, char** argv) {
     c.H = 64;
     c.I = 64;
     c.m = 16400;  // M beyond 16384
+    add(c);
+    // A balanced last wave: w13's 4 M-blocks x 128 column blocks overfill one wave of config 0 on an H100, so its
+    // columns past the whole waves run as a second, split-K launch.
+    c.m = 2;
+    c.I = 8192;
+    c.tail = 3;
+    add(c);
+    c.swiglu = c.bias = true;
+    c.dt = MARLIN_BF16;
     add(c);
   }
   int failed = 0;

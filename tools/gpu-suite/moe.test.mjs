@@ -11,8 +11,10 @@
 // ulp in rare elements (probability ~2^-13 for fp16); the activation's f32 error flips a T rounding of `a` as rarely.
 // A flipped ulp of h or a reaches the output through the second GEMM scaled by |w2| (summed over I) and the routing
 // weights, so the bound is a few ulps of T at the magnitude of the token's output row: |gpu - ref| <= 8 ulp_T(max |ref
-// row|). Tightness is checked too: at least 95% of outputs must be bit-identical, and outputs the reference has at
-// exactly 0 (tokens routed nowhere) must be exactly 0. A wrong expert, scale, permutation or weight is off by O(1).
+// row|). Tightness is checked too: the mean |gpu - ref| of a call must stay within 1 ulp_T of the row maxima, and
+// outputs the reference has at exactly 0 (tokens routed nowhere) must be exactly 0. A wrong expert, scale, permutation
+// or weight is off by O(1). Not a bit-identical share: the mma.sync rows post-scale a group of >= 128 rows in f32
+// (gemm_kernel.cuh) instead of rounding each weight to T, which moves about half the outputs by an ulp on random data.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { m, makeBias, makeWeight, makeX, requireGpu, rng } from './lib.mjs';
@@ -91,10 +93,13 @@ function compare(got, ref, { M, H, dtype, label }) {
   const dec = dtype === 'fp16' ? m.f16ToF32 : m.bf16ToF32;
   let exact = 0;
   let worst = 0;
+  let errSum = 0;
+  let ulpSum = 0;
   for (let t = 0; t < M; t++) {
     let rowMax = 0;
     for (let n = 0; n < H; n++) rowMax = Math.max(rowMax, Math.abs(dec(ref[t * H + n])));
     const tol = 8 * m.ulpOf(rowMax, dtype);
+    ulpSum += H * m.ulpOf(rowMax, dtype);
     for (let n = 0; n < H; n++) {
       const i = t * H + n;
       if (got[i] === ref[i]) {
@@ -108,6 +113,7 @@ function compare(got, ref, { M, H, dtype, label }) {
       if (w === 0 && rowMax === 0)
         assert.fail(`${label}: token ${t} is routed nowhere, but output [${t}, ${n}] = ${g}`);
       const err = Math.abs(g - w);
+      errSum += err;
       worst = Math.max(worst, err / tol);
       if (err > tol) {
         assert.fail(
@@ -117,8 +123,9 @@ function compare(got, ref, { M, H, dtype, label }) {
     }
   }
   const frac = exact / (M * H);
-  assert.ok(frac >= 0.95, `${label}: only ${(100 * frac).toFixed(1)}% of outputs are bit-identical to the reference`);
-  return { label, checked: M * H, exact: frac, worstOfTolerance: worst };
+  const meanUlps = ulpSum > 0 ? errSum / ulpSum : 0;
+  assert.ok(meanUlps <= 1, `${label}: mean |diff| is ${meanUlps.toFixed(2)} ulp of the row maxima (> 1)`);
+  return { label, checked: M * H, exact: frac, meanUlps, worstOfTolerance: worst };
 }
 
 /**

@@ -69,6 +69,7 @@ typedef struct marlin_moe_launch {
   int32_t config13, splits13;
   int32_t config2, splits2;
   uint32_t flags;               // MARLIN_LAUNCH_* bits, applied to both GEMM launches
+  int32_t tail13, tail2;        // balanced last wave of each GEMM (marlin_gemm_launch.tail_splits; 0 = off)
 } marlin_moe_launch;
 
 typedef struct marlin_moe_plan marlin_moe_plan;

@@ -119,8 +119,8 @@ marlin_status plan_init(marlin_moe_plan& pl, const marlin_moe_problem& p, const 
   pl.block = c13.m_tile;
   pl.capacity = marlin::moe::alignment_capacity(p.m, p.topk, p.local_experts, pl.block);
   if (pl.capacity > INT32_MAX / 2) return MARLIN_E_UNSUPPORTED;
-  // Balanced last waves are single-GEMM only (tail_splits 0); the kit validates configs, splits and flags.
-  const marlin_gemm_launch l13{l.config13, l.splits13, l.flags, 0}, l2{l.config2, l.splits2, l.flags, 0};
+  // The kit validates configs, splits, flags and balanced last waves (the wave is cut for capacity's M-blocks).
+  const marlin_gemm_launch l13{l.config13, l.splits13, l.flags, l.tail13}, l2{l.config2, l.splits2, l.flags, l.tail2};
   const marlin_gemm_problem g13 = gemm_problem(p, p.w13, pl.capacity), g2 = gemm_problem(p, p.w2, pl.capacity);
   if (const marlin_status s = marlin::kit::plan_create(vf, &g13, &l13, &pl.g13); s != MARLIN_OK) return s;
   if (const marlin_status s = marlin::kit::plan_create(vf, &g2, &l2, &pl.g2); s != MARLIN_OK) return s;

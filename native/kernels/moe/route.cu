@@ -61,11 +61,12 @@ __global__ void __launch_bounds__(kAlignThreads) align_kernel(const int32_t* __r
   __shared__ int cursor[kMaxExperts + 1];  // next free row of each expert's run; [kMaxExperts]: the total
   __shared__ int start[kMaxExperts];       // first row of each expert's run
   __shared__ int warp_sums[kAlignWarps];
-  __shared__ uint8_t warp_counts[kAlignWarps][kMaxExperts];
+  __shared__ __align__(4) uint8_t warp_counts[kAlignWarps][kMaxExperts];
   __shared__ int bad;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   for (int e = tid; e < local_experts; e += kAlignThreads) counts[e] = 0;
-  for (int i = tid; i < kAlignWarps * kMaxExperts; i += kAlignThreads) (&warp_counts[0][0])[i] = 0;
+  for (int i = tid; i < kAlignWarps * kMaxExperts / 4; i += kAlignThreads)
+    reinterpret_cast<uint32_t*>(&warp_counts[0][0])[i] = 0;
   if (tid == 0) bad = 0;
   __syncthreads();
   for (int i = tid; i < slots; i += kAlignThreads) {
@@ -170,21 +171,37 @@ __device__ __forceinline__ float activate(marlin_moe_activation act, float alpha
   return g / (1.0f + expf(-g)) * u;
 }
 
+// a[r][c] for the used rows, 8 columns per thread (16-byte loads of gate and up, one 16-byte store): at decode the
+// used rows are few and I is up to 14336, so the columns, not the rows, must spread over the GPU. Grid-stride over
+// (row, 8-column chunk); with a w2 act-order perm the columns are gathered one by one instead.
 template <typename T>
 __global__ void activation_kernel(marlin_moe_activation act, float alpha, float limit, const uint16_t* __restrict__ h,
                                   int inter, const int32_t* __restrict__ block_expert,
                                   const int32_t* __restrict__ num_blocks, int block, int capacity,
                                   const int32_t* __restrict__ perm, uint16_t* __restrict__ a) {
   const int used = min(*num_blocks * block, capacity);
-  for (int r = blockIdx.x; r < used; r += gridDim.x) {
+  const int chunks = inter / 8;  // inter is a multiple of 16
+  const int64_t items = int64_t(used) * chunks;
+  for (int64_t it = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; it < items; it += int64_t(gridDim.x) * blockDim.x) {
+    const int r = int(it / chunks), c0 = int(it % chunks) * 8;
     const uint16_t* hr = h + size_t(r) * 2 * inter;
-    uint16_t* ar = a + size_t(r) * inter;
-    const int e = block_expert[r / block];
-    const int32_t* pe = perm != nullptr && e >= 0 ? perm + size_t(e) * inter : nullptr;
-    for (int c = threadIdx.x; c < inter; c += blockDim.x) {
-      const int i = pe != nullptr ? min(max(pe[c], 0), inter - 1) : c;
-      ar[c] = to_bits<T>(activate<T>(act, alpha, limit, to_float<T>(hr[i]), to_float<T>(hr[inter + i])));
+    int4 o;
+    uint16_t* ov = reinterpret_cast<uint16_t*>(&o);
+    if (perm == nullptr) {
+      const int4 gv = *reinterpret_cast<const int4*>(hr + c0), uv = *reinterpret_cast<const int4*>(hr + inter + c0);
+      const uint16_t* g = reinterpret_cast<const uint16_t*>(&gv);
+      const uint16_t* u = reinterpret_cast<const uint16_t*>(&uv);
+#pragma unroll
+      for (int q = 0; q < 8; ++q) ov[q] = to_bits<T>(activate<T>(act, alpha, limit, to_float<T>(g[q]), to_float<T>(u[q])));
+    } else {
+      const int32_t* pe = perm + size_t(max(block_expert[r / block], 0)) * inter;
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const int i = min(max(pe[c0 + q], 0), inter - 1);  // NOTE: perms are validated at pack time
+        ov[q] = to_bits<T>(activate<T>(act, alpha, limit, to_float<T>(hr[i]), to_float<T>(hr[inter + i])));
+      }
     }
+    *reinterpret_cast<int4*>(a + size_t(r) * inter + c0) = o;
   }
 }
 
@@ -320,7 +337,8 @@ cudaError_t launch_activation(marlin_dtype dtype, marlin_moe_activation act, flo
                               int inter, const int32_t* block_expert, const int32_t* num_blocks, int block,
                               int64_t capacity, const int32_t* perm, void* a, cudaStream_t stream) {
   auto* kernel = dtype == MARLIN_BF16 ? activation_kernel<__nv_bfloat16> : activation_kernel<half>;
-  kernel<<<row_grid(capacity), 256, 0, stream>>>(act, alpha, limit, static_cast<const uint16_t*>(h), inter,
+  const int64_t items = capacity * (inter / 8);  // an upper bound: the used rows are known on the device only
+  kernel<<<row_grid((items + 255) / 256), 256, 0, stream>>>(act, alpha, limit, static_cast<const uint16_t*>(h), inter,
                                                  block_expert, num_blocks, block, int(capacity), perm,
                                                  static_cast<uint16_t*>(a));
   return cudaGetLastError();

@@ -177,6 +177,16 @@ describe('dispatchMoe', () => {
     expect(moeRowsPerExpert({ M: 4096, topk: 2, numExperts: 8, localExperts: 2 })).toBe(1024);
   });
 
+  it('passes the dense choice of a balanced last wave through; forced splits drop it', () => {
+    for (const M of [1, 2, 4, 8, 16, 32, 64, 256]) {
+      const c = dispatchMoe(problem('int4', M, 8, 2, 4096, 14336), H100);
+      expect(c.tail13).toBe(c.gemm13.tailSplits);
+      expect(c.tail2).toBe(c.gemm2.tailSplits);
+      if (c.tail13 > 1) expect(c.splits13).toBe(1);
+    }
+    expect(dispatchMoe(problem('int4', 1, 8, 2, 4096, 14336), H100, { blockSize: 8, splits13: 1 }).tail13).toBe(0);
+  });
+
   it('big M drops split-K beyond the counters', () => {
     const c = dispatchMoe(problem('int4', 16384, 128, 8, 2048, 768), H100, { blockSize: 8 });
     expect(c.gemm13.mBlocks * c.gemm13.nBlocks).toBeGreaterThan(4096);

@@ -25,7 +25,7 @@ enum Param : int {
   kDtype, kCodec, kM, kTopk, kNumExperts, kLocalExperts, kHidden, kInter, kActivation, kFlags,
   kN13, kK13, kNPadded13, kKPadded13, kGroupSize13,
   kN2, kK2, kNPadded2, kKPadded2, kGroupSize2,
-  kConfig13, kSplits13, kConfig2, kSplits2, kLaunchFlags, kParamCount
+  kConfig13, kSplits13, kConfig2, kSplits2, kLaunchFlags, kTail13, kTail2, kParamCount
 };
 
 // Operand handles of planCreate, in this order (src/binding.ts MoeOperand).
@@ -149,6 +149,8 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   l.config2 = a[kConfig2];
   l.splits2 = a[kSplits2];
   l.flags = static_cast<uint32_t>(a[kLaunchFlags]);
+  l.tail13 = a[kTail13];
+  l.tail2 = a[kTail2];
   marlin_moe_plan* plan = nullptr;
   marlin_napi::Check(info.Env(), marlin_moe_plan_create(&p, &l, &plan), "marlin_moe_plan_create");
   auto* h = new MoePlan{};

@@ -84,7 +84,9 @@ export const MoeParam = {
   config2: 22,
   splits2: 23,
   launchFlags: 24,
-  count: 25,
+  tail13: 25,
+  tail2: 26,
+  count: 27,
 } as const;
 
 /** Position of each operand handle in planCreate's array (mirrors `enum Operand` in native/binding.cc). */

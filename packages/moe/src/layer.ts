@@ -597,6 +597,8 @@ export class MoeLayer implements Disposable, MoeLayerShape {
     a[MoeParam.config2] = choice.config2;
     a[MoeParam.splits2] = choice.splits2;
     a[MoeParam.launchFlags] = 0;
+    a[MoeParam.tail13] = choice.tail13;
+    a[MoeParam.tail2] = choice.tail2;
     const handles = this.#operands.map((t) => (t === null ? null : t.nativeHandle()));
     const native = callNative(() => addon.planCreate(handles, a, this.#swiglu));
     let info: { blockSize: number; capacity: number; workspaceBytes: number };

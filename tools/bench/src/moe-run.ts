@@ -58,7 +58,16 @@ import { SCHEMA_VERSION, type Timing } from './schema.js';
 /** The launch of one problem (what the harness needs from core's MoeChoice). */
 export type MoeLaunch = Pick<
   MoeChoice,
-  'blockSize' | 'tileSource' | 'capacity' | 'config13' | 'splits13' | 'config2' | 'splits2' | 'rowsPerExpert'
+  | 'blockSize'
+  | 'tileSource'
+  | 'capacity'
+  | 'config13'
+  | 'splits13'
+  | 'config2'
+  | 'splits2'
+  | 'tail13'
+  | 'tail2'
+  | 'rowsPerExpert'
 >;
 
 export interface MoeRunDeps {
@@ -185,8 +194,17 @@ const timing = (t: MoeTiming): Timing => ({
   replays: t.replays,
 });
 
-function launchOf(c: MoeLaunch): Pick<MoeLaunch, 'config13' | 'splits13' | 'config2' | 'splits2'> {
-  return { config13: c.config13, splits13: c.splits13, config2: c.config2, splits2: c.splits2 };
+function launchOf(
+  c: MoeLaunch,
+): Pick<MoeLaunch, 'config13' | 'splits13' | 'config2' | 'splits2' | 'tail13' | 'tail2'> {
+  return {
+    config13: c.config13,
+    splits13: c.splits13,
+    config2: c.config2,
+    splits2: c.splits2,
+    tail13: c.tail13,
+    tail2: c.tail2,
+  };
 }
 
 function label(spec: MoeModelSpec, routing: RoutingKind, dtype: BenchDtype, M: number): string {
@@ -388,6 +406,8 @@ function measureProblem(
         splits13: launch.splits13,
         config2: launch.config2,
         splits2: launch.splits2,
+        tail13: launch.tail13,
+        tail2: launch.tail2,
         capacity: t.capacity,
         workspaceBytes: t.workspaceBytes,
       },

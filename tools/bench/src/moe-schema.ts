@@ -48,6 +48,9 @@ export interface MoeRow {
   readonly splits13: number;
   readonly config2: number;
   readonly splits2: number;
+  /** Balanced last wave of each GEMM (0 = none). */
+  readonly tail13: number;
+  readonly tail2: number;
   /** Rows of the sorted, padded buffers. */
   readonly capacity: number;
   readonly workspaceBytes: number;
@@ -179,6 +182,8 @@ const rowCheck: Check = obj({
   splits13: posInt,
   config2: num({ integer: true }),
   splits2: posInt,
+  tail13: num({ integer: true, nonNegative: true }),
+  tail2: num({ integer: true, nonNegative: true }),
   capacity: posInt,
   workspaceBytes: num({ integer: true, nonNegative: true }),
   rotations: posInt,

@@ -36,6 +36,8 @@ export interface MoeRowInput {
     readonly splits13: number;
     readonly config2: number;
     readonly splits2: number;
+    readonly tail13: number;
+    readonly tail2: number;
     readonly capacity: number;
     readonly workspaceBytes: number;
   };
@@ -134,6 +136,8 @@ export function makeMoeRow(r: MoeRowInput, c: Ceilings): MoeRow {
     splits13: r.launch.splits13,
     config2: r.launch.config2,
     splits2: r.launch.splits2,
+    tail13: r.launch.tail13,
+    tail2: r.launch.tail2,
     capacity: r.launch.capacity,
     workspaceBytes: r.launch.workspaceBytes,
     rotations: r.rotation.rotations,

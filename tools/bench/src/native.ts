@@ -156,6 +156,9 @@ export interface BenchMoeArgs extends BenchMoeRouting {
   readonly splits13: number;
   readonly config2: number;
   readonly splits2: number;
+  /** Balanced last wave of each GEMM (0 = none). */
+  readonly tail13?: number;
+  readonly tail2?: number;
   readonly serial?: boolean;
 }
 

@@ -188,6 +188,8 @@ function input(over: Partial<MoeRowInput> = {}): MoeRowInput {
       splits13: 1,
       config2: 0,
       splits2: 1,
+      tail13: 0,
+      tail2: 0,
       capacity: 16,
       workspaceBytes: 1,
     },

@@ -122,6 +122,9 @@ export interface MoeChoice {
   readonly splits13: number;
   readonly config2: number;
   readonly splits2: number;
+  /** Balanced last wave of each GEMM (moe.h marlin_moe_launch.tail13 / tail2; 0 = none). */
+  readonly tail13: number;
+  readonly tail2: number;
   /** Sentences explaining the choice (joined by `describeMoe`). */
   readonly reasons: readonly string[];
 }
@@ -339,14 +342,19 @@ function gemmChoice(
       );
     }
   }
-  if (best.tailSplits > 1 && forced.splits === undefined) {
-    reasons.push(`${name}: the dense choice's balanced last wave is not used (a grouped launch is one grid).`);
-  }
+  // The dense choice's balanced last wave carries over (the kit cuts it for capacity's M-blocks); forced splits drop it.
+  let tailSplits = forced.splits === undefined ? best.tailSplits : 0;
   let splits = forced.splits ?? best.splits;
   if (!Number.isInteger(splits) || splits < 1) {
     throw new ValueError(`${name}: splits = ${splits} must be an integer >= 1.`, { fix: 'pass splits >= 1.' });
   }
   const tiles = best.mBlocks * best.nBlocks;
+  if (tailSplits > 1 && tiles > MOE_MAX_SPLIT_TILES) {
+    reasons.push(
+      `${name}: balanced last wave dropped: its split-K launch could need more than the ${MOE_MAX_SPLIT_TILES} arrival counters of the workspace.`,
+    );
+    tailSplits = 0;
+  }
   if (splits > 1 && tiles > MOE_MAX_SPLIT_TILES) {
     if (forced.splits !== undefined) {
       throw new ValueError(
@@ -367,7 +375,7 @@ function gemmChoice(
   return {
     ...best,
     splits,
-    tailSplits: 0,
+    tailSplits,
     kTilesPerSplit,
     gridBlocks,
     waves: gridBlocks / best.slots,
@@ -484,6 +492,8 @@ export function dispatchMoe(problem: MoeProblem, device: DeviceInfo, options: Mo
     splits13: gemm13.splits,
     config2: gemm2.configId,
     splits2: gemm2.splits,
+    tail13: gemm13.tailSplits,
+    tail2: gemm2.tailSplits,
     reasons,
   };
 }
@@ -491,7 +501,7 @@ export function dispatchMoe(problem: MoeProblem, device: DeviceInfo, options: Mo
 /** The MoE choice in words: the tile and why, then each GEMM's config, grid and split-K. */
 export function describeMoe(choice: MoeChoice): string {
   const line = (name: string, k: KernelChoice) =>
-    `${name}: config ${k.configId} (${k.config.kernel}, mTile ${k.config.mTile}, nTiles ${k.config.nTiles}), grid ${k.mBlocks} x ${k.nBlocks} x ${k.splits}.`;
+    `${name}: config ${k.configId} (${k.config.kernel}, mTile ${k.config.mTile}, nTiles ${k.config.nTiles}), grid ${k.mBlocks} x ${k.nBlocks} x ${k.splits}${k.tailSplits > 1 ? `, balanced last wave split ${k.tailSplits} ways` : ''}.`;
   return [
     `MoE ${choice.variant}: M tile ${choice.blockSize} (${choice.tileSource}), capacity ${choice.capacity}.`,
     ...choice.reasons,
