@@ -480,7 +480,7 @@ marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const vo
     // Per-expert strides of the stacked layout (docs/format.md "Stacked experts"): one packed weight apart.
     w_stride = int64_t(p.n_padded / kTileN) * prm.k_tiles * (pl.variant->tile_bytes / sizeof(int4));
     expert_args = {prm, experts->block_expert, experts->num_blocks, w_stride, int64_t(prm.num_groups) * prm.np,
-                   int64_t(p.n), true};
+                   int64_t(p.n), !experts->visible_before_predecessor};
     args[0] = &expert_args;
   }
   const marlin_status s =

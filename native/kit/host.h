@@ -92,6 +92,9 @@ void plan_destroy(marlin_gemm_plan* plan);
 struct ExpertRouting {
   const int32_t* block_expert;  // [m_blocks] local expert of each M-block, -1: none
   const int32_t* num_blocks;    // [1] M-blocks in use
+  // true: the kernel that wrote the routing completed before the launch's predecessor began, so the GEMM's blocks
+  // read it (and prefetch their experts' weights) without waiting for the predecessor; false: they wait first.
+  bool visible_before_predecessor;
 };
 marlin_status plan_launch_experts(marlin_gemm_plan* plan, const ExpertRouting& routing, const void* x, void* y,
                                   const void* bias, void* workspace, size_t workspace_bytes, void* stream);

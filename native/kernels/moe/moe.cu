@@ -159,7 +159,9 @@ marlin_status launch(marlin_moe_plan& pl, const void* x, const int32_t* ids, con
   void* a = ws + w.a;
   void* y2 = xs;  // GEMM 2's output reuses the gathered rows, dead after GEMM 1
   const bool on_input = (p.flags & MARLIN_MOE_WEIGHT_ON_INPUT) != 0;
-  const marlin::kit::ExpertRouting routing{block_expert, head + kNumBlocksWord};
+  // The alignment runs two kernels before each GEMM and the kernel in between (gather, activation) lets the GEMM
+  // launch only after its own wait for the previous kernel (route.cu enter()): the routing is complete by then.
+  const marlin::kit::ExpertRouting routing{block_expert, head + kNumBlocksWord, true};
   namespace moe = marlin::moe;
   if (marlin_status s = cuda(moe::launch_align(ids, p.m, p.topk, p.num_experts, p.expert_map, p.local_experts,
                                                pl.block, pl.capacity, sorted, block_expert, head + kNumBlocksWord,

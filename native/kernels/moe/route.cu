@@ -5,13 +5,48 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "../../common/act_dtype.cuh"
+#include "../../common/ptx.cuh"
 #include "route.h"
 
 namespace marlin::moe {
 namespace {
+
+// Every kernel here is launched with programmatic stream serialisation (sm_90+) and begins by waiting for the
+// previous kernel of the stream, then lets the next one launch: a grouped GEMM that follows then reads the routing
+// (written by the alignment, two kernels back and complete by then) and prefetches its experts' weights while this
+// kernel runs (moe.cu, kit/problem_list.cuh ExpertProblem).
+__device__ __forceinline__ void enter() {
+  grid_dependency_wait();
+  grid_dependents_launch();
+}
+
+bool pdl_capable() {
+  static std::atomic<int> cache[64];  // compute capability major + 1 per device; 0 = not queried
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < 64 && cache[dev].load(std::memory_order_relaxed) > 0) return cache[dev].load() - 1 >= 9;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < 64) cache[dev].store(major + 1, std::memory_order_relaxed);
+  return major >= 9;
+}
+
+template <typename... KArgs, typename... Args>
+cudaError_t launch(void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attr[1] = {};
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(block);
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_capable() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...);
+}
 
 constexpr int kAlignThreads = 1024;
 constexpr int kAlignWarps = kAlignThreads / 32;
@@ -57,6 +92,7 @@ __global__ void __launch_bounds__(kAlignThreads) align_kernel(const int32_t* __r
                                                               int32_t* __restrict__ num_blocks,
                                                               int32_t* __restrict__ slot_row,
                                                               int32_t* __restrict__ invalid) {
+  enter();
   __shared__ int counts[kMaxExperts];
   __shared__ int cursor[kMaxExperts + 1];  // next free row of each expert's run; [kMaxExperts]: the total
   __shared__ int start[kMaxExperts];       // first row of each expert's run
@@ -139,6 +175,7 @@ __global__ void gather_kernel(const uint16_t* __restrict__ x, int slots, int top
                               const int32_t* __restrict__ num_blocks, int block, int capacity,
                               const int32_t* __restrict__ perm, const float* __restrict__ topk_weights,
                               uint16_t* __restrict__ xs) {
+  enter();
   const int used = min(*num_blocks * block, capacity);
   for (int r = blockIdx.x; r < used; r += gridDim.x) {
     const int slot = sorted_ids[r];
@@ -179,6 +216,7 @@ __global__ void activation_kernel(marlin_moe_activation act, float alpha, float 
                                   int inter, const int32_t* __restrict__ block_expert,
                                   const int32_t* __restrict__ num_blocks, int block, int capacity,
                                   const int32_t* __restrict__ perm, uint16_t* __restrict__ a) {
+  enter();
   const int used = min(*num_blocks * block, capacity);
   const int chunks = inter / 8;  // inter is a multiple of 16
   const int64_t items = int64_t(used) * chunks;
@@ -210,6 +248,7 @@ template <typename T>
 __global__ void reduce_kernel(const uint16_t* __restrict__ y2, int m, int topk, int hidden,
                               const int32_t* __restrict__ slot_row, const float* __restrict__ topk_weights,
                               uint16_t* __restrict__ out) {
+  enter();
   for (int t = blockIdx.x; t < m; t += gridDim.x) {
     for (int c = threadIdx.x * 8; c < hidden; c += blockDim.x * 8) {
       float acc[8] = {};
@@ -241,6 +280,7 @@ constexpr int kRouterValues = kMaxExperts / 32;  // logits per lane
 __global__ void topk_softmax_kernel(const void* __restrict__ logits, bool f32, bool bf16, int m, int num_experts,
                                     int topk, bool renormalize, int32_t* __restrict__ topk_ids,
                                     float* __restrict__ topk_weights) {
+  enter();
   const int lane = threadIdx.x & 31;
   const int t = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
   if (t >= m) return;
@@ -318,19 +358,17 @@ cudaError_t launch_align(const int32_t* topk_ids, int m, int topk, int num_exper
                          int local_experts, int block, int64_t capacity, int32_t* sorted_ids, int32_t* block_expert,
                          int32_t* num_blocks, int32_t* slot_row, int32_t* invalid, cudaStream_t stream) {
   if (local_experts < 1 || local_experts > kMaxExperts || block < 1 || capacity > INT32_MAX) return cudaErrorInvalidValue;
-  align_kernel<<<1, kAlignThreads, 0, stream>>>(topk_ids, m * topk, num_experts, expert_map, local_experts, block,
-                                                int(capacity), sorted_ids, block_expert, num_blocks, slot_row, invalid);
-  return cudaGetLastError();
+  return launch(align_kernel, 1, kAlignThreads, stream, topk_ids, m * topk, num_experts, expert_map, local_experts,
+                block, int(capacity), sorted_ids, block_expert, num_blocks, slot_row, invalid);
 }
 
 cudaError_t launch_gather(marlin_dtype dtype, const void* x, int m, int topk, int hidden, const int32_t* sorted_ids,
                           const int32_t* block_expert, const int32_t* num_blocks, int block, int64_t capacity,
                           const int32_t* perm, const float* topk_weights, void* xs, cudaStream_t stream) {
   auto* kernel = dtype == MARLIN_BF16 ? gather_kernel<__nv_bfloat16> : gather_kernel<half>;
-  kernel<<<row_grid(capacity), 128, 0, stream>>>(static_cast<const uint16_t*>(x), m * topk, topk, hidden, sorted_ids,
-                                                 block_expert, num_blocks, block, int(capacity), perm, topk_weights,
-                                                 static_cast<uint16_t*>(xs));
-  return cudaGetLastError();
+  return launch(kernel, row_grid(capacity), 128, stream, static_cast<const uint16_t*>(x), m * topk, topk, hidden,
+                sorted_ids, block_expert, num_blocks, block, int(capacity), perm, topk_weights,
+                static_cast<uint16_t*>(xs));
 }
 
 cudaError_t launch_activation(marlin_dtype dtype, marlin_moe_activation act, float alpha, float limit, const void* h,
@@ -338,19 +376,16 @@ cudaError_t launch_activation(marlin_dtype dtype, marlin_moe_activation act, flo
                               int64_t capacity, const int32_t* perm, void* a, cudaStream_t stream) {
   auto* kernel = dtype == MARLIN_BF16 ? activation_kernel<__nv_bfloat16> : activation_kernel<half>;
   const int64_t items = capacity * (inter / 8);  // an upper bound: the used rows are known on the device only
-  kernel<<<row_grid((items + 255) / 256), 256, 0, stream>>>(act, alpha, limit, static_cast<const uint16_t*>(h), inter,
-                                                 block_expert, num_blocks, block, int(capacity), perm,
-                                                 static_cast<uint16_t*>(a));
-  return cudaGetLastError();
+  return launch(kernel, row_grid((items + 255) / 256), 256, stream, act, alpha, limit, static_cast<const uint16_t*>(h),
+                inter, block_expert, num_blocks, block, int(capacity), perm, static_cast<uint16_t*>(a));
 }
 
 cudaError_t launch_reduce(marlin_dtype dtype, const void* y2, int m, int topk, int hidden, const int32_t* slot_row,
                           const float* topk_weights, void* out, cudaStream_t stream) {
   auto* kernel = dtype == MARLIN_BF16 ? reduce_kernel<__nv_bfloat16> : reduce_kernel<half>;
   const int threads = std::min(256, std::max(32, (hidden / 8 + 31) / 32 * 32));
-  kernel<<<row_grid(m), threads, 0, stream>>>(static_cast<const uint16_t*>(y2), m, topk, hidden, slot_row,
-                                              topk_weights, static_cast<uint16_t*>(out));
-  return cudaGetLastError();
+  return launch(kernel, row_grid(m), unsigned(threads), stream, static_cast<const uint16_t*>(y2), m, topk, hidden,
+                slot_row, topk_weights, static_cast<uint16_t*>(out));
 }
 
 cudaError_t launch_topk_softmax(const void* logits, bool logits_f32, marlin_dtype dtype, int m, int num_experts,
@@ -359,9 +394,8 @@ cudaError_t launch_topk_softmax(const void* logits, bool logits_f32, marlin_dtyp
   if (num_experts < 1 || num_experts > kMaxExperts || topk < 1 || topk > 16 || topk > num_experts || m < 1)
     return cudaErrorInvalidValue;
   constexpr int kWarps = 4;
-  topk_softmax_kernel<<<unsigned((m + kWarps - 1) / kWarps), kWarps * 32, 0, stream>>>(
-      logits, logits_f32, dtype == MARLIN_BF16, m, num_experts, topk, renormalize, topk_ids, topk_weights);
-  return cudaGetLastError();
+  return launch(topk_softmax_kernel, unsigned((m + kWarps - 1) / kWarps), kWarps * 32, stream, logits, logits_f32,
+                dtype == MARLIN_BF16, m, num_experts, topk, renormalize, topk_ids, topk_weights);
 }
 
 }  // namespace marlin::moe
