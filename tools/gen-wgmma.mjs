@@ -73,15 +73,25 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 template <int N, bool BF16>
 struct Wgmma;
 `;
+// One wrapper per token width and dtype: \`wrapper\` gets the accumulator count, the PTX type, the %-list of the
+// accumulators, the first A operand's index and the accumulator constraints.
+function perWidth(wrapper) {
+  const out = [];
+  for (const n of widths) {
+    const nd = n / 2;
+    for (const bf of [false, true]) {
+      const ty = bf ? 'bf16' : 'f16';
+      const d = Array.from({ length: nd }, (_, i) => `%${i}`).join(', ');
+      const regs = Array.from({ length: nd }, (_, i) => `"+f"(d[${i}])`).join(', ');
+      out.push(wrapper({ n, bf, nd, ty, d, a: nd, regs }));
+    }
+  }
+  return out;
+}
 const body = [];
-for (const n of widths) {
-  const nd = n / 2;
-  for (const bf of [false, true]) {
-    const ty = bf ? 'bf16' : 'f16';
-    const d = Array.from({ length: nd }, (_, i) => `%${i}`).join(', ');
-    const a = nd;
-    const regs = Array.from({ length: nd }, (_, i) => `"+f"(d[${i}])`).join(', ');
-    body.push(`template <>
+body.push(
+  ...perWidth(
+    ({ n, bf, nd, ty, d, a, regs }) => `template <>
 struct Wgmma<${n}, ${bf}> {
   // d[${nd}] += A(64x16, registers) * B(16x${n}, shared memory), fp32 accumulate; scale-d = 1 (always accumulate).
   static __device__ __forceinline__ void mma(float (&d)[${nd}], const uint32_t (&a)[4], uint64_t desc) {
@@ -96,9 +106,9 @@ struct Wgmma<${n}, ${bf}> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
   }
 };
-`);
-  }
-}
+`,
+  ),
+);
 // 2:4 sparse A (kernel-design.md section 11): wgmma.mma_async.sp m64nNk32, the register A = 16 x 16 kept values per
 // warp (the dense k16 A layout), its metadata register and the sparsity selector SEL (an immediate: 0 = threads T0, T1
 // of each group of four supply the metadata, 1 = T2, T3), B a k32 descriptor.
@@ -108,14 +118,9 @@ body.push(`// 2:4 sparse A: d += A(64x32, 2:4 along k: 64x16 kept values in regi
 template <int N, bool BF16>
 struct WgmmaSp;
 `);
-for (const n of widths) {
-  const nd = n / 2;
-  for (const bf of [false, true]) {
-    const ty = bf ? 'bf16' : 'f16';
-    const d = Array.from({ length: nd }, (_, i) => `%${i}`).join(', ');
-    const a = nd;
-    const regs = Array.from({ length: nd }, (_, i) => `"+f"(d[${i}])`).join(', ');
-    body.push(`template <>
+body.push(
+  ...perWidth(
+    ({ n, bf, nd, ty, d, a, regs }) => `template <>
 struct WgmmaSp<${n}, ${bf}> {
   template <int SEL>
   static __device__ __forceinline__ void mma(float (&d)[${nd}], const uint32_t (&a)[4], uint64_t desc, uint32_t meta) {
@@ -130,9 +135,9 @@ struct WgmmaSp<${n}, ${bf}> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(meta), "n"(SEL), "r"(1));
   }
 };
-`);
-  }
-}
+`,
+  ),
+);
 const text = `${head}\n${body.join('\n')}#endif\n\n}  // namespace marlin\n`;
 const out = join(dirname(fileURLToPath(import.meta.url)), '../native/common/wgmma.cuh');
 writeFileSync(out, text);
