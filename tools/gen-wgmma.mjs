@@ -73,7 +73,7 @@ __device__ __forceinline__ void setmaxnreg_inc() {
 template <int N, bool BF16>
 struct Wgmma;
 `;
-// One wrapper per token width and dtype: \`wrapper\` gets the accumulator count, the PTX type, the %-list of the
+// One wrapper per token width and dtype: `wrapper` gets the accumulator count, the PTX type, the %-list of the
 // accumulators, the first A operand's index and the accumulator constraints.
 function perWidth(wrapper) {
   const out = [];
