@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "case_check.h"
 #include "host_pack.h"
 #include "kit/host.h"
 #include "marlin/dense.h"
@@ -30,14 +31,6 @@
 namespace {
 
 using namespace marlin_test;
-
-// Compute capability major of the current device (the hopper family, and so MARLIN_E_UNSUPPORTED, below 9).
-int device_major() {
-  int dev = 0, major = 0;
-  CHECK_CUDA(cudaGetDevice(&dev));
-  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  return major;
-}
 
 // An INT4 problem without zero points, act-order or bias (callers set those); ldc = n.
 marlin_dense_problem dense_problem(marlin_dtype dt, int m, int n, int k, int np, int kp, int group, int64_t lda,
@@ -206,20 +199,12 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose, bool check = true)
   CHECK_CUDA(cudaMemcpy(y2.data(), dy, y2.size() * 2, cudaMemcpyDeviceToHost));
   for (void* ptr : {dx, dw, ds, dz, dp, db, dy, dws}) CHECK_CUDA(cudaFree(ptr));
 
-  double num = 0, den = 0, max_err = 0;
-  bool nan = false;
-  for (size_t i = 0; i < y1.size(); ++i) {
-    const double got = bits_to_float(y1[i], c.dt);
-    if (!std::isfinite(got)) nan = true;
-    const double e = std::fabs(got - ref[i]);
-    num += e * e;
-    den += ref[i] * ref[i];
-    max_err = std::max(max_err, e);
-  }
+  const RefError err = ref_error(y1, ref, c.dt);
+  const bool nan = err.nan;
   const bool same = std::memcmp(y1.data(), y2.data(), y1.size() * 2) == 0;
   // Without a reference (check = false) there is nothing to compare against: printed as nan.
-  const double rel = check ? std::sqrt(num / std::max(den, 1e-30)) : NAN;
-  if (!check) max_err = NAN;
+  const double rel = check ? err.rel : NAN;
+  const double max_err = check ? err.max_err : NAN;
   const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // output rounding to T dominates: 2^-11 / 2^-8 relative
   const bool ok = st == MARLIN_OK && !nan && same && (!check || rel < tol);
   if (!ok || verbose)
@@ -274,48 +259,16 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
   CHECK_CUDA(cudaMalloc(&dws, wsb));
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  marlin_status st = marlin_dense_workspace_init(dws, wsb, stream);
-  auto enqueue = [&](uint32_t flags) {
+  const ChainRuns runs = run_chain(marlin_dense_workspace_init(dws, wsb, stream), x, buf, m, n, stream, [&](uint32_t flags) {
+    marlin_status st = MARLIN_OK;
     for (int i = 0; i < calls && st == MARLIN_OK; ++i) {
       const auto [cfg, sp] = links[i % links.size()];
       marlin_dense_problem p = dense_problem(dt, m, n, k, n, k, g, k, buf[i & 1], dw[i & 1], ds[i & 1], buf[(i + 1) & 1]);
       const marlin_dense_launch l{cfg, sp, flags};
       st = marlin_dense_gemm(&p, &l, dws, wsb, stream);
     }
-  };
-  auto reset = [&] {
-    CHECK_CUDA(cudaMemcpyAsync(buf[0], x.data(), bytes, cudaMemcpyHostToDevice, stream));
-    CHECK_CUDA(cudaMemsetAsync(buf[1], 0xff, bytes, stream));  // NaN poison
-  };
-  auto result = [&] {
-    CHECK_CUDA(cudaStreamSynchronize(stream));
-    std::vector<uint16_t> out(2 * size_t(m) * n);
-    CHECK_CUDA(cudaMemcpy(out.data(), buf[0], bytes, cudaMemcpyDeviceToHost));
-    CHECK_CUDA(cudaMemcpy(out.data() + size_t(m) * n, buf[1], bytes, cudaMemcpyDeviceToHost));
-    return out;
-  };
-  reset();
-  enqueue(MARLIN_DENSE_LAUNCH_SERIAL);
-  const auto serial = result();
-  reset();
-  enqueue(0);
-  const auto overlapped = result();
-  std::vector<uint16_t> replayed[2];
-  if (st == MARLIN_OK) {
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    enqueue(0);
-    CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
-    CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    for (auto& r : replayed) {
-      reset();
-      CHECK_CUDA(cudaGraphLaunch(exec, stream));
-      r = result();
-    }
-    CHECK_CUDA(cudaGraphExecDestroy(exec));
-    CHECK_CUDA(cudaGraphDestroy(graph));
-  }
+    return st;
+  });
   CHECK_CUDA(cudaStreamDestroy(stream));
   for (void* ptr : {dw[0], dw[1], ds[0], ds[1], buf[0], buf[1], dws}) CHECK_CUDA(cudaFree(ptr));
   const int major = device_major();
@@ -331,20 +284,11 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
     if (cluster > 1) ++g_clustered_chains;
     desc += " " + std::to_string(cfg) + "/" + std::to_string(sp) + (cluster > 1 ? "/c" + std::to_string(cluster) : "");
   }
-  if (st == MARLIN_E_UNSUPPORTED && major < 9) {
+  if (runs.st == MARLIN_E_UNSUPPORTED && major < 9) {
     if (verbose) std::printf("skip chain%s: not for sm_%d0\n", desc.c_str(), major);
     return true;
   }
-  // The final output (buffer calls & 1) must be finite; the other buffer holds the previous link's output.
-  bool finite = true;
-  const size_t last = size_t(calls & 1) * m * n;
-  for (size_t i = 0; i < size_t(m) * n; ++i) finite = finite && std::isfinite(bits_to_float(serial[last + i], dt));
-  const bool same_overlap = serial == overlapped, same_graph = serial == replayed[0] && serial == replayed[1];
-  const bool ok = st == MARLIN_OK && finite && same_overlap && same_graph;
-  if (!ok || verbose)
-    std::printf("%s chain m=%d n=k=%d calls=%d (config/splits:%s): status=%d finite=%d overlapped==serial %d graph==serial %d\n",
-                ok ? "ok  " : "FAIL", m, n, calls, desc.c_str(), int(st), int(finite), int(same_overlap), int(same_graph));
-  return ok;
+  return check_chain(runs, dt, m, n, calls, desc, verbose);
 }
 
 }  // namespace

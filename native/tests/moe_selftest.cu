@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "case_check.h"
 #include "host_pack.h"
 #include "kit/host.h"
 #include "marlin/moe.h"
@@ -273,17 +274,7 @@ bool run_case(const MoeCase& c, std::mt19937& rng, bool verbose) {
   marlin_moe_plan_destroy(plan);
   for (void* ptr : owned) CHECK_CUDA(cudaFree(ptr));
 
-  double num = 0, den = 0, max_err = 0;
-  bool nan = false;
-  for (size_t i = 0; i < y1.size(); ++i) {
-    const double got = bits_to_float(y1[i], c.dt);
-    if (!std::isfinite(got)) nan = true;
-    const double e = std::fabs(got - ref[i]);
-    num += e * e;
-    den += ref[i] * ref[i];
-    max_err = std::max(max_err, e);
-  }
-  const double rel = std::sqrt(num / std::max(den, 1e-30));
+  const auto [rel, max_err, nan] = ref_error(y1, ref, c.dt);
   // Four roundings to T on the way (h, a, y2, out): a few times the dense GEMM's tolerance.
   const double tol = c.dt == MARLIN_FP16 ? 4e-3 : 2.5e-2;
   // Four alignments ran (two eager launches, the graph replayed twice), each counting the same invalid slots.

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "case_check.h"
 #include "host_pack.h"
 #include "kit/host.h"
 #include "marlin/sparse.h"
@@ -28,13 +29,6 @@
 namespace {
 
 using namespace marlin_test;
-
-int device_major() {
-  int dev = 0, major = 0;
-  CHECK_CUDA(cudaGetDevice(&dev));
-  CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  return major;
-}
 
 // The six index pairs a metadata nibble may name (idx0 < idx1; PTX "Sparse matrix storage").
 constexpr int kPairs[6][2] = {{0, 1}, {0, 2}, {1, 2}, {0, 3}, {1, 3}, {2, 3}};
@@ -264,18 +258,8 @@ bool run_case(const Case& c, std::mt19937& rng, bool verbose) {
   CHECK_CUDA(cudaMemcpy(y2.data(), dy, y2.size() * 2, cudaMemcpyDeviceToHost));
   free_all();
 
-  double num = 0, den = 0, max_err = 0;
-  bool nan = false;
-  for (size_t i = 0; i < y1.size(); ++i) {
-    const double got = bits_to_float(y1[i], c.dt);
-    if (!std::isfinite(got)) nan = true;
-    const double e = std::fabs(got - ref[i]);
-    num += e * e;
-    den += ref[i] * ref[i];
-    max_err = std::max(max_err, e);
-  }
+  const auto [rel, max_err, nan] = ref_error(y1, ref, c.dt);
   const bool same = std::memcmp(y1.data(), y2.data(), y1.size() * 2) == 0;
-  const double rel = std::sqrt(num / std::max(den, 1e-30));
   const double tol = c.dt == MARLIN_FP16 ? 2e-3 : 1.2e-2;  // the output rounding to T dominates, as for dense
   const bool ok = st == MARLIN_OK && !nan && same && rel < tol;
   if (!ok || verbose)
@@ -323,8 +307,8 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
   CHECK_CUDA(cudaMalloc(&dws, wsb));
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  marlin_status st = kApi.workspace_init(dws, wsb, stream);
-  auto enqueue = [&](uint32_t flags) {
+  const ChainRuns runs = run_chain(kApi.workspace_init(dws, wsb, stream), x, buf, m, n, stream, [&](uint32_t flags) {
+    marlin_status st = MARLIN_OK;
     for (int i = 0; i < calls && st == MARLIN_OK; ++i) {
       const auto [cfg, sp] = links[i % links.size()];
       const marlin_gemm_problem p =
@@ -332,40 +316,8 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
       const marlin_gemm_launch l{cfg, sp, flags, 0};
       st = kApi.gemm(&p, &l, dws, wsb, stream);
     }
-  };
-  auto reset = [&] {
-    CHECK_CUDA(cudaMemcpyAsync(buf[0], x.data(), bytes, cudaMemcpyHostToDevice, stream));
-    CHECK_CUDA(cudaMemsetAsync(buf[1], 0xff, bytes, stream));
-  };
-  auto result = [&] {
-    CHECK_CUDA(cudaStreamSynchronize(stream));
-    std::vector<uint16_t> out(2 * size_t(m) * n);
-    CHECK_CUDA(cudaMemcpy(out.data(), buf[0], bytes, cudaMemcpyDeviceToHost));
-    CHECK_CUDA(cudaMemcpy(out.data() + size_t(m) * n, buf[1], bytes, cudaMemcpyDeviceToHost));
-    return out;
-  };
-  reset();
-  enqueue(MARLIN_LAUNCH_SERIAL);
-  const auto serial = result();
-  reset();
-  enqueue(0);
-  const auto overlapped = result();
-  std::vector<uint16_t> replayed[2];
-  if (st == MARLIN_OK) {
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    enqueue(0);
-    CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
-    CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    for (auto& r : replayed) {
-      reset();
-      CHECK_CUDA(cudaGraphLaunch(exec, stream));
-      r = result();
-    }
-    CHECK_CUDA(cudaGraphExecDestroy(exec));
-    CHECK_CUDA(cudaGraphDestroy(graph));
-  }
+    return st;
+  });
   CHECK_CUDA(cudaStreamDestroy(stream));
   std::string desc;
   for (const auto& [cfg, sp] : links) {
@@ -379,21 +331,11 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
     desc += " " + std::to_string(cfg) + "/" + std::to_string(sp) + (cluster > 1 ? "/c" + std::to_string(cluster) : "");
   }
   for (void* ptr : {dw[0], dw[1], ds[0], ds[1], buf[0], buf[1], dws}) CHECK_CUDA(cudaFree(ptr));
-  if (st == MARLIN_E_UNSUPPORTED) {
+  if (runs.st == MARLIN_E_UNSUPPORTED) {
     if (verbose) std::printf("skip chain%s: not on this device / build\n", desc.c_str());
     return true;
   }
-  bool finite = true;
-  const size_t last = size_t(calls & 1) * m * n;
-  for (size_t i = 0; i < size_t(m) * n; ++i) finite = finite && std::isfinite(bits_to_float(serial[last + i], dt));
-  const bool same_overlap = serial == overlapped, same_graph = serial == replayed[0] && serial == replayed[1];
-  const bool ok = st == MARLIN_OK && finite && same_overlap && same_graph;
-  if (!ok || verbose)
-    std::printf("%s chain m=%d n=k=%d calls=%d (config/splits:%s): status=%d finite=%d overlapped==serial %d "
-                "graph==serial %d\n",
-                ok ? "ok  " : "FAIL", m, n, calls, desc.c_str(), int(st), int(finite), int(same_overlap),
-                int(same_graph));
-  return ok;
+  return check_chain(runs, dt, m, n, calls, desc, verbose);
 }
 
 // What the addon must refuse: act-order (no variant takes a permutation), 8-bit weights, a row of another variant,
