@@ -117,3 +117,12 @@ export function quickAcceptViolations(
         }
   return { accepted, violations };
 }
+
+export {
+  type AddonLoaderSurface,
+  commonGemmErrorCases,
+  describeAddonLoading,
+  type GemmErrorCase,
+  itNeverSkipsValidation,
+  itThrowsTyped,
+} from './addon-suites.js';

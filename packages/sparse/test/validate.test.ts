@@ -1,5 +1,13 @@
 import { ErrorCode, pack, quantizeRtn, referenceGemmPackedSparse, toHalfBits } from '@marlin/core';
-import { caught, int4MetaWeight, randoms, metaTensor as t } from '@marlin/core/testing';
+import {
+  caught,
+  commonGemmErrorCases,
+  type GemmErrorCase,
+  int4MetaWeight,
+  itThrowsTyped,
+  randoms,
+  metaTensor as t,
+} from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { gemm, Linear, uploadPacked, validateGemm } from '../src/index.js';
 import { sparsePacked, sparseMetaWeight as w } from './helpers.js';
@@ -10,7 +18,7 @@ describe('validateGemm: 2:4 weights only, every bad operand typed', () => {
     expect(validateGemm(t([5, 128], 'bf16'), { ...w, scaleDtype: 'bf16' }).dtype).toBe('bf16');
   });
 
-  const cases: [string, () => unknown, string, RegExp][] = [
+  const cases: GemmErrorCase[] = [
     [
       'dense INT4 weight',
       () => validateGemm(t([5, 128]), int4MetaWeight),
@@ -23,12 +31,7 @@ describe('validateGemm: 2:4 weights only, every bad operand typed', () => {
       ErrorCode.UNSUPPORTED,
       /FP8 \(e4m3\) weights are not run by @marlin\/sparse.*Fix: use @marlin\/fp8/,
     ],
-    ['x dtype f32', () => validateGemm(t([5, 128], 'f32'), w), ErrorCode.DTYPE, /fp16 or bf16/],
-    ['K mismatch', () => validateGemm(t([5, 64]), w), ErrorCode.SHAPE, /K = 128/],
-    ['scale dtype mismatch', () => validateGemm(t([5, 128], 'bf16'), w), ErrorCode.DTYPE, /convertScales/],
-    ['bias length', () => validateGemm(t([5, 128]), w, { bias: t([64]) }), ErrorCode.SHAPE, /N = 80/],
-    ['out shape', () => validateGemm(t([5, 128]), w, { out: t([5, 64]) }), ErrorCode.SHAPE, /\[5, 80\]/],
-    ['w disposed', () => validateGemm(t([5, 128]), { ...w, disposed: true }), ErrorCode.DISPOSED, /weight/],
+    ...commonGemmErrorCases(validateGemm, w),
     [
       'a dense row forced',
       () => validateGemm(t([5, 128]), w, { config: { configId: 0 } }),
@@ -36,14 +39,7 @@ describe('validateGemm: 2:4 weights only, every bad operand typed', () => {
       /config id 0 is not a compiled configuration/,
     ],
   ];
-  for (const [name, fn, code, pattern] of cases) {
-    it(name, () => {
-      const e = caught(fn);
-      expect(e.code).toBe(code);
-      expect(e.message).toMatch(pattern);
-      expect(e.message).toContain('Fix:');
-    });
-  }
+  itThrowsTyped(cases);
 });
 
 describe('host checks before any GPU use', () => {
