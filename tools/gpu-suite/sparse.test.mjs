@@ -335,8 +335,13 @@ describe('sparse determinism, graphs, streams, lifetime', { skip }, () => {
     m.deviceSynchronize();
     const live1 = m.memory();
     assert.equal(sp.livePlans(), plans0, 'native plans leaked');
-    assert.equal(live1.liveTensors, live0.liveTensors, 'live tensor count changed');
-    assert.equal(live1.nativeLiveBytes, live0.nativeLiveBytes, 'native live bytes changed');
+    // Not equal: tensors an earlier test dropped without dispose() may be reclaimed by the finalizer during the 200
+    // cycles (the H100 run saw 4 -> 2); a leak here would only ever raise the counts.
+    assert.ok(live1.liveTensors <= live0.liveTensors, `live tensors grew: ${live0.liveTensors} -> ${live1.liveTensors}`);
+    assert.ok(
+      live1.nativeLiveBytes <= live0.nativeLiveBytes,
+      `native live bytes grew: ${live0.nativeLiveBytes} -> ${live1.nativeLiveBytes}`,
+    );
     assert.ok(free0 - m.memGetInfo().free <= 2 * 2 ** 20, 'free device memory dropped');
     x.dispose();
   });
