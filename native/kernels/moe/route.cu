@@ -243,34 +243,44 @@ __global__ void activation_kernel(marlin_moe_activation act, float alpha, float 
   }
 }
 
-// out[t] = sum of the token's slots in slot order; 8 columns per thread (16-byte loads and stores).
+// out[t] = sum of the token's slots in slot order, one thread per 8 columns of a token: every slot's row and 16-byte
+// load is issued before the first add (at decode the k loads of one thread would otherwise queue one L2 round trip
+// after another: k = 8 made it the slowest routing kernel).
 template <typename T>
 __global__ void reduce_kernel(const uint16_t* __restrict__ y2, int m, int topk, int hidden,
                               const int32_t* __restrict__ slot_row, const float* __restrict__ topk_weights,
                               uint16_t* __restrict__ out) {
   enter();
-  for (int t = blockIdx.x; t < m; t += gridDim.x) {
-    for (int c = threadIdx.x * 8; c < hidden; c += blockDim.x * 8) {
-      float acc[8] = {};
-      for (int j = 0; j < topk; ++j) {
-        const int row = slot_row[t * topk + j];
-        if (row < 0) continue;
-        const float w = topk_weights != nullptr ? topk_weights[t * topk + j] : 1.0f;
-        const int4 v = *reinterpret_cast<const int4*>(y2 + size_t(row) * hidden + c);
-        const uint16_t* hv = reinterpret_cast<const uint16_t*>(&v);
+  constexpr int kMaxTopk = 16;  // moe.h: topk <= 16
+  const int chunks = hidden / 8;
+  const int64_t items = int64_t(m) * chunks;
+  for (int64_t it = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; it < items; it += int64_t(gridDim.x) * blockDim.x) {
+    const int t = int(it / chunks), c = int(it % chunks) * 8;
+    int rows[kMaxTopk];
+    int4 v[kMaxTopk];
 #pragma unroll
-        for (int q = 0; q < 8; ++q) {
-          const float y = to_float<T>(hv[q]);
-          // Two roundings, never one fused multiply-add: the reference rounds the product, then the sum.
-          acc[q] = __fadd_rn(acc[q], topk_weights != nullptr ? __fmul_rn(w, y) : y);
-        }
+    for (int j = 0; j < kMaxTopk; ++j) rows[j] = j < topk ? slot_row[t * topk + j] : -1;
+#pragma unroll
+    for (int j = 0; j < kMaxTopk; ++j)
+      v[j] = rows[j] >= 0 ? *reinterpret_cast<const int4*>(y2 + size_t(rows[j]) * hidden + c) : int4{};
+    float acc[8] = {};
+#pragma unroll
+    for (int j = 0; j < kMaxTopk; ++j) {
+      if (rows[j] < 0) continue;
+      const float w = topk_weights != nullptr ? topk_weights[t * topk + j] : 1.0f;
+      const uint16_t* hv = reinterpret_cast<const uint16_t*>(&v[j]);
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const float y = to_float<T>(hv[q]);
+        // Two roundings, never one fused multiply-add: the reference rounds the product, then the sum.
+        acc[q] = __fadd_rn(acc[q], topk_weights != nullptr ? __fmul_rn(w, y) : y);
       }
-      int4 o;
-      uint16_t* ov = reinterpret_cast<uint16_t*>(&o);
-#pragma unroll
-      for (int q = 0; q < 8; ++q) ov[q] = to_bits<T>(acc[q]);
-      *reinterpret_cast<int4*>(out + size_t(t) * hidden + c) = o;
     }
+    int4 o;
+    uint16_t* ov = reinterpret_cast<uint16_t*>(&o);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) ov[q] = to_bits<T>(acc[q]);
+    *reinterpret_cast<int4*>(out + size_t(t) * hidden + c) = o;
   }
 }
 
@@ -383,8 +393,8 @@ cudaError_t launch_activation(marlin_dtype dtype, marlin_moe_activation act, flo
 cudaError_t launch_reduce(marlin_dtype dtype, const void* y2, int m, int topk, int hidden, const int32_t* slot_row,
                           const float* topk_weights, void* out, cudaStream_t stream) {
   auto* kernel = dtype == MARLIN_BF16 ? reduce_kernel<__nv_bfloat16> : reduce_kernel<half>;
-  const int threads = std::min(256, std::max(32, (hidden / 8 + 31) / 32 * 32));
-  return launch(kernel, row_grid(m), unsigned(threads), stream, static_cast<const uint16_t*>(y2), m, topk, hidden,
+  const int64_t items = int64_t(m) * (hidden / 8);
+  return launch(kernel, row_grid((items + 127) / 128), 128, stream, static_cast<const uint16_t*>(y2), m, topk, hidden,
                 slot_row, topk_weights, static_cast<uint16_t*>(out));
 }
 
