@@ -82,6 +82,51 @@ __global__ void fill_halves_kernel(T* __restrict__ p, size_t count, float lo, fl
   }
 }
 
+// The six valid 2:4 metadata nibbles idx0 | idx1 << 2 (docs/format.md "2:4 sparse (packed)"), and the kept
+// positions of each as two bits.
+__constant__ uint8_t kSparse24Nibbles[6] = {0x4, 0x8, 0x9, 0xC, 0xD, 0xE};
+
+// A uniform choice of one of the six pairs from 8 random bits.
+__device__ __forceinline__ uint32_t pair_of(uint64_t bits8) { return static_cast<uint32_t>(((bits8 & 0xFF) * 6) >> 8); }
+
+// 384 words per tile: 256 words of kept codes (random), then 128 metadata words of 8 valid nibbles each.
+__global__ void fill_sparse24_kernel(uint32_t* __restrict__ p, size_t words, uint64_t seed) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < words; i += stride) {
+    const uint64_t h = hash_at(seed, i);
+    uint32_t word = static_cast<uint32_t>(h);
+    if (i % 384 >= 256) {
+      word = 0;
+      for (int c = 0; c < 8; ++c) word |= static_cast<uint32_t>(kSparse24Nibbles[pair_of(h >> (8 * c))]) << (4 * c);
+    }
+    p[i] = word;
+  }
+}
+
+// One thread per group of 4: the pair's two positions get non-zero values in [lo, hi), the others 0.
+template <typename T>
+__global__ void fill_halves_24_kernel(T* __restrict__ p, size_t groups, float lo, float hi, uint64_t seed) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  const T fallback = from_float<T>(hi != 0.0f ? hi : lo);
+  const T zero = from_float<T>(0.0f);
+  for (size_t g = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
+    const uint64_t h = hash_at(seed, g);
+    const uint32_t nibble = kSparse24Nibbles[pair_of(h)];
+    const uint32_t idx0 = nibble & 3u;
+    const uint32_t idx1 = nibble >> 2;
+    for (uint32_t j = 0; j < 4; ++j) {
+      T v = zero;
+      if (j == idx0 || j == idx1) {
+        // 24 random bits per kept value (bits 8-31 or 32-55 of the group's hash).
+        const uint32_t r = static_cast<uint32_t>(h >> (j == idx0 ? 8 : 32)) & 0xFFFFFFu;
+        v = from_float<T>(lo + static_cast<float>(r) * (1.0f / 16777216.0f) * (hi - lo));
+        if (static_cast<float>(v) == 0.0f) v = fallback;
+      }
+      p[g * 4 + j] = v;
+    }
+  }
+}
+
 // Grid sized to the work with a cap: grid-stride loops handle the rest.
 unsigned grid_for(size_t items) {
   const size_t blocks = (items + 255) / 256;
@@ -147,6 +192,48 @@ extern "C" marlin_status marlin_bench_fill_halves(void* ptr, size_t count, marli
     default:
       return fail(MARLIN_E_INVALID_ARGUMENT,
                   "marlin_bench_fill_halves: unknown dtype " + std::to_string(static_cast<int>(dtype)));
+  }
+  MB_CUDA(cudaGetLastError());
+  return MARLIN_OK;
+}
+
+extern "C" marlin_status marlin_bench_fill_sparse24(void* tiles, size_t tile_count, uint64_t seed, void* stream) {
+  if (tiles == nullptr && tile_count != 0) {
+    return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_fill_sparse24: null pointer");
+  }
+  if (tile_count == 0) return MARLIN_OK;
+  const size_t words = tile_count * 384;
+  fill_sparse24_kernel<<<grid_for(words), 256, 0, static_cast<cudaStream_t>(stream)>>>(static_cast<uint32_t*>(tiles),
+                                                                                       words, seed);
+  MB_CUDA(cudaGetLastError());
+  return MARLIN_OK;
+}
+
+extern "C" marlin_status marlin_bench_fill_halves_24(void* ptr, size_t count, marlin_dtype dtype, float lo, float hi,
+                                                     uint64_t seed, void* stream) {
+  if (!(lo < hi) || (lo == 0.0f && hi == 0.0f) || count % 4 != 0) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "marlin_bench_fill_halves_24: need lo < hi, not both zero and a multiple of 4 elements, got [%g, %g) "
+                  "and %zu",
+                  static_cast<double>(lo), static_cast<double>(hi), count);
+    return fail(MARLIN_E_INVALID_ARGUMENT, buf);
+  }
+  if (ptr == nullptr && count != 0) return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_fill_halves_24: null pointer");
+  if (count == 0) return MARLIN_OK;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const size_t groups = count / 4;
+  switch (dtype) {
+    case MARLIN_FP16:
+      fill_halves_24_kernel<__half><<<grid_for(groups), 256, 0, s>>>(static_cast<__half*>(ptr), groups, lo, hi, seed);
+      break;
+    case MARLIN_BF16:
+      fill_halves_24_kernel<__nv_bfloat16>
+          <<<grid_for(groups), 256, 0, s>>>(static_cast<__nv_bfloat16*>(ptr), groups, lo, hi, seed);
+      break;
+    default:
+      return fail(MARLIN_E_INVALID_ARGUMENT,
+                  "marlin_bench_fill_halves_24: unknown dtype " + std::to_string(static_cast<int>(dtype)));
   }
   MB_CUDA(cudaGetLastError());
   return MARLIN_OK;

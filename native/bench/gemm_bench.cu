@@ -49,6 +49,7 @@ const char* variant_name(marlin_bench_variant v) {
     case MARLIN_BENCH_INT4: return "int4";
     case MARLIN_BENCH_INT8: return "int8";
     case MARLIN_BENCH_FP8: return "fp8";
+    case MARLIN_BENCH_INT4_SPARSE: return "int4-sparse";
   }
   return "?";
 }
@@ -120,7 +121,8 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   clear_error();
   if (a == nullptr || out == nullptr) return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_dense_gemm: null argument");
   MB_TRY(check_shape("marlin_bench_dense_gemm", a->m, a->n, a->k, a->dtype));
-  if (a->variant != MARLIN_BENCH_INT4 && a->variant != MARLIN_BENCH_INT8 && a->variant != MARLIN_BENCH_FP8) {
+  if (a->variant != MARLIN_BENCH_INT4 && a->variant != MARLIN_BENCH_INT8 && a->variant != MARLIN_BENCH_FP8 &&
+      a->variant != MARLIN_BENCH_INT4_SPARSE) {
     return fail(MARLIN_E_INVALID_ARGUMENT,
                 "marlin_bench_dense_gemm: unknown variant " + std::to_string(static_cast<int>(a->variant)));
   }
@@ -129,7 +131,8 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   }
   const marlin_bench_gemm_api* api = nullptr;
   MB_TRY(resolve_api(a->api, &api));
-  const bool eight = a->variant != MARLIN_BENCH_INT4;
+  const bool sparse = a->variant == MARLIN_BENCH_INT4_SPARSE;
+  const bool eight = a->variant != MARLIN_BENCH_INT4 && !sparse;
   const int32_t bits = eight ? 8 : 4;
   const int32_t group = a->group_size <= 0 ? a->k : a->group_size;
 
@@ -137,8 +140,10 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
   const int64_t kp = round_up(a->k, kTileK);
   const int64_t np = round_up(a->n, kTileN);
   const int64_t groups = (a->k + group - 1) / group;
-  const size_t tile_bytes = static_cast<size_t>(kTileN) * kTileK * bits / 8;
-  const size_t code_bytes = static_cast<size_t>(np / kTileN) * static_cast<size_t>(kp / kTileK) * tile_bytes;
+  // 2:4 tiles hold half the codes plus 2-bit positions: 384 x bits bytes (docs/format.md "2:4 sparse (packed)").
+  const size_t tile_bytes = static_cast<size_t>(kTileN) * kTileK * bits / 8 * (sparse ? 3 : 4) / 4;
+  const size_t tile_count = static_cast<size_t>(np / kTileN) * static_cast<size_t>(kp / kTileK);
+  const size_t code_bytes = tile_count * tile_bytes;
   const size_t scale_bytes = static_cast<size_t>(groups * np) * 2;
   const size_t zero_bytes = a->has_zeros ? static_cast<size_t>(groups * np) : 0;
   const size_t copy_bytes = align256(code_bytes) + align256(scale_bytes) + align256(zero_bytes);
@@ -199,6 +204,8 @@ extern "C" marlin_status marlin_bench_dense_gemm(const marlin_bench_dense_args* 
     uint8_t* zeros = a->has_zeros ? scales + align256(scale_bytes) : nullptr;
     if (a->variant == MARLIN_BENCH_FP8) {
       MB_TRY(marlin_bench_fill_e4m3(codes, code_bytes, seed++, s));
+    } else if (sparse) {
+      MB_TRY(marlin_bench_fill_sparse24(codes, tile_count, seed++, s));
     } else {
       MB_TRY(marlin_bench_fill_bytes(codes, code_bytes, seed++, s));
     }

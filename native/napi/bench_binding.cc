@@ -5,11 +5,13 @@
 // CUDA / cuBLAS error) in the message.
 //
 //   benchEnv({ measure = true })  -> device info, cuBLAS and cuBLASLt info, measured HBM GB/s and fp16 TFLOP/s
-//   benchLoadAddon({ prefix: 'marlin_dense'|'marlin_fp8', path })  -> { prefix, path, configCount }
-//   benchGemm({ addon, variant: 'int4'|'int8'|'fp8', M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId,
+//   benchLoadAddon({ prefix: 'marlin_dense'|'marlin_fp8'|'marlin_sparse', path })  -> { prefix, path, configCount }
+//   benchGemm({ addon, variant: 'int4'|'int8'|'fp8'|'sparse', M, N, K, groupSize, dtype: 'fp16'|'bf16', hasZeros?, configId,
 //               splits, tailSplits?, seed?, calls?, replays?, serial? })
 //   benchCublas({ M, N, K, dtype, seed?, calls?, replays? })
 //   benchCublasLtFp8({ M, N, K, dtype (output), seed?, calls?, replays? })
+//   benchCusparseLt({ M, N, K, dtype, seed?, calls?, replays? })  (after benchCusparseLtLoad({ paths?, deps? }) ->
+//     { available, version, library, error }: cuSPARSELt fp16 / bf16 2:4, M rounded up to 16)
 //     -> { us, minUs, maxUs, rotations, calls, replays, bytesPerRotation, workspaceBytes, clusterSize, tailBlocks,
 //          mRun }
 //     (clusterSize: blocks per thread-block cluster of the Marlin launch, 1 without; 0 for cuBLAS; tailBlocks: blocks
@@ -33,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "marlin/bench.h"
 #include "bench/moe_bench.h"
@@ -112,7 +115,8 @@ marlin_bench_variant VariantOpt(Napi::Env env, const Napi::Object& o, const char
   if (s == "int4") return MARLIN_BENCH_INT4;
   if (s == "int8") return MARLIN_BENCH_INT8;
   if (s == "fp8") return MARLIN_BENCH_FP8;
-  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": variant must be 'int4', 'int8' or 'fp8'.");
+  if (s == "sparse") return MARLIN_BENCH_INT4_SPARSE;
+  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": variant must be 'int4', 'int8', 'fp8' or 'sparse'.");
 }
 
 // Addon APIs loaded so far, by prefix (one binary per prefix per process: plans of it may be alive).
@@ -312,6 +316,49 @@ Napi::Value BenchCublas(const Napi::CallbackInfo& info) {
 Napi::Value BenchCublasLtFp8(const Napi::CallbackInfo& info) {
   return Baseline(info, "benchCublasLtFp8", &marlin_bench_cublaslt_fp8_args::out_dtype,
                   marlin_bench_cublaslt_fp8_gemm);
+}
+
+// ---- cuSPARSELt (the 2:4 series' second baseline) ----
+
+std::vector<std::string> StringListOpt(Napi::Env env, const Napi::Object& o, const char* fn, const char* key) {
+  std::vector<std::string> out;
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": '" + key + "' must be an array.");
+  const Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value e = a.Get(i);
+    if (!e.IsString()) {
+      throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": '" + key + "' must hold strings.");
+    }
+    out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+Napi::Value BenchCusparseLtLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "benchCusparseLtLoad";
+  const Napi::Object o = ArgObject(info, fn);
+  const std::vector<std::string> paths = StringListOpt(env, o, fn, "paths");
+  const std::vector<std::string> deps = StringListOpt(env, o, fn, "deps");
+  std::vector<const char*> p;
+  std::vector<const char*> d;
+  for (const std::string& s : paths) p.push_back(s.c_str());
+  for (const std::string& s : deps) d.push_back(s.c_str());
+  marlin_bench_cusparselt_info r{};
+  marlin_bench_cusparselt_load(p.data(), static_cast<int32_t>(p.size()), d.data(), static_cast<int32_t>(d.size()),
+                               &r);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("available", r.available != 0);
+  out.Set("version", r.version);
+  out.Set("library", r.library);
+  out.Set("error", r.error);
+  return out;
+}
+
+Napi::Value BenchCusparseLt(const Napi::CallbackInfo& info) {
+  return Baseline(info, "benchCusparseLt", &marlin_bench_cusparselt_args::dtype, marlin_bench_cusparselt_gemm);
 }
 
 // ---- MoE layers ----
@@ -541,6 +588,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchGemm", Napi::Function::New(env, BenchGemm, "benchGemm"));
   exports.Set("benchCublas", Napi::Function::New(env, BenchCublas, "benchCublas"));
   exports.Set("benchCublasLtFp8", Napi::Function::New(env, BenchCublasLtFp8, "benchCublasLtFp8"));
+  exports.Set("benchCusparseLtLoad", Napi::Function::New(env, BenchCusparseLtLoad, "benchCusparseLtLoad"));
+  exports.Set("benchCusparseLt", Napi::Function::New(env, BenchCusparseLt, "benchCusparseLt"));
   exports.Set("benchLoadMoe", Napi::Function::New(env, BenchLoadMoe, "benchLoadMoe"));
   exports.Set("benchMoeWeights", Napi::Function::New(env, BenchMoeWeights, "benchMoeWeights"));
   exports.Set("benchMoeFree", Napi::Function::New(env, BenchMoeFree, "benchMoeFree"));

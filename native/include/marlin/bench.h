@@ -127,6 +127,15 @@ MARLIN_API marlin_status marlin_bench_fill_e4m3(void* ptr, size_t bytes, uint64_
 MARLIN_API marlin_status marlin_bench_fill_halves(void* ptr, size_t count, marlin_dtype dtype, float lo, float hi,
                                                   uint64_t seed, void* stream);
 
+// Random packed 2:4 tiles (docs/format.md "2:4 sparse (packed)"): per 1536-byte tile, 1024 bytes of uniform random
+// kept codes and 512 bytes of metadata whose every nibble is one of the six position pairs 0x4, 0x8, 0x9, 0xC, 0xD,
+// 0xE (the sparse tensor cores leave other nibbles undefined).
+MARLIN_API marlin_status marlin_bench_fill_sparse24(void* tiles, size_t tile_count, uint64_t seed, void* stream);
+// `count` 16-bit floats of `dtype` (count a multiple of 4) in 2:4 structure: in each aligned group of 4 elements two
+// positions (a random one of the six pairs) hold non-zero values uniform in [lo, hi), the other two hold 0.
+MARLIN_API marlin_status marlin_bench_fill_halves_24(void* ptr, size_t count, marlin_dtype dtype, float lo, float hi,
+                                                     uint64_t seed, void* stream);
+
 // ---- an addon's GEMM entry points ----------------------------------------------------------------------------
 
 // One GEMM addon as the harness calls it: its entry points (gemm.h's marlin_gemm_api, the set every addon exports
@@ -164,7 +173,9 @@ typedef struct marlin_bench_gemm_result {
 typedef enum marlin_bench_variant {
   MARLIN_BENCH_INT4 = 0,  // bits 4, Kp = ceil(K / 64) * 64, 2048-byte tiles; zero point 8 (or random in [0, 16))
   MARLIN_BENCH_INT8 = 1,  // bits 8, Kp = ceil(K / 64) * 64, 4096-byte kernel tiles; zero point 128 (or random bytes)
-  MARLIN_BENCH_FP8 = 2    // bits 8, e4m3 codes (no NaN codes), scales with the exponent-bias correction folded in
+  MARLIN_BENCH_FP8 = 2,   // bits 8, e4m3 codes (no NaN codes), scales with the exponent-bias correction folded in
+  MARLIN_BENCH_INT4_SPARSE = 3  // 2:4 sparse INT4 (docs/format.md "2:4 sparse (packed)"): 1536-byte tiles of random
+                                // kept codes and valid metadata (marlin_bench_fill_sparse24), @marlin/sparse
 } marlin_bench_variant;
 
 typedef struct marlin_bench_dense_args {
@@ -219,6 +230,36 @@ typedef struct marlin_bench_cublaslt_fp8_args {
 // missing or has no FP8 algorithm for the device (before sm_89).
 MARLIN_API marlin_status marlin_bench_cublaslt_fp8_gemm(const marlin_bench_cublaslt_fp8_args* args,
                                                         marlin_bench_gemm_result* out);
+
+// ---- cuSPARSELt fp16 2:4 (loaded with dlopen at run time) -----------------------------------------------------
+
+typedef struct marlin_bench_cusparselt_info {
+  int32_t available;  // 1 when a cuSPARSELt of a supported version with every needed symbol was loaded
+  int32_t version;    // major * 1000 + minor * 100 + patch (cusparseLtGetProperty), e.g. 701; 0 when unknown
+  char library[512];  // the path or soname that loaded
+  char error[1024];   // why it is unavailable, "" when available
+} marlin_bench_cusparselt_info;
+
+// Loads cuSPARSELt once per process: each of `paths` in order (e.g. PyTorch's bundled copy in site-packages), then
+// the soname libcusparseLt.so.0 (LD_LIBRARY_PATH, the loader cache). A candidate that fails to load is retried after
+// loading `deps` (libraries it may need, e.g. the CUDA runtime of the same wheel set). Only the releases whose ABI the
+// harness declares (0.7.1 to 0.8.x) are accepted. Never fails: read `available`. Once one loaded, later calls report it.
+MARLIN_API void marlin_bench_cusparselt_load(const char* const* paths, int32_t path_count, const char* const* deps,
+                                             int32_t dep_count, marlin_bench_cusparselt_info* out);
+
+typedef struct marlin_bench_cusparselt_args {
+  marlin_dtype dtype;         // in/out dtype (fp16 or bf16), fp32 compute (CUSPARSE_COMPUTE_32F)
+  int32_t m, n, k;            // n and k multiples of 16; m is run rounded up to 16
+  uint64_t seed;
+  int32_t calls, replays;
+} marlin_bench_cusparselt_args;
+
+// The 2:4 sparse GEMM torch._cslt_sparse_mm runs: y[M16 x N] = x[M16 x K] W^T with W [N][K] 2:4 along K (random
+// values, two zeros in each group of 4), compressed by cusparseLtSpMMACompress, cuSPARSELt's default algorithm, fp32
+// accumulation; W rotated as everywhere. MARLIN_E_UNSUPPORTED when cuSPARSELt is not loaded
+// (marlin_bench_cusparselt_load) or rejects the problem.
+MARLIN_API marlin_status marlin_bench_cusparselt_gemm(const marlin_bench_cusparselt_args* args,
+                                                      marlin_bench_gemm_result* out);
 
 #ifdef __cplusplus
 }
