@@ -52,7 +52,7 @@ import {
   toMarlinError,
 } from './native.js';
 import type { BenchDtype, Ceilings } from './protocol.js';
-import { envHeader, settle } from './run.js';
+import { measureEnv, readEnv, settle } from './run.js';
 import { SCHEMA_VERSION, type Timing } from './schema.js';
 
 /** The launch of one problem (what the harness needs from core's MoeChoice). */
@@ -194,9 +194,7 @@ const timing = (t: MoeTiming): Timing => ({
   replays: t.replays,
 });
 
-function launchOf(
-  c: MoeLaunch,
-): Pick<MoeLaunch, 'config13' | 'splits13' | 'config2' | 'splits2' | 'tail13' | 'tail2'> {
+function launchOf(c: MoeLaunch): Pick<MoeLaunch, 'config13' | 'splits13' | 'config2' | 'splits2' | 'tail13' | 'tail2'> {
   return {
     config13: c.config13,
     splits13: c.splits13,
@@ -228,14 +226,7 @@ function routedArgs(p: PlannedProblem, spec: MoeModelSpec, weights: MoeWeights, 
 
 export async function runMoeBench(o: MoeRunOptions, deps: MoeRunDeps): Promise<MoeBenchResult> {
   const started = deps.now();
-  deps.progress('measuring HBM bandwidth (d2d copy) and the cuBLAS fp16 8192^3 rate...');
-  let env: NativeEnv;
-  try {
-    env = deps.native.benchEnv({ measure: true });
-  } catch (e) {
-    throw toMarlinError(e, 'benchEnv');
-  }
-  const header = envHeader(env, deps.commit, started);
+  const { env, header } = measureEnv(deps, started);
   const haveCublas = env.cublas.available;
   if (!haveCublas) deps.progress(`WARNING: ${env.cublas.error} The cuBLAS baseline and speedups are omitted.`);
   deps.progress(
@@ -461,12 +452,7 @@ export function candidateTiles(
  */
 export async function runMoeTileSweep(o: MoeRunOptions, deps: MoeRunDeps): Promise<TileSweepRun> {
   deps.progress('tile sweep: reading the device...');
-  let env: NativeEnv;
-  try {
-    env = deps.native.benchEnv({ measure: false });
-  } catch (e) {
-    throw toMarlinError(e, 'benchEnv');
-  }
+  const env = readEnv(deps.native, false);
   const device = deviceInfoFromEnv(env);
   const choose = deps.dispatch ?? dispatchMoe;
   const noTable: MoeTileTable = {

@@ -8,11 +8,14 @@ import { cudaVersionString, type DeviceInfo, ErrorCode, type GemmProblem, Marlin
 import { ADDONS } from './addons.js';
 import type { BenchOptions } from './args.js';
 import { deviceInfoFromEnv, dispatchLaunch, gemmProblem, type Launch, sweepCandidates } from './choose.js';
+import type { CusparseLtSearch } from './cusparselt.js';
 import type { CommitInfo } from './meta.js';
 import {
   type BenchCublasArgs,
   type BenchNative,
+  hasCusparseLtExports,
   type LoadedAddon,
+  type NativeCusparseLtInfo,
   type NativeEnv,
   type NativeTiming,
   toMarlinError,
@@ -57,6 +60,8 @@ export interface RunDeps {
   readonly eager: ((p: EagerArgs, calls: number) => Promise<EagerTiming>) | null;
   /** The launch of a problem; default: @marlin/core dispatch (what gemm() does). Tests pass a stand-in. */
   readonly dispatch?: (problem: GemmProblem, device: DeviceInfo) => Launch;
+  /** Where cuSPARSELt may be (the 2:4 series' second baseline); absent: the harness tries the soname only. */
+  readonly findCusparseLt?: () => CusparseLtSearch;
 }
 
 /** Totals over one batch of eager calls, microseconds: the launch loop alone, and the loop plus the stream sync. */
@@ -178,18 +183,33 @@ interface Baselines {
   readonly cublas: Map<string, Timing | null>;
   readonly w8a8: Map<string, W8a8Timing | null>;
   w8a8Error: string | null;
+  /** cuSPARSELt fp16 2:4, for the sparse series only. */
+  readonly cusparselt: Map<string, W8a8Timing | null>;
+  cusparseLtError: string | null;
+}
+
+/** The device facts (`measure`: the HBM bandwidth and cuBLAS rate too); benchEnv's failure as a MarlinError. */
+export function readEnv(native: Pick<BenchNative, 'benchEnv'>, measure: boolean): NativeEnv {
+  try {
+    return native.benchEnv({ measure });
+  } catch (e) {
+    throw toMarlinError(e, 'benchEnv');
+  }
+}
+
+/** Measures the environment of a run started at `started` (saying so first) and its report header. */
+export function measureEnv(
+  deps: { readonly native: Pick<BenchNative, 'benchEnv'>; readonly commit: CommitInfo; progress(line: string): void },
+  started: Date,
+): { env: NativeEnv; header: EnvHeader } {
+  deps.progress('measuring HBM bandwidth (d2d copy) and the cuBLAS fp16 8192^3 rate...');
+  const env = readEnv(deps.native, true);
+  return { env, header: envHeader(env, deps.commit, started) };
 }
 
 export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRun> {
   const started = deps.now();
-  deps.progress('measuring HBM bandwidth (d2d copy) and the cuBLAS fp16 8192^3 rate...');
-  let env: NativeEnv;
-  try {
-    env = deps.native.benchEnv({ measure: true });
-  } catch (e) {
-    throw toMarlinError(e, 'benchEnv');
-  }
-  const header = envHeader(env, deps.commit, started);
+  const { env, header } = measureEnv(deps, started);
   if (!env.cublas.available) {
     deps.progress(`WARNING: ${env.cublas.error} Speedups and the compute roofline are omitted.`);
   }
@@ -202,6 +222,8 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRun
       : haveW8a8
         ? null
         : `cuBLASLt not available: ${env.cublasLt?.error || 'this harness build has no cuBLASLt probe'}`,
+    cusparselt: new Map(),
+    cusparseLtError: null,
   };
   if (o.w8a8 && !haveW8a8) deps.progress(`WARNING: ${base.w8a8Error}; the W8A8 baseline is omitted.`);
   deps.progress(
@@ -225,6 +247,11 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRun
     }
   }
 
+  const cusparseLt = runnable.includes('sparse') ? loadCusparseLt(o, deps, base) : null;
+  // The 2:4 series is compared with cuBLAS and cuSPARSELt (issue 18), not W8A8; the others never with cuSPARSELt.
+  const w8a8For = (p: Problem): boolean => haveW8a8 && p.series.sparsity === undefined;
+  const cusparseLtFor = (p: Problem): boolean => cusparseLt !== null && p.series.sparsity === '2:4';
+
   const list = problems({ ...o, variants: runnable });
   const rows: Row[] = [];
   const failures: (BenchResult['failures'][number] & { variant: Variant })[] = [];
@@ -247,19 +274,33 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRun
         if (env.cublas.available && !base.cublas.has(shapeKey(p))) {
           settle(() => deps.native.benchCublas(baselineArgs(p, o)).us);
         }
-        if (haveW8a8 && !base.w8a8.has(shapeKey(p))) {
+        if (w8a8For(p) && !base.w8a8.has(shapeKey(p))) {
           try {
             settle(() => deps.native.benchCublasLtFp8(baselineArgs(p, o)).us);
           } catch {
             // measure() records why W8A8 is missing for this shape.
           }
         }
+        if (cusparseLtFor(p) && !base.cusparselt.has(shapeKey(p))) {
+          try {
+            settle(() => cusparseLt!.benchCusparseLt(baselineArgs(p, o)).us);
+          } catch {
+            // measure() records why cuSPARSELt is missing for this shape.
+          }
+        }
       }
-      const row = measure(p, o, deps.native, loaded, device, choose, ceilings, env.cublas.available, base, haveW8a8);
+      const row = measure(p, o, deps.native, loaded, device, choose, ceilings, env.cublas.available, base, {
+        w8a8: w8a8For(p),
+        cusparseLt: cusparseLtFor(p) ? cusparseLt : null,
+      });
       rows.push(row);
       deps.progress(
         `${tag}: cfg ${row.configId}/${row.splits} ${row.ours.us.toFixed(2)} us | cuBLAS ${row.cublas?.us.toFixed(2) ?? '-'} us | ` +
-          `${row.speedup?.toFixed(2) ?? '-'}x | W8A8 ${row.w8a8?.us.toFixed(2) ?? '-'} us | ${row.rooflinePct.toFixed(1)}% roofline${
+          `${row.speedup?.toFixed(2) ?? '-'}x | ${
+            p.series.sparsity
+              ? `cuSPARSELt ${row.cusparselt?.us.toFixed(2) ?? '-'}`
+              : `W8A8 ${row.w8a8?.us.toFixed(2) ?? '-'}`
+          } us | ${row.rooflinePct.toFixed(1)}% roofline${
             row.sweep ? ` | best ${row.sweep.configId}/${row.sweep.splits} ${row.sweep.us.toFixed(2)} us` : ''
           }`,
       );
@@ -321,7 +362,13 @@ export async function runBench(o: BenchOptions, deps: RunDeps): Promise<BenchRun
       blocks,
       bf16Ratios: bf16Ratios(blocks),
       geomean: geoMeans(vRows, blocks),
-      w8a8Error: base.w8a8Error,
+      w8a8Error:
+        variant === 'sparse' ? 'not measured for the 2:4 series (its baselines: cuBLAS, cuSPARSELt)' : base.w8a8Error,
+      cusparseLt:
+        variant === 'sparse' && cusparseLt !== null
+          ? { library: cusparseLt.info.library, version: cusparseLt.info.version }
+          : null,
+      cusparseLtError: variant === 'sparse' ? base.cusparseLtError : null,
       eager: variant === 'int4' ? eager : null,
       eagerError: variant === 'int4' ? eagerError : 'measured for the INT4 series only (the dense result)',
       failures: failures.filter((f) => f.variant === variant).map(({ variant: _v, ...f }) => f),
@@ -352,7 +399,7 @@ function measure(
   ceilings: Ceilings,
   haveCublas: boolean,
   base: Baselines,
-  haveW8a8 = false,
+  extra: { readonly w8a8: boolean; readonly cusparseLt: LoadedCusparseLt | null } = { w8a8: false, cusparseLt: null },
 ): Row {
   const { K, N } = p.shape;
   const s = p.series;
@@ -366,8 +413,10 @@ function measure(
     hasZeros: false,
     bits: s.bits,
     codeType: s.codeType,
+    sparsity: s.sparsity,
   });
   const launch = choose(gp, device);
+  const haveW8a8 = extra.w8a8;
   const seed = seedOf(p);
   const run = (l: Launch, serial = false): NativeTiming =>
     native.benchGemm({
@@ -437,6 +486,21 @@ function measure(
     }
     w8a8 = base.w8a8.get(key) ?? null;
   }
+  let cusparselt: W8a8Timing | null = null;
+  if (extra.cusparseLt !== null) {
+    if (!base.cusparselt.has(key)) {
+      try {
+        const t = extra.cusparseLt.benchCusparseLt(baselineArgs(p, o));
+        base.cusparselt.set(key, { ...timing(t), mRun: t.mRun ?? Math.ceil(p.M / 16) * 16 });
+      } catch (e) {
+        // As W8A8: a shape cuSPARSELt rejects never fails our row.
+        const err = toMarlinError(e, `cuSPARSELt 2:4 ${key}`);
+        base.cusparselt.set(key, null);
+        base.cusparseLtError ??= `${err.code}: ${err.message}`;
+      }
+    }
+    cusparselt = base.cusparselt.get(key) ?? null;
+  }
   // Serial launches last, so `ours` and the baselines keep the order of every earlier result file. At compute-heavy
   // M the later of back-to-back timings of one problem reads slower (up to 5-10% on 70B gate_up at M = 64-128), so
   // the serial column overstates the gain of the default launch there; at M <= 16 the bias is < 0.5%.
@@ -460,10 +524,49 @@ function measure(
       serial,
       cublas,
       w8a8,
+      cusparselt,
       sweep,
     },
     ceilings,
   );
+}
+
+/** cuSPARSELt as loaded for a run: the harness's entry points and what loaded. */
+export interface LoadedCusparseLt {
+  readonly benchCusparseLt: (args: BenchCublasArgs) => NativeTiming;
+  readonly info: NativeCusparseLtInfo;
+}
+
+/**
+ * Loads the 2:4 series' second baseline, or records why it is missing (`base.cusparseLtError`): disabled, a harness
+ * build without it, or no loadable cuSPARSELt of a declared version. Its absence is reported, never a failure.
+ */
+function loadCusparseLt(
+  o: Pick<BenchOptions, 'cusparselt'>,
+  deps: Pick<RunDeps, 'native' | 'findCusparseLt' | 'progress'>,
+  base: Baselines,
+): LoadedCusparseLt | null {
+  const native: unknown = deps.native;
+  if (!o.cusparselt) {
+    base.cusparseLtError = 'disabled by --no-cusparselt';
+  } else if (!hasCusparseLtExports(native)) {
+    base.cusparseLtError = 'this marlin_bench.node has no cuSPARSELt entry points (rebuild it)';
+  } else {
+    const search = deps.findCusparseLt?.() ?? { paths: [], deps: [] };
+    const info = native.benchCusparseLtLoad({ paths: search.paths, deps: search.deps });
+    if (info.available) {
+      deps.progress(`cuSPARSELt ${versionText(info.version)}: ${info.library}`);
+      return { benchCusparseLt: (a) => native.benchCusparseLt(a), info };
+    }
+    base.cusparseLtError = `unavailable: ${info.error}`;
+  }
+  deps.progress(`cuSPARSELt: ${base.cusparseLtError}; the 2:4 series' second baseline is omitted`);
+  return null;
+}
+
+/** 701 -> "0.7.1". */
+export function versionText(v: number): string {
+  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 100)}.${v % 100}`;
 }
 
 /** The eager problem: Llama-3-8B o_proj at M = 1, where a kernel lasts a few microseconds and host cost shows. */
