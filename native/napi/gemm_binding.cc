@@ -109,20 +109,8 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   auto* h = new PlanHolder{};
   h->plan = plan;
   g_live_plans.fetch_add(1);
-  try {
-    for (int i = 0; i < kOperands; ++i) h->refs.Hold(env, i, info[i], hdr[i]);
-  } catch (...) {
-    DestroyPlan(env, h);
-    delete h;
-    throw;
-  }
-  // Safety net only: the TS plan cache destroys plans explicitly (weight dispose, cache eviction).
-  auto ext = Napi::External<PlanHolder>::New(info.Env(), h, [](Napi::Env e, PlanHolder* ph) {
-    DestroyPlan(e, ph);
-    delete ph;
-  });
-  ext.TypeTag(&g_plan_tag);
-  return ext;
+  // The TS plan cache destroys plans on weight dispose and cache eviction.
+  return PlanExternal(env, h, info, hdr, kOperands, g_plan_tag, DestroyPlan);
 }
 
 // planBind(plan, workspace, stream|null): the workspace (sized for the plan) and stream of the next launches.

@@ -66,6 +66,28 @@ void* TaggedExternal(napi_env env, napi_value v, const napi_type_tag& tag);
 // An Int32Array of at least `count` numbers (a plan's parameter block), else MARLIN_E_VALUE naming `what`.
 const int32_t* ArgInt32Params(napi_env env, napi_value v, size_t count, const char* what);
 
+// Hands a new native plan to JS: holds its operands (handles[i], unwrapped to hdr[i]; on a failure the plan is
+// destroyed and the error rethrown) in h->refs and wraps h in an External tagged `tag`. `destroy` frees the plan and
+// drops the references (idempotent); the finalizer calls it as a safety net only: the TS plan caches destroy plans
+// explicitly.
+template <class Holder, class Handles>
+Napi::External<Holder> PlanExternal(napi_env env, Holder* h, const Handles& handles, marlin_buffer_header* const* hdr,
+                                    int count, const napi_type_tag& tag, void (*destroy)(napi_env, Holder*)) {
+  try {
+    for (int i = 0; i < count; ++i) h->refs.Hold(env, i, handles[i], hdr[i]);
+  } catch (...) {
+    destroy(env, h);
+    delete h;
+    throw;
+  }
+  auto ext = Napi::External<Holder>::New(env, h, [destroy](Napi::Env e, Holder* ph) {
+    destroy(e, ph);
+    delete ph;
+  });
+  ext.TypeTag(&tag);
+  return ext;
+}
+
 // configInfo(id) of an addon: [mTile, nTiles, kTilesPerStage, stages] of a compiled kernel-table row.
 Napi::Value ConfigInfoArray(const Napi::CallbackInfo& info, marlin_status (*config_info)(int32_t, int32_t[4]));
 

@@ -158,20 +158,8 @@ Napi::Value PlanCreate(const Napi::CallbackInfo& info) {
   h->act_bytes = uint64_t(p.m) * uint64_t(p.hidden) * 2;
   h->route_bytes = uint64_t(p.m) * uint64_t(p.topk) * 4;
   g_live_plans.fetch_add(1);
-  try {
-    for (int i = 0; i < kOperands; ++i) h->refs.Hold(env, i, values[i], hdr[i]);
-  } catch (...) {
-    DestroyPlan(env, h);
-    delete h;
-    throw;
-  }
-  // Safety net only: the TS plan cache destroys plans explicitly (layer dispose, cache eviction).
-  auto ext = Napi::External<MoePlan>::New(info.Env(), h, [](Napi::Env e, MoePlan* ph) {
-    DestroyPlan(e, ph);
-    delete ph;
-  });
-  ext.TypeTag(&g_plan_tag);
-  return ext;
+  // The TS plan cache destroys plans on layer dispose and cache eviction.
+  return marlin_napi::PlanExternal(env, h, values, hdr, kOperands, g_plan_tag, DestroyPlan);
 }
 
 // planBind(plan, workspace, stream|null): the workspace (sized for the plan, initialised) and stream of next launches.
