@@ -1,6 +1,6 @@
 /**
  * Where the addons under test are: the binaries marlin_bench.node opens by path (dlopen) to time their kernels
- * (@marlin/dense, @marlin/fp8, and @marlin/moe for the MoE layers).
+ * (@marlin/dense, @marlin/fp8, @marlin/sparse, and @marlin/moe for the MoE layers).
  *
  * Each addon's own loader knows its binary best (its explicit-path variable, its build folder, later its platform
  * package), so the path comes first from the package: `probe().binaryPath` of @marlin/dense / @marlin/fp8 (the file
@@ -24,7 +24,7 @@ export interface LocatableAddon {
 
 export interface AddonSpec extends LocatableAddon {
   readonly id: AddonId;
-  readonly packageName: '@marlin/dense' | '@marlin/fp8';
+  readonly packageName: '@marlin/dense' | '@marlin/fp8' | '@marlin/sparse';
   readonly prefix: AddonPrefix;
 }
 
@@ -42,6 +42,13 @@ export const ADDONS: Readonly<Record<AddonId, AddonSpec>> = {
     prefix: 'marlin_fp8',
     file: 'marlin_fp8.node',
     envVar: 'MARLIN_FP8_BINARY',
+  },
+  sparse: {
+    id: 'sparse',
+    packageName: '@marlin/sparse',
+    prefix: 'marlin_sparse',
+    file: 'marlin_sparse.node',
+    envVar: 'MARLIN_SPARSE_BINARY',
   },
 };
 

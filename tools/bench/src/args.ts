@@ -25,10 +25,12 @@ export interface BenchOptions {
   /** Where outDir came from, for the log. */
   readonly outSource: '--out' | 'MARLIN_BENCH_OUT' | 'OUT' | 'repository' | 'cwd';
   readonly quick: boolean;
-  /** Kernel variants to time (int4 and int8 from @marlin/dense, fp8 from @marlin/fp8), protocol order. */
+  /** Kernel variants to time (int4 and int8 from @marlin/dense, fp8 from @marlin/fp8, sparse from @marlin/sparse). */
   readonly variants: readonly Variant[];
   /** Time the cuBLASLt FP8 W8A8 baseline (once per shape). */
   readonly w8a8: boolean;
+  /** Time the cuSPARSELt fp16 2:4 baseline of the sparse series (once per shape), where cuSPARSELt loads. */
+  readonly cusparselt: boolean;
   readonly models: readonly ModelId[];
   readonly dtypes: readonly BenchDtype[];
   readonly mValues: readonly number[];
@@ -59,13 +61,14 @@ export interface BenchOptions {
 export const USAGE = `Usage: pnpm bench [options]     (node tools/bench/cli.mjs [options])
 
 Runs shared/docs/bench-protocol.md: Llama-3 8B/70B block shapes x M sweep, the Marlin kernels (INT4 g128 and INT8
-g128 of @marlin/dense, FP8 per-channel and 128x128-block of @marlin/fp8) vs cuBLAS fp16 and cuBLASLt FP8 W8A8 in the
-same run (CUDA graphs, cold L2 by weight rotation, median of replays), prints tables, writes one current result per
-package variant and GPU: dense-<gpu>.json, dense-int8-<gpu>.json, fp8-<gpu>.json (and .svg), replacing the last.
+g128 of @marlin/dense, FP8 per-channel and 128x128-block of @marlin/fp8, INT4 2:4 g128 of @marlin/sparse) vs cuBLAS
+fp16 and cuBLASLt FP8 W8A8 (cuSPARSELt fp16 2:4 for the sparse series) in the same run (CUDA graphs, cold L2 by weight
+rotation, median of replays), prints tables, writes one current result per package variant and GPU:
+dense-<gpu>.json, dense-int8-<gpu>.json, fp8-<gpu>.json, sparse-<gpu>.json (and .svg), replacing the last.
 
 Options:
   --out DIR         output folder (default: $MARLIN_BENCH_OUT, else $OUT, else <repo>/bench/results)
-  --variants LIST   int4,int8,fp8 (default all; a variant whose addon binary is missing is reported unavailable);
+  --variants LIST   int4,int8,fp8,sparse (default all; a variant whose addon binary is missing is reported unavailable);
                     moe: the MoE layers instead (same as --moe)
   --quick           fewer M values (${QUICK_M_VALUES.join(',')}); smoke runs, file names end in -quick
   --models LIST     8b,70b (default both); with --moe: mixtral,deepseek,qwen3,gptoss (default all)
@@ -79,6 +82,7 @@ Options:
   --eager-calls N   eager gemm() calls for the host-overhead measurement (default 200)
   --no-eager        skip the eager host-overhead measurement
   --no-w8a8         skip the cuBLASLt FP8 W8A8 baseline
+  --no-cusparselt   skip the cuSPARSELt fp16 2:4 baseline of the sparse series
   --json-only       no table and no SVG: print the result JSON on stdout (progress stays on stderr)
   -h, --help        this text
 
@@ -226,6 +230,7 @@ export function parseBenchArgs(
     quick,
     variants: variantList !== null && !moe ? (variantList as Variant[]) : [...VARIANTS],
     w8a8: !(v['no-w8a8'] ?? false),
+    cusparselt: !(v['no-cusparselt'] ?? false),
     models: v.models && !moe ? parseList(v.models, MODEL_IDS, 'models') : [...MODEL_IDS],
     dtypes: v.dtypes ? parseList(v.dtypes, DTYPES, 'dtypes') : [...DTYPES],
     mValues: v.m ? parseMList(v.m) : [...(quick ? QUICK_M_VALUES : M_VALUES)],
@@ -257,6 +262,7 @@ function parse(argv: readonly string[]) {
       quick: { type: 'boolean' },
       variants: { type: 'string' },
       'no-w8a8': { type: 'boolean' },
+      'no-cusparselt': { type: 'boolean' },
       models: { type: 'string' },
       dtypes: { type: 'string' },
       m: { type: 'string' },

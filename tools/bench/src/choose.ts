@@ -28,8 +28,8 @@ export function deviceInfoFromEnv(env: NativeEnv): DeviceInfo {
 }
 
 /**
- * The dispatch problem of a benchmark row. `codeType` ('e4m3' for FP8) selects the fp8 variant in dispatch; it is
- * passed along even where this version's GemmProblem type does not declare it yet.
+ * The dispatch problem of a benchmark row. `codeType` ('e4m3' for FP8) selects the fp8 variant in dispatch,
+ * `sparsity` '2:4' the int4-sparse one (the rows @marlin/sparse's gemm() dispatches to).
  */
 export function gemmProblem(p: {
   M: number;
@@ -40,8 +40,9 @@ export function gemmProblem(p: {
   hasZeros: boolean;
   bits: 4 | 8;
   codeType: 'int' | 'e4m3';
+  sparsity?: '2:4' | undefined;
 }): GemmProblem {
-  const problem: GemmProblem & { readonly codeType: 'int' | 'e4m3' } = {
+  return {
     M: p.M,
     N: p.N,
     K: p.K,
@@ -51,8 +52,8 @@ export function gemmProblem(p: {
     dtype: p.dtype,
     hasZeros: p.hasZeros,
     actOrder: false,
+    ...(p.sparsity ? { sparsity: p.sparsity } : {}),
   };
-  return problem;
 }
 
 export function dispatchLaunch(problem: GemmProblem, device: DeviceInfo): Launch {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ADDONS, type AddonLocation, defaultLocateIo, locateAddon, MOE_ADDON } from './addons.js';
 import { isProtocolRun, parseBenchArgs, USAGE } from './args.js';
 import { noGpuMessage, runCpuReference } from './cpu-fallback.js';
+import { type CusparseLtSearch, defaultCusparseLtIo, findCusparseLt } from './cusparselt.js';
 import { commitInfo, resultBaseName, shortCommit } from './meta.js';
 import { type MoeCliIo, runMoeCli } from './moe-cli.js';
 import { benchScriptDirs, findRepoRoot, loadBenchModule, NO_GPU_CODES, probeGpu, toMarlinError } from './native.js';
@@ -32,6 +33,8 @@ export interface CliIo {
   readonly locateMoe?: MoeCliIo['locateMoe'];
   /** The MoE launch choice (default @marlin/core dispatchMoe); tests pass a stand-in. */
   readonly dispatchMoe?: MoeCliIo['dispatchMoe'];
+  /** Where cuSPARSELt may be (default: site-packages and $MARLIN_CUSPARSELT_LIBRARY); tests inject a result. */
+  readonly findCusparseLt?: () => CusparseLtSearch;
 }
 
 const defaultIo = (): CliIo => {
@@ -152,6 +155,7 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
     progress: io.err,
     eager: async (p: EagerArgs, calls: number) => (await import('./eager.js')).timeEagerCalls(p, calls),
     ...(io.dispatch ? { dispatch: io.dispatch } : {}),
+    findCusparseLt: io.findCusparseLt ?? (() => findCusparseLt(defaultCusparseLtIo(io.env))),
   });
   for (const r of run.results) {
     const problems = validateBenchResult(r);

@@ -59,12 +59,12 @@ export interface NativeTiming {
   readonly clusterSize: number;
   /** Dense: blocks of the balanced last wave's second launch, 0 without; cuBLAS: 0. */
   readonly tailBlocks: number;
-  /** Rows computed: M, or M rounded up to 16 for cuBLASLt FP8. */
+  /** Rows computed: M, or M rounded up to 16 for cuBLASLt FP8 and cuSPARSELt. */
   readonly mRun?: number;
 }
 
 export interface BenchGemmArgs {
-  /** C-ABI prefix of the addon to call (loaded with benchLoadAddon): 'marlin_dense' or 'marlin_fp8'. */
+  /** C-ABI prefix of the addon to call (loaded with benchLoadAddon): 'marlin_dense', 'marlin_fp8', 'marlin_sparse'. */
   readonly addon: AddonPrefix;
   readonly variant: Variant;
   readonly M: number;
@@ -94,7 +94,7 @@ export interface BenchCublasArgs {
   readonly replays?: number;
 }
 
-export type AddonPrefix = 'marlin_dense' | 'marlin_fp8';
+export type AddonPrefix = 'marlin_dense' | 'marlin_fp8' | 'marlin_sparse';
 
 export interface LoadedAddon {
   readonly prefix: AddonPrefix;
@@ -202,6 +202,34 @@ export function hasMoeExports(m: unknown): m is BenchMoeNative {
     ['benchLoadMoe', 'benchMoeWeights', 'benchMoeFree', 'benchMoe', 'benchMoeCublas'].every(
       (k) => typeof o[k] === 'function',
     )
+  );
+}
+
+/** cuSPARSELt as benchCusparseLtLoad found it. */
+export interface NativeCusparseLtInfo {
+  readonly available: boolean;
+  /** major * 1000 + minor * 100 + patch, e.g. 701; 0 when unknown. */
+  readonly version: number;
+  /** The path or soname that loaded. */
+  readonly library: string;
+  readonly error: string;
+}
+
+/** The cuSPARSELt entry points of marlin_bench.node (absent from harness builds before the 2:4 series). */
+export interface BenchCusparseLtNative {
+  /** Loads cuSPARSELt once per process: `paths` in order, then the soname; `deps` preloaded for a retry. */
+  benchCusparseLtLoad(args: { paths: readonly string[]; deps: readonly string[] }): NativeCusparseLtInfo;
+  /** fp16 / bf16 2:4 through cuSPARSELt on the shape (W [N][K] 2:4 along K, M padded to 16: `mRun`). */
+  benchCusparseLt(args: BenchCublasArgs): NativeTiming;
+}
+
+export function hasCusparseLtExports(m: unknown): m is BenchCusparseLtNative {
+  const o = m as Record<string, unknown> | null;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o['benchCusparseLtLoad'] === 'function' &&
+    typeof o['benchCusparseLt'] === 'function'
   );
 }
 

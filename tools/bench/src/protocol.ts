@@ -1,7 +1,7 @@
 /**
  * The benchmark protocol as data and pure functions (shared/docs/bench-protocol.md; docs/benchmark.md summarises it):
- * Llama-3 block shapes, the M sweep, the kernel series (INT4, INT8, FP8 and their scale layouts), the bytes a
- * weight-only GEMM must move, the roofline, and the targets.
+ * Llama-3 block shapes, the M sweep, the kernel series (INT4, INT8, FP8 and their scale layouts, 2:4 sparse INT4), the
+ * bytes a weight-only GEMM must move, the roofline, and the targets.
  */
 import { ValueError } from '@marlin/core';
 
@@ -9,12 +9,12 @@ export type ModelId = '8b' | '70b';
 export type LayerName = 'qkv' | 'o' | 'gate_up' | 'down';
 export type BenchDtype = 'fp16' | 'bf16';
 /** Weight format of a kernel: the kernel-table variant. */
-export type Variant = 'int4' | 'int8' | 'fp8';
+export type Variant = 'int4' | 'int8' | 'fp8' | 'sparse';
 /** The addon package a variant ships in. */
-export type AddonId = 'dense' | 'fp8';
+export type AddonId = 'dense' | 'fp8' | 'sparse';
 /** Scale layout: per group of 128 along K, per output channel, or 128 x 128 blocks (stored as group-128 scales). */
 export type ScaleLayout = 'g128' | 'channel' | 'block128';
-export type SeriesId = 'int4-g128' | 'int8-g128' | 'fp8-channel' | 'fp8-block128';
+export type SeriesId = 'int4-g128' | 'int8-g128' | 'fp8-channel' | 'fp8-block128' | 'sparse-g128';
 
 /** One linear layer of a transformer block, K x N = in x out. */
 export interface LayerShape {
@@ -72,6 +72,12 @@ export const TARGETS_8BIT: Readonly<Record<ModelId, TargetTable>> = {
   '70b': { m1to16: 1.85, m32: 1.8, m64: 1.7, m128: 1.5, m256: 1.0, m512up: 0.9 },
 };
 
+/** Targets of 2:4 sparse INT4 g128 (issue 18, the protocol's table), block sums over cuBLAS fp16. */
+export const TARGETS_SPARSE: Readonly<Record<ModelId, TargetTable>> = {
+  '8b': { m1to16: 3.8, m32: 3.5, m64: 2.8, m128: 1.9, m256: 1.2, m512up: 1.05 },
+  '70b': { m1to16: 4.5, m32: 4.2, m64: 3.3, m128: 2.2, m256: 1.3, m512up: 1.1 },
+};
+
 /** One kernel series of a run: a variant with one scale layout. */
 export interface SeriesSpec {
   readonly id: SeriesId;
@@ -84,6 +90,8 @@ export interface SeriesSpec {
   readonly groupSize: number;
   /** Human label: "INT4 g128", "FP8 per-channel". */
   readonly label: string;
+  /** '2:4': packed 2:4 sparse weights (docs/format.md "2:4 sparse (packed)"), the int4-sparse kernels. */
+  readonly sparsity?: '2:4';
 }
 
 /** The series each variant runs, in run order (the protocol's rows: INT4 g128, INT8 g128, FP8 per-channel + block). */
@@ -128,9 +136,20 @@ export const SERIES: readonly SeriesSpec[] = [
     groupSize: 128,
     label: 'FP8 128x128 block',
   },
+  {
+    id: 'sparse-g128',
+    variant: 'sparse',
+    addon: 'sparse',
+    bits: 4,
+    codeType: 'int',
+    scales: 'g128',
+    groupSize: 128,
+    label: 'INT4 2:4 g128',
+    sparsity: '2:4',
+  },
 ];
 
-export const VARIANTS: readonly Variant[] = ['int4', 'int8', 'fp8'];
+export const VARIANTS: readonly Variant[] = ['int4', 'int8', 'fp8', 'sparse'];
 
 export function seriesOf(id: SeriesId): SeriesSpec {
   const s = SERIES.find((x) => x.id === id);
@@ -145,9 +164,14 @@ export function seriesGroupSize(s: SeriesSpec, K: number): number {
 
 /**
  * The result file a variant's series are written to, one current file per package, variant and GPU kind:
- * dense (INT4), dense-int8, fp8 (both scale layouts).
+ * dense (INT4), dense-int8, fp8 (both scale layouts), sparse (2:4 INT4).
  */
-export const RESULT_FILE: Readonly<Record<Variant, string>> = { int4: 'dense', int8: 'dense-int8', fp8: 'fp8' };
+export const RESULT_FILE: Readonly<Record<Variant, string>> = {
+  int4: 'dense',
+  int8: 'dense-int8',
+  fp8: 'fp8',
+  sparse: 'sparse',
+};
 
 export const MODEL_IDS: readonly ModelId[] = ['8b', '70b'];
 export const DTYPES: readonly BenchDtype[] = ['fp16', 'bf16'];
@@ -161,11 +185,12 @@ export const GROUP_SIZE = 128;
 export const BF16_RATIO_LIMIT = 1.05;
 
 /**
- * Speedup target for a block at M tokens: the INT4 table, or the 8-bit one for int8 and fp8. Ranges between the
- * protocol's columns take the next column's target (M = 20 is judged against the M = 32 target).
+ * Speedup target for a block at M tokens: the INT4 table, the 2:4 sparse one, or the 8-bit one for int8 and fp8.
+ * Ranges between the protocol's columns take the next column's target (M = 20 is judged against the M = 32 target).
  */
 export function targetSpeedup(model: ModelId, M: number, variant: Variant = 'int4'): number {
-  const t = variant === 'int4' ? MODELS[model].targets : TARGETS_8BIT[model];
+  const t =
+    variant === 'int4' ? MODELS[model].targets : variant === 'sparse' ? TARGETS_SPARSE[model] : TARGETS_8BIT[model];
   if (M <= 16) return t.m1to16;
   if (M <= 32) return t.m32;
   if (M <= 64) return t.m64;
@@ -182,10 +207,12 @@ export interface ProblemSize {
   readonly hasZeros: boolean;
   /** Weight bits: 4 (default) or 8. */
   readonly bits?: 4 | 8;
+  /** '2:4': half the codes are stored, plus 2-bit positions (docs/format.md "2:4 sparse (packed)"). */
+  readonly sparsity?: '2:4';
 }
 
 export interface BytesMoved {
-  /** Packed codes: 0.5 byte per weight for INT4, 1 byte for INT8 and FP8. */
+  /** Packed codes: 0.5 byte per weight for INT4, 1 byte for INT8 and FP8, 0.375 for 2:4 INT4 (codes + positions). */
   readonly weights: number;
   /** 2 bytes per group per column. */
   readonly scales: number;
@@ -215,13 +242,16 @@ export function groupCount(K: number, groupSize: number): number {
  * Bytes a weight-only GEMM must move (the protocol's formula): packed weights (bits / 8 bytes per weight) + scales
  * (2 bytes per group per column) + zero points if any + activations (2 M K) + output (2 M N).
  * Example, Llama-3-70B o_proj at M = 1, INT4 g128: 8192 * 8192 / 2 + 2 * 64 * 8192 + 2 * 8192 + 2 * 8192 =
- * 34,635,776 bytes; FP8 per-channel: 8192 * 8192 + 2 * 8192 + 2 * 8192 + 2 * 8192 = 67,158,016 bytes.
+ * 34,635,776 bytes; FP8 per-channel: 8192 * 8192 + 2 * 8192 + 2 * 8192 + 2 * 8192 = 67,158,016 bytes; 2:4 INT4 g128
+ * (1536-byte tiles of 64 x 64 weights: 3 bits per weight): 8192 * 8192 * 3 / 8 + 2 * 64 * 8192 + 2 * 8192 + 2 * 8192
+ * = 26,247,168 bytes.
  */
 export function bytesMoved(p: ProblemSize): BytesMoved {
   assertSize('M', p.M);
   assertSize('N', p.N);
   const G = groupCount(p.K, p.groupSize);
-  const weights = (p.K * p.N * (p.bits ?? 4)) / 8;
+  // A 2:4 tile stores two of every four codes plus a 2-bit position each: 3/4 of the dense tile's bytes at 4 bits.
+  const weights = (p.K * p.N * (p.bits ?? 4) * (p.sparsity === '2:4' ? 3 : 4)) / 32;
   const scales = 2 * G * p.N;
   const zeros = p.hasZeros ? G * p.N : 0;
   const activations = 2 * p.M * p.K;
@@ -237,6 +267,14 @@ export function fp16BytesMoved(M: number, N: number, K: number): number {
 /** 2 M N K. */
 export function gemmFlops(M: number, N: number, K: number): number {
   return 2 * M * N * K;
+}
+
+/**
+ * The FLOPs a kernel's compute roofline charges at the dense fp16 rate: 2 M N K, or half that for a 2:4 operand (the
+ * sparse tensor cores run it at twice the dense rate: above M = 256 beating dense fp16 is possible, issue 18).
+ */
+export function rooflineFlops(M: number, N: number, K: number, sparsity?: '2:4'): number {
+  return sparsity === '2:4' ? gemmFlops(M, N, K) / 2 : gemmFlops(M, N, K);
 }
 
 /** The two measured ceilings of a run. */

@@ -6,6 +6,8 @@
  * Version 2 (2026-12-06) over 1: `package`, `variant`, `series`, `addon` at the top; `env.cublasLt`; rows and blocks
  * carry `variant`, `series`, `bits`, the cuBLASLt FP8 W8A8 baseline (`w8a8`) and `memRooflinePct`; blocks judge
  * the W8A8 comparison (`w8a8Status`); geomeans are per series and dtype; `options.variants`, `options.w8a8`.
+ * Added within version 2 with the 2:4 sparse series: rows' `cusparselt` / `vsCusparseLt`, blocks' `cusparseLtUs`,
+ * `cusparseLtSpeedup`, `vsCusparseLt`, the result's `cusparseLt` / `cusparseLtError` (absent in earlier files).
  */
 import type { AddonId, BenchDtype, LayerName, ModelId, ScaleLayout, SeriesId, Variant } from './protocol.js';
 
@@ -104,6 +106,11 @@ export interface Row {
    * the shape, activation quantization not counted; null without cuBLASLt or an FP8 algorithm for the device.
    */
   readonly w8a8: W8a8Timing | null;
+  /**
+   * The 2:4 series' second baseline: cuSPARSELt fp16 2:4 (torch._cslt_sparse_mm's GEMM, M padded to 16: `mRun`) on the
+   * shape; null for other series, without cuSPARSELt, or when it rejected the shape.
+   */
+  readonly cusparselt: W8a8Timing | null;
   readonly bytes: number;
   readonly flops: number;
   readonly gbps: number;
@@ -116,6 +123,8 @@ export interface Row {
   readonly speedup: number | null;
   /** W8A8 us / our us (> 1: ours is faster); null without the W8A8 baseline. */
   readonly vsW8a8: number | null;
+  /** cuSPARSELt us / our us (> 1: ours is faster); null without that baseline. */
+  readonly vsCusparseLt: number | null;
   readonly sweep: SweepResult | null;
 }
 
@@ -152,6 +161,12 @@ export interface Block {
   readonly vsW8a8: number | null;
   /** 8-bit series at M <= 64: ours must not be slower than W8A8 (vsW8a8 >= 1); 'n/a' elsewhere or unmeasured. */
   readonly w8a8Status: 'met' | 'missed' | 'n/a';
+  /** Summed cuSPARSELt fp16 2:4 time; null when any layer lacks it. */
+  readonly cusparseLtUs: number | null;
+  /** cublasUs / cusparseLtUs: what cuSPARSELt's 2:4 gains over dense fp16 in this run. */
+  readonly cusparseLtSpeedup: number | null;
+  /** cusparseLtUs / ourUs (> 1: ours is faster). */
+  readonly vsCusparseLt: number | null;
   readonly target: number;
   readonly status: 'met' | 'missed' | 'n/a';
   /** speedup - target (negative when missed). */
@@ -230,6 +245,10 @@ export interface BenchResult {
   readonly geomean: readonly GeoMean[];
   /** Why the W8A8 baseline is missing (from the run or for some shape), null when it was measured everywhere. */
   readonly w8a8Error: string | null;
+  /** The cuSPARSELt that timed the 2:4 baseline (sparse results), null when none did. */
+  readonly cusparseLt: { readonly library: string; readonly version: number } | null;
+  /** Why the cuSPARSELt baseline is missing (sparse results: not found, or an error for some shape); else null. */
+  readonly cusparseLtError: string | null;
   /** null when not measured; `eagerError` then says why. */
   readonly eager: EagerOverhead | null;
   readonly eagerError: string | null;
@@ -309,8 +328,14 @@ export const timing = (nullable: boolean): Check =>
 
 const models = oneOf(['8b', '70b']);
 const dtypes = oneOf(['fp16', 'bf16']);
-const variants = oneOf(['int4', 'int8', 'fp8']);
-const seriesIds = oneOf(['int4-g128', 'int8-g128', 'fp8-channel', 'fp8-block128']);
+const variants = oneOf(['int4', 'int8', 'fp8', 'sparse']);
+const seriesIds = oneOf(['int4-g128', 'int8-g128', 'fp8-channel', 'fp8-block128', 'sparse-g128']);
+/** A field added within schema version 2: absent in files written before it. */
+const added =
+  (check: Check): Check =>
+  (v, path, errs) => {
+    if (v !== undefined) check(v, path, errs);
+  };
 const status3 = oneOf(['met', 'missed', 'n/a']);
 const library = obj({ library: str(), version: num({ integer: true }) }, true);
 
@@ -347,7 +372,7 @@ const resultCheck: Check = obj({
   schemaVersion: oneOf([SCHEMA_VERSION]),
   tool: oneOf(['@marlin/bench-tool']),
   protocol: oneOf(['shared/docs/bench-protocol.md']),
-  package: oneOf(['dense', 'fp8']),
+  package: oneOf(['dense', 'fp8', 'sparse']),
   variant: variants,
   series: arr(seriesIds),
   addon: obj({ prefix: str(), path: str(), configCount: num({ integer: true, nullable: true }) }),
@@ -385,6 +410,7 @@ const resultCheck: Check = obj({
       serial: timing(true),
       cublas: timing(true),
       w8a8: w8a8Timing,
+      cusparselt: added(w8a8Timing),
       bytes: num({ positive: true }),
       flops: num({ positive: true }),
       gbps: num({ positive: true }),
@@ -394,6 +420,7 @@ const resultCheck: Check = obj({
       bound: oneOf(['memory', 'compute']),
       speedup: num({ positive: true, nullable: true }),
       vsW8a8: num({ positive: true, nullable: true }),
+      vsCusparseLt: added(num({ positive: true, nullable: true })),
       sweep: obj(
         {
           configId: num({ integer: true }),
@@ -426,6 +453,9 @@ const resultCheck: Check = obj({
       w8a8Speedup: num({ positive: true, nullable: true }),
       vsW8a8: num({ positive: true, nullable: true }),
       w8a8Status: status3,
+      cusparseLtUs: added(num({ positive: true, nullable: true })),
+      cusparseLtSpeedup: added(num({ positive: true, nullable: true })),
+      vsCusparseLt: added(num({ positive: true, nullable: true })),
       target: num({ positive: true }),
       status: status3,
       gap: num({ nullable: true }),
@@ -453,6 +483,8 @@ const resultCheck: Check = obj({
     }),
   ),
   w8a8Error: str(true),
+  cusparseLt: added(library),
+  cusparseLtError: added(str(true)),
   eager: obj(
     {
       M: num({ integer: true, positive: true }),

@@ -14,6 +14,7 @@ import {
   MODELS,
   type ModelId,
   roofline,
+  rooflineFlops,
   rooflinePercent,
   type SeriesId,
   seriesOf,
@@ -44,16 +45,30 @@ export interface RowInput {
   readonly serial: Timing | null;
   readonly cublas: Timing | null;
   readonly w8a8: W8a8Timing | null;
+  /** cuSPARSELt fp16 2:4 (the sparse series' second baseline); absent or null elsewhere. */
+  readonly cusparselt?: W8a8Timing | null;
   readonly sweep: SweepResult | null;
 }
 
-/** Metrics of one problem: GB/s, roofline and its percentages, speedups over cuBLAS and against W8A8. */
+/**
+ * Metrics of one problem: GB/s, roofline and its percentages, speedups over cuBLAS and against W8A8 / cuSPARSELt.
+ * A 2:4 series' bytes count its 3-bit tiles and its compute roofline half the dense FLOPs (rooflineFlops).
+ */
 export function makeRow(r: RowInput, c: Ceilings): Row {
   const { K, N } = r.shape;
   const s = seriesOf(r.series);
-  const bytes = bytesMoved({ M: r.M, N, K, groupSize: r.groupSize, hasZeros: r.hasZeros, bits: s.bits }).total;
+  const bytes = bytesMoved({
+    M: r.M,
+    N,
+    K,
+    groupSize: r.groupSize,
+    hasZeros: r.hasZeros,
+    bits: s.bits,
+    ...(s.sparsity ? { sparsity: s.sparsity } : {}),
+  }).total;
   const flops = gemmFlops(r.M, N, K);
-  const roof = roofline(bytes, flops, c);
+  const roof = roofline(bytes, rooflineFlops(r.M, N, K, s.sparsity), c);
+  const cusparselt = r.cusparselt ?? null;
   return {
     variant: s.variant,
     series: s.id,
@@ -76,6 +91,7 @@ export function makeRow(r: RowInput, c: Ceilings): Row {
     serial: r.serial,
     cublas: r.cublas,
     w8a8: r.w8a8,
+    cusparselt,
     bytes,
     flops,
     gbps: achievedGBs(bytes, r.ours.us),
@@ -85,6 +101,7 @@ export function makeRow(r: RowInput, c: Ceilings): Row {
     bound: roof.bound,
     speedup: r.cublas !== null ? r.cublas.us / r.ours.us : null,
     vsW8a8: r.w8a8 !== null ? r.w8a8.us / r.ours.us : null,
+    vsCusparseLt: cusparselt !== null ? cusparselt.us / r.ours.us : null,
     sweep: r.sweep,
   };
 }
@@ -140,7 +157,9 @@ export function blockSums(rows: readonly Row[]): Block[] {
     const status: Block['status'] = speedup === null ? 'n/a' : speedup >= target ? 'met' : 'missed';
     const w8a8Us = g.every((r) => r.w8a8 !== null) ? sum(g.map((r) => r.w8a8!.us)) : null;
     const vsW8a8 = w8a8Us !== null ? w8a8Us / ourUs : null;
-    const w8a8Judged = variant !== 'int4' && M <= W8A8_PARITY_MAX_M && vsW8a8 !== null;
+    const w8a8Judged = (variant === 'int8' || variant === 'fp8') && M <= W8A8_PARITY_MAX_M && vsW8a8 !== null;
+    // Rows of files before the cuSPARSELt baseline have no `cusparselt` field.
+    const cusparseLtUs = g.every((r) => (r.cusparselt ?? null) !== null) ? sum(g.map((r) => r.cusparselt!.us)) : null;
     blocks.push({
       variant,
       series,
@@ -160,6 +179,9 @@ export function blockSums(rows: readonly Row[]): Block[] {
       w8a8Speedup: w8a8Us !== null && cublasUs !== null ? cublasUs / w8a8Us : null,
       vsW8a8,
       w8a8Status: w8a8Judged ? (vsW8a8! >= 1 ? 'met' : 'missed') : 'n/a',
+      cusparseLtUs,
+      cusparseLtSpeedup: cusparseLtUs !== null && cublasUs !== null ? cublasUs / cusparseLtUs : null,
+      vsCusparseLt: cusparseLtUs !== null ? cusparseLtUs / ourUs : null,
       target,
       status,
       gap: speedup !== null ? speedup - target : null,
@@ -178,7 +200,7 @@ export function blockSums(rows: readonly Row[]): Block[] {
   return blocks.sort(compareBlocks);
 }
 
-const SERIES_ORDER: readonly SeriesId[] = ['int4-g128', 'int8-g128', 'fp8-channel', 'fp8-block128'];
+const SERIES_ORDER: readonly SeriesId[] = ['int4-g128', 'int8-g128', 'fp8-channel', 'fp8-block128', 'sparse-g128'];
 
 function compareBlocks(a: { series: SeriesId; model: ModelId; M: number; dtype: BenchDtype }, b: typeof a): number {
   if (a.series !== b.series) return SERIES_ORDER.indexOf(a.series) - SERIES_ORDER.indexOf(b.series);

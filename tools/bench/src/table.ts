@@ -14,8 +14,14 @@ function table(head: string[], alignRight: number): Table.Table {
   });
 }
 
+/** The second baseline's columns: cuSPARSELt for the 2:4 series, cuBLASLt FP8 W8A8 for the others. */
+function second(r: BenchResult): 'cuSPARSELt' | 'W8A8' {
+  return r.variant === 'sparse' ? 'cuSPARSELt' : 'W8A8';
+}
+
 export function rowsTable(r: BenchResult): string {
   const sweep = r.options.sweepSplits;
+  const lt = second(r) === 'cuSPARSELt';
   const head = [
     'series',
     'model',
@@ -31,8 +37,8 @@ export function rowsTable(r: BenchResult): string {
     '% mem',
     'bound',
     'speedup',
-    'W8A8 us',
-    'vs W8A8',
+    `${second(r)} us`,
+    `vs ${second(r)}`,
   ];
   const serial = r.options.serial;
   if (serial) head.push('serial us', 'serial x');
@@ -54,8 +60,8 @@ export function rowsTable(r: BenchResult): string {
       f(row.memRooflinePct),
       row.bound,
       x(row.speedup),
-      f(row.w8a8?.us ?? null, 2),
-      x(row.vsW8a8),
+      f((lt ? row.cusparselt : row.w8a8)?.us ?? null, 2),
+      x(lt ? (row.vsCusparseLt ?? null) : row.vsW8a8),
     ];
     if (serial) {
       const s = row.serial;
@@ -74,6 +80,7 @@ export function rowsTable(r: BenchResult): string {
 }
 
 export function blocksTable(r: BenchResult): string {
+  const lt = second(r) === 'cuSPARSELt';
   const t = table(
     [
       'series',
@@ -89,9 +96,9 @@ export function blocksTable(r: BenchResult): string {
       'roofline bound',
       '% roof',
       '% mem',
-      'W8A8 us',
-      'W8A8 x',
-      'vs W8A8',
+      `${second(r)} us`,
+      `${second(r)} x`,
+      `vs ${second(r)}`,
       'serial us',
       'serial x',
     ],
@@ -112,9 +119,9 @@ export function blocksTable(r: BenchResult): string {
       x(b.rooflineBoundSpeedup),
       f(b.rooflinePct),
       f(b.memRooflinePct),
-      f(b.w8a8Us, 2),
-      x(b.w8a8Speedup),
-      b.w8a8Status === 'n/a' ? x(b.vsW8a8) : `${x(b.vsW8a8)} ${b.w8a8Status}`,
+      f(lt ? (b.cusparseLtUs ?? null) : b.w8a8Us, 2),
+      x(lt ? (b.cusparseLtSpeedup ?? null) : b.w8a8Speedup),
+      lt ? x(b.vsCusparseLt ?? null) : b.w8a8Status === 'n/a' ? x(b.vsW8a8) : `${x(b.vsW8a8)} ${b.w8a8Status}`,
       f(b.ourSerialUs, 2),
       x(b.serialSpeedup),
     ]);
@@ -147,8 +154,12 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
     '',
     rowsTable(r),
     '',
-    'Block sums (four layers), speedup over cuBLAS fp16; W8A8: cuBLASLt FP8 e4m3 x e4m3, per-tensor scales, M padded to 16,',
-    'activation quantization not counted (vs W8A8 > 1: ours faster); serial: every call launched after the previous one completed:',
+    second(r) === 'cuSPARSELt'
+      ? 'Block sums (four layers), speedup over cuBLAS fp16; cuSPARSELt: fp16 2:4 (torch._cslt_sparse_mm), default algorithm, M padded to 16'
+      : 'Block sums (four layers), speedup over cuBLAS fp16; W8A8: cuBLASLt FP8 e4m3 x e4m3, per-tensor scales, M padded to 16,',
+    second(r) === 'cuSPARSELt'
+      ? '(vs cuSPARSELt > 1: ours faster); serial: every call launched after the previous one completed:'
+      : 'activation quantization not counted (vs W8A8 > 1: ours faster); serial: every call launched after the previous one completed:',
     blocksTable(r),
   );
   const judged = r.blocks.filter((b) => b.status !== 'n/a');
@@ -170,7 +181,12 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
       );
     }
   }
-  if (r.w8a8Error) lines.push(`W8A8 baseline: ${r.w8a8Error}`);
+  if (r.variant === 'sparse') {
+    const lib = r.cusparseLt ? `${r.cusparseLt.library} (version ${r.cusparseLt.version})` : 'not loaded';
+    lines.push(`cuSPARSELt baseline: ${lib}${r.cusparseLtError ? `; ${r.cusparseLtError}` : ''}`);
+  } else if (r.w8a8Error) {
+    lines.push(`W8A8 baseline: ${r.w8a8Error}`);
+  }
   if (r.bf16Ratios.length > 0) lines.push('', 'bf16 vs fp16 (block time ratio, target within 5%):', ratioTable(r));
   lines.push('');
   for (const g of r.geomean) {

@@ -29,6 +29,8 @@ function io(over: Partial<CliIo>): CliIo & { outText: string[]; errText: string[
         return { configId: 0, splits: 1, tailSplits: 0 };
       }
     },
+    // No interpreter or site-packages scan in unit tests: cuSPARSELt is the fake's.
+    findCusparseLt: () => ({ paths: [], deps: [] }),
     ...over,
     outText,
     errText,
@@ -122,7 +124,16 @@ describe('GPU path with a fake addon', () => {
       'dense-nvidia-h100-80gb-hbm3-partial.svg',
       'fp8-nvidia-h100-80gb-hbm3-partial.json',
       'fp8-nvidia-h100-80gb-hbm3-partial.svg',
+      'sparse-nvidia-h100-80gb-hbm3-partial.json',
+      'sparse-nvidia-h100-80gb-hbm3-partial.svg',
     ]);
+    const sparse = JSON.parse(readFileSync(join(out, 'sparse-nvidia-h100-80gb-hbm3-partial.json'), 'utf8'));
+    expect(validateBenchResult(sparse)).toEqual([]);
+    expect(sparse.addon.path).toBe('/repo/packages/sparse/build/Release/marlin_sparse.node');
+    expect(sparse.cusparseLt).toEqual({ library: 'libcusparseLt.so.0', version: 701 });
+    expect(readFileSync(join(out, 'sparse-nvidia-h100-80gb-hbm3-partial.svg'), 'utf8')).toContain(
+      'INT4 2:4 g128 vs cuBLAS fp16',
+    );
     const json = JSON.parse(readFileSync(join(out, 'fp8-nvidia-h100-80gb-hbm3-partial.json'), 'utf8'));
     expect(validateBenchResult(json)).toEqual([]);
     // The second run replaced the first.
@@ -165,6 +176,7 @@ describe('GPU path with a fake addon', () => {
     expect(readdirSync(out).filter((f) => f.endsWith('.json'))).toEqual([
       'dense-int8-nvidia-h100-80gb-hbm3-partial.json',
       'dense-nvidia-h100-80gb-hbm3-partial.json',
+      'sparse-nvidia-h100-80gb-hbm3-partial.json',
     ]);
     expect(t.outText.join('\n')).toMatch(
       /fp8: unavailable \(marlin_fp8.node: @marlin\/fp8 is not importable;.*\); no result written/,

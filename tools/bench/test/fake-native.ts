@@ -5,6 +5,7 @@ import { routingStats } from '../src/moe-routing.js';
 import type {
   AddonPrefix,
   BenchCublasArgs,
+  BenchCusparseLtNative,
   BenchGemmArgs,
   BenchMoeArgs,
   BenchMoeCublasArgs,
@@ -15,6 +16,7 @@ import type {
   LoadedMoe,
   MoeTiming,
   MoeWeights,
+  NativeCusparseLtInfo,
   NativeEnv,
   NativeTiming,
 } from '../src/native.js';
@@ -85,6 +87,10 @@ export interface FakeOptions {
   readonly moeWeightsFail?: (a: BenchMoeWeightsArgs) => boolean;
   /** benchMoeCublas throws MARLIN_E_UNSUPPORTED for grouped (a cuBLAS without cublasGemmGroupedBatchedEx). */
   readonly noGrouped?: boolean;
+  /** What benchCusparseLtLoad reports (default: 0.7.1 loaded from the first path given, else the soname). */
+  readonly cusparseLt?: NativeCusparseLtInfo;
+  /** benchCusparseLt throws MARLIN_E_CUDA for shapes matching this predicate (a cuSPARSELt status). */
+  readonly cusparseLtFails?: (a: BenchCublasArgs) => boolean;
   /** Extra us per call of the Marlin layer at M tile B (the tile sweep's signal): default 0.05 x B. */
   readonly tileCost?: (blockSize: number, rowsPerExpert: number) => number;
 }
@@ -95,13 +101,15 @@ interface FakeWeights extends MoeWeights {
   freed: boolean;
 }
 
-export class FakeNative implements BenchNative, BenchMoeNative {
+export class FakeNative implements BenchNative, BenchMoeNative, BenchCusparseLtNative {
   readonly moeCalls: BenchMoeArgs[] = [];
   readonly moeCublasCalls: BenchMoeCublasArgs[] = [];
   readonly moeWeights: FakeWeights[] = [];
   readonly gemmCalls: BenchGemmArgs[] = [];
   readonly cublasCalls: BenchCublasArgs[] = [];
   readonly ltCalls: BenchCublasArgs[] = [];
+  readonly cusparseLtCalls: BenchCublasArgs[] = [];
+  readonly cusparseLtLoads: { paths: readonly string[]; deps: readonly string[] }[] = [];
   readonly loaded: { prefix: AddonPrefix; path: string }[] = [];
   constructor(private readonly opts: FakeOptions = {}) {}
 
@@ -130,7 +138,7 @@ export class FakeNative implements BenchNative, BenchMoeNative {
         code: 'MARLIN_E_UNSUPPORTED',
       });
     }
-    const bits = a.variant === 'int4' ? 4 : 8;
+    const bits = a.variant === 'int4' || a.variant === 'sparse' ? 4 : 8;
     const bytes = bytesMoved({
       M: a.M,
       N: a.N,
@@ -138,6 +146,7 @@ export class FakeNative implements BenchNative, BenchMoeNative {
       groupSize: a.groupSize,
       hasZeros: a.hasZeros ?? false,
       bits,
+      ...(a.variant === 'sparse' ? { sparsity: '2:4' as const } : {}),
     }).total;
     const memUs = bytes / 3000e3 / 0.7 / (bits === 8 ? (this.opts.eightBitEfficiency ?? 1) : 1);
     const computeUs = (2 * a.M * a.N * a.K) / 800e6 / 0.6;
@@ -172,6 +181,27 @@ export class FakeNative implements BenchNative, BenchMoeNative {
     const memUs = (a.K * a.N + m16 * a.K + 2 * m16 * a.N) / 3000e3 / 0.85;
     const computeUs = (2 * m16 * a.N * a.K) / 1600e6 / 0.7;
     return timing(Math.max(memUs, computeUs) + 5, 0, 0, m16);
+  }
+
+  // ---- cuSPARSELt ----
+
+  benchCusparseLtLoad(a: { paths: readonly string[]; deps: readonly string[] }): NativeCusparseLtInfo {
+    this.cusparseLtLoads.push(a);
+    return (
+      this.opts.cusparseLt ?? { available: true, version: 701, library: a.paths[0] ?? 'libcusparseLt.so.0', error: '' }
+    );
+  }
+
+  benchCusparseLt(a: BenchCublasArgs): NativeTiming {
+    this.cusparseLtCalls.push(a);
+    if (this.opts.cusparseLtFails?.(a)) {
+      throw Object.assign(new Error('cuSPARSELt status 10 in cusparseLtMatmulPlanInit'), { code: 'MARLIN_E_CUDA' });
+    }
+    // fp16 2:4: 0.5625 of the dense weight bytes (values + metadata) at 85% of the bandwidth, twice the dense rate.
+    const m16 = Math.ceil(a.M / 16) * 16;
+    const memUs = (a.K * a.N * 1.125 + 2 * m16 * a.K + 2 * m16 * a.N) / 3000e3 / 0.85;
+    const computeUs = (2 * m16 * a.N * a.K) / 1600e6 / 0.6;
+    return timing(Math.max(memUs, computeUs) + 6, 0, 0, m16);
   }
 
   // ---- MoE ----

@@ -9,6 +9,7 @@ import {
   MODELS,
   RESULT_FILE,
   roofline,
+  rooflineFlops,
   rooflinePercent,
   SERIES,
   seriesGroupSize,
@@ -136,7 +137,31 @@ describe('the 8-bit series', () => {
       ['int8-g128', 'dense', 8, 128],
       ['fp8-channel', 'fp8', 8, 14336],
       ['fp8-block128', 'fp8', 8, 128],
+      ['sparse-g128', 'sparse', 4, 128],
     ]);
-    expect(RESULT_FILE).toEqual({ int4: 'dense', int8: 'dense-int8', fp8: 'fp8' });
+    expect(RESULT_FILE).toEqual({ int4: 'dense', int8: 'dense-int8', fp8: 'fp8', sparse: 'sparse' });
+  });
+});
+
+describe('the 2:4 sparse series', () => {
+  it('moves 3 bits per weight (1536-byte tiles) plus the dense g128 scales, activations and output', () => {
+    // The doc example: Llama-3-70B o_proj at M = 1.
+    const b = bytesMoved({ M: 1, N: 8192, K: 8192, groupSize: 128, hasZeros: false, sparsity: '2:4' });
+    expect(b.weights).toBe((8192 * 8192 * 3) / 8);
+    expect(b.total).toBe(26_247_168);
+    // 0.390625 B/weight with the scales (docs/format.md), against INT4's 0.515625.
+    const big = { M: 1, N: 8192, K: 8192 * 64, groupSize: 128, hasZeros: false };
+    expect(bytesMoved({ ...big, sparsity: '2:4' }).weights + bytesMoved(big).scales).toBe(0.390625 * 8192 * 8192 * 64);
+  });
+
+  it('charges half the dense FLOPs to the compute roofline and judges the issue-18 targets', () => {
+    expect(rooflineFlops(4096, 8192, 8192, '2:4')).toBe(gemmFlops(4096, 8192, 8192) / 2);
+    expect(rooflineFlops(4096, 8192, 8192)).toBe(gemmFlops(4096, 8192, 8192));
+    expect([1, 16, 32, 64, 128, 256, 512, 4096].map((M) => targetSpeedup('70b', M, 'sparse'))).toEqual([
+      4.5, 4.5, 4.2, 3.3, 2.2, 1.3, 1.1, 1.1,
+    ]);
+    expect([1, 32, 64, 128, 256, 1024].map((M) => targetSpeedup('8b', M, 'sparse'))).toEqual([
+      3.8, 3.5, 2.8, 1.9, 1.2, 1.05,
+    ]);
   });
 });

@@ -24,11 +24,15 @@ function stubDispatch(problem: GemmProblem, device: DeviceInfo): Launch {
 }
 
 /** Loads the fake's addons as the CLI does; `missing` ones are unavailable. */
-function addonsFor(native: FakeNative, missing: readonly ('dense' | 'fp8')[] = []): Record<string, AddonState> {
+function addonsFor(
+  native: FakeNative,
+  missing: readonly ('dense' | 'fp8' | 'sparse')[] = [],
+): Record<string, AddonState> {
   const out: Record<string, AddonState> = {};
   for (const [id, prefix] of [
     ['dense', 'marlin_dense'],
     ['fp8', 'marlin_fp8'],
+    ['sparse', 'marlin_sparse'],
   ] as const) {
     out[id] = missing.includes(id)
       ? { unavailable: `/repo/packages/${id}/build/Release/${prefix}.node: not found` }
@@ -40,7 +44,7 @@ function addonsFor(native: FakeNative, missing: readonly ('dense' | 'fp8')[] = [
 const deps = (
   native: FakeNative,
   eager: ((p: unknown, calls: number) => Promise<{ totalUs: number; enqueueUs: number }>) | null = null,
-  missing: readonly ('dense' | 'fp8')[] = [],
+  missing: readonly ('dense' | 'fp8' | 'sparse')[] = [],
 ) => ({
   native,
   addons: addonsFor(native, missing),
@@ -49,6 +53,7 @@ const deps = (
   progress: () => {},
   eager,
   dispatch: stubDispatch,
+  findCusparseLt: () => ({ paths: ['/site/nvidia/cusparselt/lib/libcusparseLt.so.0'], deps: [] }),
 });
 
 /** The one result of an INT4-only run. */
@@ -60,12 +65,13 @@ function only(run: BenchRun): BenchResult {
 describe('problem list', () => {
   it('runs M ascending, then each model, fp16 then bf16, each series, each layer', () => {
     const all = problems(opts([]));
-    expect(all).toHaveLength(2 * 2 * 12 * 4 * 4);
-    expect(all.slice(0, 16).map((p) => p.series.id)).toEqual([
+    expect(all).toHaveLength(2 * 2 * 12 * 5 * 4);
+    expect(all.slice(0, 20).map((p) => p.series.id)).toEqual([
       ...Array(4).fill('int4-g128'),
       ...Array(4).fill('int8-g128'),
       ...Array(4).fill('fp8-channel'),
       ...Array(4).fill('fp8-block128'),
+      ...Array(4).fill('sparse-g128'),
     ]);
     for (let i = 1; i < all.length; i++) expect(all[i]!.M).toBeGreaterThanOrEqual(all[i - 1]!.M);
     const list = problems(opts(['--variants', 'int4']));
@@ -263,7 +269,7 @@ describe('the 8-bit variants', () => {
 
   it('writes one result per variant, times each baseline once per shape, and judges the 8-bit targets', async () => {
     const native = new FakeNative();
-    const run = await runBench(opts(small), deps(native));
+    const run = await runBench(opts([...small, '--variants', 'int4,int8,fp8']), deps(native));
     expect(run.unavailable).toEqual([]);
     expect(run.results.map((r) => [r.package, r.variant, r.series])).toEqual([
       ['dense', 'int4', ['int4-g128']],
@@ -336,7 +342,7 @@ describe('the 8-bit variants', () => {
 
   it('reports a missing addon binary as unavailable, not as failures', async () => {
     const native = new FakeNative();
-    const run = await runBench(opts(small), deps(native, null, ['fp8']));
+    const run = await runBench(opts([...small, '--variants', 'int4,int8,fp8']), deps(native, null, ['fp8']));
     expect(run.results.map((r) => r.variant)).toEqual(['int4', 'int8']);
     expect(run.unavailable).toEqual([
       { variant: 'fp8', addon: 'fp8', reason: '/repo/packages/fp8/build/Release/marlin_fp8.node: not found' },
@@ -389,5 +395,90 @@ describe('the 8-bit variants', () => {
     expect(int8.failures).toHaveLength(3 * 4);
     expect(int8.rows).toEqual([]);
     expect(validateBenchResult(int8)).toEqual([]);
+  });
+});
+
+describe('the 2:4 sparse series', () => {
+  const small = ['--m', '1,64,512', '--no-eager', '--no-serial', '--variants', 'sparse'];
+
+  it('times @marlin/sparse on dispatched 2:4 launches against cuBLAS and cuSPARSELt, judged by the 2:4 targets', async () => {
+    const native = new FakeNative();
+    const seen: GemmProblem[] = [];
+    const run = await runBench(opts(small), {
+      ...deps(native),
+      dispatch: (problem, device) => {
+        seen.push(problem);
+        return stubDispatch(problem, device);
+      },
+    });
+    const r = only(run);
+    expect([r.package, r.variant, r.series]).toEqual(['sparse', 'sparse', ['sparse-g128']]);
+    expect(validateBenchResult(r)).toEqual([]);
+    expect(r.failures).toEqual([]);
+    // Every launch is dispatched as a 2:4 problem and timed through marlin_sparse.
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((p) => p.sparsity === '2:4' && p.bits === 4)).toBe(true);
+    expect(native.gemmCalls.every((c) => c.addon === 'marlin_sparse' && c.variant === 'sparse')).toBe(true);
+    // The 2:4 series' baselines: cuBLAS and cuSPARSELt once per shape (+ 2 settle runs per shape of the first M),
+    // never W8A8; cuSPARSELt from the path found, loaded once.
+    const shapes = 2 * 4 * 3;
+    expect(native.cublasCalls).toHaveLength(shapes + 2 * 8);
+    expect(native.cusparseLtCalls).toHaveLength(shapes + 2 * 8);
+    expect(native.cusparseLtCalls.every((c) => c.dtype === 'fp16')).toBe(true);
+    expect(native.ltCalls).toHaveLength(0);
+    expect(native.cusparseLtLoads).toEqual([{ paths: ['/site/nvidia/cusparselt/lib/libcusparseLt.so.0'], deps: [] }]);
+    expect(r.cusparseLt).toEqual({ library: '/site/nvidia/cusparselt/lib/libcusparseLt.so.0', version: 701 });
+    expect(r.cusparseLtError).toBeNull();
+    const row = r.rows.find((x) => x.model === '70b' && x.layer === 'o' && x.M === 1 && x.dtype === 'fp16')!;
+    // 3 bits per weight (1536-byte tiles) + g128 scales + activations + output.
+    expect(row.bytes).toBe(26_247_168);
+    expect(row.cusparselt?.mRun).toBe(16);
+    expect(row.vsCusparseLt).toBeCloseTo(row.cusparselt!.us / row.ours.us, 12);
+    expect(row.w8a8).toBeNull();
+    // bf16 rows share the fp16 baselines of the shape.
+    const bf = r.rows.find((x) => x.model === '70b' && x.layer === 'o' && x.M === 1 && x.dtype === 'bf16')!;
+    expect(bf.cusparselt).toEqual(row.cusparselt);
+    // A 2:4 operand's compute roofline is half the dense FLOPs: at M = 512 the bound is above the dense one.
+    const gate = r.rows.find((x) => x.model === '70b' && x.layer === 'gate_up' && x.M === 512 && x.dtype === 'fp16')!;
+    expect(gate.rooflineUs).toBeCloseTo(Math.max(gate.bytes / 3000e3, gate.flops / 2 / 800e6), 9);
+    const block = (model: '8b' | '70b', M: number) =>
+      r.blocks.find((b) => b.model === model && b.M === M && b.dtype === 'fp16')!;
+    expect(block('70b', 1).target).toBe(4.5);
+    expect(block('70b', 64).target).toBe(3.3);
+    expect(block('8b', 512).target).toBe(1.05);
+    expect(block('70b', 1).w8a8Status).toBe('n/a');
+    const b = block('70b', 64);
+    expect(b.cusparseLtSpeedup).toBeCloseTo(b.cublasUs! / b.cusparseLtUs!, 12);
+    expect(b.vsCusparseLt).toBeCloseTo(b.cusparseLtUs! / b.ourUs, 12);
+    const text = report(r, { json: 'x.json', svg: null });
+    expect(text).toContain('@marlin/sparse INT4 2:4 g128: /repo/marlin_sparse.node');
+    expect(text).toMatch(/targets: \d+\/12 met/);
+    expect(text).toContain('cuSPARSELt baseline: /site/nvidia/cusparselt/lib/libcusparseLt.so.0 (version 701)');
+    expect(rowsTable(r)).toContain('cuSPARSELt us');
+  });
+
+  it('reports a missing or failing cuSPARSELt in the result, never as failures of the series', async () => {
+    const none = new FakeNative({
+      cusparseLt: { available: false, version: 0, library: '', error: 'cuSPARSELt not found (libcusparseLt.so.0: no)' },
+    });
+    const a = only(await runBench(opts([...small, '--models', '8b']), deps(none)));
+    expect(a.failures).toEqual([]);
+    expect(none.cusparseLtCalls).toHaveLength(0);
+    expect(a.cusparseLt).toBeNull();
+    expect(a.cusparseLtError).toBe('unavailable: cuSPARSELt not found (libcusparseLt.so.0: no)');
+    expect(a.rows.every((x) => x.cusparselt === null && x.vsCusparseLt === null)).toBe(true);
+    expect(a.blocks.every((x) => x.cusparseLtUs === null)).toBe(true);
+    expect(validateBenchResult(a)).toEqual([]);
+
+    const failing = new FakeNative({ cusparseLtFails: (x) => x.N === 28672 });
+    const b = only(await runBench(opts([...small, '--models', '8b']), deps(failing)));
+    expect(b.failures).toEqual([]);
+    expect(b.rows.filter((x) => x.cusparselt === null).every((x) => x.layer === 'gate_up')).toBe(true);
+    expect(b.cusparseLtError).toMatch(/MARLIN_E_CUDA: cuSPARSELt 2:4 1x28672x4096: .*status 10/);
+
+    const off = new FakeNative();
+    const c = only(await runBench(opts([...small, '--models', '8b', '--no-cusparselt']), deps(off)));
+    expect(off.cusparseLtLoads).toHaveLength(0);
+    expect(c.cusparseLtError).toBe('disabled by --no-cusparselt');
   });
 });
