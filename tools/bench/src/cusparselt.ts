@@ -22,6 +22,11 @@ const LIBRARY_DIRS: readonly string[] = [
 /** CUDA runtimes the wheels' libraries may need, relative to a site-packages folder: loaded for a retry only. */
 const DEPENDENCIES: readonly string[] = ['nvidia/cuda_runtime/lib/libcudart.so.12', 'nvidia/cu13/lib/libcudart.so.13'];
 
+/** cusparseLtGetProperty's version as printed: 701 -> "0.7.1". */
+export function versionText(v: number): string {
+  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 100)}.${v % 100}`;
+}
+
 export interface CusparseLtSearch {
   /** Existing library files to try, in order (the harness tries the soname after them). */
   readonly paths: readonly string[];

@@ -8,7 +8,7 @@ import { cudaVersionString, type DeviceInfo, ErrorCode, type GemmProblem, Marlin
 import { ADDONS } from './addons.js';
 import type { BenchOptions } from './args.js';
 import { deviceInfoFromEnv, dispatchLaunch, gemmProblem, type Launch, sweepCandidates } from './choose.js';
-import type { CusparseLtSearch } from './cusparselt.js';
+import { type CusparseLtSearch, versionText } from './cusparselt.js';
 import type { CommitInfo } from './meta.js';
 import {
   type BenchCublasArgs,
@@ -562,11 +562,6 @@ function loadCusparseLt(
   }
   deps.progress(`cuSPARSELt: ${base.cusparseLtError}; the 2:4 series' second baseline is omitted`);
   return null;
-}
-
-/** 701 -> "0.7.1". */
-export function versionText(v: number): string {
-  return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 100)}.${v % 100}`;
 }
 
 /** The eager problem: Llama-3-8B o_proj at M = 1, where a kernel lasts a few microseconds and host cost shows. */

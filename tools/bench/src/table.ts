@@ -1,5 +1,6 @@
 /** Text tables of a run (cli-table3: pure JS, bundles into the GPU host's single-file CLI). */
 import Table from 'cli-table3';
+import { versionText } from './cusparselt.js';
 import { MODELS, seriesOf } from './protocol.js';
 import type { BenchResult } from './schema.js';
 
@@ -182,7 +183,7 @@ export function report(r: BenchResult, files: { json: string; svg: string | null
     }
   }
   if (r.variant === 'sparse') {
-    const lib = r.cusparseLt ? `${r.cusparseLt.library} (version ${r.cusparseLt.version})` : 'not loaded';
+    const lib = r.cusparseLt ? `${r.cusparseLt.library} (version ${versionText(r.cusparseLt.version)})` : 'not loaded';
     lines.push(`cuSPARSELt baseline: ${lib}${r.cusparseLtError ? `; ${r.cusparseLtError}` : ''}`);
   } else if (r.w8a8Error) {
     lines.push(`W8A8 baseline: ${r.w8a8Error}`);

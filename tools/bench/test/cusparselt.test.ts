@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type CusparseLtIo, findCusparseLt, sitePackages } from '../src/cusparselt.js';
-import { versionText } from '../src/run.js';
+import { type CusparseLtIo, findCusparseLt, sitePackages, versionText } from '../src/cusparselt.js';
 
 /** A file system of the given files (folders implied by their paths). */
 function fakeIo(files: readonly string[], over: Partial<CusparseLtIo> = {}): CusparseLtIo {

@@ -453,7 +453,7 @@ describe('the 2:4 sparse series', () => {
     const text = report(r, { json: 'x.json', svg: null });
     expect(text).toContain('@marlin/sparse INT4 2:4 g128: /repo/marlin_sparse.node');
     expect(text).toMatch(/targets: \d+\/12 met/);
-    expect(text).toContain('cuSPARSELt baseline: /site/nvidia/cusparselt/lib/libcusparseLt.so.0 (version 701)');
+    expect(text).toContain('cuSPARSELt baseline: /site/nvidia/cusparselt/lib/libcusparseLt.so.0 (version 0.7.1)');
     expect(rowsTable(r)).toContain('cuSPARSELt us');
   });
 
