@@ -54,14 +54,15 @@ function pythonDirs(io: CusparseLtIo, root: string): string[] {
   return out;
 }
 
-/** Site-packages folders to look in: python3's sys.path first, then the usual prefixes. */
+/** Site-packages folders to look in: python3's sys.path first, then the usual prefixes (PyTorch images: /opt/conda). */
 export function sitePackages(io: CusparseLtIo): string[] {
   const dirs: string[] = [...io.pythonPath()];
   for (const v of ['VIRTUAL_ENV', 'CONDA_PREFIX']) {
     const root = io.env[v];
     if (root) dirs.push(...pythonDirs(io, root));
   }
-  dirs.push(...pythonDirs(io, '/usr/local'), ...pythonDirs(io, '/usr'), '/usr/lib/python3/dist-packages');
+  for (const root of ['/usr/local', '/usr', '/opt/conda']) dirs.push(...pythonDirs(io, root));
+  dirs.push('/usr/lib/python3/dist-packages');
   dirs.push(...pythonDirs(io, join(io.home, '.local')));
   return [...new Set(dirs.filter((d) => d !== '' && io.exists(d)))];
 }

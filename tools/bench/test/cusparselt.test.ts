@@ -42,6 +42,7 @@ describe('finding cuSPARSELt', () => {
         '/home/u/.local/lib/python3.10/site-packages/nvidia/cu13/lib/libcusparseLt.so.0',
         '/env/lib/python3.12/site-packages/nvidia/cusparselt/lib/libcusparseLt.so.0',
         '/x/libcusparseLt.so.0.8.1.1',
+        '/opt/conda/lib/python3.11/site-packages/nvidia/cusparselt/lib/libcusparseLt.so.0',
       ],
       { env: { MARLIN_CUSPARSELT_LIBRARY: '/x/libcusparseLt.so.0.8.1.1', VIRTUAL_ENV: '/env' } },
     );
@@ -49,6 +50,7 @@ describe('finding cuSPARSELt', () => {
       '/x/libcusparseLt.so.0.8.1.1',
       '/env/lib/python3.12/site-packages/nvidia/cusparselt/lib/libcusparseLt.so.0',
       '/usr/local/lib/python3.11/dist-packages/torch/lib/libcusparseLt.so.0',
+      '/opt/conda/lib/python3.11/site-packages/nvidia/cusparselt/lib/libcusparseLt.so.0',
       '/home/u/.local/lib/python3.10/site-packages/nvidia/cu13/lib/libcusparseLt.so.0',
     ]);
   });
