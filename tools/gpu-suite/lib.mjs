@@ -167,6 +167,177 @@ export function sampleIndices(n, max, seed = 5) {
 const MAX_REFERENCE_MACS = 3e7;
 
 /**
+ * Uploads `packed` with `api` (an addon package), runs y = x · W (+ bias) into an output poisoned with NaN first (every
+ * element must be written) and returns y's bits; everything it made is disposed.
+ */
+export async function gemmPoisoned(api, packed, { M, N, K, lda = K, dtype, xBits, biasBits, config }) {
+  const w = api.uploadPacked(packed);
+  const x = m.Tensor.from(xBits, [M, lda], dtype);
+  const b = biasBits ? m.Tensor.from(biasBits, [N], dtype) : null;
+  const y = m.Tensor.empty([M, N], dtype);
+  try {
+    y.fillBytes(0xff);
+    api.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda, config });
+    return await y.toHost();
+  } finally {
+    for (const t of [w, x, b, y]) t?.dispose();
+  }
+}
+
+/**
+ * What the CPU reference checks of an [M, N] GPU output `got`: all of it, or for big problems a sample of rows and
+ * columns (rows / cols null when whole) so the CPU side stays bounded. Returns the sampled x, bias and output, and
+ * the reference options.
+ */
+export function referenceSample({ got, M, N, K, lda = K, dtype, xBits, biasBits, seed }) {
+  const rows =
+    M * N * K > MAX_REFERENCE_MACS
+      ? sampleIndices(M, Math.max(2, Math.floor(MAX_REFERENCE_MACS / (N * K)) || 2), seed)
+      : null;
+  // The column sample is packed again, so it must stay a multiple of 16 columns.
+  const colBudget = rows ? Math.max(64, Math.floor(MAX_REFERENCE_MACS / (rows.length * K) / 16) * 16) : N;
+  const cols = N > colBudget ? sampleIndices(N, colBudget, seed + 3) : null;
+  const refX = rows ? rowSubset(xBits, lda, rows) : xBits;
+  const refM = rows ? rows.length : M;
+  const refBias = biasBits && cols ? Uint16Array.from(cols, (c) => biasBits[c]) : biasBits;
+  const refN = cols ? cols.length : N;
+  const gotSub = new Uint16Array(refM * refN);
+  for (let i = 0; i < refM; i++) {
+    const gr = rows ? rows[i] : i;
+    for (let j = 0; j < refN; j++) gotSub[i * refN + j] = got[gr * N + (cols ? cols[j] : j)];
+  }
+  return { rows, cols, refX, refM, refN, gotSub, opts: { M: refM, dtype, bias: refBias, lda } };
+}
+
+/** Fails unless the [*, refN] GPU output `got` equals the reference bits `ref` everywhere, naming the first mismatch. */
+export function assertGridExact(got, ref, refN, label) {
+  let mismatches = 0;
+  let first = -1;
+  for (let i = 0; i < ref.length; i++) {
+    if (ref[i] !== got[i]) {
+      mismatches++;
+      if (first < 0) first = i;
+    }
+  }
+  assert.equal(
+    mismatches,
+    0,
+    `${label}: ${mismatches} of ${ref.length} outputs differ bitwise; first at row ${Math.floor(first / refN)} col ${first % refN}: gpu 0x${got[first]?.toString(16)} ref 0x${ref[first]?.toString(16)}`,
+  );
+}
+
+/** Fails naming the first element where a and b (16-bit output bits) differ. */
+export function bitsEqual(a, b, what) {
+  assert.equal(a.length, b.length, `${what}: lengths differ`);
+  for (let i = 0; i < a.length; i++)
+    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
+}
+
+/** Fails on the first NaN of 16-bit `bits` (an element never written keeps the 0xffff poison). */
+export function assertNoNaN(bits, dtype, what) {
+  const nan = dtype === 'fp16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < bits.length; i++) if ((bits[i] & 0x7fff) > nan) assert.fail(`${what}: element ${i} is NaN`);
+}
+
+/**
+ * Two problems `a` and `b` ({ x, w, M, N }, fp16, on the device) launched 20 times each, alternately on two streams
+ * with their own workspaces, must give the bits of a sequential run. Disposes both problems.
+ */
+export async function checkTwoStreams(api, a, b) {
+  const s1 = m.Stream.create();
+  const s2 = m.Stream.create();
+  const ya = m.Tensor.empty([a.M, a.N], 'fp16');
+  const yb = m.Tensor.empty([b.M, b.N], 'fp16');
+  try {
+    const ra = await api.gemm(a.x, a.w).toHost();
+    const rb = await api.gemm(b.x, b.w).toHost();
+    ya.fillBytes(0xff);
+    yb.fillBytes(0xff);
+    m.deviceSynchronize();
+    for (let i = 0; i < 20; i++) {
+      api.gemm(a.x, a.w, { out: ya, stream: s1 });
+      api.gemm(b.x, b.w, { out: yb, stream: s2 });
+    }
+    bitsEqual(await ya.toHost(s1), ra, 'stream 1');
+    bitsEqual(await yb.toHost(s2), rb, 'stream 2');
+  } finally {
+    for (const r of [s1, s2, ya, yb, a.w, a.x, b.w, b.x]) r.dispose();
+  }
+}
+
+/**
+ * A captured graph of 5 launches of y = x · W + bias (fp16 [M, N], bias seeded 52), replayed twice into a poisoned y,
+ * must give the eager bits. `label` ends the failure messages. Disposes x and w.
+ */
+export async function checkGraphReplay(api, { x, w, M, N }, label = '') {
+  const b = m.Tensor.from(makeBias({ N, dtype: 'fp16', seed: 52 }), [N], 'fp16');
+  const s = m.Stream.create();
+  const y = m.Tensor.empty([M, N], 'fp16');
+  try {
+    api.gemm(x, w, { out: y, bias: b, stream: s }); // eager: sizes the workspace
+    const eager = await y.toHost(s);
+    assertNoNaN(eager, 'fp16', `eager${label}`);
+    const g = s.capture(() => {
+      for (let i = 0; i < 5; i++) api.gemm(x, w, { out: y, bias: b, stream: s });
+    });
+    try {
+      y.fillBytes(0xff, s);
+      g.replay(s);
+      bitsEqual(await y.toHost(s), eager, `graph replay${label}`);
+      g.replay(s);
+      bitsEqual(await y.toHost(s), eager, `graph replayed again${label}`);
+    } finally {
+      g.dispose();
+    }
+  } finally {
+    for (const r of [s, w, x, b, y]) r.dispose();
+  }
+}
+
+/**
+ * 200 upload / gemm / dispose cycles of `packed` (K 1024) on a fresh [4, 1024] fp16 x must give the same bits and
+ * leave native plans, live tensors and bytes and free device memory where they were. `mayReclaim`: live counts may
+ * also fall (tensors earlier tests dropped without dispose() reclaimed by the finalizer meanwhile).
+ */
+export async function checkUploadCycles(api, packed, { mayReclaim = false } = {}) {
+  const x = m.Tensor.from(makeX({ M: 4, K: 1024, dtype: 'fp16', seed: 62 }), [4, 1024], 'fp16');
+  m.deviceSynchronize();
+  const live0 = m.memory();
+  const plans0 = api.livePlans();
+  const free0 = m.memGetInfo().free;
+  let first;
+  for (let i = 0; i < 200; i++) {
+    const w = api.uploadPacked(packed);
+    const y = api.gemm(x, w);
+    if (i === 0 || i === 199) {
+      const bits = await y.toHost();
+      if (i === 0) first = bits;
+      else bitsEqual(bits, first, 'cycle 199 vs cycle 0');
+    }
+    y.dispose();
+    w.dispose();
+  }
+  m.deviceSynchronize();
+  const live1 = m.memory();
+  assert.equal(api.livePlans(), plans0, 'native plans leaked');
+  if (mayReclaim) {
+    assert.ok(
+      live1.liveTensors <= live0.liveTensors,
+      `live tensors grew: ${live0.liveTensors} -> ${live1.liveTensors}`,
+    );
+    assert.ok(
+      live1.nativeLiveBytes <= live0.nativeLiveBytes,
+      `native live bytes grew: ${live0.nativeLiveBytes} -> ${live1.nativeLiveBytes}`,
+    );
+  } else {
+    assert.equal(live1.liveTensors, live0.liveTensors, 'live tensor count changed');
+    assert.equal(live1.nativeLiveBytes, live0.nativeLiveBytes, 'native live bytes changed');
+  }
+  assert.ok(free0 - m.memGetInfo().free <= 2 * 2 ** 20, 'free device memory dropped');
+  x.dispose();
+}
+
+/**
  * Runs the GPU GEMM (output poisoned with NaN first) and compares it with the CPU reference of @marlin/core:
  * mode 'grid' bit for bit; otherwise |gpu - f64 oracle| <= 2 x (dense fp16/bf16 GEMM error) + 1 ulp. Big problems are
  * checked on a sample of rows and columns so the CPU side stays bounded.
@@ -194,37 +365,9 @@ export async function checkGemm(spec) {
   const xBits = makeX({ M, K, lda, dtype, mode, seed: seed + 1 });
   const biasBits = bias ? makeBias({ N, dtype, mode, seed: seed + 2 }) : undefined;
 
-  const w = api.uploadPacked(packed);
-  const x = m.Tensor.from(xBits, [M, lda], dtype);
-  const b = biasBits ? m.Tensor.from(biasBits, [N], dtype) : null;
-  const y = m.Tensor.empty([M, N], dtype);
-  let got;
-  try {
-    y.fillBytes(0xff); // NaN poison: every output element must be written
-    api.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda, config });
-    got = await y.toHost();
-  } finally {
-    for (const t of [w, x, b, y]) t?.dispose();
-  }
-
-  const rows =
-    M * N * K > MAX_REFERENCE_MACS
-      ? sampleIndices(M, Math.max(2, Math.floor(MAX_REFERENCE_MACS / (N * K)) || 2), seed)
-      : null;
-  // The column sample is packed again, so it must stay a multiple of 16 columns.
-  const colBudget = rows ? Math.max(64, Math.floor(MAX_REFERENCE_MACS / (rows.length * K) / 16) * 16) : N;
-  const cols = N > colBudget ? sampleIndices(N, colBudget, seed + 3) : null;
+  const got = await gemmPoisoned(api, packed, { M, N, K, lda, dtype, xBits, biasBits, config });
+  const { cols, refX, refN, gotSub, opts } = referenceSample({ got, M, N, K, lda, dtype, xBits, biasBits, seed });
   const refW = cols ? m.pack(columnSubset(q, cols)) : packed;
-  const refX = rows ? rowSubset(xBits, lda, rows) : xBits;
-  const refM = rows ? rows.length : M;
-  const refBias = biasBits && cols ? Uint16Array.from(cols, (c) => biasBits[c]) : biasBits;
-  const refN = cols ? cols.length : N;
-  const gotSub = new Uint16Array(refM * refN);
-  for (let i = 0; i < refM; i++) {
-    const gr = rows ? rows[i] : i;
-    for (let j = 0; j < refN; j++) gotSub[i * refN + j] = got[gr * N + (cols ? cols[j] : j)];
-  }
-  const opts = { M: refM, dtype, bias: refBias, lda };
   const forced = config ? ` config ${JSON.stringify(config)}` : '';
   const layout = scaleLayout === 'block' ? ' block128' : '';
   const label = `${variant} M=${M} N=${N} K=${K} g=${groupSize}${layout} ${dtype}${sym ? '' : ' zeros'}${actOrder ? ' act-order' : ''}${bias ? ' bias' : ''}${lda !== K ? ` lda=${lda}` : ''} ${mode}${forced}`;
@@ -235,19 +378,7 @@ export async function checkGemm(spec) {
   }
   if (mode === 'grid') {
     const ref = m.referenceGemm(refX, refW, opts).bits;
-    let mismatches = 0;
-    let first = -1;
-    for (let i = 0; i < ref.length; i++) {
-      if (ref[i] !== gotSub[i]) {
-        mismatches++;
-        if (first < 0) first = i;
-      }
-    }
-    assert.equal(
-      mismatches,
-      0,
-      `${label}: ${mismatches} of ${ref.length} outputs differ bitwise; first at row ${Math.floor(first / refN)} col ${first % refN}: gpu 0x${gotSub[first]?.toString(16)} ref 0x${ref[first]?.toString(16)}`,
-    );
+    assertGridExact(gotSub, ref, refN, label);
     return { label, checked: ref.length, maxErr: 0, tolerance: 0 };
   }
   const bound = m.denseErrorBound(refX, refW, opts);

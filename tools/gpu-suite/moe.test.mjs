@@ -17,7 +17,7 @@
 // (gemm_kernel.cuh) instead of rounding each weight to T, which moves about half the outputs by an ulp on random data.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { m, makeBias, makeWeight, makeX, requireGpu, rng } from './lib.mjs';
+import { bitsEqual, m, makeBias, makeWeight, makeX, requireGpu, rng } from './lib.mjs';
 
 const gate = requireGpu(test);
 const moe = m.moe;
@@ -359,12 +359,6 @@ describe('MoE layer vs the CPU reference: bias, gpt-oss SwiGLU, weight on the in
 });
 
 // ---- determinism, graphs, streams, router, lifetime -----------------------------------------------------------------
-
-function bitsEqual(a, b, what) {
-  assert.equal(a.length, b.length, `${what}: lengths differ`);
-  for (let i = 0; i < a.length; i++)
-    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
-}
 
 function setup({ E = 16, H = 128, I = 64, M = 77, k = 4, seed = 51, variant = 'int4' } = {}) {
   const { w13, w2 } = makeExperts({ E, H, I, dtype: 'fp16', variant, sym: false, seed });

@@ -4,16 +4,10 @@
 // workspace the later calls bring; a disposed operand must throw the typed error; disposing frees everything.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { checkGemm, m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
+import { bitsEqual, checkGemm, m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
 
 const gate = requireGpu(test);
 const skip = gate.skip;
-
-function bitsEqual(a, b, what) {
-  assert.equal(a.length, b.length, `${what}: lengths differ`);
-  for (let i = 0; i < a.length; i++)
-    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
-}
 
 /** y = x · W with a weight uploaded just for this call: a fresh plan (nothing cached from other calls). */
 async function freshResult(packed, xBits, shape, dtype, options = {}) {

@@ -2,7 +2,7 @@
 // hand-off between addon instances, async copies that do not block the event loop, workspace sizing agreement.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { m, makeBias, makeWeight, makeX, requireGpu, rng } from './lib.mjs';
+import { bitsEqual, m, makeBias, makeWeight, makeX, requireGpu, rng } from './lib.mjs';
 
 const gate = requireGpu(test);
 const skip = gate.skip;
@@ -10,12 +10,6 @@ const skip = gate.skip;
 function problem({ M, N, K, dtype = 'fp16', groupSize = 128, sym = false, actOrder = true, seed = 21 }) {
   const packed = m.pack(makeWeight({ K, N, groupSize, dtype, sym, actOrder, seed }));
   return { packed, x: makeX({ M, K, dtype, seed: seed + 1 }), bias: makeBias({ N, dtype, seed: seed + 2 }) };
-}
-
-function bitsEqual(a, b, what) {
-  assert.equal(a.length, b.length, `${what}: lengths differ`);
-  for (let i = 0; i < a.length; i++)
-    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
 }
 
 /**

@@ -9,7 +9,22 @@
 // change a bit, and the result must equal referenceGemmPackedSparse, which decodes the same bytes as the tensor cores.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { columnSubset, m, makeBias, makeX, requireGpu, rng, rowSubset, sampleIndices } from './lib.mjs';
+import {
+  assertGridExact,
+  assertNoNaN,
+  bitsEqual,
+  checkGraphReplay,
+  checkTwoStreams,
+  checkUploadCycles,
+  columnSubset,
+  gemmPoisoned,
+  m,
+  makeBias,
+  makeX,
+  referenceSample,
+  requireGpu,
+  rng,
+} from './lib.mjs';
 
 const gate = requireGpu(test);
 const sp = m.sparse;
@@ -64,19 +79,6 @@ function makeSparse({ K, N, groupSize, dtype, sym = true, mode = 'random', seed 
   };
 }
 
-const MAX_REFERENCE_MACS = 3e7;
-
-function assertNoNaN(bits, dtype, what) {
-  const nan = dtype === 'fp16' ? 0x7c00 : 0x7f80;
-  for (let i = 0; i < bits.length; i++) if ((bits[i] & 0x7fff) > nan) assert.fail(`${what}: element ${i} is NaN`);
-}
-
-function bitsEqual(a, b, what) {
-  assert.equal(a.length, b.length, `${what}: lengths differ`);
-  for (let i = 0; i < a.length; i++)
-    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
-}
-
 /**
  * Runs the GPU GEMM (output NaN-poisoned first) and compares with core's references: mode 'grid' bit for bit with
  * referenceGemmPackedSparse (on a sample of rows / columns for big problems: the reference of the dense equivalent,
@@ -88,51 +90,18 @@ async function checkSparse(spec) {
   const packed = m.packSparse(s);
   const xBits = makeX({ M, K, lda, dtype, mode, seed: seed + 1 });
   const biasBits = bias ? makeBias({ N, dtype, mode, seed: seed + 2 }) : undefined;
-  const w = sp.uploadPacked(packed);
-  const x = m.Tensor.from(xBits, [M, lda], dtype);
-  const b = biasBits ? m.Tensor.from(biasBits, [N], dtype) : null;
-  const y = m.Tensor.empty([M, N], dtype);
-  let got;
-  try {
-    y.fillBytes(0xff);
-    sp.gemm(x, w, { out: y, bias: b ?? undefined, lda: lda === K ? undefined : lda, config: spec.config });
-    got = await y.toHost();
-  } finally {
-    for (const t of [w, x, b, y]) t?.dispose();
-  }
+  const got = await gemmPoisoned(sp, packed, { M, N, K, lda, dtype, xBits, biasBits, config: spec.config });
   const forced = spec.config ? ` config ${JSON.stringify(spec.config)}` : '';
   const label = `sparse M=${M} N=${N} K=${K} g=${groupSize} ${dtype}${sym ? '' : ' zeros'}${bias ? ' bias' : ''}${lda !== K ? ` lda=${lda}` : ''} ${mode}${forced}`;
   assertNoNaN(got, dtype, label);
-  const big = M * N * K > MAX_REFERENCE_MACS;
-  const rows = big ? sampleIndices(M, Math.max(2, Math.floor(MAX_REFERENCE_MACS / (N * K)) || 2), seed) : null;
-  const colBudget = rows ? Math.max(64, Math.floor(MAX_REFERENCE_MACS / (rows.length * K) / 16) * 16) : N;
-  const cols = N > colBudget ? sampleIndices(N, colBudget, seed + 3) : null;
-  const refM = rows ? rows.length : M;
-  const refN = cols ? cols.length : N;
-  const refX = rows ? rowSubset(xBits, lda, rows) : xBits;
-  const refBias = biasBits && cols ? Uint16Array.from(cols, (c) => biasBits[c]) : biasBits;
-  const gotSub = new Uint16Array(refM * refN);
-  for (let i = 0; i < refM; i++)
-    for (let j = 0; j < refN; j++) gotSub[i * refN + j] = got[(rows ? rows[i] : i) * N + (cols ? cols[j] : j)];
-  const opts = { M: refM, dtype, bias: refBias, lda };
+  const { cols, refX, refN, gotSub, opts } = referenceSample({ got, M, N, K, lda, dtype, xBits, biasBits, seed });
   // The dense equivalent (pruned rows = the zero-point code), restricted to the sampled columns, packed densely.
   const denseRef = () => m.pack(cols ? columnSubset(m.densifySparse(s), cols) : m.densifySparse(s));
   if (mode === 'grid') {
     const ref = cols
       ? m.referenceGemm(refX, denseRef(), opts).bits
       : m.referenceGemmPackedSparse(refX, packed, opts).bits;
-    let mismatches = 0;
-    let first = -1;
-    for (let i = 0; i < ref.length; i++)
-      if (ref[i] !== gotSub[i]) {
-        mismatches++;
-        if (first < 0) first = i;
-      }
-    assert.equal(
-      mismatches,
-      0,
-      `${label}: ${mismatches} of ${ref.length} outputs differ bitwise; first at row ${Math.floor(first / refN)} col ${first % refN}: gpu 0x${gotSub[first]?.toString(16)} ref 0x${ref[first]?.toString(16)}`,
-    );
+    assertGridExact(gotSub, ref, refN, label);
     results.push({ label, checked: ref.length, maxErr: 0, tolerance: 0 });
     return;
   }
@@ -261,90 +230,24 @@ describe('sparse determinism, graphs, streams, lifetime', { skip }, () => {
     }
   });
 
-  test('two streams at once (own workspaces) equal sequential results', async () => {
-    const a = upload({ M: 16, N: 4096, K: 7392, seed: 31 });
-    const b = upload({ M: 128, N: 2048, K: 4096, seed: 41, sym: false });
-    const s1 = m.Stream.create();
-    const s2 = m.Stream.create();
-    const ya = m.Tensor.empty([16, 4096], 'fp16');
-    const yb = m.Tensor.empty([128, 2048], 'fp16');
-    try {
-      const ra = await sp.gemm(a.x, a.w).toHost();
-      const rb = await sp.gemm(b.x, b.w).toHost();
-      ya.fillBytes(0xff);
-      yb.fillBytes(0xff);
-      m.deviceSynchronize();
-      for (let i = 0; i < 20; i++) {
-        sp.gemm(a.x, a.w, { out: ya, stream: s1 });
-        sp.gemm(b.x, b.w, { out: yb, stream: s2 });
-      }
-      bitsEqual(await ya.toHost(s1), ra, 'stream 1');
-      bitsEqual(await yb.toHost(s2), rb, 'stream 2');
-    } finally {
-      for (const r of [s1, s2, ya, yb, a.w, a.x, b.w, b.x]) r.dispose();
-    }
-  });
+  test('two streams at once (own workspaces) equal sequential results', () =>
+    checkTwoStreams(
+      sp,
+      { ...upload({ M: 16, N: 4096, K: 7392, seed: 31 }), M: 16, N: 4096 },
+      { ...upload({ M: 128, N: 2048, K: 4096, seed: 41, sym: false }), M: 128, N: 2048 },
+    ));
 
   test('CUDA-graph replay equals eager execution bitwise (decode and a wgmma.sp tile)', async () => {
-    for (const M of [8, 256]) {
-      const { w, x } = upload({ M, N: 8192, K: 3584, seed: 51 + M });
-      const b = m.Tensor.from(makeBias({ N: 8192, dtype: 'fp16', seed: 52 }), [8192], 'fp16');
-      const s = m.Stream.create();
-      const y = m.Tensor.empty([M, 8192], 'fp16');
-      try {
-        sp.gemm(x, w, { out: y, bias: b, stream: s }); // eager: sizes the workspace
-        const eager = await y.toHost(s);
-        assertNoNaN(eager, 'fp16', `eager M=${M}`);
-        const g = s.capture(() => {
-          for (let i = 0; i < 5; i++) sp.gemm(x, w, { out: y, bias: b, stream: s });
-        });
-        try {
-          y.fillBytes(0xff, s);
-          g.replay(s);
-          bitsEqual(await y.toHost(s), eager, `graph replay M=${M}`);
-          g.replay(s);
-          bitsEqual(await y.toHost(s), eager, `graph replayed again M=${M}`);
-        } finally {
-          g.dispose();
-        }
-      } finally {
-        for (const r of [s, w, x, b, y]) r.dispose();
-      }
-    }
+    for (const M of [8, 256])
+      await checkGraphReplay(sp, { ...upload({ M, N: 8192, K: 3584, seed: 51 + M }), M, N: 8192 }, ` M=${M}`);
   });
 
-  test('200 upload / gemm / dispose cycles leave device memory and native plans where they were', async () => {
-    const packed = m.packSparse(makeSparse({ K: 1024, N: 512, groupSize: 128, dtype: 'fp16', seed: 61 }));
-    const x = m.Tensor.from(makeX({ M: 4, K: 1024, dtype: 'fp16', seed: 62 }), [4, 1024], 'fp16');
-    m.deviceSynchronize();
-    const live0 = m.memory();
-    const plans0 = sp.livePlans();
-    const free0 = m.memGetInfo().free;
-    let first;
-    for (let i = 0; i < 200; i++) {
-      const w = sp.uploadPacked(packed);
-      const y = sp.gemm(x, w);
-      if (i === 0 || i === 199) {
-        const bits = await y.toHost();
-        if (i === 0) first = bits;
-        else bitsEqual(bits, first, 'cycle 199 vs cycle 0');
-      }
-      y.dispose();
-      w.dispose();
-    }
-    m.deviceSynchronize();
-    const live1 = m.memory();
-    assert.equal(sp.livePlans(), plans0, 'native plans leaked');
-    // Not equal: tensors an earlier test dropped without dispose() may be reclaimed by the finalizer during the 200
-    // cycles (the H100 run saw 4 -> 2); a leak here would only ever raise the counts.
-    assert.ok(live1.liveTensors <= live0.liveTensors, `live tensors grew: ${live0.liveTensors} -> ${live1.liveTensors}`);
-    assert.ok(
-      live1.nativeLiveBytes <= live0.nativeLiveBytes,
-      `native live bytes grew: ${live0.nativeLiveBytes} -> ${live1.nativeLiveBytes}`,
-    );
-    assert.ok(free0 - m.memGetInfo().free <= 2 * 2 ** 20, 'free device memory dropped');
-    x.dispose();
-  });
+  // Tensors an earlier test dropped without dispose() may be reclaimed by the finalizer during the 200 cycles (the
+  // H100 run saw 4 -> 2): the live counts may fall; a leak would only ever raise them.
+  test('200 upload / gemm / dispose cycles leave device memory and native plans where they were', () =>
+    checkUploadCycles(sp, m.packSparse(makeSparse({ K: 1024, N: 512, groupSize: 128, dtype: 'fp16', seed: 61 })), {
+      mayReclaim: true,
+    }));
 });
 
 // The refusals happen on the host, before any GPU use: they run without a GPU too.

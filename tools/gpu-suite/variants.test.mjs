@@ -4,7 +4,19 @@
 // determinism, graph replay, two streams, upload/free cycles; and tensors / streams of one addon used by the other.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { apiFor, checkGemm, m, makeBias, makeWeight, makeX, requireGpu } from './lib.mjs';
+import {
+  apiFor,
+  assertNoNaN,
+  bitsEqual,
+  checkGemm,
+  checkGraphReplay,
+  checkTwoStreams,
+  checkUploadCycles,
+  m,
+  makeWeight,
+  makeX,
+  requireGpu,
+} from './lib.mjs';
 
 const gate = requireGpu(test);
 // The fp8 addon must load as well: with MARLIN_REQUIRE_GPU=1 a missing marlin_fp8.node is a failure, not a skip.
@@ -20,17 +32,6 @@ export const results = [];
 
 async function run(spec) {
   results.push(await checkGemm(spec));
-}
-
-function bitsEqual(a, b, what) {
-  assert.equal(a.length, b.length, `${what}: lengths differ`);
-  for (let i = 0; i < a.length; i++)
-    if (a[i] !== b[i]) assert.fail(`${what}: element ${i} differs (0x${a[i].toString(16)} vs 0x${b[i].toString(16)})`);
-}
-
-function assertNoNaN(bits, dtype, what) {
-  const nan = dtype === 'fp16' ? 0x7c00 : 0x7f80;
-  for (let i = 0; i < bits.length; i++) if ((bits[i] & 0x7fff) > nan) assert.fail(`${what}: element ${i} is NaN`);
 }
 
 const M_SWEEP = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 1024, 4096];
@@ -199,83 +200,25 @@ for (const variant of VARIANTS) {
       }
     });
 
-    test('two streams at once (own workspaces) equal sequential results', async () => {
-      const a = upload(variant, { M: 16, N: 4096, K: 7392, seed: 31 });
-      const b = upload(variant, { M: 128, N: 2048, K: 4096, seed: 41, scaleLayout: 'block' });
-      const s1 = m.Stream.create();
-      const s2 = m.Stream.create();
-      const ya = m.Tensor.empty([16, 4096], 'fp16');
-      const yb = m.Tensor.empty([128, 2048], 'fp16');
-      try {
-        const ra = await api.gemm(a.x, a.w).toHost();
-        const rb = await api.gemm(b.x, b.w).toHost();
-        ya.fillBytes(0xff);
-        yb.fillBytes(0xff);
-        m.deviceSynchronize();
-        for (let i = 0; i < 20; i++) {
-          api.gemm(a.x, a.w, { out: ya, stream: s1 });
-          api.gemm(b.x, b.w, { out: yb, stream: s2 });
-        }
-        bitsEqual(await ya.toHost(s1), ra, 'stream 1');
-        bitsEqual(await yb.toHost(s2), rb, 'stream 2');
-      } finally {
-        for (const r of [s1, s2, ya, yb, a.w, a.x, b.w, b.x]) r.dispose();
-      }
-    });
+    test('two streams at once (own workspaces) equal sequential results', () =>
+      checkTwoStreams(
+        api,
+        { ...upload(variant, { M: 16, N: 4096, K: 7392, seed: 31 }), M: 16, N: 4096 },
+        { ...upload(variant, { M: 128, N: 2048, K: 4096, seed: 41, scaleLayout: 'block' }), M: 128, N: 2048 },
+      ));
 
-    test('CUDA-graph replay equals eager execution bitwise', async () => {
-      const { w, x } = upload(variant, { M: 8, N: 8192, K: 3584, seed: 51, scaleLayout: 'block' });
-      const b = m.Tensor.from(makeBias({ N: 8192, dtype: 'fp16', seed: 52 }), [8192], 'fp16');
-      const s = m.Stream.create();
-      const y = m.Tensor.empty([8, 8192], 'fp16');
-      try {
-        api.gemm(x, w, { out: y, bias: b, stream: s }); // eager: sizes the workspace
-        const eager = await y.toHost(s);
-        assertNoNaN(eager, 'fp16', 'eager');
-        const g = s.capture(() => {
-          for (let i = 0; i < 5; i++) api.gemm(x, w, { out: y, bias: b, stream: s });
-        });
-        try {
-          y.fillBytes(0xff, s);
-          g.replay(s);
-          bitsEqual(await y.toHost(s), eager, 'graph replay');
-          g.replay(s);
-          bitsEqual(await y.toHost(s), eager, 'graph replayed again');
-        } finally {
-          g.dispose();
-        }
-      } finally {
-        for (const r of [s, w, x, b, y]) r.dispose();
-      }
-    });
+    test('CUDA-graph replay equals eager execution bitwise', () =>
+      checkGraphReplay(api, {
+        ...upload(variant, { M: 8, N: 8192, K: 3584, seed: 51, scaleLayout: 'block' }),
+        M: 8,
+        N: 8192,
+      }));
 
-    test('200 upload / gemm / dispose cycles leave device memory and native plans where they were', async () => {
-      const packed = m.pack(makeWeight({ K: 1024, N: 512, groupSize: 128, dtype: 'fp16', variant, seed: 61 }));
-      const x = m.Tensor.from(makeX({ M: 4, K: 1024, dtype: 'fp16', seed: 62 }), [4, 1024], 'fp16');
-      m.deviceSynchronize();
-      const live0 = m.memory();
-      const plans0 = api.livePlans();
-      const free0 = m.memGetInfo().free;
-      let first;
-      for (let i = 0; i < 200; i++) {
-        const w = api.uploadPacked(packed);
-        const y = api.gemm(x, w);
-        if (i === 0 || i === 199) {
-          const bits = await y.toHost();
-          if (i === 0) first = bits;
-          else bitsEqual(bits, first, 'cycle 199 vs cycle 0');
-        }
-        y.dispose();
-        w.dispose();
-      }
-      m.deviceSynchronize();
-      const live1 = m.memory();
-      assert.equal(api.livePlans(), plans0, 'native plans leaked');
-      assert.equal(live1.liveTensors, live0.liveTensors, 'live tensor count changed');
-      assert.equal(live1.nativeLiveBytes, live0.nativeLiveBytes, 'native live bytes changed');
-      assert.ok(free0 - m.memGetInfo().free <= 2 * 2 ** 20, 'free device memory dropped');
-      x.dispose();
-    });
+    test('200 upload / gemm / dispose cycles leave device memory and native plans where they were', () =>
+      checkUploadCycles(
+        api,
+        m.pack(makeWeight({ K: 1024, N: 512, groupSize: 128, dtype: 'fp16', variant, seed: 61 })),
+      ));
   });
 }
 
