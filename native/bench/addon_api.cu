@@ -35,6 +35,29 @@ marlin_status resolve_api(const marlin_bench_gemm_api* given, const marlin_bench
   return MARLIN_OK;
 }
 
+marlin_status open_addon_library(const char* path, LibSymbol* syms, size_t count, const char* missing_hint) {
+  // dlerror() is process-wide state: keep dlopen / dlerror pairs from interleaving between threads.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  dlerror();
+  // RTLD_LOCAL: the addon's symbols stay out of the global scope (two addons export the same runtime names).
+  // Never closed: plans and kernels of the library may outlive any one call.
+  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* e = dlerror();
+    return fail(MARLIN_E_UNSUPPORTED, std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed"));
+  }
+  std::string missing;
+  for (size_t i = 0; i < count; ++i) {
+    *syms[i].slot = dlsym(lib, syms[i].name.c_str());
+    if (*syms[i].slot == nullptr && syms[i].required) missing += (missing.empty() ? "" : ", ") + syms[i].name;
+  }
+  if (!missing.empty()) {
+    return fail(MARLIN_E_UNSUPPORTED, std::string(path) + " does not export " + missing + " (" + missing_hint + ")");
+  }
+  return MARLIN_OK;
+}
+
 }  // namespace marlin::bench
 
 using namespace marlin::bench;
@@ -51,47 +74,27 @@ extern "C" marlin_status marlin_bench_load_api(const char* path, const char* pre
     return fail(MARLIN_E_INVALID_ARGUMENT, std::string("marlin_bench_load_api: bad prefix '") + prefix + "'");
   }
   std::memset(out, 0, sizeof *out);
-  // dlerror() is process-wide state: keep dlopen / dlerror pairs from interleaving between threads.
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
-  dlerror();
-  // RTLD_LOCAL: the addon's symbols stay out of the global scope (two addons export the same runtime names).
-  // Never closed: plans and kernels of the library may outlive any one call.
-  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* e = dlerror();
-    return fail(MARLIN_E_UNSUPPORTED, std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed"));
-  }
-  struct Sym {
-    const char* suffix;
-    void** slot;
-    bool required;
-  };
   marlin_gemm_api& e = out->entry;
-  Sym syms[] = {
-      {"_workspace_bytes", reinterpret_cast<void**>(&e.workspace_bytes), true},
-      {"_workspace_init", reinterpret_cast<void**>(&e.workspace_init), true},
-      {"_gemm", reinterpret_cast<void**>(&e.gemm), false},
-      {"_plan_create", reinterpret_cast<void**>(&e.plan_create), true},
-      {"_plan_workspace_bytes", reinterpret_cast<void**>(&e.plan_workspace_bytes), false},
-      {"_plan_cluster_size", reinterpret_cast<void**>(&e.plan_cluster_size), true},
-      {"_plan_tail_blocks", reinterpret_cast<void**>(&e.plan_tail_blocks), true},
-      {"_plan_launch", reinterpret_cast<void**>(&e.plan_launch), true},
-      {"_plan_destroy", reinterpret_cast<void**>(&e.plan_destroy), true},
-      {"_config_count", reinterpret_cast<void**>(&e.config_count), false},
-      {"_config_info", reinterpret_cast<void**>(&e.config_info), false},
+  const std::string p(prefix);
+  LibSymbol syms[] = {
+      {p + "_workspace_bytes", reinterpret_cast<void**>(&e.workspace_bytes), true},
+      {p + "_workspace_init", reinterpret_cast<void**>(&e.workspace_init), true},
+      {p + "_gemm", reinterpret_cast<void**>(&e.gemm), false},
+      {p + "_plan_create", reinterpret_cast<void**>(&e.plan_create), true},
+      {p + "_plan_workspace_bytes", reinterpret_cast<void**>(&e.plan_workspace_bytes), false},
+      {p + "_plan_cluster_size", reinterpret_cast<void**>(&e.plan_cluster_size), true},
+      {p + "_plan_tail_blocks", reinterpret_cast<void**>(&e.plan_tail_blocks), true},
+      {p + "_plan_launch", reinterpret_cast<void**>(&e.plan_launch), true},
+      {p + "_plan_destroy", reinterpret_cast<void**>(&e.plan_destroy), true},
+      {p + "_config_count", reinterpret_cast<void**>(&e.config_count), false},
+      {p + "_config_info", reinterpret_cast<void**>(&e.config_info), false},
+      {"marlin_last_cuda_error_string", reinterpret_cast<void**>(&out->last_cuda_error_string), false},
   };
-  std::string missing;
-  for (const Sym& s : syms) {
-    const std::string name = std::string(prefix) + s.suffix;
-    *s.slot = dlsym(lib, name.c_str());
-    if (*s.slot == nullptr && s.required) missing += (missing.empty() ? "" : ", ") + name;
-  }
-  out->last_cuda_error_string = reinterpret_cast<const char* (*)(void)>(dlsym(lib, "marlin_last_cuda_error_string"));
-  if (!missing.empty()) {
+  const marlin_status st = open_addon_library(path, syms, sizeof syms / sizeof syms[0],
+                                              "a binary built before its C ABI was exported with MARLIN_API: rebuild it");
+  if (st != MARLIN_OK) {
     std::memset(out, 0, sizeof *out);
-    return fail(MARLIN_E_UNSUPPORTED, std::string(path) + " does not export " + missing +
-                                          " (a binary built before its C ABI was exported with MARLIN_API: rebuild it)");
+    return st;
   }
   std::snprintf(out->prefix, sizeof out->prefix, "%s", prefix);
   return MARLIN_OK;

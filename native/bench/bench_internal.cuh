@@ -18,6 +18,16 @@ marlin_status fail(marlin_status status, const std::string& what);
 marlin_status fail_cuda(cudaError_t err, const char* call, const char* file, int line);
 void clear_error();
 
+// An entry point of a dlopen-ed addon binary: its name and where its address goes (nullptr when absent).
+struct LibSymbol {
+  std::string name;
+  void** slot;
+  bool required;
+};
+// dlopens `path` (RTLD_LOCAL; never closed) and resolves `syms`. MARLIN_E_UNSUPPORTED (recorded) when it does not load
+// or lacks a required symbol, naming them and `missing_hint` (why a binary would lack them).
+marlin_status open_addon_library(const char* path, LibSymbol* syms, size_t count, const char* missing_hint);
+
 // NOTE: every CUDA call in the harness goes through MB_CUDA, which returns MARLIN_E_CUDA from the enclosing
 // function with the failing call recorded. Functions using it return marlin_status.
 #define MB_CUDA(call)                                                          \

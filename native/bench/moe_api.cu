@@ -1,9 +1,6 @@
 // Resolves marlin_moe.node's C ABI (moe.h) with dlopen / dlsym, as addon_api.cu does for the GEMM addons: the
 // harness times the layer the production binary carries without compiling it.
-#include <dlfcn.h>
-
 #include <cstring>
-#include <mutex>
 #include <string>
 
 #include "bench_internal.cuh"
@@ -15,21 +12,7 @@ extern "C" marlin_status marlin_bench_load_moe_api(const char* path, marlin_benc
   clear_error();
   if (path == nullptr || out == nullptr) return fail(MARLIN_E_INVALID_ARGUMENT, "marlin_bench_load_moe_api: null argument");
   std::memset(out, 0, sizeof *out);
-  // dlerror() is process-wide state: keep dlopen / dlerror pairs from interleaving between threads.
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lock(mu);
-  dlerror();
-  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* e = dlerror();
-    return fail(MARLIN_E_UNSUPPORTED, std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed"));
-  }
-  struct Sym {
-    const char* name;
-    void** slot;
-    bool required;
-  };
-  Sym syms[] = {
+  LibSymbol syms[] = {
       {"marlin_moe_plan_create", reinterpret_cast<void**>(&out->plan_create), true},
       {"marlin_moe_plan_workspace_bytes", reinterpret_cast<void**>(&out->plan_workspace_bytes), true},
       {"marlin_moe_plan_capacity", reinterpret_cast<void**>(&out->plan_capacity), true},
@@ -42,15 +25,8 @@ extern "C" marlin_status marlin_bench_load_moe_api(const char* path, marlin_benc
       {"marlin_moe_config_info", reinterpret_cast<void**>(&out->config_info), false},
       {"marlin_last_cuda_error_string", reinterpret_cast<void**>(&out->last_cuda_error_string), false},
   };
-  std::string missing;
-  for (const Sym& s : syms) {
-    *s.slot = dlsym(lib, s.name);
-    if (*s.slot == nullptr && s.required) missing += (missing.empty() ? "" : ", ") + std::string(s.name);
-  }
-  if (!missing.empty()) {
-    std::memset(out, 0, sizeof *out);
-    return fail(MARLIN_E_UNSUPPORTED, std::string(path) + " does not export " + missing +
-                                          " (not a marlin_moe.node, or built before its C ABI was exported)");
-  }
-  return MARLIN_OK;
+  const marlin_status st = open_addon_library(path, syms, sizeof syms / sizeof syms[0],
+                                              "not a marlin_moe.node, or built before its C ABI was exported");
+  if (st != MARLIN_OK) std::memset(out, 0, sizeof *out);
+  return st;
 }

@@ -31,10 +31,12 @@
 #include <napi.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "marlin/bench.h"
@@ -110,13 +112,27 @@ marlin_dtype DtypeOpt(Napi::Env env, const Napi::Object& o, const char* fn) {
   throw CodedError(env, "MARLIN_E_DTYPE", std::string(fn) + ": dtype must be 'fp16' or 'bf16'.");
 }
 
+// The value of string option `key` named in `choices`; MARLIN_E_VALUE listing the names otherwise.
+template <class T>
+T ChoiceOpt(Napi::Env env, const Napi::Object& o, const char* fn, const char* key,
+            std::initializer_list<std::pair<const char*, T>> choices) {
+  const std::string s = StringOpt(env, o, fn, key);
+  std::string names;
+  size_t i = 0;
+  for (const auto& [name, value] : choices) {
+    if (s == name) return value;
+    names += std::string(i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + "'" + name + "'";
+    ++i;
+  }
+  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": " + key + " must be " + names + ".");
+}
+
 marlin_bench_variant VariantOpt(Napi::Env env, const Napi::Object& o, const char* fn) {
-  const std::string s = StringOpt(env, o, fn, "variant");
-  if (s == "int4") return MARLIN_BENCH_INT4;
-  if (s == "int8") return MARLIN_BENCH_INT8;
-  if (s == "fp8") return MARLIN_BENCH_FP8;
-  if (s == "sparse") return MARLIN_BENCH_INT4_SPARSE;
-  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": variant must be 'int4', 'int8', 'fp8' or 'sparse'.");
+  return ChoiceOpt<marlin_bench_variant>(env, o, fn, "variant",
+                                         {{"int4", MARLIN_BENCH_INT4},
+                                          {"int8", MARLIN_BENCH_INT8},
+                                          {"fp8", MARLIN_BENCH_FP8},
+                                          {"sparse", MARLIN_BENCH_INT4_SPARSE}});
 }
 
 // Addon APIs loaded so far, by prefix (one binary per prefix per process: plans of it may be alive).
@@ -407,18 +423,11 @@ Napi::Value BenchMoeWeights(const Napi::CallbackInfo& info) {
   const char* fn = "benchMoeWeights";
   const Napi::Object o = ArgObject(info, fn);
   marlin_bench_moe_weights_args a{};
-  const std::string format = StringOpt(env, o, fn, "format");
-  if (format == "int4") {
-    a.format = MARLIN_BENCH_MOE_INT4;
-  } else if (format == "int8") {
-    a.format = MARLIN_BENCH_MOE_INT8;
-  } else if (format == "fp8") {
-    a.format = MARLIN_BENCH_MOE_FP8;
-  } else if (format == "dense") {
-    a.format = MARLIN_BENCH_MOE_DENSE;
-  } else {
-    throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": format must be 'int4', 'int8', 'fp8' or 'dense'.");
-  }
+  a.format = ChoiceOpt<marlin_bench_moe_format>(env, o, fn, "format",
+                                                {{"int4", MARLIN_BENCH_MOE_INT4},
+                                                 {"int8", MARLIN_BENCH_MOE_INT8},
+                                                 {"fp8", MARLIN_BENCH_MOE_FP8},
+                                                 {"dense", MARLIN_BENCH_MOE_DENSE}});
   a.dtype = DtypeOpt(env, o, fn);
   a.experts = IntOpt(env, o, fn, "experts", true, 0);
   a.hidden = IntOpt(env, o, fn, "hidden", true, 0);
@@ -435,7 +444,7 @@ Napi::Value BenchMoeWeights(const Napi::CallbackInfo& info) {
           delete h;
         }));
   r.Set("bytes", static_cast<double>(marlin_bench_moe_weights_bytes(w)));
-  r.Set("format", format);
+  r.Set("format", o.Get("format"));  // the name ChoiceOpt accepted
   r.Set("dtype", a.dtype == MARLIN_BF16 ? "bf16" : "fp16");
   r.Set("copies", a.copies);
   return r;
@@ -497,10 +506,8 @@ marlin_bench_moe_routing RoutingOpts(Napi::Env env, const Napi::Object& o, const
 }
 
 marlin_moe_activation ActivationOpt(Napi::Env env, const Napi::Object& o, const char* fn) {
-  const std::string s = StringOpt(env, o, fn, "activation");
-  if (s == "silu") return MARLIN_MOE_SILU;
-  if (s == "swigluoai") return MARLIN_MOE_SWIGLU_OAI;
-  throw CodedError(env, "MARLIN_E_VALUE", std::string(fn) + ": activation must be 'silu' or 'swigluoai'.");
+  return ChoiceOpt<marlin_moe_activation>(env, o, fn, "activation",
+                                          {{"silu", MARLIN_MOE_SILU}, {"swigluoai", MARLIN_MOE_SWIGLU_OAI}});
 }
 
 // gpt-oss's clamped SwiGLU constants (moe.h MARLIN_MOE_SWIGLU_OAI).
@@ -563,17 +570,10 @@ Napi::Value BenchMoeCublas(const Napi::CallbackInfo& info) {
   a.swiglu_alpha = kSwigluAlpha;
   a.swiglu_limit = kSwigluLimit;
   a.block = IntOpt(env, o, fn, "block", true, 0);
-  const std::string mode = StringOpt(env, o, fn, "mode");
-  if (mode == "grouped") {
-    a.mode = MARLIN_BENCH_MOE_GROUPED;
-  } else if (mode == "per-expert") {
-    a.mode = MARLIN_BENCH_MOE_PER_EXPERT;
-  } else if (mode == "routing-only") {
-    a.mode = MARLIN_BENCH_MOE_ROUTING_ONLY;
-  } else {
-    throw CodedError(env, "MARLIN_E_VALUE",
-                     std::string(fn) + ": mode must be 'grouped', 'per-expert' or 'routing-only'.");
-  }
+  a.mode = ChoiceOpt<marlin_bench_moe_baseline>(env, o, fn, "mode",
+                                                {{"grouped", MARLIN_BENCH_MOE_GROUPED},
+                                                 {"per-expert", MARLIN_BENCH_MOE_PER_EXPERT},
+                                                 {"routing-only", MARLIN_BENCH_MOE_ROUTING_ONLY}});
   a.seed = static_cast<uint64_t>(IntOpt(env, o, fn, "seed", false, 1));
   a.calls = IntOpt(env, o, fn, "calls", false, 0);
   a.replays = IntOpt(env, o, fn, "replays", false, 0);
