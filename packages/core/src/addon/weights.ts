@@ -132,18 +132,8 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
     const host: PackedWeight = {
       formatVersion: 1,
       bits: this.bits,
-      K: this.K,
-      N: this.N,
-      Kp: this.Kp,
-      Np: this.Np,
-      groupSize: this.groupSize,
-      numGroups: this.numGroups,
-      scaleDtype: this.scaleDtype,
-      qweight: this.qweight.toHostSync(),
-      scales: this.scales.toHostSync(),
-      zeros: this.zeros?.toHostSync() ?? null,
+      ...this.#hostArrays(),
       perm: this.perm?.toHostSync() ?? null,
-      paddedBytes: this.paddedBytes,
     };
     // INT weights come back exactly as they were packed (no codeType field); FP8 ones say what their codes are.
     return this.codeType === 'e4m3' ? { ...host, codeType: 'e4m3' } : host;
@@ -161,6 +151,13 @@ export class DevicePackedWeight implements PackedWeightMeta, Disposable {
       sparseFormatVersion: SPARSE_FORMAT_VERSION,
       sparsity: '2:4',
       bits: 4,
+      ...this.#hostArrays(),
+    };
+  }
+
+  /** The sizes and downloaded arrays both host layouts share (blocking). */
+  #hostArrays() {
+    return {
       K: this.K,
       N: this.N,
       Kp: this.Kp,

@@ -138,35 +138,23 @@ export function packSparse(s: SparseQuantizedWeight, opts: PackSparseOptions = {
   assertScalesUsable(scales, scaleDtype, Np, N);
   const qweight = new Uint32Array(sparseQweightWords(Kp, Np));
   const table = sparseTileTable();
-  const kBlocks = Kp / SPARSE_TILE_K;
-  for (let nb = 0; nb < Np / TILE_N; nb++) {
-    for (let kb = 0; kb < kBlocks; kb++) {
-      const base = (nb * kBlocks + kb) * SPARSE_TILE_WORDS;
-      for (let jl = 0; jl < SPARSE_TILE_GROUPS; jl++) {
-        const j = kb * SPARSE_TILE_GROUPS + jl;
-        const zeroRow = groupOfRow(4 * j, groupSize, G) * Np;
-        for (let nl = 0; nl < TILE_N; nl++) {
-          const n = nb * TILE_N + nl;
-          let a = 0;
-          let b = 1;
-          let c0: number;
-          let c1: number;
-          if (4 * j < K && n < N) {
-            const r0 = 2 * j * N + n;
-            a = s.indices[r0];
-            b = s.indices[r0 + N];
-            c0 = s.codes[r0];
-            c1 = s.codes[r0 + N];
-          } else {
-            c0 = c1 = zeros === null ? defaultZeroPoint(4) : zeros[zeroRow + n];
-          }
-          const e = 4 * (jl * TILE_N + nl);
-          qweight[base + table[e]] |= (c0 | (c1 << 16)) << table[e + 1];
-          qweight[base + table[e + 2]] |= (a | (b << 2)) << table[e + 3];
-        }
-      }
+  forEachTileSlot(Kp, Np, (base, e, j, n) => {
+    let a = 0;
+    let b = 1;
+    let c0: number;
+    let c1: number;
+    if (4 * j < K && n < N) {
+      const r0 = 2 * j * N + n;
+      a = s.indices[r0];
+      b = s.indices[r0 + N];
+      c0 = s.codes[r0];
+      c1 = s.codes[r0 + N];
+    } else {
+      c0 = c1 = zeros === null ? defaultZeroPoint(4) : zeros[groupOfRow(4 * j, groupSize, G) * Np + n];
     }
-  }
+    qweight[base + table[e]] |= (c0 | (c1 << 16)) << table[e + 1];
+    qweight[base + table[e + 2]] |= (a | (b << 2)) << table[e + 3];
+  });
   return {
     sparseFormatVersion: SPARSE_FORMAT_VERSION,
     sparsity: '2:4',
@@ -195,28 +183,16 @@ export function unpackSparse(p: PackedSparseWeight): SparseQuantizedWeight {
   const codes = new Uint8Array((K / 2) * N);
   const indices = new Uint8Array((K / 2) * N);
   const table = sparseTileTable();
-  const kBlocks = Kp / SPARSE_TILE_K;
-  for (let nb = 0; nb < Np / TILE_N; nb++) {
-    for (let kb = 0; kb < kBlocks; kb++) {
-      const base = (nb * kBlocks + kb) * SPARSE_TILE_WORDS;
-      for (let jl = 0; jl < SPARSE_TILE_GROUPS; jl++) {
-        const j = kb * SPARSE_TILE_GROUPS + jl;
-        if (4 * j >= K) break;
-        for (let nl = 0; nl < TILE_N; nl++) {
-          const n = nb * TILE_N + nl;
-          if (n >= N) break;
-          const e = 4 * (jl * TILE_N + nl);
-          const v = p.qweight[base + table[e]] >>> table[e + 1];
-          const m = p.qweight[base + table[e + 2]] >>> table[e + 3];
-          const r0 = 2 * j * N + n;
-          codes[r0] = v & 0xf;
-          codes[r0 + N] = (v >>> 16) & 0xf;
-          indices[r0] = m & 3;
-          indices[r0 + N] = (m >>> 2) & 3;
-        }
-      }
-    }
-  }
+  forEachTileSlot(Kp, Np, (base, e, j, n) => {
+    if (4 * j >= K || n >= N) return; // padding
+    const v = p.qweight[base + table[e]] >>> table[e + 1];
+    const m = p.qweight[base + table[e + 2]] >>> table[e + 3];
+    const r0 = 2 * j * N + n;
+    codes[r0] = v & 0xf;
+    codes[r0 + N] = (v >>> 16) & 0xf;
+    indices[r0] = m & 3;
+    indices[r0 + N] = (m >>> 2) & 3;
+  });
   return {
     sparsity: '2:4',
     bits: 4,
@@ -348,4 +324,21 @@ function withColumns<T extends Uint8Array | Uint16Array>(
   const width = Math.min(from, to);
   for (let r = 0; r < rows; r++) out.set(src.subarray(r * from, r * from + width), r * to);
   return out;
+}
+
+/**
+ * Visits every (group of four rows j, column n) slot of a [Kp, Np] packed 2:4 weight, padding included, tile by tile:
+ * `base` = the tile's first word, `e` = the slot's entry in sparseTileTable() (code word, shift, metadata word, shift).
+ */
+function forEachTileSlot(Kp: number, Np: number, visit: (base: number, e: number, j: number, n: number) => void): void {
+  const kBlocks = Kp / SPARSE_TILE_K;
+  for (let nb = 0; nb < Np / TILE_N; nb++) {
+    for (let kb = 0; kb < kBlocks; kb++) {
+      const base = (nb * kBlocks + kb) * SPARSE_TILE_WORDS;
+      for (let jl = 0; jl < SPARSE_TILE_GROUPS; jl++) {
+        for (let nl = 0; nl < TILE_N; nl++)
+          visit(base, 4 * (jl * TILE_N + nl), kb * SPARSE_TILE_GROUPS + jl, nb * TILE_N + nl);
+      }
+    }
+  }
 }
