@@ -4,19 +4,11 @@
  * that keeps every call streaming its experts from HBM.
  */
 import { ValueError } from '@marlin/core';
+import { seededRandom } from './cpu-fallback.js';
 import { type RoutingKind, ZIPF_EXPONENT } from './moe-protocol.js';
 
-/** mulberry32: a small, fast, seedable 32-bit generator; uniform in [0, 1). Same seed, same sequence everywhere. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// mulberry32, the generator of the CPU fallback's problem: same seed, same sequence everywhere.
+export { seededRandom } from './cpu-fallback.js';
 
 /** FNV-1a of a text, 30 bits: a seed per problem that does not depend on which problems ran before. */
 export function seedOfText(text: string): number {

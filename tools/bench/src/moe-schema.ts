@@ -2,6 +2,7 @@
  * The JSON of an MoE run (bench/results/moe-<gpu>.json, docs/benchmark.md "MoE layers") and its validator. Same
  * schema version and environment header as the GEMM results; its own rows (one per model, routing, dtype and M).
  */
+import type { MoeChoice } from '@marlin/core';
 import type { MoeActivation, MoeModelId, RoutingKind } from './moe-protocol.js';
 import type { BenchDtype } from './protocol.js';
 import {
@@ -22,7 +23,20 @@ import {
 
 export type TargetStatus = 'met' | 'missed' | 'n/a';
 
-export interface MoeRow {
+/**
+ * The launch from @marlin/core's moe dispatch: M tile (alignment block), where it came from, both GEMMs' configs,
+ * splits and balanced last waves (0 = none), and the buffers it sizes.
+ */
+export interface MoeLaunchRecord
+  extends Pick<MoeChoice, 'config13' | 'splits13' | 'config2' | 'splits2' | 'tail13' | 'tail2'> {
+  readonly blockSize: number;
+  readonly tileSource: string;
+  /** Rows of the sorted, padded buffers. */
+  readonly capacity: number;
+  readonly workspaceBytes: number;
+}
+
+export interface MoeRow extends MoeLaunchRecord {
   readonly model: MoeModelId;
   readonly routing: RoutingKind;
   readonly dtype: BenchDtype;
@@ -41,19 +55,6 @@ export interface MoeRow {
   readonly rowsPerExpert: number;
   /** Dispatch's key: expected rows per touched expert under uniform routing (core moeRowsPerExpert). */
   readonly expectedRowsPerExpert: number;
-  /** The launch from @marlin/core's moe dispatch: M tile (alignment block), where it came from, both GEMMs. */
-  readonly blockSize: number;
-  readonly tileSource: string;
-  readonly config13: number;
-  readonly splits13: number;
-  readonly config2: number;
-  readonly splits2: number;
-  /** Balanced last wave of each GEMM (0 = none). */
-  readonly tail13: number;
-  readonly tail2: number;
-  /** Rows of the sorted, padded buffers. */
-  readonly capacity: number;
-  readonly workspaceBytes: number;
   /** Rotation of the weights: rotations per cycle, full copies, and the weight bytes streamed between two reads of
    * one expert copy (>= 4 x L2 where rotationOk). */
   readonly rotations: number;

@@ -11,7 +11,7 @@ import {
   moeTargets,
   type RoutingKind,
 } from './moe-protocol.js';
-import type { MoeMiss, MoeRow, MoeSummary, TargetStatus } from './moe-schema.js';
+import type { MoeLaunchRecord, MoeMiss, MoeRow, MoeSummary, TargetStatus } from './moe-schema.js';
 import { achievedGBs, type BenchDtype, type Ceilings, roofline, rooflinePercent } from './protocol.js';
 import type { Timing } from './schema.js';
 import { geometricMean } from './summary.js';
@@ -29,18 +29,7 @@ export interface MoeRowInput {
   readonly maxRows: number;
   readonly rowsPerExpert: number;
   readonly expectedRowsPerExpert: number;
-  readonly launch: {
-    readonly blockSize: number;
-    readonly tileSource: string;
-    readonly config13: number;
-    readonly splits13: number;
-    readonly config2: number;
-    readonly splits2: number;
-    readonly tail13: number;
-    readonly tail2: number;
-    readonly capacity: number;
-    readonly workspaceBytes: number;
-  };
+  readonly launch: MoeLaunchRecord;
   readonly rotation: {
     readonly rotations: number;
     readonly copies: number;
@@ -54,6 +43,20 @@ export interface MoeRowInput {
   readonly perExpertError: string | null;
   readonly routingOnly: Timing | null;
 }
+
+// Field by field: a caller's launch object may carry more (core's MoeLaunch has gemm13, reasons, ...).
+const launchRecord = (l: MoeLaunchRecord): MoeLaunchRecord => ({
+  blockSize: l.blockSize,
+  tileSource: l.tileSource,
+  config13: l.config13,
+  splits13: l.splits13,
+  config2: l.config2,
+  splits2: l.splits2,
+  tail13: l.tail13,
+  tail2: l.tail2,
+  capacity: l.capacity,
+  workspaceBytes: l.workspaceBytes,
+});
 
 const pct = (v: number) => `${v.toFixed(1)}%`;
 
@@ -130,16 +133,7 @@ export function makeMoeRow(r: MoeRowInput, c: Ceilings): MoeRow {
     maxRows: r.maxRows,
     rowsPerExpert: r.rowsPerExpert,
     expectedRowsPerExpert: r.expectedRowsPerExpert,
-    blockSize: r.launch.blockSize,
-    tileSource: r.launch.tileSource,
-    config13: r.launch.config13,
-    splits13: r.launch.splits13,
-    config2: r.launch.config2,
-    splits2: r.launch.splits2,
-    tail13: r.launch.tail13,
-    tail2: r.launch.tail2,
-    capacity: r.launch.capacity,
-    workspaceBytes: r.launch.workspaceBytes,
+    ...launchRecord(r.launch),
     rotations: r.rotation.rotations,
     copies: r.rotation.copies,
     streamedBetween: r.rotation.streamedBetween,
