@@ -5,8 +5,7 @@
  */
 import { MOE_MODEL_IDS, MOE_MODELS, type MoeModelId, moeTargets } from './moe-protocol.js';
 import type { MoeRow } from './moe-schema.js';
-import type { BenchDtype } from './protocol.js';
-import { escapeXml } from './svg.js';
+import { DASH, dtypeLine, escapeXml, fmt, svgPath } from './svg.js';
 
 const W = 780;
 const PANEL_H = 300;
@@ -18,8 +17,6 @@ const COLORS: Record<MoeModelId, string> = {
   qwen3: '#2ca02c',
   gptoss: '#9467bd',
 };
-const DASH: Record<BenchDtype, string> = { fp16: '', bf16: '6 3' };
-const fmt = (v: number): string => (Math.round(v * 100) / 100).toString();
 
 export interface MoePlotInput {
   readonly title: string;
@@ -41,8 +38,6 @@ export function moeSvg(p: MoePlotInput): string {
     `<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${escapeXml(p.title)}</text>`,
   ];
-  const path = (pts: readonly (readonly [number, number])[]): string =>
-    pts.map(([px, py], i) => `${i === 0 ? 'M' : 'L'}${fmt(px)},${fmt(py)}`).join(' ');
 
   const panel = (
     top: number,
@@ -87,7 +82,7 @@ export function moeSvg(p: MoePlotInput): string {
           .sort((a, b) => a.M - b.M)
           .map((r) => [x(r.M), y(bound(r)!)] as const);
         if (pts.length > 0) {
-          out.push(`<path d="${path(pts)}" fill="none" stroke="${color}" stroke-dasharray="2 3" opacity="0.8"/>`);
+          out.push(`<path d="${svgPath(pts)}" fill="none" stroke="${color}" stroke-dasharray="2 3" opacity="0.8"/>`);
         }
       }
       for (const dtype of ['fp16', 'bf16'] as const) {
@@ -95,16 +90,12 @@ export function moeSvg(p: MoePlotInput): string {
           .filter((r) => r.model === model && r.dtype === dtype && value(r) !== null)
           .sort((a, b) => a.M - b.M);
         if (pts.length === 0) continue;
-        out.push(
-          `<path d="${path(pts.map((r) => [x(r.M), y(value(r)!)] as const))}" fill="none" stroke="${color}" stroke-width="2"${DASH[dtype] ? ` stroke-dasharray="${DASH[dtype]}"` : ''}/>`,
-        );
-        for (const r of pts) {
-          out.push(
-            `<circle cx="${fmt(x(r.M))}" cy="${fmt(y(value(r)!))}" r="2.5" fill="${color}"><title>${escapeXml(
-              `${MOE_MODELS[model].name} ${dtype} M=${r.M}: ${value(r)!.toFixed(2)}${unit}`,
-            )}</title></circle>`,
-          );
-        }
+        const points = pts.map((r) => ({
+          x: x(r.M),
+          y: y(value(r)!),
+          title: `${MOE_MODELS[model].name} ${dtype} M=${r.M}: ${value(r)!.toFixed(2)}${unit}`,
+        }));
+        out.push(...dtypeLine(points, color, dtype));
       }
     }
   };

@@ -20,14 +20,35 @@ const H = 440;
 const PAD = { left: 60, right: 190, top: 40, bottom: 50 };
 /** Per model: the first series' colour, then the second's (FP8 per-channel and block share one plot). */
 const COLORS: Record<ModelId, readonly string[]> = { '8b': ['#1f77b4', '#17becf'], '70b': ['#d62728', '#ff7f0e'] };
-const DASH: Record<BenchDtype, string> = { fp16: '', bf16: '6 3' };
+/** Line dash per dtype (bf16 dashed). */
+export const DASH: Record<BenchDtype, string> = { fp16: '', bf16: '6 3' };
 
 /** Escapes text for SVG element content and attribute values. */
 export function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
-const fmt = (v: number): string => (Math.round(v * 100) / 100).toString();
+/** A coordinate or value with at most two decimals. */
+export const fmt = (v: number): string => (Math.round(v * 100) / 100).toString();
+
+/** An SVG path through the points, in order. */
+export const svgPath = (pts: readonly (readonly [number, number])[]): string =>
+  pts.map(([px, py], i) => `${i === 0 ? 'M' : 'L'}${fmt(px)},${fmt(py)}`).join(' ');
+
+/** One dtype's line of a plot: a 2-px path through the points (dashed for bf16), a circle with a tooltip at each. */
+export function dtypeLine(
+  points: readonly { readonly x: number; readonly y: number; readonly title: string }[],
+  color: string,
+  dtype: BenchDtype,
+): string[] {
+  return [
+    `<path d="${svgPath(points.map((q) => [q.x, q.y] as const))}" fill="none" stroke="${color}" stroke-width="2"${DASH[dtype] ? ` stroke-dasharray="${DASH[dtype]}"` : ''}/>`,
+    ...points.map(
+      (q) =>
+        `<circle cx="${fmt(q.x)}" cy="${fmt(q.y)}" r="2.5" fill="${color}"><title>${escapeXml(q.title)}</title></circle>`,
+    ),
+  ];
+}
 
 export interface PlotInput {
   readonly title: string;
@@ -58,8 +79,6 @@ export function speedupSvg(p: PlotInput): string {
   const plotH = H - PAD.top - PAD.bottom;
   const x = (M: number): number => PAD.left + ((Math.log2(M) - lx0) / (lx1 - lx0)) * plotW;
   const y = (v: number): number => PAD.top + plotH - (v / yMax) * plotH;
-  const path = (pts: readonly (readonly [number, number])[]): string =>
-    pts.map(([px, py], i) => `${i === 0 ? 'M' : 'L'}${fmt(px)},${fmt(py)}`).join(' ');
 
   const out: string[] = [];
   out.push(
@@ -100,7 +119,7 @@ export function speedupSvg(p: PlotInput): string {
       stepPts.push([left, t], [right, t]);
     });
     out.push(
-      `<path d="${path(stepPts)}" fill="none" stroke="${color}" stroke-width="1" stroke-dasharray="8 4" opacity="0.7"/>`,
+      `<path d="${svgPath(stepPts)}" fill="none" stroke="${color}" stroke-width="1" stroke-dasharray="8 4" opacity="0.7"/>`,
     );
     legend.push({ label: `${name} target`, color, dash: '8 4', width: 1 });
 
@@ -111,7 +130,7 @@ export function speedupSvg(p: PlotInput): string {
       .sort((a, b) => a.M - b.M);
     if (bound.length > 0) {
       out.push(
-        `<path d="${path(bound.map((b) => [x(b.M), y(b.rooflineBoundSpeedup!)] as const))}" fill="none" stroke="${color}" stroke-width="1" stroke-dasharray="2 3" opacity="0.8"/>`,
+        `<path d="${svgPath(bound.map((b) => [x(b.M), y(b.rooflineBoundSpeedup!)] as const))}" fill="none" stroke="${color}" stroke-width="1" stroke-dasharray="2 3" opacity="0.8"/>`,
       );
       legend.push({ label: `${name} roofline bound`, color, dash: '2 3', width: 1 });
     }
@@ -124,16 +143,12 @@ export function speedupSvg(p: PlotInput): string {
           .filter((b) => b.model === model && b.series === sid && b.dtype === dtype && b.speedup !== null)
           .sort((a, b) => a.M - b.M);
         if (pts.length === 0) continue;
-        out.push(
-          `<path d="${path(pts.map((b) => [x(b.M), y(b.speedup!)] as const))}" fill="none" stroke="${lineColor}" stroke-width="2"${DASH[dtype] ? ` stroke-dasharray="${DASH[dtype]}"` : ''}/>`,
-        );
-        for (const b of pts) {
-          out.push(
-            `<circle cx="${fmt(x(b.M))}" cy="${fmt(y(b.speedup!))}" r="2.5" fill="${lineColor}"><title>${escapeXml(
-              `${name}${tag} ${dtype} M=${b.M}: ${b.speedup!.toFixed(2)}x (target ${b.target}x)`,
-            )}</title></circle>`,
-          );
-        }
+        const points = pts.map((b) => ({
+          x: x(b.M),
+          y: y(b.speedup!),
+          title: `${name}${tag} ${dtype} M=${b.M}: ${b.speedup!.toFixed(2)}x (target ${b.target}x)`,
+        }));
+        out.push(...dtypeLine(points, lineColor, dtype));
         legend.push({ label: `${name}${tag} ${dtype}`, color: lineColor, dash: DASH[dtype], width: 2 });
       }
     }
