@@ -18,6 +18,13 @@ marlin_status fail(marlin_status status, const std::string& what);
 marlin_status fail_cuda(cudaError_t err, const char* call, const char* file, int line);
 void clear_error();
 
+// The status name without an addon's runtime (marlin_status_string lives there).
+const char* status_name(marlin_status s);
+// Records "<prefix><call> failed: <status>" with the addon's own CUDA error when it is MARLIN_E_CUDA (`cuda_error`: the
+// addon's last_cuda_error_string, its copy of the runtime holds the error; may be nullptr). Returns `st`.
+marlin_status fail_addon_call(const std::string& prefix, const std::string& call, marlin_status st,
+                              const char* (*cuda_error)(void));
+
 // An entry point of a dlopen-ed addon binary: its name and where its address goes (nullptr when absent).
 struct LibSymbol {
   std::string name;

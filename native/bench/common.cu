@@ -17,6 +17,26 @@ marlin_status fail(marlin_status status, const std::string& what) {
   return status;
 }
 
+const char* status_name(marlin_status s) {
+  switch (s) {
+    case MARLIN_OK: return "MARLIN_OK";
+    case MARLIN_E_INVALID_ARGUMENT: return "MARLIN_E_INVALID_ARGUMENT";
+    case MARLIN_E_UNSUPPORTED: return "MARLIN_E_UNSUPPORTED";
+    case MARLIN_E_WORKSPACE: return "MARLIN_E_WORKSPACE";
+    case MARLIN_E_MISALIGNED: return "MARLIN_E_MISALIGNED";
+    case MARLIN_E_CUDA: return "MARLIN_E_CUDA";
+    case MARLIN_E_NO_KERNEL_IMAGE: return "MARLIN_E_NO_KERNEL_IMAGE";
+  }
+  return "MARLIN_E_?";
+}
+
+marlin_status fail_addon_call(const std::string& prefix, const std::string& call, marlin_status st,
+                              const char* (*cuda_error)(void)) {
+  std::string msg = prefix + call + " failed: " + status_name(st);
+  if (st == MARLIN_E_CUDA && cuda_error != nullptr) msg += std::string("; CUDA: ") + cuda_error();
+  return fail(st, msg);
+}
+
 marlin_status fail_cuda(cudaError_t err, const char* call, const char* file, int line) {
   // Clear the sticky per-thread runtime error so the next probe does not see it again.
   cudaGetLastError();

@@ -54,27 +54,9 @@ const char* variant_name(marlin_bench_variant v) {
   return "?";
 }
 
-// The status name without the addon's runtime (marlin_status_string lives there).
-const char* status_name(marlin_status s) {
-  switch (s) {
-    case MARLIN_OK: return "MARLIN_OK";
-    case MARLIN_E_INVALID_ARGUMENT: return "MARLIN_E_INVALID_ARGUMENT";
-    case MARLIN_E_UNSUPPORTED: return "MARLIN_E_UNSUPPORTED";
-    case MARLIN_E_WORKSPACE: return "MARLIN_E_WORKSPACE";
-    case MARLIN_E_MISALIGNED: return "MARLIN_E_MISALIGNED";
-    case MARLIN_E_CUDA: return "MARLIN_E_CUDA";
-    case MARLIN_E_NO_KERNEL_IMAGE: return "MARLIN_E_NO_KERNEL_IMAGE";
-  }
-  return "MARLIN_E_?";
-}
-
 // Records an addon call's failure with the addon's own CUDA error (its copy of the runtime holds it).
 marlin_status fail_addon(const marlin_bench_gemm_api* api, marlin_status st, const std::string& call) {
-  std::string msg = std::string(api->prefix) + call + " failed: " + status_name(st);
-  if (st == MARLIN_E_CUDA && api->last_cuda_error_string != nullptr) {
-    msg += std::string("; CUDA: ") + api->last_cuda_error_string();
-  }
-  return fail(st, msg);
+  return fail_addon_call(api->prefix, call, st, api->last_cuda_error_string);
 }
 
 // ---- Marlin (any addon, any variant) ----

@@ -10,26 +10,9 @@ using namespace marlin::bench::moe;
 
 namespace {
 
-const char* status_name(marlin_status s) {
-  switch (s) {
-    case MARLIN_OK: return "MARLIN_OK";
-    case MARLIN_E_INVALID_ARGUMENT: return "MARLIN_E_INVALID_ARGUMENT";
-    case MARLIN_E_UNSUPPORTED: return "MARLIN_E_UNSUPPORTED";
-    case MARLIN_E_WORKSPACE: return "MARLIN_E_WORKSPACE";
-    case MARLIN_E_MISALIGNED: return "MARLIN_E_MISALIGNED";
-    case MARLIN_E_CUDA: return "MARLIN_E_CUDA";
-    case MARLIN_E_NO_KERNEL_IMAGE: return "MARLIN_E_NO_KERNEL_IMAGE";
-  }
-  return "MARLIN_E_?";
-}
-
 // Records a marlin_moe_* failure with the addon's own CUDA error (its copy of the runtime holds it).
 marlin_status fail_moe(const marlin_bench_moe_api* api, marlin_status st, const std::string& call) {
-  std::string msg = "marlin_moe" + call + " failed: " + status_name(st);
-  if (st == MARLIN_E_CUDA && api->last_cuda_error_string != nullptr) {
-    msg += std::string("; CUDA: ") + api->last_cuda_error_string();
-  }
-  return fail(st, msg);
+  return fail_addon_call("marlin_moe", call, st, api->last_cuda_error_string);
 }
 
 marlin_moe_weight quant_weight(int32_t n, int32_t k, int32_t np, int32_t kp, int32_t group, const void* codes,
