@@ -2,22 +2,10 @@
  * marlin_bench.node's dlopen / dlsym of an addon's C ABI, on a stub library (no GPU needed). Runs when the harness
  * addon is built (tools/bench/build/Release) and a C compiler is on PATH; skipped otherwise.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-
-const addonPath = new URL('../build/Release/marlin_bench.node', import.meta.url).pathname;
-const hasCc = (() => {
-  try {
-    execFileSync('cc', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { addonPath, hasCc, stubLibrary } from './stub-library.js';
 
 /** A shared library exporting `<prefix>_*` with the gemm.h entry points, minus `omit`. */
 function stub(prefix: string, omit: readonly string[] = []): string {
@@ -31,15 +19,8 @@ function stub(prefix: string, omit: readonly string[] = []): string {
     'plan_cluster_size',
     'plan_tail_blocks',
   ].filter((n) => !omit.includes(n));
-  const src = [
-    ...names.map((n) => `int ${prefix}_${n}(void) { return 0; }`),
-    `int ${prefix}_config_count(void) { return 24; }`,
-  ].join('\n');
-  const dir = mkdtempSync(join(tmpdir(), 'bench-stub-'));
-  writeFileSync(join(dir, 'stub.c'), src);
-  const out = join(dir, `${prefix}.node`);
-  execFileSync('cc', ['-shared', '-fPIC', '-o', out, join(dir, 'stub.c')]);
-  return out;
+  const count = `${prefix}_config_count`;
+  return stubLibrary(`${prefix}.node`, [...names.map((n) => `${prefix}_${n}`), count], { [count]: 24 });
 }
 
 describe.skipIf(!existsSync(addonPath) || !hasCc)('marlin_bench.node opens an addon by path', () => {

@@ -2,23 +2,11 @@
  * marlin_bench.node's MoE entry points without a GPU: dlopen / dlsym of marlin_moe.node's C ABI on a stub library, and
  * the argument checks that run before any CUDA call. Runs when the harness addon is built and a C compiler is on PATH.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hasMoeExports } from '../src/native.js';
-
-const addonPath = new URL('../build/Release/marlin_bench.node', import.meta.url).pathname;
-const hasCc = (() => {
-  try {
-    execFileSync('cc', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { addonPath, hasCc, stubLibrary } from './stub-library.js';
 
 const MOE_ENTRY_POINTS = [
   'plan_create',
@@ -33,15 +21,8 @@ const MOE_ENTRY_POINTS = [
 
 /** A shared library exporting marlin_moe_* (moe.h), minus `omit`. */
 function stub(omit: readonly string[] = []): string {
-  const src = [
-    ...MOE_ENTRY_POINTS.filter((n) => !omit.includes(n)).map((n) => `int marlin_moe_${n}(void) { return 0; }`),
-    'int marlin_moe_config_count(void) { return 30; }',
-  ].join('\n');
-  const dir = mkdtempSync(join(tmpdir(), 'bench-moe-stub-'));
-  writeFileSync(join(dir, 'stub.c'), src);
-  const out = join(dir, 'marlin_moe.node');
-  execFileSync('cc', ['-shared', '-fPIC', '-o', out, join(dir, 'stub.c')]);
-  return out;
+  const names = MOE_ENTRY_POINTS.filter((n) => !omit.includes(n)).map((n) => `marlin_moe_${n}`);
+  return stubLibrary('marlin_moe.node', [...names, 'marlin_moe_config_count'], { marlin_moe_config_count: 30 });
 }
 
 function codeOf(f: () => unknown): { code?: string; message: string } {
