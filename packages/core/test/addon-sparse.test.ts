@@ -6,7 +6,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writePacked } from '../src/checkpoint/index.js';
-import { pack } from '../src/format/pack.js';
 import { packedSparseInfo, packSparse } from '../src/format/sparse-pack.js';
 import {
   AddonLinear,
@@ -24,8 +23,8 @@ import {
 } from '../src/index.js';
 import { caught, int4MetaWeight, metaTensor } from './addon-support.js';
 import { tempDirs } from './fixtures-checkpoint/build.js';
-import { randomHalfBits, randomQuantized, rng } from './helpers.js';
-import { randomSparse } from './sparse-helpers.js';
+import { randomHalfBits, rng } from './helpers.js';
+import { randomSparse, smallDenseInt4 } from './sparse-helpers.js';
 
 const newDir = tempDirs();
 const root = join(__dirname, 'no-such-package-root');
@@ -75,18 +74,7 @@ describe('the int4-sparse variant in the addon kit', () => {
     expect(sparse.quickAccept(x, meta, undefined, undefined)).toBe(true);
     expect(dense.quickAccept(x, meta, undefined, undefined)).toBe(false);
     expect(caught(() => dense.uploadPacked(packed)).code).toBe(ErrorCode.UNSUPPORTED);
-    const dw = pack(
-      randomQuantized({
-        K: 64,
-        N: 32,
-        bits: 4,
-        groupSize: 32,
-        zeros: false,
-        actOrder: false,
-        scaleDtype: 'fp16',
-        seed: 1,
-      }),
-    );
+    const dw = smallDenseInt4(1);
     expect(caught(() => sparse.uploadPacked(dw)).code).toBe(ErrorCode.UNSUPPORTED);
   });
 
@@ -124,18 +112,7 @@ describe('the int4-sparse variant in the addon kit', () => {
 
   it("loads a container's 2:4 layers with their biases (readSparseLinears), the dense ones untouched", async () => {
     const path = join(await newDir('sparse-load'), 'm.safetensors');
-    const dw = pack(
-      randomQuantized({
-        K: 64,
-        N: 32,
-        bits: 4,
-        groupSize: 32,
-        zeros: false,
-        actOrder: false,
-        scaleDtype: 'fp16',
-        seed: 2,
-      }),
-    );
+    const dw = smallDenseInt4(2);
     await writePacked(path, [['dense.proj', dw]], {
       sparse: [{ name: 'sp.proj', meta: packedSparseInfo(packed), load: async () => packed }],
     });

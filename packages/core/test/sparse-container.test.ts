@@ -13,12 +13,10 @@ import {
   writePacked,
 } from '../src/checkpoint/index.js';
 import { FormatError, ValueError } from '../src/errors/index.js';
-import { pack } from '../src/format/pack.js';
 import { sparseGroupInTile } from '../src/format/sparse-layout.js';
 import { type PackedSparseWeight, packedSparseInfo, packSparse } from '../src/format/sparse-pack.js';
 import { tempDirs } from './fixtures-checkpoint/build.js';
-import { randomQuantized } from './helpers.js';
-import { randomSparse } from './sparse-helpers.js';
+import { randomSparse, smallDenseInt4 } from './sparse-helpers.js';
 
 const newDir = tempDirs();
 
@@ -32,18 +30,7 @@ const sparseWeight = (zeros: boolean) =>
 describe('packed 2:4 layers in the container', () => {
   it('round trip next to a dense layer: each kind in its table, tensors owned, nothing else passthrough', async () => {
     const path = join(await newDir('sc'), 'm.safetensors');
-    const dense = pack(
-      randomQuantized({
-        K: 64,
-        N: 32,
-        bits: 4,
-        groupSize: 32,
-        zeros: false,
-        actOrder: false,
-        scaleDtype: 'fp16',
-        seed: 3,
-      }),
-    );
+    const dense = smallDenseInt4(3);
     const a = sparseWeight(false);
     const b = sparseWeight(true);
     await writePacked(path, [['dense.proj', dense]], { sparse: [source('sp.a', a), source('sp.b', b)] });

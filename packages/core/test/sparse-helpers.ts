@@ -1,8 +1,9 @@
 /** Test helpers for 2:4 sparse weights: random valid SparseQuantizedWeight values. */
 import { f32ToBf16, f32ToF16 } from '../src/dtypes.js';
+import { pack } from '../src/format/pack.js';
 import type { SparseQuantizedWeight } from '../src/format/sparse.js';
-import type { HalfDtype } from '../src/format/types.js';
-import { randInt, rng } from './helpers.js';
+import type { HalfDtype, PackedWeight } from '../src/format/types.js';
+import { randInt, randomQuantized, rng } from './helpers.js';
 
 /** The 6 increasing position pairs of a 2:4 group. */
 export const PAIRS: readonly (readonly [number, number])[] = [
@@ -59,4 +60,20 @@ export function randomSparse(spec: RandomSparseSpec): SparseQuantizedWeight {
     scaleDtype: spec.scaleDtype,
     zeros,
   };
+}
+
+/** A small dense INT4 weight (K 64, N 32, groups of 32, symmetric, fp16 scales) to set next to 2:4 ones. */
+export function smallDenseInt4(seed: number): PackedWeight {
+  return pack(
+    randomQuantized({
+      K: 64,
+      N: 32,
+      bits: 4,
+      groupSize: 32,
+      zeros: false,
+      actOrder: false,
+      scaleDtype: 'fp16',
+      seed,
+    }),
+  );
 }
