@@ -52,7 +52,7 @@ import {
   toMarlinError,
 } from './native.js';
 import type { BenchDtype, Ceilings } from './protocol.js';
-import { measureEnv, readEnv, settle } from './run.js';
+import { measureEnv, readEnv, settle, timing } from './run.js';
 import { SCHEMA_VERSION, type Timing } from './schema.js';
 
 /** The launch of one problem (what the harness needs from core's MoeChoice). */
@@ -184,15 +184,6 @@ export function maxLayerCopies(
   const reserve = 0.05 * env.totalMem + 2 ** 30 + rows * (spec.hidden + 3 * spec.inter) * 2;
   return { copies: Math.floor((env.freeMem - reserve) / perCopy), perCopy, reserve };
 }
-
-const timing = (t: MoeTiming): Timing => ({
-  us: t.us,
-  minUs: t.minUs,
-  maxUs: t.maxUs,
-  rotations: t.rotations,
-  calls: t.calls,
-  replays: t.replays,
-});
 
 function launchOf(c: MoeLaunch): Pick<MoeLaunch, 'config13' | 'splits13' | 'config2' | 'splits2' | 'tail13' | 'tail2'> {
   return {

@@ -5,7 +5,7 @@
  */
 import { MOE_MODEL_IDS, MOE_MODELS, type MoeModelId, moeTargets } from './moe-protocol.js';
 import type { MoeRow } from './moe-schema.js';
-import { DASH, dtypeLine, escapeXml, fmt, svgPath } from './svg.js';
+import { DASH, dtypeLine, escapeXml, fmt, type LegendEntry, legendLines, svgPath } from './svg.js';
 
 const W = 780;
 const PANEL_H = 300;
@@ -124,7 +124,7 @@ export function moeSvg(p: MoePlotInput): string {
   );
   out.push(`<text x="${PAD.left + plotW / 2}" y="${H - 8}" text-anchor="middle">M (tokens), uniform routing</text>`);
 
-  const legend: { label: string; color: string; dash: string; width: number }[] = [];
+  const legend: LegendEntry[] = [];
   for (const model of models) {
     const color = COLORS[model];
     legend.push(
@@ -136,14 +136,7 @@ export function moeSvg(p: MoePlotInput): string {
     { label: 'targets', color: '#555555', dash: '3 2', width: 2 },
     { label: 'roofline bound (fp16)', color: '#555555', dash: '2 3', width: 1 },
   );
-  legend.forEach((l, i) => {
-    const ly = 30 + PAD.top + 10 + i * 18;
-    const lx = PAD.left + plotW + 12;
-    out.push(
-      `<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${l.color}" stroke-width="${l.width}"${l.dash ? ` stroke-dasharray="${l.dash}"` : ''}/>`,
-      `<text x="${lx + 30}" y="${ly + 4}">${escapeXml(l.label)}</text>`,
-    );
-  });
+  out.push(...legendLines(legend, PAD.left + plotW + 12, 30 + PAD.top + 10));
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }

@@ -143,7 +143,8 @@ export function envHeader(env: NativeEnv, commit: CommitInfo, date: Date): EnvHe
   };
 }
 
-const timing = (t: NativeTiming): Timing => ({
+/** The protocol's timing fields of a native timing (which carries more: bytes, workspace, cluster, ...). */
+export const timing = (t: Timing): Timing => ({
   us: t.us,
   minUs: t.minUs,
   maxUs: t.maxUs,

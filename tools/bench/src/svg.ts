@@ -35,6 +35,25 @@ export const fmt = (v: number): string => (Math.round(v * 100) / 100).toString()
 export const svgPath = (pts: readonly (readonly [number, number])[]): string =>
   pts.map(([px, py], i) => `${i === 0 ? 'M' : 'L'}${fmt(px)},${fmt(py)}`).join(' ');
 
+/** A line style of a plot's legend. */
+export interface LegendEntry {
+  readonly label: string;
+  readonly color: string;
+  readonly dash: string;
+  readonly width: number;
+}
+
+/** The legend: a sample stroke and its label per entry, 18 px apart from (x, y) down. */
+export function legendLines(legend: readonly LegendEntry[], x: number, y: number): string[] {
+  return legend.flatMap((l, i) => {
+    const ly = y + i * 18;
+    return [
+      `<line x1="${x}" y1="${ly}" x2="${x + 24}" y2="${ly}" stroke="${l.color}" stroke-width="${l.width}"${l.dash ? ` stroke-dasharray="${l.dash}"` : ''}/>`,
+      `<text x="${x + 30}" y="${ly + 4}">${escapeXml(l.label)}</text>`,
+    ];
+  });
+}
+
 /** One dtype's line of a plot: a 2-px path through the points (dashed for bf16), a circle with a tooltip at each. */
 export function dtypeLine(
   points: readonly { readonly x: number; readonly y: number; readonly title: string }[],
@@ -106,7 +125,7 @@ export function speedupSvg(p: PlotInput): string {
     `<text x="16" y="${PAD.top + plotH / 2}" text-anchor="middle" transform="rotate(-90 16 ${PAD.top + plotH / 2})">speedup over cuBLAS fp16 (block sum)</text>`,
   );
 
-  const legend: { label: string; color: string; dash: string; width: number }[] = [];
+  const legend: LegendEntry[] = [];
   for (const model of models) {
     const color = COLORS[model][0]!;
     const name = MODELS[model].name;
@@ -154,14 +173,7 @@ export function speedupSvg(p: PlotInput): string {
     }
   }
 
-  legend.forEach((l, i) => {
-    const ly = PAD.top + 10 + i * 18;
-    const lx = PAD.left + plotW + 12;
-    out.push(
-      `<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${l.color}" stroke-width="${l.width}"${l.dash ? ` stroke-dasharray="${l.dash}"` : ''}/>`,
-      `<text x="${lx + 30}" y="${ly + 4}">${escapeXml(l.label)}</text>`,
-    );
-  });
+  out.push(...legendLines(legend, PAD.left + plotW + 12, PAD.top + 10));
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
