@@ -1,20 +1,8 @@
 /** Text tables of an MoE run and of the tile sweep (cli-table3, as table.ts). */
-import Table from 'cli-table3';
 import { MOE_MODELS } from './moe-protocol.js';
 import type { MoeBenchResult, MoeRow } from './moe-schema.js';
 import type { TileSweepPoint } from './moe-tiles.js';
-
-const f = (v: number | null | undefined, digits = 1): string =>
-  v === null || v === undefined ? '-' : v.toFixed(digits);
-const x = (v: number | null): string => (v === null ? '-' : `${v.toFixed(2)}x`);
-
-function table(head: string[], alignRight: number): Table.Table {
-  return new Table({
-    head,
-    style: { head: [], border: [], compact: true },
-    colAligns: head.map((_, i) => (i >= alignRight ? 'right' : 'left')),
-  });
-}
+import { fixedCell as f, table, ratioCell as x } from './table.js';
 
 /** "met" / "missed" next to a value with its target, or the value alone when not judged. */
 function judged(value: string, status: MoeRow['memStatus'], target: string): string {

@@ -4,10 +4,16 @@ import { versionText } from './cusparselt.js';
 import { MODELS, seriesOf } from './protocol.js';
 import type { BenchResult } from './schema.js';
 
-const f = (v: number | null, digits = 1): string => (v === null ? '-' : v.toFixed(digits));
+/** A number with `digits` decimals, '-' when absent. */
+const f = (v: number | null | undefined, digits = 1): string =>
+  v === null || v === undefined ? '-' : v.toFixed(digits);
+/** A ratio as "1.23x", '-' when absent. */
 const x = (v: number | null): string => (v === null ? '-' : `${v.toFixed(2)}x`);
 
-function table(head: string[], alignRight: number): Table.Table {
+export { f as fixedCell, x as ratioCell };
+
+/** A compact borderless table; columns from `alignRight` on are right-aligned. */
+export function table(head: string[], alignRight: number): Table.Table {
   return new Table({
     head,
     style: { head: [], border: [], compact: true },
