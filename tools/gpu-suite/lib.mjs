@@ -240,6 +240,28 @@ export function assertNoNaN(bits, dtype, what) {
 }
 
 /**
+ * Every configuration of `configs` (kernel-table rows), at 1 and 4 splits, run twice on the same { x, w } must give
+ * the same finite bits. Disposes x and w.
+ */
+export async function checkRepeatable(api, { x, w }, configs) {
+  try {
+    for (const c of configs)
+      for (const splits of [1, 4]) {
+        const y1 = api.gemm(x, w, { config: { configId: c.id, splits } });
+        const y2 = api.gemm(x, w, { config: { configId: c.id, splits } });
+        const [a, b] = [await y1.toHost(), await y2.toHost()];
+        assertNoNaN(a, 'fp16', `config ${c.id} splits ${splits}`);
+        bitsEqual(a, b, `config ${c.id} splits ${splits}`);
+        y1.dispose();
+        y2.dispose();
+      }
+  } finally {
+    w.dispose();
+    x.dispose();
+  }
+}
+
+/**
  * Two problems `a` and `b` ({ x, w, M, N }, fp16, on the device) launched 20 times each, alternately on two streams
  * with their own workspaces, must give the bits of a sequential run. Disposes both problems.
  */

@@ -14,6 +14,7 @@ import {
   assertNoNaN,
   bitsEqual,
   checkGraphReplay,
+  checkRepeatable,
   checkTwoStreams,
   checkUploadCycles,
   columnSubset,
@@ -211,24 +212,8 @@ function upload({ M, N, K, dtype = 'fp16', seed = 21, sym = true }) {
 }
 
 describe('sparse determinism, graphs, streams, lifetime', { skip }, () => {
-  test('two runs are bitwise equal, for every int4-sparse row and split count', async () => {
-    const { w, x } = upload({ M: 64, N: 4096, K: 4096, sym: false });
-    try {
-      for (const c of runnableRows())
-        for (const splits of [1, 4]) {
-          const y1 = sp.gemm(x, w, { config: { configId: c.id, splits } });
-          const y2 = sp.gemm(x, w, { config: { configId: c.id, splits } });
-          const [a, b] = [await y1.toHost(), await y2.toHost()];
-          assertNoNaN(a, 'fp16', `config ${c.id} splits ${splits}`);
-          bitsEqual(a, b, `config ${c.id} splits ${splits}`);
-          y1.dispose();
-          y2.dispose();
-        }
-    } finally {
-      w.dispose();
-      x.dispose();
-    }
-  });
+  test('two runs are bitwise equal, for every int4-sparse row and split count', () =>
+    checkRepeatable(sp, upload({ M: 64, N: 4096, K: 4096, sym: false }), runnableRows()));
 
   test('two streams at once (own workspaces) equal sequential results', () =>
     checkTwoStreams(
