@@ -22,6 +22,15 @@ inline int device_major() {
   return major;
 }
 
+// A device copy of `v` (cudaMalloc + cudaMemcpy); the caller frees it.
+template <class T>
+void* device_copy(const std::vector<T>& v) {
+  void* d = nullptr;
+  CHECK_CUDA(cudaMalloc(&d, v.size() * sizeof(T)));
+  CHECK_CUDA(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
 // How far a 16-bit output is from the f64 reference: relative Frobenius error, largest absolute error, any NaN / inf.
 struct RefError {
   double rel, max_err;

@@ -237,11 +237,8 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
     for (auto& v : q) v = uint8_t(code(rng));
     std::vector<uint16_t> scales(size_t(groups) * n);
     for (auto& v : scales) v = float_to_bits(sc(rng), dt);
-    const auto packed = pack_int4(q, k, n, k, n, 8);
-    CHECK_CUDA(cudaMalloc(&dw[i], packed.size() * 4));
-    CHECK_CUDA(cudaMalloc(&ds[i], scales.size() * 2));
-    CHECK_CUDA(cudaMemcpy(dw[i], packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(ds[i], scales.data(), scales.size() * 2, cudaMemcpyHostToDevice));
+    dw[i] = device_copy(pack_int4(q, k, n, k, n, 8));
+    ds[i] = device_copy(scales);
   }
   std::vector<uint16_t> x(size_t(m) * k);
   for (auto& v : x) v = float_to_bits(uni(rng), dt);

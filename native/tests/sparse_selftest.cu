@@ -284,11 +284,8 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
   void *dw[2], *ds[2];
   for (int i = 0; i < 2; ++i) {
     w[i] = random_sparse(k, n, 128, false, dt, rng, 1, 15, 0.9f * s0, 1.1f * s0);
-    const auto packed = pack_sparse24(w[i]);
-    CHECK_CUDA(cudaMalloc(&dw[i], packed.size() * 4));
-    CHECK_CUDA(cudaMalloc(&ds[i], w[i].scales.size() * 2));
-    CHECK_CUDA(cudaMemcpy(dw[i], packed.data(), packed.size() * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(ds[i], w[i].scales.data(), w[i].scales.size() * 2, cudaMemcpyHostToDevice));
+    dw[i] = device_copy(pack_sparse24(w[i]));
+    ds[i] = device_copy(w[i].scales);
   }
   std::uniform_real_distribution<float> uni(-1.f, 1.f);
   std::vector<uint16_t> x(size_t(m) * k);
