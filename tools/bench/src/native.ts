@@ -13,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeviceError, ErrorCode, MarlinError } from '@marlin/core';
 import type { BenchDtype, Variant } from './protocol.js';
+import type { Timing } from './schema.js';
 
 export interface NativeCublasInfo {
   readonly available: boolean;
@@ -170,13 +171,7 @@ export interface BenchMoeCublasArgs extends BenchMoeRouting {
   readonly mode: MoeBaselineMode;
 }
 
-export interface MoeTiming {
-  readonly us: number;
-  readonly minUs: number;
-  readonly maxUs: number;
-  readonly rotations: number;
-  readonly calls: number;
-  readonly replays: number;
+export interface MoeTiming extends Timing {
   readonly workspaceBytes: number;
   readonly blockSize: number;
   readonly capacity: number;
@@ -194,15 +189,14 @@ export interface BenchMoeNative {
   benchMoeCublas(args: BenchMoeCublasArgs): MoeTiming;
 }
 
-export function hasMoeExports(m: unknown): m is BenchMoeNative {
+/** Whether `m` is an object with a function under each of `names` (a harness built with those entry points). */
+function hasFunctions(m: unknown, names: readonly string[]): boolean {
   const o = m as Record<string, unknown> | null;
-  return (
-    typeof o === 'object' &&
-    o !== null &&
-    ['benchLoadMoe', 'benchMoeWeights', 'benchMoeFree', 'benchMoe', 'benchMoeCublas'].every(
-      (k) => typeof o[k] === 'function',
-    )
-  );
+  return typeof o === 'object' && o !== null && names.every((k) => typeof o[k] === 'function');
+}
+
+export function hasMoeExports(m: unknown): m is BenchMoeNative {
+  return hasFunctions(m, ['benchLoadMoe', 'benchMoeWeights', 'benchMoeFree', 'benchMoe', 'benchMoeCublas']);
 }
 
 /** cuSPARSELt as benchCusparseLtLoad found it. */
@@ -224,13 +218,7 @@ export interface BenchCusparseLtNative {
 }
 
 export function hasCusparseLtExports(m: unknown): m is BenchCusparseLtNative {
-  const o = m as Record<string, unknown> | null;
-  return (
-    typeof o === 'object' &&
-    o !== null &&
-    typeof o['benchCusparseLtLoad'] === 'function' &&
-    typeof o['benchCusparseLt'] === 'function'
-  );
+  return hasFunctions(m, ['benchCusparseLtLoad', 'benchCusparseLt']);
 }
 
 /** What the CLI needs from marlin_bench.node; tests substitute a fake. */
@@ -290,16 +278,7 @@ export function benchScriptDirs(): string[] {
 }
 
 export function isBenchNative(m: unknown): m is BenchNative {
-  const o = m as Record<string, unknown> | null;
-  return (
-    typeof o === 'object' &&
-    o !== null &&
-    typeof o['benchEnv'] === 'function' &&
-    typeof o['benchLoadAddon'] === 'function' &&
-    typeof o['benchGemm'] === 'function' &&
-    typeof o['benchCublas'] === 'function' &&
-    typeof o['benchCublasLtFp8'] === 'function'
-  );
+  return hasFunctions(m, ['benchEnv', 'benchLoadAddon', 'benchGemm', 'benchCublas', 'benchCublasLtFp8']);
 }
 
 /**
