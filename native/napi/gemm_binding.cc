@@ -73,21 +73,14 @@ void DestroyPlan(napi_env env, PlanHolder* h) {
 
 // The holder behind a plan handle, destroyed or not; `what` names the caller in the error for anything else.
 PlanHolder* PlanHolderOf(napi_env env, napi_value v, const char* what) {
-  void* data = TaggedExternal(env, v, g_plan_tag);
-  if (data == nullptr) {
-    throw CodedError(env, "MARLIN_E_DISPOSED", std::string(what) + " is not a " + std::string(g_api->package) + " gemm plan handle.");
-  }
-  return static_cast<PlanHolder*>(data);
+  return marlin_napi::PlanHolderOf<PlanHolder>(env, v, g_plan_tag, what, std::string(g_api->package) + " gemm plan");
 }
 
 // A live plan (throws MARLIN_E_DISPOSED once destroyed).
 PlanHolder* UnwrapPlan(napi_env env, napi_value v) {
-  PlanHolder* h = PlanHolderOf(env, v, "plan");
-  if (h->plan == nullptr) {
-    throw CodedError(env, "MARLIN_E_DISPOSED",
-                     "the gemm plan was already destroyed (its weight was disposed). Fix: upload the weight again.");
-  }
-  return h;
+  return LivePlanHolder<PlanHolder>(
+      env, v, g_plan_tag, std::string(g_api->package) + " gemm plan",
+      "the gemm plan was already destroyed (its weight was disposed). Fix: upload the weight again.");
 }
 
 // planCreate(qweight, scales, zeros|null, perm|null, params: Int32Array) -> plan handle (params: the Param layout

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "handles.h"
 #include "marlin/status.h"
@@ -65,6 +66,24 @@ void* TaggedExternal(napi_env env, napi_value v, const napi_type_tag& tag);
 
 // An Int32Array of at least `count` numbers (a plan's parameter block), else MARLIN_E_VALUE naming `what`.
 const int32_t* ArgInt32Params(napi_env env, napi_value v, size_t count, const char* what);
+
+// The holder behind a plan handle tagged `tag`, destroyed or not; for anything else MARLIN_E_DISPOSED "<what> is not a
+// <kind> handle." (`what` names the caller's argument).
+template <class Holder>
+Holder* PlanHolderOf(napi_env env, napi_value v, const napi_type_tag& tag, const char* what, const std::string& kind) {
+  void* data = TaggedExternal(env, v, tag);
+  if (data == nullptr) throw CodedError(env, "MARLIN_E_DISPOSED", std::string(what) + " is not a " + kind + " handle.");
+  return static_cast<Holder*>(data);
+}
+
+// The same, live: MARLIN_E_DISPOSED with `destroyed` (what happened, and the fix) once its plan was destroyed.
+template <class Holder>
+Holder* LivePlanHolder(napi_env env, napi_value v, const napi_type_tag& tag, const std::string& kind,
+                       const char* destroyed) {
+  Holder* h = PlanHolderOf<Holder>(env, v, tag, "plan", kind);
+  if (h->plan == nullptr) throw CodedError(env, "MARLIN_E_DISPOSED", destroyed);
+  return h;
+}
 
 // Hands a new native plan to JS: holds its operands (handles[i], unwrapped to hdr[i]; on a failure the plan is
 // destroyed and the error rethrown) in h->refs and wraps h in an External tagged `tag`. `destroy` frees the plan and

@@ -56,18 +56,13 @@ void DestroyPlan(napi_env env, MoePlan* h) {
 }
 
 MoePlan* PlanOf(napi_env env, napi_value v, const char* what) {
-  void* data = marlin_napi::TaggedExternal(env, v, g_plan_tag);
-  if (data == nullptr) throw CodedError(env, "MARLIN_E_DISPOSED", std::string(what) + " is not a @marlin/moe plan handle.");
-  return static_cast<MoePlan*>(data);
+  return marlin_napi::PlanHolderOf<MoePlan>(env, v, g_plan_tag, what, "@marlin/moe plan");
 }
 
 MoePlan* LivePlan(napi_env env, napi_value v) {
-  MoePlan* h = PlanOf(env, v, "plan");
-  if (h->plan == nullptr) {
-    throw CodedError(env, "MARLIN_E_DISPOSED",
-                     "the MoE plan was already destroyed (its layer was disposed). Fix: create the layer again.");
-  }
-  return h;
+  return marlin_napi::LivePlanHolder<MoePlan>(
+      env, v, g_plan_tag, "@marlin/moe plan",
+      "the MoE plan was already destroyed (its layer was disposed). Fix: create the layer again.");
 }
 
 // A buffer of at least `bytes` (MARLIN_E_SHAPE otherwise): the kernels index it by the plan's sizes.
