@@ -23,11 +23,12 @@ const core = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 
 /** vitest: the package's test/**\/*.test.ts against core's sources, one process per file (native addons). */
 export const addonVitestConfig = defineVitest({
-  // @marlin/core/testing: the test support the addon packages share (core/test, never shipped). First: the
-  // '@marlin/core' alias would otherwise take it as a path under core's index.
+  // @marlin/core/testing: the test support the addon packages share (core/test, never shipped); @marlin/core/addon:
+  // what every addon re-exports. Both first: the '@marlin/core' alias would otherwise take them as paths under index.
   resolve: {
     alias: [
       { find: '@marlin/core/testing', replacement: core('test/addon-support.ts') },
+      { find: '@marlin/core/addon', replacement: core('src/addon/reexports.ts') },
       { find: '@marlin/core', replacement: core('src/index.ts') },
     ],
   },

@@ -5,30 +5,8 @@
  */
 
 // The device layer and the kit's shared types live in @marlin/core; re-exported so one import is enough.
-export {
-  type CpuGemmOptions,
-  DevicePackedWeight,
-  type GemmConfig,
-  type GemmOptions,
-  GemmParam,
-  type GemmPlanDetails,
-  type GemmPlanInfo,
-  Graph,
-  glibcVersion,
-  type HostMatrix,
-  LAUNCH_SERIAL,
-  type LoadAttempt,
-  type LoadedBinary,
-  memGetInfo,
-  memory,
-  type NativeGemmPlan,
-  type PackedWeightMeta,
-  Stream,
-  Tensor,
-  type TensorMeta,
-  type UploadOptions,
-  type ValidatedGemm,
-} from '@marlin/core';
+export { glibcVersion, LAUNCH_SERIAL, type LoadedBinary, type NativeGemmPlan } from '@marlin/core';
+export * from '@marlin/core/addon';
 export {
   gemm,
   gemmPlan,
@@ -46,11 +24,8 @@ export {
   uploadPacked,
 } from './kit.js';
 export {
-  type HostLinear,
   Linear,
   type LinearFromFloatOptions,
-  type LinearFromPackedOptions,
-  type LoadLinearsOptions,
   loadLinears,
   readLinears,
 } from './linear.js';

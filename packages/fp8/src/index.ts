@@ -3,32 +3,9 @@
  * @marlin/core's addon kit. Importing it never touches the GPU; every failure is a typed error with a stable code.
  * Tensors, streams and graphs are core's, so they work with @marlin/dense in the same process.
  */
-export {
-  type AddonProbe as Fp8Probe,
-  type CpuGemmOptions,
-  DevicePackedWeight,
-  type GemmAddon as Fp8Addon,
-  type GemmConfig,
-  type GemmOptions,
-  GemmParam,
-  type GemmPlanDetails,
-  type GemmPlanInfo,
-  Graph,
-  type HostLinear,
-  type HostMatrix,
-  type LinearFromPackedOptions,
-  type LoadAttempt,
-  type LoadLinearsOptions,
-  memGetInfo,
-  memory,
-  type PackedWeightMeta,
-  readLinears,
-  Stream,
-  Tensor,
-  type TensorMeta,
-  type UploadOptions,
-  type ValidatedGemm,
-} from '@marlin/core';
+
+export { type AddonProbe as Fp8Probe, type GemmAddon as Fp8Addon, readLinears } from '@marlin/core';
+export * from '@marlin/core/addon';
 export {
   candidatePaths,
   doctor,

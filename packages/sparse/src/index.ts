@@ -5,35 +5,16 @@
  * @marlin/dense and @marlin/fp8 in the same process. Packing, pruning, validation and the CPU reference are core's
  * (packSparse, pruneAndQuantize24, validatePackedSparse, referenceGemmPackedSparse).
  */
+
 export {
   type AddonProbe as SparseProbe,
-  type CpuGemmOptions,
-  DevicePackedWeight,
   type GemmAddon as SparseAddon,
-  type GemmConfig,
-  type GemmOptions,
-  GemmParam,
-  type GemmPlanDetails,
-  type GemmPlanInfo,
-  Graph,
-  type HostLinear,
-  type HostMatrix,
-  type LinearFromPackedOptions,
-  type LoadAttempt,
-  type LoadLinearsOptions,
-  memGetInfo,
-  memory,
   type PackedSparseWeight,
-  type PackedWeightMeta,
   packSparse,
   pruneAndQuantize24,
   type SparseQuantizedWeight,
-  Stream,
-  Tensor,
-  type TensorMeta,
-  type UploadOptions,
-  type ValidatedGemm,
 } from '@marlin/core';
+export * from '@marlin/core/addon';
 export {
   candidatePaths,
   doctor,
