@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,21 @@ inline RefError ref_error(const std::vector<uint16_t>& y, const std::vector<doub
     max_err = std::max(max_err, e);
   }
   return {std::sqrt(num / std::max(den, 1e-30)), max_err, nan};
+}
+
+// A chain's input x (m x k values uniform in [-1, 1) from `rng`) and its two ping-pong buffers (m x n 16-bit values
+// each, on the device; the caller frees them).
+struct ChainIo {
+  std::vector<uint16_t> x;
+  void* buf[2];
+};
+inline ChainIo chain_io(int m, int k, int n, marlin_dtype dt, std::mt19937& rng) {
+  ChainIo io;
+  std::uniform_real_distribution<float> uni(-1.f, 1.f);
+  io.x.resize(size_t(m) * k);
+  for (auto& v : io.x) v = float_to_bits(uni(rng), dt);
+  for (void*& b : io.buf) CHECK_CUDA(cudaMalloc(&b, size_t(m) * n * 2));
+  return io;
 }
 
 // Both activation buffers of a chain after each way of launching it: serial, overlapped, the graph replayed twice.

@@ -228,7 +228,7 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
   const int k = n, g = 128, groups = k / g;
   std::uniform_int_distribution<int> code(1, 15);
   const float s0 = 1.0f / (std::sqrt(float(k)) * 4.32f);
-  std::uniform_real_distribution<float> uni(-1.f, 1.f), sc(0.9f * s0, 1.1f * s0);
+  std::uniform_real_distribution<float> sc(0.9f * s0, 1.1f * s0);
   const marlin_dtype dt = MARLIN_FP16;
   void* dw[2];
   void* ds[2];
@@ -240,12 +240,9 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
     dw[i] = device_copy(pack_int4(q, k, n, k, n, 8));
     ds[i] = device_copy(scales);
   }
-  std::vector<uint16_t> x(size_t(m) * k);
-  for (auto& v : x) v = float_to_bits(uni(rng), dt);
-  const size_t bytes = size_t(m) * n * 2;
-  void* buf[2];
-  CHECK_CUDA(cudaMalloc(&buf[0], bytes));
-  CHECK_CUDA(cudaMalloc(&buf[1], bytes));
+  ChainIo io = chain_io(m, k, n, dt, rng);
+  const std::vector<uint16_t>& x = io.x;
+  void* (&buf)[2] = io.buf;
   size_t wsb = 0;
   for (const auto& [cfg, sp] : links) {
     marlin_dense_problem p = dense_problem(dt, m, n, k, n, k, g, k, buf[0], dw[0], ds[0], buf[1]);

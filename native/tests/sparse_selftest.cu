@@ -287,13 +287,9 @@ bool chain_case(const std::vector<std::pair<int, int>>& links, int m, int n, int
     dw[i] = device_copy(pack_sparse24(w[i]));
     ds[i] = device_copy(w[i].scales);
   }
-  std::uniform_real_distribution<float> uni(-1.f, 1.f);
-  std::vector<uint16_t> x(size_t(m) * k);
-  for (auto& v : x) v = float_to_bits(uni(rng), dt);
-  const size_t bytes = size_t(m) * n * 2;
-  void* buf[2];
-  CHECK_CUDA(cudaMalloc(&buf[0], bytes));
-  CHECK_CUDA(cudaMalloc(&buf[1], bytes));
+  ChainIo io = chain_io(m, k, n, dt, rng);
+  const std::vector<uint16_t>& x = io.x;
+  void* (&buf)[2] = io.buf;
   size_t wsb = 256;
   for (const auto& [cfg, sp] : links) {
     const marlin_gemm_problem p = sparse_problem(dt, m, w[0], k, buf[0], dw[0], ds[0], nullptr, buf[1]);
