@@ -186,7 +186,9 @@ Napi::Error NoDeviceError(Napi::Env env, const marlin_bench_env& e) {
   return err;
 }
 
-Napi::Object LibraryInfo(Napi::Env env, const marlin_bench_cublas_info& ci) {
+// { available, version, library, error } of a library the harness loaded (cuBLAS, cuBLASLt, cuSPARSELt).
+template <class Info>
+Napi::Object LibraryInfo(Napi::Env env, const Info& ci) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("available", ci.available != 0);
   o.Set("version", ci.version);
@@ -365,12 +367,7 @@ Napi::Value BenchCusparseLtLoad(const Napi::CallbackInfo& info) {
   marlin_bench_cusparselt_info r{};
   marlin_bench_cusparselt_load(p.data(), static_cast<int32_t>(p.size()), d.data(), static_cast<int32_t>(d.size()),
                                &r);
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("available", r.available != 0);
-  out.Set("version", r.version);
-  out.Set("library", r.library);
-  out.Set("error", r.error);
-  return out;
+  return LibraryInfo(env, r);
 }
 
 Napi::Value BenchCusparseLt(const Napi::CallbackInfo& info) {
