@@ -7,7 +7,14 @@ import {
   ShapeError,
   toHalfBits,
 } from '@marlin/core';
-import { caught, randoms, metaTensor as t, int4MetaWeight as w } from '@marlin/core/testing';
+import {
+  caught,
+  type GemmErrorCase,
+  itThrowsTyped,
+  randoms,
+  metaTensor as t,
+  int4MetaWeight as w,
+} from '@marlin/core/testing';
 import { describe, expect, it } from 'vitest';
 import { gemm, validateGemm } from '../src/index.js';
 import { smallPacked } from './helpers.js';
@@ -20,7 +27,7 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
     expect(validateGemm(t([5, 256]), w, { lda: 256 })).toEqual({ dtype: 'fp16', M: 5, N: 80, K: 128, lda: 256 });
   });
 
-  const cases: [string, () => unknown, string, RegExp][] = [
+  const cases: GemmErrorCase[] = [
     ['x dtype f32', () => validateGemm(t([5, 128], 'f32'), w), ErrorCode.DTYPE, /fp16 or bf16/],
     ['x 3-D', () => validateGemm(t([1, 5, 128]), w), ErrorCode.SHAPE, /2-D/],
     ['K mismatch', () => validateGemm(t([5, 64]), w), ErrorCode.SHAPE, /K = 128/],
@@ -80,14 +87,7 @@ describe('validateGemm: every bad operand is rejected with its code and a fix, b
       /overlap = no must be true or false/,
     ],
   ];
-  for (const [name, fn, code, pattern] of cases) {
-    it(name, () => {
-      const r = caught(fn);
-      expect(r.code).toBe(code);
-      expect(r.message).toMatch(pattern);
-      expect(r.message).toContain('Fix:');
-    });
-  }
+  itThrowsTyped(cases);
 
   it('typed classes match the codes', () => {
     expect(caught(() => validateGemm(t([5, 64]), w))).toBeInstanceOf(ShapeError);
