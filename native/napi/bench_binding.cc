@@ -153,14 +153,19 @@ const marlin_bench_gemm_api* ApiFor(Napi::Env env, const std::string& prefix, co
   return &it->second->api;
 }
 
+// The protocol's timing fields (tools/bench Timing) of a measurement.
+void SetTiming(Napi::Object& o, const marlin_bench_timing& t) {
+  o.Set("us", t.median_us);
+  o.Set("minUs", t.min_us);
+  o.Set("maxUs", t.max_us);
+  o.Set("rotations", t.rotations);
+  o.Set("calls", t.calls);
+  o.Set("replays", t.replays);
+}
+
 Napi::Object TimingObject(Napi::Env env, const marlin_bench_gemm_result& r) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("us", r.timing.median_us);
-  o.Set("minUs", r.timing.min_us);
-  o.Set("maxUs", r.timing.max_us);
-  o.Set("rotations", r.timing.rotations);
-  o.Set("calls", r.timing.calls);
-  o.Set("replays", r.timing.replays);
+  SetTiming(o, r.timing);
   o.Set("bytesPerRotation", static_cast<double>(r.bytes_per_rotation));
   o.Set("workspaceBytes", static_cast<double>(r.workspace_bytes));
   o.Set("clusterSize", r.cluster_size);
@@ -513,12 +518,7 @@ constexpr float kSwigluLimit = 7.0f;
 
 Napi::Object MoeTimingObject(Napi::Env env, const marlin_bench_moe_result& r) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("us", r.timing.median_us);
-  o.Set("minUs", r.timing.min_us);
-  o.Set("maxUs", r.timing.max_us);
-  o.Set("rotations", r.timing.rotations);
-  o.Set("calls", r.timing.calls);
-  o.Set("replays", r.timing.replays);
+  SetTiming(o, r.timing);
   o.Set("workspaceBytes", static_cast<double>(r.workspace_bytes));
   o.Set("blockSize", r.block_size);
   o.Set("capacity", static_cast<double>(r.capacity));
