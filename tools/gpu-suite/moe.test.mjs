@@ -216,23 +216,11 @@ describe('MoE layer vs the CPU reference: every M tile and split-K the device ru
         ),
       ];
       assert.ok(tiles.length >= 3, `${variant}: tiles ${tiles}`);
+      const layer = { E: 8, H: 256, I: 128, variant, topk: 2 };
       for (const B of tiles) {
+        await checkLayer({ ...layer, Ms: [5, 40], config: { blockSize: B }, title: `tile ${B}` });
         await checkLayer({
-          E: 8,
-          H: 256,
-          I: 128,
-          variant,
-          topk: 2,
-          Ms: [5, 40],
-          config: { blockSize: B },
-          title: `tile ${B}`,
-        });
-        await checkLayer({
-          E: 8,
-          H: 256,
-          I: 128,
-          variant,
-          topk: 2,
+          ...layer,
           Ms: [3, 70],
           config: { blockSize: B, splits13: 4, splits2: 3 },
           title: `tile ${B} split-K`,
