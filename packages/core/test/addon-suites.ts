@@ -8,16 +8,27 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   type AddonProbe,
+  type AnyPackedWeight,
   DeviceError,
   ErrorCode,
+  type GemmFunction,
+  type HostMatrix,
   type LoadAttempt,
   type PackedWeightMeta,
   registeredAddons,
   Tensor,
   type TensorMeta,
+  toHalfBits,
   type ValidateGemmOptions,
 } from '../src/index.js';
-import { caught, type GemmChecks, gpuAvailability, quickAcceptViolations, metaTensor as t } from './addon-support.js';
+import {
+  caught,
+  type GemmChecks,
+  gpuAvailability,
+  quickAcceptViolations,
+  randoms,
+  metaTensor as t,
+} from './addon-support.js';
 
 /** The loader surface of an addon package (its index exports under the kit's names). */
 export interface AddonLoaderSurface {
@@ -171,4 +182,28 @@ export function itNeverSkipsValidation(
     expect(violations).toEqual([]);
     expect(accepted).toBeGreaterThan(3);
   });
+}
+
+/**
+ * gemm(x, w, { device: 'cpu', lda, bias }) on host weight `p` (K = p.K, N = p.N; x and bias seeded 3 and `biasSeed`)
+ * must equal `reference` (core's CPU reference of that weight kind) bit for bit.
+ */
+export function expectCpuGemmIsReference<P extends AnyPackedWeight>(
+  gemm: GemmFunction,
+  p: P,
+  reference: (
+    x: Uint16Array,
+    p: P,
+    o: { M: number; dtype: 'fp16'; lda: number; bias: Uint16Array },
+  ) => {
+    bits: Uint16Array;
+  },
+  { M, lda, biasSeed }: { M: number; lda: number; biasSeed: number },
+): HostMatrix {
+  const x = toHalfBits(randoms(M * lda, 3), 'fp16');
+  const bias = toHalfBits(randoms(p.N, biasSeed), 'fp16');
+  const y = gemm({ data: x, shape: [M, lda], dtype: 'fp16' }, p, { device: 'cpu', lda, bias });
+  expect(y.shape).toEqual([M, p.N]);
+  expect(Array.from(y.data)).toEqual(Array.from(reference(x, p, { M, dtype: 'fp16', lda, bias }).bits));
+  return y;
 }

@@ -122,6 +122,7 @@ export {
   type AddonLoaderSurface,
   commonGemmErrorCases,
   describeAddonLoading,
+  expectCpuGemmIsReference,
   type GemmErrorCase,
   itNeverSkipsValidation,
   itThrowsTyped,

@@ -1,17 +1,9 @@
-import {
-  AlignmentError,
-  DisposedError,
-  DtypeError,
-  ErrorCode,
-  referenceGemm,
-  ShapeError,
-  toHalfBits,
-} from '@marlin/core';
+import { AlignmentError, DisposedError, DtypeError, ErrorCode, referenceGemm, ShapeError } from '@marlin/core';
 import {
   caught,
+  expectCpuGemmIsReference,
   type GemmErrorCase,
   itThrowsTyped,
-  randoms,
   metaTensor as t,
   int4MetaWeight as w,
 } from '@marlin/core/testing';
@@ -106,17 +98,7 @@ describe('gemm() rejects foreign operands before touching the GPU', () => {
 
 describe("gemm({ device: 'cpu' }) is the explicit CPU reference", () => {
   it('equals referenceGemm of @marlin/core, with bias and lda', () => {
-    const K = 64;
-    const N = 48;
-    const M = 3;
-    const p = smallPacked(K, N);
-    const lda = 72;
-    const x = toHalfBits(randoms(M * lda, 3), 'fp16');
-    const bias = toHalfBits(randoms(N, 5), 'fp16');
-    const y = gemm({ data: x, shape: [M, lda], dtype: 'fp16' }, p, { device: 'cpu', lda, bias });
-    const ref = referenceGemm(x, p, { M, dtype: 'fp16', lda, bias });
-    expect(y.shape).toEqual([M, N]);
-    expect(Array.from(y.data)).toEqual(Array.from(ref.bits));
+    expectCpuGemmIsReference(gemm, smallPacked(64, 48), referenceGemm, { M: 3, lda: 72, biasSeed: 5 });
   });
 
   it('still validates: a bf16 x against fp16 scales is a DtypeError', () => {
