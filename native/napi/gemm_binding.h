@@ -1,8 +1,8 @@
 // The GEMM exports every addon shares (planCreate / planBind / planLaunch / planDestroy, workspace and config queries;
 // the TypeScript side is @marlin/core's addon kit). An addon's binding file registers them on its own C entry points
-// (gemm.h MARLIN_DECLARE_GEMM_ADDON):
-//   static const marlin_napi::GemmApi kApi = MARLIN_GEMM_API(marlin_fp8, "@marlin/fp8");
-//   ... marlin_napi::RegisterGemm(env, exports, &kApi);   (also registers the runtime exports)
+// (gemm.h MARLIN_DECLARE_GEMM_ADDON); the whole binding file of a GEMM addon is
+//   #include "marlin/fp8.h"
+//   MARLIN_GEMM_ADDON(marlin_fp8, "@marlin/fp8")
 #pragma once
 #include <napi.h>
 
@@ -23,3 +23,15 @@ struct GemmApi {
 void RegisterGemm(Napi::Env env, Napi::Object exports, const GemmApi* api);
 
 }  // namespace marlin_napi
+
+// The Node module `prefix` (e.g. marlin_fp8) of npm package `package`: the runtime and GEMM exports on the C entry
+// points prefix_* (RegisterGemm).
+#define MARLIN_GEMM_ADDON(prefix, package)                                  \
+  namespace {                                                               \
+  const marlin_napi::GemmApi kApi = MARLIN_GEMM_API(prefix, package);       \
+  Napi::Object Init(Napi::Env env, Napi::Object exports) {                  \
+    marlin_napi::RegisterGemm(env, exports, &kApi);                         \
+    return exports;                                                         \
+  }                                                                         \
+  }                                                                         \
+  NODE_API_MODULE(prefix, Init)

@@ -5,13 +5,4 @@
 #include "gemm_binding.h"
 #include "marlin/dense.h"
 
-namespace {
-const marlin_napi::GemmApi kApi = MARLIN_GEMM_API(marlin_dense, "@marlin/dense");
-
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  marlin_napi::RegisterGemm(env, exports, &kApi);
-  return exports;
-}
-}  // namespace
-
-NODE_API_MODULE(marlin_dense, Init)
+MARLIN_GEMM_ADDON(marlin_dense, "@marlin/dense")
