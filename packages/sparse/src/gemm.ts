@@ -12,35 +12,23 @@ import { kit } from './kit.js';
  */
 export const gemm: GemmFunction = kit.gemm;
 
-/** The launch gemm uses for M rows on this weight: config, split-K, workspace, cluster size, balanced last wave. */
-export const gemmPlan = kit.gemmPlan;
-
-/** Checks a gemm call without touching the GPU; throws the typed error gemm() would (dense weights: @marlin/dense). */
-export const validateGemm = kit.validateGemm;
-
-/** @internal the hot path's check, exported for tests */
-export const quickAccept = kit.quickAccept;
-
-/** Native plans alive in the loaded marlin_sparse.node (0 when not loaded). For leak tests. */
-export const livePlans = kit.livePlans;
-
 /**
- * Uploads a packed 2:4 weight (packSparse, loadPackedSparse) to the GPU: validated first, every metadata nibble
- * included; a dense weight is refused, naming the package that runs it.
+ * The rest of the addon surface, bound to marlin_sparse.node (each documented on core's AddonKit): `gemmPlan` (the
+ * launch for M rows), `validateGemm` (gemm's checks without the GPU; a dense weight is refused, naming @marlin/dense),
+ * `quickAccept` (@internal, the hot path's check), `livePlans` (native plans alive, for leak tests), `uploadPacked`
+ * (validates every metadata nibble, then uploads a packSparse / loadPackedSparse weight), `probe`, `doctor`,
+ * `candidatePaths` (MARLIN_SPARSE_BINARY, build/Release, the platform package, the build cache), `loadSparseBinary`
+ * and `noBinaryError` (the NO_BINARY DeviceError, worded after sharp's).
  */
-export const uploadPacked = kit.uploadPacked;
-
-/** Probes the GPU for @marlin/sparse without throwing: driver, devices, where the binary came from, the coded reason. */
-export const probe = kit.probe;
-
-/** A printable report for bug reports (`marlin doctor` prints every addon's). */
-export const doctor = kit.doctor;
-
-/** Candidate binary paths: MARLIN_SPARSE_BINARY, then build/Release/marlin_sparse.node, the platform package, cache. */
-export const candidatePaths = kit.candidatePaths;
-
-/** Loads marlin_sparse.node (first candidate that loads); DeviceError NO_BINARY listing every attempt otherwise. */
-export const loadSparseBinary = kit.loadBinary;
-
-/** The NO_BINARY DeviceError for failed attempts, worded after sharp's. */
-export const noBinaryError = kit.noBinaryError;
+export const {
+  gemmPlan,
+  validateGemm,
+  quickAccept,
+  livePlans,
+  uploadPacked,
+  probe,
+  doctor,
+  candidatePaths,
+  loadBinary: loadSparseBinary,
+  noBinaryError,
+} = kit;
