@@ -23,10 +23,7 @@ marlin_status record_cuda(cudaError_t e) { return marlin_record_cuda_error(stati
 
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t round_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // `tail_tiles` x `tail_splits`: the partials of a balanced last wave's second launch (plan_tail), 0 without one.
 WorkspaceLayout layout_of(const marlin_gemm_problem& p, const marlin_gemm_launch& l, const ConfigInfo& c,
@@ -474,11 +471,10 @@ marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const vo
   const bool overlap = (pl.launch.flags & MARLIN_LAUNCH_SERIAL) == 0;
   void* args[2] = {&prm, &pl.x_map};
   ExpertArgs expert_args;
-  int64_t w_stride = 0;
   if (experts != nullptr) {
     if (p.perm != nullptr) return MARLIN_E_INVALID_ARGUMENT;  // the MoE gather applies act-order itself
     // Per-expert strides of the stacked layout (docs/format.md "Stacked experts"): one packed weight apart.
-    w_stride = int64_t(p.n_padded / kTileN) * prm.k_tiles * (pl.variant->tile_bytes / sizeof(int4));
+    const int64_t w_stride = int64_t(p.n_padded / kTileN) * prm.k_tiles * (pl.variant->tile_bytes / sizeof(int4));
     expert_args = {prm, experts->block_expert, experts->num_blocks, w_stride, int64_t(prm.num_groups) * prm.np,
                    int64_t(p.n), !experts->visible_before_predecessor};
     args[0] = &expert_args;
@@ -499,8 +495,8 @@ marlin_status launch_plan(marlin_gemm_plan& pl, const void* x, void* y, const vo
   if (experts != nullptr) {
     // The tail's blocks start only after every head block has passed its wait for the routing kernels, so the
     // routing is visible: they skip that wait and prefetch their expert's weights at once.
-    expert_args = {tail, experts->block_expert, experts->num_blocks, w_stride, int64_t(prm.num_groups) * prm.np,
-                   int64_t(p.n), false};
+    expert_args.gemm = tail;
+    expert_args.wait_for_routing = false;
     args[0] = &expert_args;
   }
   return launch_resolved(pl.kernel, pl.tail_grid, cluster_for(pl.kernel, pl.tail_grid, tail, pl.launch.flags), args,
@@ -577,8 +573,6 @@ marlin_status plan_launch_experts(marlin_gemm_plan* plan, const ExpertRouting& r
   if (!plan || !routing.block_expert || !routing.num_blocks) return MARLIN_E_INVALID_ARGUMENT;
   return launch_plan(*plan, x, y, bias, workspace, workspace_bytes, static_cast<cudaStream_t>(stream), &routing);
 }
-
-const ConfigInfo* plan_config(const marlin_gemm_plan* plan) { return plan != nullptr ? &plan->config : nullptr; }
 
 void plan_destroy(marlin_gemm_plan* plan) { delete plan; }
 

@@ -53,6 +53,11 @@ struct Variant {
 };
 
 constexpr int kMaxDevices = 64;
+
+// Workspace areas start on 256-byte boundaries; operand pointers must be 16-byte aligned (every addon's host side).
+constexpr size_t kWorkspaceAlign = 256;
+inline size_t round_up(size_t v) { return (v + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign; }
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 // Config ids are below this (tools/gen-kernel-instances.mjs checks it).
 constexpr int kMaxConfigId = 256;
 
@@ -87,8 +92,8 @@ marlin_status plan_launch(marlin_gemm_plan* plan, const void* x, void* y, const 
                           size_t workspace_bytes, void* stream);
 void plan_destroy(marlin_gemm_plan* plan);
 // Grouped launches (problem_list.cuh ExpertProblem): a plan of an "experts" variant made by plan_create on a problem
-// that describes expert 0 over the routing's sorted buffers (m = their rows, no act-order perm, no balanced wave),
-// launched on the routing the alignment kernel wrote. Expert strides follow from the plan's problem.
+// that describes expert 0 over the routing's sorted buffers (m = their rows, no act-order perm), launched on the
+// routing the alignment kernel wrote. Expert strides follow from the plan's problem.
 struct ExpertRouting {
   const int32_t* block_expert;  // [m_blocks] local expert of each M-block, -1: none
   const int32_t* num_blocks;    // [1] M-blocks in use
@@ -98,7 +103,6 @@ struct ExpertRouting {
 };
 marlin_status plan_launch_experts(marlin_gemm_plan* plan, const ExpertRouting& routing, const void* x, void* y,
                                   const void* bias, void* workspace, size_t workspace_bytes, void* stream);
-const ConfigInfo* plan_config(const marlin_gemm_plan* plan);
 // The addon's compiled rows over all its variants (ids are unique across kernel-table.json).
 int32_t config_count(const Variant* const* variants, int n);
 marlin_status config_info(const Variant* const* variants, int n, int32_t id, int32_t out[4]);

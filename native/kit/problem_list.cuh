@@ -59,7 +59,8 @@ struct ExpertArgs {
   int64_t w_stride;             // per expert, in int4 units
   int64_t scale_stride;         // per expert, in scale / zero-point elements (G * Np)
   int64_t bias_stride;          // per expert, in elements (n)
-  bool wait_for_routing;        // false: the routing is known visible (a balanced last wave's second launch)
+  bool wait_for_routing;        // false: the routing is known complete when the launch's blocks start (host.h
+                                // ExpertRouting: its writer finished before this launch's predecessor began)
 };
 
 struct ExpertProblem {
@@ -68,8 +69,8 @@ struct ExpertProblem {
 
   static __device__ __forceinline__ Coords coords(const Args& a) { return SingleProblem::coords(a.gemm); }
 
-  // The routing is written by the kernels just before this launch: wait for them (a no-op without programmatic
-  // dependent launch) before reading it, and so before the weight prefetch it selects.
+  // Unless the routing is known complete, wait for the previous kernel (a no-op without programmatic dependent
+  // launch) before reading it, and so before the weight prefetch it selects.
   static __device__ __forceinline__ bool active(const Args& a, const Coords& c) {
     if (a.wait_for_routing) grid_dependency_wait();
     return c.m_block < __ldg(a.num_blocks) && __ldg(a.block_expert + c.m_block) >= 0;

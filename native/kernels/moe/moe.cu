@@ -14,13 +14,12 @@
 
 namespace {
 
+using marlin::kit::aligned16;
 using marlin::kit::ConfigInfo;
+using marlin::kit::round_up;
 using marlin::kit::Variant;
 namespace gen = marlin::kit::generated;
 
-constexpr size_t kAlign = 256;
-size_t round_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 const Variant* const kVariants[] = {&gen::variant_int4_moe, &gen::variant_int8_moe, &gen::variant_fp8_moe};
 constexpr int kVariantCount = sizeof(kVariants) / sizeof(kVariants[0]);
@@ -43,7 +42,7 @@ marlin::kit::VariantOf variant_fn(marlin_moe_codec c) {
 struct Layout {
   size_t kit, kit_bytes, sorted, block_expert, slot_row, xs, h, a, total;
 };
-constexpr size_t kHeadBytes = kAlign;  // [0] blocks in use, [1] invalid ids seen
+constexpr size_t kHeadBytes = marlin::kit::kWorkspaceAlign;  // [0] blocks in use, [1] invalid ids seen
 constexpr int kNumBlocksWord = 0, kInvalidWord = 1;
 
 }  // namespace
